@@ -1,0 +1,164 @@
+// Package plans holds the deployment plan: its model, strict YAML decoding
+// with positions, validation, and the batch arithmetic derived from it.
+package plans
+
+import (
+	"fmt"
+	"time"
+)
+
+// Plan is a validated deployment plan. Every field is filled: defaults are
+// applied by Load, so callers never need to guess a zero value's meaning.
+type Plan struct {
+	// Path is the plan file as given on the command line; Dir is its folder
+	// (relative artifact and key paths are resolved against it).
+	Path string `json:"path"`
+	Dir  string `json:"dir"`
+
+	Name    string `json:"name"`
+	Version string `json:"version"`
+
+	Hosts        []Host       `json:"hosts"`
+	SSH          SSH          `json:"ssh"`
+	LoadBalancer LoadBalancer `json:"load_balancer"`
+	Strategy     Strategy     `json:"strategy"`
+	Release      Release      `json:"release"`
+	Health       Health       `json:"health"`
+	Rollback     Rollback     `json:"rollback"`
+	Hooks        Hooks        `json:"hooks"`
+}
+
+// Transport says how the coordinator reaches a host.
+type Transport string
+
+// Transports a host may use.
+const (
+	TransportSSH   Transport = "ssh"
+	TransportAgent Transport = "agent"
+)
+
+// Host is one target machine.
+type Host struct {
+	Name      string    `json:"name"`
+	Address   string    `json:"address"`   // host:port, port defaulted to 22
+	LBServer  string    `json:"lb_server"` // "<backend>/<server>", empty when there is no balancer
+	Transport Transport `json:"transport"`
+}
+
+// HostKeyChecking is the SSH host key policy.
+type HostKeyChecking string
+
+// Host key policies.
+const (
+	HostKeyStrict    HostKeyChecking = "strict"
+	HostKeyAcceptNew HostKeyChecking = "accept-new"
+)
+
+// SSH is how hosts with the ssh transport are reached.
+type SSH struct {
+	User            string          `json:"user"`          // default: the current user
+	IdentityFile    string          `json:"identity_file"` // absolute after Load; may be empty (agent only)
+	KnownHosts      string          `json:"known_hosts"`   // absolute after Load; default ~/.ssh/known_hosts
+	HostKeyChecking HostKeyChecking `json:"host_key_checking"`
+	ConnectTimeout  time.Duration   `json:"connect_timeout"` // default 10s
+	CommandTimeout  time.Duration   `json:"command_timeout"` // default 5m; bounds every remote command
+}
+
+// DrainTimeoutAction is what a drain that times out does.
+type DrainTimeoutAction string
+
+// Drain timeout actions.
+const (
+	DrainTimeoutFail  DrainTimeoutAction = "fail"
+	DrainTimeoutForce DrainTimeoutAction = "force"
+)
+
+// LoadBalancer is the balancer in front of the hosts. HAProxy nil means none.
+type LoadBalancer struct {
+	HAProxy        *HAProxy           `json:"haproxy,omitempty"`
+	DrainTimeout   time.Duration      `json:"drain_timeout"` // default 30s
+	OnDrainTimeout DrainTimeoutAction `json:"on_drain_timeout"`
+	EnableTimeout  time.Duration      `json:"enable_timeout"` // default 30s: how long to wait for UP
+}
+
+// HAProxy addresses the runtime API: exactly one of Socket and Address is set.
+type HAProxy struct {
+	Socket  string `json:"socket,omitempty"`  // unix socket path
+	Address string `json:"address,omitempty"` // host:port
+}
+
+// Size is a count of hosts or a percentage of a total.
+type Size struct {
+	N       int  `json:"n"`
+	Percent bool `json:"percent"`
+}
+
+// Of resolves the size against total hosts. Percentages round up, and a
+// positive percentage of a non-empty fleet is never zero.
+func (s Size) Of(total int) int {
+	if !s.Percent {
+		return s.N
+	}
+	return (s.N*total + 99) / 100
+}
+
+// String renders the size the way a plan writes it.
+func (s Size) String() string {
+	if s.Percent {
+		return fmt.Sprintf("%d%%", s.N)
+	}
+	return fmt.Sprintf("%d", s.N)
+}
+
+// Strategy is how hosts are grouped and how many failures are tolerated.
+type Strategy struct {
+	Batches     []Size        `json:"batches"` // the last one repeats; `batch: N` is a one-element ramp
+	MaxFailures Size          `json:"max_failures"`
+	Pause       time.Duration `json:"pause"`
+}
+
+// Release is what is installed on each host.
+type Release struct {
+	Artifact        string `json:"artifact"` // absolute after Load
+	StripComponents int    `json:"strip_components"`
+	Path            string `json:"path"`
+	Restart         string `json:"restart"`
+	Keep            int    `json:"keep"` // default 5
+}
+
+// Health is how a host is judged healthy after activation.
+type Health struct {
+	HTTP             *HTTPCheck    `json:"http,omitempty"`
+	TCP              *TCPCheck     `json:"tcp,omitempty"`
+	Command          string        `json:"command,omitempty"`
+	Interval         time.Duration `json:"interval"`          // default 1s
+	Timeout          time.Duration `json:"timeout"`           // default 2s
+	HealthyThreshold int           `json:"healthy_threshold"` // default 3
+	Deadline         time.Duration `json:"deadline"`          // default 60s
+	MinHealthyTime   time.Duration `json:"min_healthy_time"`
+}
+
+// HTTPCheck probes a URL; URL may use {{.Host}}, {{.Name}} and {{.Version}}.
+type HTTPCheck struct {
+	URL          string `json:"url"`
+	Status       int    `json:"status"` // default 200
+	BodyContains string `json:"body_contains,omitempty"`
+}
+
+// TCPCheck dials a port on the host's address.
+type TCPCheck struct {
+	Port int `json:"port"`
+}
+
+// Rollback is the rollback policy.
+type Rollback struct {
+	Automatic bool `json:"automatic"` // default true
+}
+
+// Hooks are commands run on the host at pipeline stages, from the new release.
+type Hooks struct {
+	BeforeDrain   []string `json:"before_drain,omitempty"`
+	AfterInstall  []string `json:"after_install,omitempty"`
+	AfterActivate []string `json:"after_activate,omitempty"`
+	AfterEnable   []string `json:"after_enable,omitempty"`
+}
