@@ -1,0 +1,86 @@
+package raftstore
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"sync"
+
+	"github.com/hashicorp/raft"
+)
+
+// fsm adapts State to raft.FSM. It only decodes and locks: the state
+// changes themselves are plain code in commands.go, tested without Raft.
+type fsm struct {
+	mu    sync.RWMutex
+	state *State
+	// onApply, when set, is told after each applied command (outside the
+	// lock) so that watchers can wake up. It must not block.
+	onApply func()
+}
+
+func newFSM() *fsm { return &fsm{state: newState()} }
+
+// Apply implements raft.FSM. Its result is nil or the command's error.
+func (f *fsm) Apply(l *raft.Log) any {
+	if l.Type != raft.LogCommand {
+		return nil
+	}
+	c, err := decode(l.Data)
+	if err != nil {
+		return err
+	}
+	f.mu.Lock()
+	err = f.state.apply(c)
+	f.mu.Unlock()
+	if f.onApply != nil {
+		f.onApply()
+	}
+	return err
+}
+
+// Snapshot implements raft.FSM: it captures an encoded copy under the read
+// lock; Persist only writes bytes.
+func (f *fsm) Snapshot() (raft.FSMSnapshot, error) {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	b, err := json.Marshal(f.state)
+	if err != nil {
+		return nil, fmt.Errorf("snapshot state: %w", err)
+	}
+	return snapshot(b), nil
+}
+
+// Restore implements raft.FSM, replacing all state.
+func (f *fsm) Restore(rc io.ReadCloser) error {
+	defer rc.Close()
+	s := newState()
+	if err := json.NewDecoder(rc).Decode(s); err != nil {
+		return fmt.Errorf("restore snapshot: %w", err)
+	}
+	if s.Deployments == nil {
+		s.Deployments = map[string]*Deployment{}
+	}
+	if s.Hosts == nil {
+		s.Hosts = map[string]*HostRecord{}
+	}
+	f.mu.Lock()
+	f.state = s
+	f.mu.Unlock()
+	if f.onApply != nil {
+		f.onApply()
+	}
+	return nil
+}
+
+type snapshot []byte
+
+func (s snapshot) Persist(sink raft.SnapshotSink) error {
+	if _, err := sink.Write(s); err != nil {
+		sink.Cancel()
+		return fmt.Errorf("persist snapshot: %w", err)
+	}
+	return sink.Close()
+}
+
+func (snapshot) Release() {}
