@@ -18,6 +18,10 @@ type Plan struct {
 	Name    string `json:"name"`
 	Version string `json:"version"`
 
+	// Inventory is the absolute path of the inventory file the hosts were
+	// read from, empty when they are listed inline.
+	Inventory string `json:"inventory,omitempty"`
+
 	Hosts        []Host       `json:"hosts"`
 	SSH          SSH          `json:"ssh"`
 	LoadBalancer LoadBalancer `json:"load_balancer"`
