@@ -1,0 +1,377 @@
+// Package haproxy drives HAProxy through its runtime API (the "stats
+// socket"), over a unix socket or TCP, to take servers out of rotation and
+// put them back during a rolling deployment.
+//
+// Every command uses its own connection: in its default non-interactive
+// mode HAProxy answers one command and closes. The socket must be declared
+// with `level admin`; Check verifies that before a deployment starts.
+//
+// Semantics chosen here (the engine relies on them):
+//
+//   - Drain sets the server to DRAIN (no new requests; sessions in flight
+//     finish), polls `show stat` until the server has no current session and
+//     no queued request, then sets MAINT. The drain timeout runs from the
+//     first poll.
+//   - When the drain timeout passes without Config.Force, Drain returns an
+//     error wrapping ErrDrainTimeout and leaves the server in DRAIN: it takes
+//     no new traffic and its remaining sessions still finish. That is the
+//     safest state to stop in; the engine's rollback re-enables the server.
+//     A cancelled ctx likewise leaves the server in DRAIN.
+//   - With Config.Force, Drain sets MAINT anyway and returns nil: the
+//     operator chose `on_drain_timeout: force`, so the host proceeds. MAINT
+//     does not cut the remaining sessions; they finish or end when the app
+//     restarts. The override is reported through Config.OnDrainForced, not
+//     through an error, so that callers who only see the Balancer interface
+//     do not mistake it for a failure.
+//   - Enable sets READY and polls until the status is "UP" at full health,
+//     or "no check" (a server without health checks). "UP x/y" does not
+//     count, although HAProxy routes to such a server: on leaving MAINT,
+//     HAProxy 2.6 shows every checked server as "UP 1/3" (rise 2, fall 3)
+//     before it has checked it, even one whose app is down, and only the
+//     first check after that (within one `inter`) tells "UP" from "DOWN".
+//     Returning at "UP 1/3" would let the engine drain the next batch while
+//     this server may be about to go DOWN. Outside that window "UP x/y"
+//     means the server is failing checks, so waiting is right there too.
+//     On timeout the error wraps ErrEnableTimeout and names the last status.
+//   - Failures to reach the socket while polling are retried until the
+//     timeout (HAProxy drops the socket briefly while it reloads); replies
+//     that refuse (unknown server, permission denied) end the call at once.
+package haproxy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"strings"
+	"time"
+)
+
+// Errors callers can test with errors.Is.
+var (
+	// ErrUnknownServer: the backend or the server does not exist.
+	ErrUnknownServer = errors.New("unknown server")
+	// ErrPermission: the runtime API socket is not at level admin.
+	ErrPermission = errors.New("runtime API permission denied (the socket needs `level admin`)")
+	// ErrDrainTimeout: sessions remained after the drain timeout (fail mode).
+	ErrDrainTimeout = errors.New("drain timed out")
+	// ErrEnableTimeout: the server was not UP within the enable timeout.
+	ErrEnableTimeout = errors.New("server not UP in time")
+	// ErrUnknownCommand: HAProxy does not know a command (too old a version?).
+	ErrUnknownCommand = errors.New("runtime API unknown command")
+	// ErrUnexpectedReply: a reply the driver cannot interpret.
+	ErrUnexpectedReply = errors.New("unexpected runtime API reply")
+	// ErrBadServerName: the server is not written "backend/server".
+	ErrBadServerName = errors.New("bad server name")
+)
+
+// Defaults for zero Config fields.
+const (
+	DefaultDrainTimeout  = 30 * time.Second
+	DefaultEnableTimeout = 30 * time.Second
+	DefaultPollInterval  = 10 * time.Millisecond
+)
+
+// Config addresses the runtime API and sets the driver's timeouts.
+type Config struct {
+	Socket  string // unix socket path; exactly one of Socket and Address
+	Address string // host:port of a TCP runtime API
+
+	DrainTimeout  time.Duration // default 30s
+	EnableTimeout time.Duration // default 30s
+	// Force is `on_drain_timeout: force`: after DrainTimeout, set MAINT
+	// anyway and succeed instead of failing.
+	Force bool
+	// PollInterval is the pause between `show stat` polls; default 10ms.
+	PollInterval time.Duration
+
+	// OnDrainForced, if set, is called when a drain timed out and Force put
+	// the server in MAINT with sessions still open, so the caller can record
+	// it. It must not block.
+	OnDrainForced func(server string, sessions int)
+}
+
+// Driver talks to one HAProxy process. It holds no connection and is safe
+// for concurrent use.
+type Driver struct {
+	cfg           Config
+	network, addr string
+	dialer        net.Dialer
+}
+
+// New validates cfg and returns a driver. It does not connect; call Check to
+// verify the socket and the servers before relying on them.
+func New(cfg Config) (*Driver, error) {
+	network, addr, err := dialTarget(cfg.Socket, cfg.Address)
+	if err != nil {
+		return nil, err
+	}
+	if cfg.DrainTimeout < 0 || cfg.EnableTimeout < 0 || cfg.PollInterval < 0 {
+		return nil, errors.New("haproxy: negative timeout or poll interval")
+	}
+	if cfg.DrainTimeout == 0 {
+		cfg.DrainTimeout = DefaultDrainTimeout
+	}
+	if cfg.EnableTimeout == 0 {
+		cfg.EnableTimeout = DefaultEnableTimeout
+	}
+	if cfg.PollInterval == 0 {
+		cfg.PollInterval = DefaultPollInterval
+	}
+	return &Driver{cfg: cfg, network: network, addr: addr}, nil
+}
+
+// AdminState is a server's administrative state, set by operators (or by
+// this driver), as opposed to its health.
+type AdminState string
+
+// Administrative states.
+const (
+	AdminReady AdminState = "ready" // in rotation as far as the operator is concerned
+	AdminDrain AdminState = "drain" // no new requests; sessions in flight finish
+	AdminMaint AdminState = "maint" // out of rotation (also config `disabled`, DNS failure, tracking)
+)
+
+// Server is one server line of HAProxy's statistics.
+type Server struct {
+	Backend  string
+	Name     string
+	Status   string     // HAProxy's status column as printed: "UP", "UP 1/3", "DOWN", "DRAIN", "MAINT", "no check", ...
+	Admin    AdminState // from `show servers state` srv_admin_state
+	Sessions int        // current sessions (scur)
+	Queued   int        // requests queued for this server (qcur)
+}
+
+// ID is the server as plans name it: "backend/server".
+func (s Server) ID() string { return s.Backend + "/" + s.Name }
+
+// Up reports whether the status means HAProxy routes new requests to the
+// server if its admin state allows ("UP", "UP x/y", "no check").
+func (s Server) Up() bool { return isUp(s.Status) }
+
+// InRotation reports whether the server can receive new requests.
+func (s Server) InRotation() bool { return s.Admin == AdminReady && s.Up() }
+
+// Drain takes server ("backend/server") out of rotation and returns once it
+// has no session left, with the server in MAINT. See the package comment for
+// the timeout and Force semantics.
+func (d *Driver) Drain(ctx context.Context, server string) error {
+	backend, name, err := splitServer(server)
+	if err != nil {
+		return fmt.Errorf("drain %s: %w", server, err)
+	}
+	if err := d.setState(ctx, backend, name, "drain"); err != nil {
+		return fmt.Errorf("drain %s: %w", server, err)
+	}
+	var last statRow
+	err = d.poll(ctx, d.cfg.DrainTimeout, func(ctx context.Context) (bool, error) {
+		row, err := d.stat(ctx, backend, name)
+		if err != nil {
+			return false, err
+		}
+		last = row
+		return row.scur == 0 && row.qcur == 0, nil
+	})
+	var timeout *pollTimeout
+	switch {
+	case err == nil:
+	case errors.As(err, &timeout) && d.cfg.Force:
+		if err := d.setState(ctx, backend, name, "maint"); err != nil {
+			return fmt.Errorf("drain %s: forcing maint after %s: %w", server, d.cfg.DrainTimeout, err)
+		}
+		if d.cfg.OnDrainForced != nil {
+			d.cfg.OnDrainForced(server, last.scur+last.qcur)
+		}
+		return nil
+	case errors.As(err, &timeout):
+		return fmt.Errorf("drain %s: %w after %s: %d sessions and %d queued requests remain (server left in drain)%s",
+			server, ErrDrainTimeout, d.cfg.DrainTimeout, last.scur, last.qcur, timeout.suffix())
+	default:
+		return fmt.Errorf("drain %s: %w (server left in drain)", server, err)
+	}
+	if err := d.setState(ctx, backend, name, "maint"); err != nil {
+		return fmt.Errorf("drain %s: %w", server, err)
+	}
+	return nil
+}
+
+// Enable puts server back in rotation (READY) and returns once HAProxy
+// reports it UP at full health, which after MAINT takes one passing check.
+func (d *Driver) Enable(ctx context.Context, server string) error {
+	backend, name, err := splitServer(server)
+	if err != nil {
+		return fmt.Errorf("enable %s: %w", server, err)
+	}
+	if err := d.setState(ctx, backend, name, "ready"); err != nil {
+		return fmt.Errorf("enable %s: %w", server, err)
+	}
+	var last statRow
+	err = d.poll(ctx, d.cfg.EnableTimeout, func(ctx context.Context) (bool, error) {
+		row, err := d.stat(ctx, backend, name)
+		if err != nil {
+			return false, err
+		}
+		last = row
+		return isConfirmedUp(row.status), nil
+	})
+	var timeout *pollTimeout
+	switch {
+	case err == nil:
+		return nil
+	case errors.As(err, &timeout):
+		check := ""
+		if last.checkStatus != "" {
+			check = fmt.Sprintf(", last check %s", last.checkStatus)
+		}
+		return fmt.Errorf("enable %s: %w after %s: status %q%s%s",
+			server, ErrEnableTimeout, d.cfg.EnableTimeout, last.status, check, timeout.suffix())
+	default:
+		return fmt.Errorf("enable %s: %w", server, err)
+	}
+}
+
+// Check verifies, without changing anything, that the socket is at level
+// admin and that server exists.
+//
+// The admin probe is `set server B/S state` without a state: HAProxy checks
+// the level first ("Permission denied"), then looks the server up ("No such
+// backend." / "No such server."), then rejects the missing argument, so the
+// command proves both and can change nothing.
+func (d *Driver) Check(ctx context.Context, server string) error {
+	backend, name, err := splitServer(server)
+	if err != nil {
+		return fmt.Errorf("check %s: %w", server, err)
+	}
+	reply, err := d.command(ctx, fmt.Sprintf("set server %s/%s state", backend, name))
+	if err != nil {
+		return fmt.Errorf("check %s: %w", server, err)
+	}
+	// Any other reply (the usage text) means the level and the server are fine.
+	if err := replyError(reply); errors.Is(err, ErrPermission) || errors.Is(err, errNoServer) ||
+		errors.Is(err, errNoBackend) || errors.Is(err, ErrUnknownCommand) {
+		return fmt.Errorf("check %s: %w", server, nameServer(err, backend, name))
+	}
+	if _, err := d.stat(ctx, backend, name); err != nil {
+		return fmt.Errorf("check %s: %w", server, err)
+	}
+	return nil
+}
+
+// Servers lists every server of every backend with its status, admin state
+// and sessions.
+func (d *Driver) Servers(ctx context.Context) ([]Server, error) {
+	reply, err := d.command(ctx, "show stat -1 4 -1")
+	if err != nil {
+		return nil, fmt.Errorf("list servers: %w", err)
+	}
+	rows, err := parseStat(reply)
+	if err != nil {
+		return nil, fmt.Errorf("list servers: %w", err)
+	}
+	reply, err = d.command(ctx, "show servers state")
+	if err != nil {
+		return nil, fmt.Errorf("list servers: %w", err)
+	}
+	admin, err := parseServersState(reply)
+	if err != nil {
+		return nil, fmt.Errorf("list servers: %w", err)
+	}
+	out := make([]Server, 0, len(rows))
+	for _, r := range rows {
+		s := Server{Backend: r.backend, Name: r.server, Status: r.status, Sessions: r.scur, Queued: r.qcur}
+		var ok bool
+		if s.Admin, ok = admin[s.ID()]; !ok {
+			// Added between the two commands, or an old HAProxy: derive from status.
+			s.Admin = adminFromStatus(r.status)
+		}
+		out = append(out, s)
+	}
+	return out, nil
+}
+
+func adminFromStatus(status string) AdminState {
+	first, _, _ := strings.Cut(status, " ")
+	switch first {
+	case "MAINT":
+		return AdminMaint
+	case "DRAIN":
+		return AdminDrain
+	}
+	return AdminReady
+}
+
+// setState sends `set server B/S state <state>`; success is an empty reply.
+func (d *Driver) setState(ctx context.Context, backend, name, state string) error {
+	reply, err := d.command(ctx, fmt.Sprintf("set server %s/%s state %s", backend, name, state))
+	if err != nil {
+		return err
+	}
+	if err := replyError(reply); err != nil {
+		return fmt.Errorf("set state %s: %w", state, nameServer(err, backend, name))
+	}
+	return nil
+}
+
+// stat reads the `show stat` line of one server, asking HAProxy for that
+// backend's servers only.
+func (d *Driver) stat(ctx context.Context, backend, name string) (statRow, error) {
+	reply, err := d.command(ctx, fmt.Sprintf("show stat %s 4 -1", backend))
+	if err != nil {
+		return statRow{}, err
+	}
+	rows, err := parseStat(reply)
+	if err != nil {
+		return statRow{}, nameServer(err, backend, name)
+	}
+	for _, r := range rows {
+		if r.backend == backend && r.server == name {
+			return r, nil
+		}
+	}
+	return statRow{}, nameServer(errNoServer, backend, name)
+}
+
+// pollTimeout is poll's timeout; it carries the last connection error seen,
+// if the socket was unreachable at the end.
+type pollTimeout struct{ lastConnErr error }
+
+func (e *pollTimeout) Error() string { return "timed out" + e.suffix() }
+
+func (e *pollTimeout) suffix() string {
+	if e.lastConnErr == nil {
+		return ""
+	}
+	return "; last error: " + e.lastConnErr.Error()
+}
+
+// poll runs probe now and then every PollInterval until it reports done
+// (nil), the timeout passes (*pollTimeout), ctx ends, or probe fails with
+// anything but a connection error, which is retried.
+func (d *Driver) poll(ctx context.Context, timeout time.Duration, probe func(context.Context) (bool, error)) error {
+	deadline := time.NewTimer(timeout)
+	defer deadline.Stop()
+	tick := time.NewTicker(d.cfg.PollInterval)
+	defer tick.Stop()
+	var lastConnErr error
+	for {
+		done, err := probe(ctx)
+		var ce *connError
+		switch {
+		case err == nil && done:
+			return nil
+		case err == nil:
+			lastConnErr = nil
+		case errors.As(err, &ce):
+			lastConnErr = err
+		default:
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return ctxErr(ctx)
+		case <-deadline.C:
+			return &pollTimeout{lastConnErr: lastConnErr}
+		case <-tick.C:
+		}
+	}
+}

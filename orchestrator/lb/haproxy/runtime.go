@@ -1,0 +1,157 @@
+package haproxy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"strings"
+	"time"
+)
+
+// commandTimeout bounds one runtime API exchange when ctx has no earlier
+// deadline, so that a wedged HAProxy cannot hang a deployment forever.
+const commandTimeout = 10 * time.Second
+
+// maxReply bounds what one reply may hold (a `show stat` of a very large
+// configuration is a few MiB).
+const maxReply = 64 << 20
+
+// connError marks a failure to talk to the runtime API at all (dial, write,
+// read), as opposed to a reply that says no. Waits retry it until their
+// timeout, because HAProxy briefly drops its socket while it reloads.
+type connError struct{ err error }
+
+func (e *connError) Error() string { return e.err.Error() }
+func (e *connError) Unwrap() error { return e.err }
+
+// command sends one command on a fresh connection and returns the whole
+// reply. HAProxy's runtime API, in its default non-interactive mode, answers
+// one line and closes the connection, so the reply ends at EOF.
+func (d *Driver) command(parent context.Context, cmd string) (string, error) {
+	ctx, cancel := context.WithTimeout(parent, commandTimeout)
+	defer cancel()
+	// fail reports err as the caller's cancellation when that is what
+	// happened, else as a (retryable) failure to talk to HAProxy.
+	fail := func(err error) error {
+		if parent.Err() != nil {
+			return fmt.Errorf("runtime API %s: %w", d.addr, ctxErr(parent))
+		}
+		return &connError{fmt.Errorf("runtime API %s: %q: %w", d.addr, cmd, err)}
+	}
+	conn, err := d.dialer.DialContext(ctx, d.network, d.addr)
+	if err != nil {
+		return "", fail(err)
+	}
+	defer conn.Close()
+	// Unblock reads and writes as soon as ctx ends. (Not SetDeadline from
+	// ctx.Deadline: that can fire a moment before ctx reports its error.)
+	stop := context.AfterFunc(ctx, func() { _ = conn.SetDeadline(time.Unix(1, 0)) })
+	defer stop()
+
+	if _, err := io.WriteString(conn, cmd+"\n"); err != nil {
+		return "", fail(err)
+	}
+	b, err := io.ReadAll(io.LimitReader(conn, maxReply+1))
+	if err != nil {
+		return "", fail(err)
+	}
+	if len(b) > maxReply {
+		return "", fmt.Errorf("runtime API %s: reply to %q exceeds %d bytes", d.addr, cmd, maxReply)
+	}
+	return string(b), nil
+}
+
+// Kinds of error replies, before the caller names the server involved.
+var (
+	errNoServer  = errors.New("no such server")
+	errNoBackend = errors.New("no such backend")
+)
+
+// replyError turns a runtime API reply into an error: nil for an empty reply
+// (what successful `set` commands print), a sentinel for the replies HAProxy
+// uses to refuse, and ErrUnexpectedReply for anything else.
+func replyError(reply string) error {
+	text := strings.TrimSpace(reply)
+	if text == "" {
+		return nil
+	}
+	first, _, _ := strings.Cut(text, "\n")
+	first = strings.TrimSpace(first)
+	switch {
+	case first == "Permission denied":
+		return ErrPermission
+	case strings.HasPrefix(first, "Unknown command"):
+		return fmt.Errorf("%w: %s", ErrUnknownCommand, first)
+	case first == "No such server.":
+		return errNoServer
+	case first == "No such backend.", first == "No such proxy.", first == "Can't find backend.":
+		return errNoBackend
+	}
+	return fmt.Errorf("%w: %q", ErrUnexpectedReply, first)
+}
+
+// nameServer turns the anonymous "no such server/backend" replies into
+// ErrUnknownServer naming the backend and server asked about.
+func nameServer(err error, backend, server string) error {
+	switch {
+	case errors.Is(err, errNoServer):
+		return fmt.Errorf("%w: backend %q has no server %q", ErrUnknownServer, backend, server)
+	case errors.Is(err, errNoBackend):
+		return fmt.Errorf("%w: no backend %q (looking for server %q)", ErrUnknownServer, backend, server)
+	}
+	return err
+}
+
+// splitServer parses "backend/server". Names are restricted to the
+// characters HAProxy accepts in proxy and server names, which also keeps a
+// name from smuggling a second command (';' or a newline) into the socket.
+func splitServer(s string) (backend, server string, err error) {
+	backend, server, ok := strings.Cut(s, "/")
+	if !ok || !validName(backend) || !validName(server) {
+		return "", "", fmt.Errorf("%w: %q, want <backend>/<server> (letters, digits, '-', '_', '.', ':')", ErrBadServerName, s)
+	}
+	return backend, server, nil
+}
+
+func validName(s string) bool {
+	if s == "" {
+		return false
+	}
+	for _, r := range s {
+		switch {
+		case r >= 'a' && r <= 'z', r >= 'A' && r <= 'Z', r >= '0' && r <= '9':
+		case r == '-', r == '_', r == '.', r == ':':
+		default:
+			return false
+		}
+	}
+	return true
+}
+
+// dialTarget resolves the configured endpoint.
+func dialTarget(socket, address string) (network, addr string, err error) {
+	switch {
+	case socket != "" && address != "":
+		return "", "", errors.New("haproxy: set exactly one of socket and address, not both")
+	case socket != "":
+		return "unix", socket, nil
+	case address != "":
+		if _, _, err := net.SplitHostPort(address); err != nil {
+			return "", "", fmt.Errorf("haproxy: address %q: %w", address, err)
+		}
+		return "tcp", address, nil
+	}
+	return "", "", errors.New("haproxy: set the runtime API socket or address")
+}
+
+// ctxErr returns the error to report for a done ctx: ctx.Err(), and its
+// cause when that differs, both visible to errors.Is.
+func ctxErr(ctx context.Context) error {
+	err := ctx.Err()
+	if cause := context.Cause(ctx); cause != nil && cause != err {
+		return fmt.Errorf("%w: %w", err, cause)
+	}
+	return err
+}
