@@ -68,7 +68,7 @@ func OpenSingle(ctx context.Context, opts Options) (*Store, error) {
 
 	bolt, err := raftboltdb.New(raftboltdb.Options{
 		Path:        filepath.Join(opts.Dir, "raft.db"),
-		BoltOptions: &bbolt.Options{Timeout: 300 * time.Millisecond},
+		BoltOptions: &bbolt.Options{Timeout: 300 * time.Millisecond, NoFreelistSync: true, FreelistType: bbolt.FreelistMapType},
 	})
 	if err != nil {
 		if errors.Is(err, bbolt.ErrTimeout) {

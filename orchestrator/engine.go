@@ -1,0 +1,199 @@
+// Package orchestrator is the engine that rolls a release across a fleet:
+// batches in order, hosts of a batch in parallel, each host through
+// drain -> install -> activate -> verify -> enable, a failure budget, and an
+// automatic rollback through the same pipeline. Every stage transition is
+// recorded in the replicated store before the stage's first side effect, so
+// a deployment can be resumed from the store alone. See DESIGN.md here.
+package orchestrator
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/drover-dev/drover/orchestrator/health"
+	"github.com/drover-dev/drover/plans"
+	"github.com/drover-dev/drover/raftstore"
+)
+
+// Errors callers test with errors.Is.
+var (
+	// ErrPreflight means the deployment was refused before any host was touched.
+	ErrPreflight = errors.New("preflight failed")
+	// ErrNothingToRollBack means a rollback was asked of hosts that have no
+	// earlier stable release to return to.
+	ErrNothingToRollBack = errors.New("nothing to roll back")
+	// ErrNotResumable means the deployment has ended.
+	ErrNotResumable = errors.New("deployment cannot be resumed")
+)
+
+// Store is what the engine needs from the replicated state.
+type Store interface {
+	Apply(ctx context.Context, c raftstore.Command) error
+	Deployment(id string) (raftstore.Deployment, error)
+	HostRecord(name string) raftstore.HostRecord
+}
+
+// Deps are the engine's collaborators, passed in so that tests can use fakes.
+type Deps struct {
+	Store Store
+	// Connector opens hosts for a plan (its SSH settings, its agents).
+	Connector func(p *plans.Plan) (Connector, error)
+	// Balancer returns the plan's load balancer, or nil when it has none.
+	Balancer func(p *plans.Plan) (Balancer, error)
+	// Health builds the checker for one host at one release.
+	Health func(p *plans.Plan, h plans.Host, version string, host Host) (health.Checker, health.Policy, error)
+	// Events receives progress; it must not block for long. Optional.
+	Events func(Event)
+	// Now is the clock; the engine stamps commands with it (Apply never reads clocks).
+	Now func() time.Time
+	// Fence, when set, is called before every side effect on a host or the
+	// balancer; an error stops the engine (a deposed leader must not act).
+	Fence func(ctx context.Context) error
+}
+
+// Engine runs deployments recorded in the store.
+type Engine struct {
+	d Deps
+}
+
+// New returns an engine. Store, Connector and Health are required.
+func New(d Deps) *Engine {
+	if d.Now == nil {
+		d.Now = time.Now
+	}
+	if d.Events == nil {
+		d.Events = func(Event) {}
+	}
+	if d.Balancer == nil {
+		d.Balancer = func(*plans.Plan) (Balancer, error) { return nil, nil }
+	}
+	return &Engine{d: d}
+}
+
+// SubmitOptions tune a new deployment.
+type SubmitOptions struct {
+	// Force redeploys hosts that already run the plan's version.
+	Force bool
+}
+
+// Submit records a new deployment of p and returns its ID. Nothing is done
+// to any host until Run.
+func (e *Engine) Submit(ctx context.Context, p *plans.Plan, opts SubmitOptions) (string, error) {
+	art, err := InspectArtifact(p.Release.Artifact)
+	if err != nil {
+		return "", err
+	}
+	planJSON, err := json.Marshal(p)
+	if err != nil {
+		return "", fmt.Errorf("encode plan: %w", err)
+	}
+	now := e.d.Now().UTC()
+	d := raftstore.Deployment{
+		ID:             newID(p.Name, now),
+		Name:           p.Name,
+		Version:        p.Version,
+		Kind:           raftstore.KindDeploy,
+		Plan:           planJSON,
+		ArtifactSHA256: art.SHA256,
+		Force:          opts.Force,
+		Hosts:          map[string]*raftstore.HostProgress{},
+	}
+	for _, b := range p.Batches() {
+		var names []string
+		for _, h := range b {
+			names = append(names, h.Name)
+		}
+		d.Batches = append(d.Batches, names)
+	}
+	if err := e.d.Store.Apply(ctx, &raftstore.CreateDeployment{Deployment: d, At: now}); err != nil {
+		return "", fmt.Errorf("record deployment: %w", err)
+	}
+	return d.ID, nil
+}
+
+// SubmitRollback records a deployment that takes the hosts of deployment
+// `of` back to the stable release each had before it. Hosts that no longer
+// run what `of` installed are left alone.
+func (e *Engine) SubmitRollback(ctx context.Context, of string) (string, error) {
+	src, err := e.d.Store.Deployment(of)
+	if err != nil {
+		return "", err
+	}
+	if !src.State.Terminal() {
+		return "", fmt.Errorf("%s is %s: stop it first (drover abort or let it finish): %w", of, src.State, ErrNotResumable)
+	}
+	now := e.d.Now().UTC()
+	d := raftstore.Deployment{
+		ID:      newID(src.Name, now),
+		Name:    src.Name,
+		Version: "rollback of " + of,
+		Kind:    raftstore.KindRollback,
+		Of:      of,
+		Plan:    src.Plan,
+		Hosts:   map[string]*raftstore.HostProgress{},
+	}
+	var unknown []string
+	for _, batch := range src.Batches {
+		var names []string
+		for _, h := range batch {
+			hp := src.Hosts[h]
+			rec := e.d.Store.HostRecord(h)
+			if hp == nil || rec.Current != hp.Target || rec.Current == hp.FromCurrent {
+				continue // not on what `of` installed: not ours to revert
+			}
+			if hp.FromCurrent == "" {
+				unknown = append(unknown, h)
+				continue
+			}
+			names = append(names, h)
+			d.Hosts[h] = &raftstore.HostProgress{Name: h, Target: hp.FromCurrent, Phase: raftstore.PhaseRollout}
+		}
+		if len(names) > 0 {
+			d.Batches = append(d.Batches, names)
+		}
+	}
+	if len(d.Batches) == 0 {
+		msg := fmt.Sprintf("no host of %s runs the release it installed", of)
+		if len(unknown) > 0 {
+			msg = fmt.Sprintf("the previous release of %v is unknown (first deploy)", unknown)
+		}
+		return "", fmt.Errorf("%s: %w", msg, ErrNothingToRollBack)
+	}
+	if err := e.d.Store.Apply(ctx, &raftstore.CreateDeployment{Deployment: d, At: now}); err != nil {
+		return "", fmt.Errorf("record rollback: %w", err)
+	}
+	return d.ID, nil
+}
+
+func newID(name string, now time.Time) string {
+	var b [2]byte
+	_, _ = rand.Read(b[:])
+	return fmt.Sprintf("%s-%s-%s", name, now.Format("20060102-150405"), hex.EncodeToString(b[:]))
+}
+
+// Run drives deployment id until it ends, pauses, or ctx is cancelled, and
+// returns the state it left the deployment in. Closing stop asks for a
+// pause: no new host is started, hosts in flight finish their pipeline (so
+// every host is in rotation on some release), and the deployment is
+// recorded as paused. Cancelling ctx stops at once; the stages in flight
+// are re-run on resume.
+func (e *Engine) Run(ctx context.Context, stop <-chan struct{}, id string) (raftstore.DeploymentState, error) {
+	d, err := e.d.Store.Deployment(id)
+	if err != nil {
+		return "", err
+	}
+	if d.State.Terminal() {
+		return d.State, fmt.Errorf("%s is %s: %w", id, d.State, ErrNotResumable)
+	}
+	r, err := e.newRun(d, stop)
+	if err != nil {
+		return d.State, err
+	}
+	defer r.close()
+	return r.run(ctx)
+}

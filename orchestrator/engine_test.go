@@ -1,0 +1,539 @@
+package orchestrator
+
+import (
+	"archive/tar"
+	"compress/gzip"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/drover-dev/drover/orchestrator/health"
+	"github.com/drover-dev/drover/plans"
+	"github.com/drover-dev/drover/raftstore"
+)
+
+// fleet is a fake world: hosts that understand the engine's scripts just
+// well enough, and a balancer that counts who is out of rotation.
+type fleet struct {
+	mu         sync.Mutex
+	hosts      map[string]*fakeHost
+	broken     map[string]bool // versions whose health check fails
+	out        map[string]bool // lb servers out of rotation
+	maxOut     int
+	lbLog      []string
+	dialFail   map[string]error
+	drainDelay time.Duration
+	// onStage, when set, is called at each host stage (to inject failures).
+	onStage func(host string, st raftstore.Stage, ph raftstore.Phase)
+}
+
+type fakeHost struct {
+	f         *fleet
+	name      string
+	installed map[string]bool
+	current   string
+	running   string
+	uploads   int
+	dead      bool
+	cmds      []string
+}
+
+func newFleet(names ...string) *fleet {
+	f := &fleet{hosts: map[string]*fakeHost{}, broken: map[string]bool{}, out: map[string]bool{}, dialFail: map[string]error{},
+		drainDelay: 2 * time.Millisecond}
+	for _, n := range names {
+		f.hosts[n] = &fakeHost{f: f, name: n, installed: map[string]bool{}}
+	}
+	return f
+}
+
+func (f *fleet) Connect(ctx context.Context, h plans.Host) (Host, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if err := f.dialFail[h.Name]; err != nil {
+		return nil, err
+	}
+	return f.hosts[h.Name], nil
+}
+
+var (
+	reTest    = regexp.MustCompile(`test -f /srv/app/releases/([^/]+)/\.drover-release`)
+	reMove    = regexp.MustCompile(`mv /srv/app/releases/\.[^ ]+\.tmp /srv/app/releases/(\S+)`)
+	reLink    = regexp.MustCompile(`ln -sfn releases/(\S+) `)
+	errRemote = errors.New("remote command failed")
+)
+
+func (h *fakeHost) Run(ctx context.Context, cmd string, out io.Writer) error {
+	h.f.mu.Lock()
+	defer h.f.mu.Unlock()
+	if h.dead {
+		return errors.New("connection lost")
+	}
+	h.cmds = append(h.cmds, cmd)
+	switch {
+	case strings.Contains(cmd, "df -Pk"):
+		fmt.Fprintf(out, "current=/srv/app/releases/%s\nfree=1000000\n", h.current)
+	case reTest.MatchString(cmd):
+		if h.installed[reTest.FindStringSubmatch(cmd)[1]] {
+			fmt.Fprintln(out, "present")
+		} else {
+			fmt.Fprintln(out, "absent")
+		}
+	case reMove.MatchString(cmd):
+		h.installed[reMove.FindStringSubmatch(cmd)[1]] = true
+	case reLink.MatchString(cmd):
+		h.current = reLink.FindStringSubmatch(cmd)[1]
+		if strings.Contains(cmd, "restart") {
+			h.running = h.current
+		}
+	case strings.Contains(cmd, "exit 7"):
+		fmt.Fprintln(out, "hook said no")
+		return fmt.Errorf("exit 7: %w", errRemote)
+	}
+	return nil
+}
+
+func (h *fakeHost) Put(ctx context.Context, path string, r io.Reader, mode fs.FileMode) error {
+	h.f.mu.Lock()
+	defer h.f.mu.Unlock()
+	if h.dead {
+		return errors.New("connection lost")
+	}
+	h.uploads++
+	_, err := io.Copy(io.Discard, r)
+	return err
+}
+
+func (h *fakeHost) Close() error { return nil }
+
+func (f *fleet) Drain(ctx context.Context, server string) error {
+	f.mu.Lock()
+	f.out[server] = true
+	f.lbLog = append(f.lbLog, "drain "+server)
+	f.maxOut = max(f.maxOut, len(f.out))
+	f.mu.Unlock()
+	// Let the other hosts of a batch overlap, as they do for real.
+	time.Sleep(f.drainDelay)
+	return nil
+}
+
+func (f *fleet) Enable(ctx context.Context, server string) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	delete(f.out, server)
+	f.lbLog = append(f.lbLog, "enable "+server)
+	return nil
+}
+
+func (f *fleet) Check(ctx context.Context, server string) error { return nil }
+
+type fakeCheck struct {
+	h       *fakeHost
+	version string
+}
+
+func (c fakeCheck) Check(ctx context.Context) error {
+	c.h.f.mu.Lock()
+	defer c.h.f.mu.Unlock()
+	if c.h.running != c.version {
+		return fmt.Errorf("%s runs %q, want %q", c.h.name, c.h.running, c.version)
+	}
+	if c.h.f.broken[c.version] || c.h.f.broken[c.h.name+"/"+c.version] {
+		return fmt.Errorf("%s: status 500", c.h.name)
+	}
+	return nil
+}
+
+// harness is an engine on a real single-node store with a fake fleet.
+type harness struct {
+	t      testing.TB
+	f      *fleet
+	store  *raftstore.Store
+	engine *Engine
+	dir    string
+	mu     sync.Mutex
+	events []Event
+}
+
+func newHarness(t testing.TB, f *fleet) *harness {
+	t.Helper()
+	dir := t.TempDir()
+	st, err := raftstore.OpenSingle(context.Background(), raftstore.Options{Dir: filepath.Join(dir, "state")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	h := &harness{t: t, f: f, store: st, dir: dir}
+	h.engine = New(Deps{
+		Store:     st,
+		Connector: func(*plans.Plan) (Connector, error) { return f, nil },
+		Balancer:  func(*plans.Plan) (Balancer, error) { return f, nil },
+		Health: func(p *plans.Plan, ph plans.Host, version string, host Host) (health.Checker, health.Policy, error) {
+			return fakeCheck{h: host.(*fakeHost), version: version},
+				health.Policy{Interval: time.Millisecond, Timeout: time.Second, Deadline: 30 * time.Millisecond, Threshold: 1}, nil
+		},
+		Events: func(ev Event) {
+			h.mu.Lock()
+			h.events = append(h.events, ev)
+			h.mu.Unlock()
+			if ev.Kind == EventStage && f.onStage != nil {
+				f.onStage(ev.Host, ev.Stage, ev.Phase)
+			}
+		},
+	})
+	return h
+}
+
+// plan builds a plan for n hosts web1..webN with a real artifact file.
+func (h *harness) plan(version string, batch plans.Size, maxFail int) *plans.Plan {
+	h.t.Helper()
+	art := filepath.Join(h.dir, version+".tar.gz")
+	writeArtifact(h.t, art, version)
+	p := &plans.Plan{
+		Name: "web", Version: version,
+		SSH:          plans.SSH{CommandTimeout: 5 * time.Second},
+		LoadBalancer: plans.LoadBalancer{HAProxy: &plans.HAProxy{Socket: "/fake"}},
+		Strategy:     plans.Strategy{Batches: []plans.Size{batch}, MaxFailures: plans.Size{N: maxFail}},
+		Release:      plans.Release{Artifact: art, Path: "/srv/app", Restart: "bin/restart", Keep: 3},
+		Rollback:     plans.Rollback{Automatic: true},
+	}
+	names := make([]string, 0, len(h.f.hosts))
+	for n := range h.f.hosts {
+		names = append(names, n)
+	}
+	slices.Sort(names)
+	for _, n := range names {
+		p.Hosts = append(p.Hosts, plans.Host{Name: n, Address: n + ":22", LBServer: "web/" + n, Transport: plans.TransportSSH})
+	}
+	return p
+}
+
+func writeArtifact(t testing.TB, path, version string) {
+	t.Helper()
+	f, err := os.Create(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	gz := gzip.NewWriter(f)
+	tw := tar.NewWriter(gz)
+	body := []byte(version + "\n")
+	tw.WriteHeader(&tar.Header{Name: "VERSION", Mode: 0o644, Size: int64(len(body))})
+	tw.Write(body)
+	tw.Close()
+	gz.Close()
+	f.Close()
+}
+
+func (h *harness) deploy(p *plans.Plan, stop <-chan struct{}) (string, raftstore.DeploymentState, error) {
+	h.t.Helper()
+	id, err := h.engine.Submit(context.Background(), p, SubmitOptions{})
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	st, err := h.engine.Run(context.Background(), stop, id)
+	return id, st, err
+}
+
+func (h *harness) mustDeploy(p *plans.Plan) {
+	h.t.Helper()
+	if _, st, err := h.deploy(p, nil); err != nil || st != raftstore.StateSucceeded {
+		h.t.Fatalf("deploy %s: state %s, err %v", p.Version, st, err)
+	}
+}
+
+func (h *harness) running() map[string]string {
+	h.f.mu.Lock()
+	defer h.f.mu.Unlock()
+	out := map[string]string{}
+	for n, fh := range h.f.hosts {
+		out[n] = fh.running
+	}
+	return out
+}
+
+func hostsNamed(n int) []string {
+	var out []string
+	for i := 1; i <= n; i++ {
+		out = append(out, fmt.Sprintf("web%d", i))
+	}
+	return out
+}
+
+func allOn(t *testing.T, got map[string]string, version string) {
+	t.Helper()
+	for h, v := range got {
+		if v != version {
+			t.Errorf("%s runs %q, want %q (all: %v)", h, v, version, got)
+		}
+	}
+}
+
+func TestRolloutSucceedsBatchByBatch(t *testing.T) {
+	f := newFleet(hostsNamed(6)...)
+	h := newHarness(t, f)
+	h.mustDeploy(h.plan("v1", plans.Size{N: 2}, 0))
+	h.mustDeploy(h.plan("v2", plans.Size{N: 2}, 0))
+	allOn(t, h.running(), "v2")
+	if f.maxOut > 2 {
+		t.Errorf("max out of rotation = %d, want <= 2", f.maxOut)
+	}
+	if len(f.out) != 0 {
+		t.Errorf("left out of rotation: %v", f.out)
+	}
+	for _, n := range hostsNamed(6) {
+		if r := h.store.HostRecord(n); r.Current != "v2" || r.Previous != "v1" || r.Lock != "" {
+			t.Errorf("%s record = %+v", n, r)
+		}
+	}
+	// Batches run in order: web1/web2 are enabled before web3 is drained.
+	first := slices.Index(f.lbLog, "drain web/web3")
+	for _, s := range []string{"enable web/web1", "enable web/web2"} {
+		if i := slices.Index(f.lbLog, s); i < 0 || i > first {
+			t.Errorf("%q at %d, drain web3 at %d: batches overlap: %v", s, i, first, f.lbLog)
+		}
+	}
+}
+
+func TestBrokenReleaseRollsBackEveryTouchedHost(t *testing.T) {
+	f := newFleet(hostsNamed(6)...)
+	h := newHarness(t, f)
+	h.mustDeploy(h.plan("v1", plans.Size{N: 2}, 0))
+	h.mustDeploy(h.plan("v2", plans.Size{N: 2}, 0))
+	f.maxOut = 0
+	// v3 works on the first batch and fails on the second.
+	f.broken["web3/v3"], f.broken["web4/v3"] = true, true
+	id, st, err := h.deploy(h.plan("v3", plans.Size{N: 2}, 0), nil)
+	if err != nil || st != raftstore.StateRolledBack {
+		t.Fatalf("state %s, err %v", st, err)
+	}
+	allOn(t, h.running(), "v2")
+	if f.maxOut > 2 {
+		t.Errorf("max out of rotation = %d, want <= 2", f.maxOut)
+	}
+	if len(f.out) != 0 {
+		t.Errorf("left out of rotation: %v", f.out)
+	}
+	d, _ := h.store.Deployment(id)
+	for _, n := range []string{"web5", "web6"} {
+		if d.Hosts[n].Touched {
+			t.Errorf("%s was touched after the failing batch", n)
+		}
+	}
+	if got := failedHosts(d); !slices.Equal(got, []string{"web3", "web4"}) {
+		t.Errorf("failed hosts = %v", got)
+	}
+	for _, n := range hostsNamed(6) {
+		if r := h.store.HostRecord(n); r.Current != "v2" || r.Previous != "v1" {
+			t.Errorf("%s record after rollback = %+v", n, r)
+		}
+	}
+	// The rollback reused the release on disk: no upload of v2 again.
+	if f.hosts["web1"].uploads != 3 {
+		t.Errorf("web1 uploads = %d, want 3 (v1, v2, v3)", f.hosts["web1"].uploads)
+	}
+}
+
+func TestFailureBudget(t *testing.T) {
+	f := newFleet(hostsNamed(4)...)
+	h := newHarness(t, f)
+	h.mustDeploy(h.plan("v1", plans.Size{N: 1}, 0))
+	p := h.plan("v2", plans.Size{N: 1}, 1)
+	// web2's restart "works" but its app is replaced by a crash before verify.
+	f.onStage = func(host string, st raftstore.Stage, ph raftstore.Phase) {
+		if host == "web2" && st == raftstore.StageVerify && ph == raftstore.PhaseRollout {
+			f.mu.Lock()
+			f.hosts["web2"].running = "crashed"
+			f.mu.Unlock()
+		}
+	}
+	id, st, err := h.deploy(p, nil)
+	if err != nil || st != raftstore.StateSucceeded {
+		t.Fatalf("within budget: state %s, err %v", st, err)
+	}
+	got := h.running()
+	if got["web2"] != "v1" || got["web1"] != "v2" || got["web4"] != "v2" {
+		t.Errorf("running = %v; want web2 rolled back to v1, others on v2", got)
+	}
+	d, _ := h.store.Deployment(id)
+	if hp := d.Hosts["web2"]; !hp.RolloutFailed || hp.Phase != raftstore.PhaseRollback || hp.Stage != raftstore.StageDone {
+		t.Errorf("web2 progress = %+v", hp)
+	}
+}
+
+func TestFirstDeployFailureLeavesHostDrained(t *testing.T) {
+	f := newFleet(hostsNamed(2)...)
+	f.broken["v1"] = true
+	h := newHarness(t, f)
+	id, st, err := h.deploy(h.plan("v1", plans.Size{N: 1}, 0), nil)
+	if err != nil || st != raftstore.StateFailed {
+		t.Fatalf("state %s, err %v", st, err)
+	}
+	d, _ := h.store.Deployment(id)
+	if !strings.Contains(d.Error, "rollback failed on web1") {
+		t.Errorf("error = %q", d.Error)
+	}
+	if !f.out["web/web1"] {
+		t.Errorf("web1 should stay drained, lb = %v", f.out)
+	}
+	if d.Hosts["web2"].Touched {
+		t.Errorf("web2 was touched")
+	}
+}
+
+func TestPreflightFailureTouchesNothing(t *testing.T) {
+	f := newFleet(hostsNamed(3)...)
+	f.dialFail["web3"] = errors.New("host key unknown")
+	h := newHarness(t, f)
+	id, st, err := h.deploy(h.plan("v1", plans.Size{N: 1}, 0), nil)
+	if !errors.Is(err, ErrPreflight) || st != raftstore.StateFailed {
+		t.Fatalf("state %s, err %v", st, err)
+	}
+	if !strings.Contains(err.Error(), "web3") {
+		t.Errorf("error does not name the host: %v", err)
+	}
+	if len(f.lbLog) != 0 {
+		t.Errorf("balancer touched: %v", f.lbLog)
+	}
+	d, _ := h.store.Deployment(id)
+	if touchedAny(d) {
+		t.Errorf("a host was recorded as touched")
+	}
+	if r := h.store.HostRecord("web1"); r.Lock != "" {
+		t.Errorf("lock not released: %+v", r)
+	}
+}
+
+func TestPauseThenResume(t *testing.T) {
+	f := newFleet(hostsNamed(6)...)
+	h := newHarness(t, f)
+	h.mustDeploy(h.plan("v1", plans.Size{N: 2}, 0))
+	stop := make(chan struct{})
+	var once sync.Once
+	f.onStage = func(host string, st raftstore.Stage, ph raftstore.Phase) {
+		if host == "web3" && st == raftstore.StageVerify {
+			once.Do(func() { close(stop) })
+		}
+	}
+	id, st, err := h.deploy(h.plan("v2", plans.Size{N: 2}, 0), stop)
+	if err != nil || st != raftstore.StatePaused {
+		t.Fatalf("state %s, err %v", st, err)
+	}
+	got := h.running()
+	// Hosts in flight finished; the next batch did not start.
+	for n, want := range map[string]string{"web1": "v2", "web3": "v2", "web4": "v2", "web5": "v1", "web6": "v1"} {
+		if got[n] != want {
+			t.Errorf("%s runs %s while paused, want %s", n, got[n], want)
+		}
+	}
+	if len(f.out) != 0 {
+		t.Errorf("hosts out of rotation while paused: %v", f.out)
+	}
+	f.onStage = nil
+	before := len(f.hosts["web1"].cmds)
+	st, err = h.engine.Run(context.Background(), nil, id)
+	if err != nil || st != raftstore.StateSucceeded {
+		t.Fatalf("resume: state %s, err %v", st, err)
+	}
+	allOn(t, h.running(), "v2")
+	if n := len(f.hosts["web1"].cmds); n != before+1 { // only the final prune
+		t.Errorf("web1 got %d commands on resume, want only the prune", n-before)
+	}
+}
+
+func TestResumeRerunsInterruptedStage(t *testing.T) {
+	f := newFleet(hostsNamed(2)...)
+	h := newHarness(t, f)
+	h.mustDeploy(h.plan("v1", plans.Size{N: 2}, 0))
+	// The coordinator "dies" during web1's verify: cancel the context there.
+	ctx, cancel := context.WithCancel(context.Background())
+	f.onStage = func(host string, st raftstore.Stage, ph raftstore.Phase) {
+		if host == "web1" && st == raftstore.StageVerify {
+			cancel()
+		}
+	}
+	id, err := h.engine.Submit(ctx, h.plan("v2", plans.Size{N: 2}, 0), SubmitOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := h.engine.Run(ctx, nil, id); !errors.Is(err, context.Canceled) {
+		t.Fatalf("interrupted run: %v", err)
+	}
+	d, _ := h.store.Deployment(id)
+	if d.State != raftstore.StateRunning || d.Hosts["web1"].Stage.Settled() {
+		t.Fatalf("after crash: %s, web1 %s", d.State, d.Hosts["web1"].Stage)
+	}
+	f.onStage = nil
+	uploads := f.hosts["web1"].uploads
+	st, err := h.engine.Run(context.Background(), nil, id)
+	if err != nil || st != raftstore.StateSucceeded {
+		t.Fatalf("resume: state %s, err %v", st, err)
+	}
+	allOn(t, h.running(), "v2")
+	if f.hosts["web1"].uploads != uploads {
+		t.Errorf("web1 was uploaded to again after it had installed")
+	}
+}
+
+func TestOperatorRollback(t *testing.T) {
+	f := newFleet(hostsNamed(4)...)
+	h := newHarness(t, f)
+	h.mustDeploy(h.plan("v1", plans.Size{N: 2}, 0))
+	id, _, _ := h.deploy(h.plan("v2", plans.Size{N: 2}, 0), nil)
+	rid, err := h.engine.SubmitRollback(context.Background(), id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := h.engine.Run(context.Background(), nil, rid)
+	if err != nil || st != raftstore.StateSucceeded {
+		t.Fatalf("rollback: state %s, err %v", st, err)
+	}
+	allOn(t, h.running(), "v1")
+	// Rolling back the same deployment again finds nothing to do.
+	if _, err := h.engine.SubmitRollback(context.Background(), id); !errors.Is(err, ErrNothingToRollBack) {
+		t.Errorf("second rollback: %v", err)
+	}
+}
+
+func TestDeployOfLockedHostsIsRefused(t *testing.T) {
+	f := newFleet(hostsNamed(2)...)
+	h := newHarness(t, f)
+	p := h.plan("v1", plans.Size{N: 1}, 0)
+	if _, err := h.engine.Submit(context.Background(), p, SubmitOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	p2 := h.plan("v2", plans.Size{N: 1}, 0)
+	p2.Name = "other"
+	_, err := h.engine.Submit(context.Background(), p2, SubmitOptions{})
+	if !errors.Is(err, raftstore.ErrHostLocked) || !strings.Contains(err.Error(), "web-") {
+		t.Fatalf("err = %v, want ErrHostLocked naming the other deployment", err)
+	}
+}
+
+func TestRedeployOfSameVersionSkipsHosts(t *testing.T) {
+	f := newFleet(hostsNamed(2)...)
+	h := newHarness(t, f)
+	h.mustDeploy(h.plan("v1", plans.Size{N: 1}, 0))
+	// web2 was rebuilt by hand: its store record says v1, the host has nothing.
+	f.hosts["web2"].current, f.hosts["web2"].running = "", ""
+	id, st, err := h.deploy(h.plan("v1", plans.Size{N: 1}, 0), nil)
+	if err != nil || st != raftstore.StateSucceeded {
+		t.Fatalf("state %s err %v", st, err)
+	}
+	d, _ := h.store.Deployment(id)
+	if d.Hosts["web1"].Stage != raftstore.StageSkipped {
+		t.Errorf("web1 = %s, want skipped", d.Hosts["web1"].Stage)
+	}
+	if d.Hosts["web2"].Stage != raftstore.StageDone || f.hosts["web2"].running != "v1" {
+		t.Errorf("web2 = %s running %q, want redeployed", d.Hosts["web2"].Stage, f.hosts["web2"].running)
+	}
+}

@@ -1,0 +1,44 @@
+package orchestrator
+
+import (
+	"time"
+
+	"github.com/drover-dev/drover/raftstore"
+)
+
+// EventKind says what an Event reports.
+type EventKind string
+
+// Event kinds, in the order a deployment usually emits them.
+const (
+	EventStarted     EventKind = "started"      // a deployment began or resumed
+	EventPreflight   EventKind = "preflight"    // preflight passed (or, with Err, failed)
+	EventBatch       EventKind = "batch"        // a batch starts
+	EventStage       EventKind = "stage"        // a host entered a stage
+	EventHostDone    EventKind = "host_done"    // a host finished its pipeline
+	EventHostFailed  EventKind = "host_failed"  // a host failed a stage
+	EventHostSkipped EventKind = "host_skipped" // a host needed no work
+	EventRollback    EventKind = "rollback"     // the deployment is rolling back
+	EventWarning     EventKind = "warning"      // something to know that changes nothing
+	EventPaused      EventKind = "paused"       // stopped at a safe point
+	EventFinished    EventKind = "finished"     // reached a terminal state
+)
+
+// Event is one step of a deployment, for progress views and logs.
+type Event struct {
+	Time       time.Time                 `json:"time"`
+	Deployment string                    `json:"deployment"`
+	Kind       EventKind                 `json:"kind"`
+	Batch      int                       `json:"batch,omitempty"` // 1-based
+	Batches    int                       `json:"batches,omitempty"`
+	Hosts      []string                  `json:"hosts,omitempty"` // for batch events
+	Host       string                    `json:"host,omitempty"`
+	Stage      raftstore.Stage           `json:"stage,omitempty"`
+	Phase      raftstore.Phase           `json:"phase,omitempty"`
+	Version    string                    `json:"version,omitempty"`
+	State      raftstore.DeploymentState `json:"state,omitempty"`
+	Message    string                    `json:"message,omitempty"`
+	Error      string                    `json:"error,omitempty"`
+	Output     string                    `json:"output,omitempty"` // bounded output of a failed command
+	Elapsed    time.Duration             `json:"elapsed,omitempty"`
+}

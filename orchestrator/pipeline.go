@@ -1,0 +1,437 @@
+package orchestrator
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/drover-dev/drover/orchestrator/health"
+	"github.com/drover-dev/drover/plans"
+	"github.com/drover-dev/drover/raftstore"
+)
+
+// pipeline is the order every host goes through, in both phases.
+var pipeline = []raftstore.Stage{
+	raftstore.StageDrain, raftstore.StageInstall, raftstore.StageActivate,
+	raftstore.StageVerify, raftstore.StageEnable,
+}
+
+// StageError is a host's failure in one stage, with the bounded output of
+// the command that failed, if any.
+type StageError struct {
+	Host   string
+	Stage  raftstore.Stage
+	Output string
+	Err    error
+}
+
+func (e *StageError) Error() string { return fmt.Sprintf("%s: %s: %v", e.Host, e.Stage, e.Err) }
+func (e *StageError) Unwrap() error { return e.Err }
+
+// record writes a host's stage to the store. A refusal stops the engine:
+// nothing may be done that the store does not know about.
+func (r *run) record(ctx context.Context, host string, st raftstore.Stage, ph raftstore.Phase, target, msg string) error {
+	err := r.e.d.Store.Apply(ctx, &raftstore.SetHostStage{
+		ID: r.id, Host: host, Stage: st, Phase: ph, Target: target, Error: msg, At: r.e.d.Now().UTC(),
+	})
+	if err != nil {
+		return &fatalError{fmt.Errorf("record %s %s: %w", host, st, err)}
+	}
+	return nil
+}
+
+// drive runs the pipeline for one host from stage `from` on. Each stage is
+// recorded before it starts; each is idempotent, so a stage recorded but
+// interrupted is simply run again on resume.
+func (r *run) drive(ctx context.Context, name string, ph raftstore.Phase, target string, from raftstore.Stage) error {
+	i := 0
+	for j, st := range pipeline {
+		if st == from {
+			i = j
+		}
+	}
+	for ; i < len(pipeline); i++ {
+		st := pipeline[i]
+		// verify only reads (health probes): it needs no record of its own,
+		// which saves an fsynced Raft round trip per host. A host that dies
+		// in verify is resumed from activate, which is safe to repeat.
+		if st != raftstore.StageVerify {
+			if err := r.record(ctx, name, st, ph, target, ""); err != nil {
+				return err
+			}
+		}
+		r.mark(name, Event{Kind: EventStage, Host: name, Stage: st, Phase: ph, Version: target})
+		if err := r.fence(ctx); err != nil {
+			return err
+		}
+		if err := r.stage(ctx, name, st, ph, target); err != nil {
+			if isFatal(ctx, err) {
+				return err
+			}
+			var se *StageError
+			if !errors.As(err, &se) {
+				err = &StageError{Host: name, Stage: st, Err: err}
+			}
+			return err
+		}
+	}
+	if err := r.record(ctx, name, raftstore.StageDone, ph, target, ""); err != nil {
+		return err
+	}
+	r.mark(name, Event{Kind: EventHostDone, Host: name, Phase: ph, Version: target})
+	return nil
+}
+
+// mark emits ev with the time spent since the host's previous mark.
+func (r *run) mark(name string, ev Event) {
+	now := time.Now()
+	r.mu.Lock()
+	if t, ok := r.began[name]; ok {
+		ev.Elapsed = now.Sub(t)
+	}
+	r.began[name] = now
+	r.mu.Unlock()
+	r.emit(ev)
+}
+
+func (r *run) fence(ctx context.Context) error {
+	if r.e.d.Fence == nil {
+		return nil
+	}
+	if err := r.e.d.Fence(ctx); err != nil {
+		return &fatalError{fmt.Errorf("fencing: %w", err)}
+	}
+	return nil
+}
+
+func (r *run) stage(ctx context.Context, name string, st raftstore.Stage, ph raftstore.Phase, target string) error {
+	h := r.hosts[name]
+	switch st {
+	case raftstore.StageDrain:
+		return r.drain(ctx, h, ph, target)
+	case raftstore.StageInstall:
+		return r.install(ctx, h, ph, target)
+	case raftstore.StageActivate:
+		return r.activate(ctx, h, target)
+	case raftstore.StageVerify:
+		return r.verify(ctx, h, target)
+	case raftstore.StageEnable:
+		return r.enable(ctx, h, target)
+	}
+	return fmt.Errorf("unknown stage %q", st)
+}
+
+// conn returns the host's connection, dialling it once per deployment run.
+func (r *run) conn(ctx context.Context, h plans.Host) (Host, error) {
+	r.mu.Lock()
+	c := r.conns[h.Name]
+	r.mu.Unlock()
+	if c != nil {
+		return c, nil
+	}
+	c, err := r.connector.Connect(ctx, h)
+	if err != nil {
+		return nil, fmt.Errorf("connect %s (%s): %w", h.Name, h.Address, err)
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if old := r.conns[h.Name]; old != nil {
+		c.Close()
+		return old, nil
+	}
+	r.conns[h.Name] = c
+	return c, nil
+}
+
+// exec runs cmd on h with the plan's command timeout, capturing output.
+func (r *run) exec(ctx context.Context, h plans.Host, st raftstore.Stage, what, cmd string) (string, error) {
+	c, err := r.conn(ctx, h)
+	if err != nil {
+		return "", &StageError{Host: h.Name, Stage: st, Err: err}
+	}
+	ctx, cancel := context.WithTimeout(ctx, r.plan.SSH.CommandTimeout)
+	defer cancel()
+	var out tailBuffer
+	if err := c.Run(ctx, cmd, &out); err != nil {
+		if errors.Is(err, context.DeadlineExceeded) && ctx.Err() != nil {
+			err = fmt.Errorf("timed out after %s: %w", r.plan.SSH.CommandTimeout, err)
+		}
+		return out.String(), &StageError{Host: h.Name, Stage: st, Output: out.String(), Err: fmt.Errorf("%s: %w", what, err)}
+	}
+	return out.String(), nil
+}
+
+func firstLine(s string) string {
+	s = strings.TrimSpace(s)
+	if i := strings.IndexByte(s, '\n'); i >= 0 {
+		s = s[:i] + " ..."
+	}
+	if len(s) > 120 {
+		s = s[:117] + "..."
+	}
+	return s
+}
+
+// releaseDir is where a version lives on a host.
+func (r *run) releaseDir(version string) string {
+	return path.Join(r.plan.Release.Path, "releases", version)
+}
+
+// hooks runs the plan's hooks for a stage, from the release being moved to
+// (or the release path when that release is not on the host yet).
+func (r *run) hooks(ctx context.Context, h plans.Host, st raftstore.Stage, ph raftstore.Phase, target string, cmds []string) error {
+	for _, cmd := range cmds {
+		script := fmt.Sprintf("cd %s 2>/dev/null || cd %s 2>/dev/null || cd /; DROVER_HOST=%s DROVER_VERSION=%s DROVER_PHASE=%s DROVER_RELEASE_DIR=%s; export DROVER_HOST DROVER_VERSION DROVER_PHASE DROVER_RELEASE_DIR; %s",
+			shq(r.releaseDir(target)), shq(r.plan.Release.Path), shq(h.Name), shq(target), shq(string(ph)), shq(r.releaseDir(target)), cmd)
+		if _, err := r.exec(ctx, h, st, "hook "+firstLine(cmd), script); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// drain takes the host out of rotation. Idempotent: draining a drained
+// server returns at once.
+func (r *run) drain(ctx context.Context, h plans.Host, ph raftstore.Phase, target string) error {
+	if ph == raftstore.PhaseRollout {
+		if err := r.hooks(ctx, h, raftstore.StageDrain, ph, target, r.plan.Hooks.BeforeDrain); err != nil {
+			return err
+		}
+	}
+	if r.lb == nil || h.LBServer == "" {
+		return nil
+	}
+	if err := r.lb.Drain(ctx, h.LBServer); err != nil {
+		return err // the driver names the server
+	}
+	return nil
+}
+
+// install puts the release in <path>/releases/<version>. Idempotent: a
+// release that is already complete (marker file) is not uploaded again;
+// a half-unpacked one is replaced.
+func (r *run) install(ctx context.Context, h plans.Host, ph raftstore.Phase, target string) error {
+	dir := r.releaseDir(target)
+	marker := path.Join(dir, ".drover-release")
+	out, err := r.exec(ctx, h, raftstore.StageInstall, "look for the release", fmt.Sprintf("test -f %s && echo present || echo absent", shq(marker)))
+	if err != nil {
+		return err
+	}
+	if strings.TrimSpace(out) == "present" {
+		return r.hooks(ctx, h, raftstore.StageInstall, ph, target, r.afterInstall(ph))
+	}
+	if ph == raftstore.PhaseRollback || r.art == nil {
+		return fmt.Errorf("release %s is not on the host any more (pruned or removed by hand): nothing to go back to", target)
+	}
+	staging := r.plan.UploadPath()
+	f, err := os.Open(r.art.Path)
+	if err != nil {
+		return fmt.Errorf("open artifact: %w", err)
+	}
+	defer f.Close()
+	c, err := r.conn(ctx, h)
+	if err != nil {
+		return err
+	}
+	if err := r.fence(ctx); err != nil {
+		return err
+	}
+	pctx, cancel := context.WithTimeout(ctx, r.plan.SSH.CommandTimeout)
+	err = c.Put(pctx, staging, f, 0o600)
+	cancel()
+	if err != nil {
+		return fmt.Errorf("upload %s: %w", path.Base(r.art.Path), err)
+	}
+	tmp := path.Join(r.plan.Release.Path, "releases", "."+target+".tmp")
+	script := strings.Join([]string{
+		"set -e",
+		fmt.Sprintf("echo %s | sha256sum -c --quiet -", shq(r.art.SHA256+"  "+staging)),
+		fmt.Sprintf("rm -rf %s && mkdir -p %s", shq(tmp), shq(tmp)),
+		fmt.Sprintf("tar -xf %s -C %s --strip-components=%d --no-same-owner", shq(staging), shq(tmp), r.plan.Release.StripComponents),
+		fmt.Sprintf("echo %s > %s/.drover-release", shq(r.art.SHA256), shq(tmp)),
+		fmt.Sprintf("rm -rf %s && mv %s %s", shq(dir), shq(tmp), shq(dir)),
+		fmt.Sprintf("rm -f %s", shq(staging)),
+	}, "\n")
+	if _, err := r.exec(ctx, h, raftstore.StageInstall, "verify and unpack the release", script); err != nil {
+		return err
+	}
+	return r.hooks(ctx, h, raftstore.StageInstall, ph, target, r.afterInstall(ph))
+}
+
+func (r *run) afterInstall(ph raftstore.Phase) []string {
+	if ph == raftstore.PhaseRollback {
+		return nil // the old release's install already ran them
+	}
+	return r.plan.Hooks.AfterInstall
+}
+
+// activate points `current` at the release with an atomic rename, then
+// restarts. Idempotent: the link is re-pointed and the restart re-run.
+func (r *run) activate(ctx context.Context, h plans.Host, target string) error {
+	base := r.plan.Release.Path
+	link := path.Join(base, "current")
+	tmp := path.Join(base, ".current.drover-tmp")
+	// One session for both steps: each session costs a round trip and a
+	// remote shell start.
+	script := fmt.Sprintf("set -e\nln -sfn %s %s\nmv -Tf %s %s\ncd %s\n%s",
+		shq(path.Join("releases", target)), shq(tmp), shq(tmp), shq(link), shq(link), r.plan.Release.Restart)
+	if _, err := r.exec(ctx, h, raftstore.StageActivate, "switch current and restart", script); err != nil {
+		return err
+	}
+	return r.hooks(ctx, h, raftstore.StageActivate, raftstore.PhaseRollout, target, r.plan.Hooks.AfterActivate)
+}
+
+// verify waits for the plan's health check to pass on the host.
+func (r *run) verify(ctx context.Context, h plans.Host, target string) error {
+	c, err := r.conn(ctx, h)
+	if err != nil {
+		return err
+	}
+	chk, pol, err := r.e.d.Health(r.plan, h, target, c)
+	if err != nil {
+		return err
+	}
+	return health.WaitHealthy(ctx, chk, pol)
+}
+
+// enable puts the host back and waits until the balancer reports it UP.
+func (r *run) enable(ctx context.Context, h plans.Host, target string) error {
+	if r.lb != nil && h.LBServer != "" {
+		if err := r.lb.Enable(ctx, h.LBServer); err != nil {
+			return err // the driver names the server
+		}
+	}
+	return r.hooks(ctx, h, raftstore.StageEnable, raftstore.PhaseRollout, target, r.plan.Hooks.AfterEnable)
+}
+
+// preflight checks every host before anything is touched: reachable with a
+// verified host key, known to the balancer, tools present, disk enough.
+func (r *run) preflight(ctx context.Context, d raftstore.Deployment) error {
+	names := d.HostNames()
+	errs := make([]error, len(names))
+	var wg sync.WaitGroup
+	for i, name := range names {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs[i] = r.preflightHost(ctx, r.hosts[name])
+		}()
+	}
+	wg.Wait()
+	var msgs []string
+	var first error
+	for _, err := range errs {
+		if err != nil {
+			msgs = append(msgs, err.Error())
+			if first == nil {
+				first = err
+			}
+		}
+	}
+	if first == nil {
+		return nil
+	}
+	return &preflightError{msgs: msgs, first: first}
+}
+
+type preflightError struct {
+	msgs  []string
+	first error
+}
+
+func (e *preflightError) Error() string {
+	return "preflight failed, no host was touched:\n  " + strings.Join(e.msgs, "\n  ")
+}
+
+// Is makes errors.Is(err, ErrPreflight) true, and Unwrap exposes the
+// first cause (for example an unknown host key).
+func (e *preflightError) Is(target error) bool { return target == ErrPreflight }
+func (e *preflightError) Unwrap() error        { return e.first }
+
+func (r *run) preflightHost(ctx context.Context, h plans.Host) error {
+	if r.lb != nil && h.LBServer != "" {
+		if err := r.lb.Check(ctx, h.LBServer); err != nil {
+			return fmt.Errorf("%s: load balancer: %w", h.Name, err)
+		}
+	}
+	if _, err := r.conn(ctx, h); err != nil {
+		return fmt.Errorf("%s: %w", h.Name, err)
+	}
+	script := fmt.Sprintf(`for t in tar sha256sum mv ln; do command -v $t >/dev/null || { echo "missing command: $t"; exit 1; }; done
+echo "current=$(readlink %s 2>/dev/null)"
+d=%s; while [ ! -d "$d" ]; do d=$(dirname "$d"); done
+echo "free=$(df -Pk "$d" | awk 'NR==2 {print $4}')"`, shq(path.Join(r.plan.Release.Path, "current")), shq(r.plan.Release.Path))
+	out, err := r.exec(ctx, h, raftstore.StagePending, "check tools and disk", script)
+	if err != nil {
+		return fmt.Errorf("%s: %w (output: %s)", h.Name, err, out)
+	}
+	var freeText string
+	for _, line := range strings.Split(out, "\n") {
+		if v, ok := strings.CutPrefix(line, "current="); ok {
+			r.mu.Lock()
+			r.observed[h.Name] = path.Base(v)
+			r.mu.Unlock()
+		}
+		if v, ok := strings.CutPrefix(line, "free="); ok {
+			freeText = v
+		}
+	}
+	if r.art == nil {
+		return nil
+	}
+	freeKB, err := strconv.ParseInt(strings.TrimSpace(freeText), 10, 64)
+	if err != nil {
+		return fmt.Errorf("%s: could not read free disk space from %q", h.Name, out)
+	}
+	need := r.art.Size + r.art.Unpacked
+	if freeKB*1024 < need {
+		return fmt.Errorf("%s: not enough disk under %s: %d KiB free, the release needs %d KiB",
+			h.Name, r.plan.Release.Path, freeKB, need/1024)
+	}
+	return nil
+}
+
+// prune removes releases beyond `keep` on every host, never the current or
+// previous one. It is best effort: a failure is a warning.
+func (r *run) prune(ctx context.Context, d raftstore.Deployment) {
+	var wg sync.WaitGroup
+	for _, name := range d.HostNames() {
+		hp := d.Hosts[name]
+		if hp.Stage != raftstore.StageDone && hp.Stage != raftstore.StageSkipped {
+			continue
+		}
+		rec := r.e.d.Store.HostRecord(name)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			script := fmt.Sprintf(`cd %s 2>/dev/null || exit 0
+n=0
+for rel in $(ls -1t); do
+  n=$((n+1))
+  case "$rel" in %s|%s) continue;; esac
+  [ "$n" -gt %d ] && rm -rf -- "$rel"
+done
+exit 0`, shq(path.Join(r.plan.Release.Path, "releases")), shq(rec.Current), shq(orDash(rec.Previous)), r.plan.Release.Keep)
+			if _, err := r.exec(ctx, r.hosts[name], raftstore.StageDone, "prune old releases", script); err != nil {
+				r.emit(Event{Kind: EventWarning, Host: name, Message: "prune old releases", Error: err.Error()})
+			}
+		}()
+	}
+	wg.Wait()
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
+
+var _ io.Writer = (*tailBuffer)(nil)

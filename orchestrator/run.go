@@ -1,0 +1,414 @@
+package orchestrator
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/drover-dev/drover/plans"
+	"github.com/drover-dev/drover/raftstore"
+)
+
+// run is one Run call: the plan, the open connections and the artifact.
+type run struct {
+	e     *Engine
+	id    string
+	kind  raftstore.Kind
+	plan  *plans.Plan
+	hosts map[string]plans.Host
+	stop  <-chan struct{}
+
+	connector Connector
+	lb        Balancer
+	art       *Artifact // nil for an operator's rollback: nothing to upload
+
+	mu    sync.Mutex
+	conns map[string]Host
+	began map[string]time.Time // when each host entered its current stage
+	// observed is the release each host's `current` pointed at in preflight.
+	observed map[string]string
+}
+
+func (e *Engine) newRun(d raftstore.Deployment, stop <-chan struct{}) (*run, error) {
+	var p plans.Plan
+	if err := json.Unmarshal(d.Plan, &p); err != nil {
+		return nil, fmt.Errorf("decode plan of %s: %w", d.ID, err)
+	}
+	r := &run{
+		e: e, id: d.ID, kind: d.Kind, plan: &p, stop: stop,
+		hosts: map[string]plans.Host{}, conns: map[string]Host{}, began: map[string]time.Time{}, observed: map[string]string{},
+	}
+	for _, h := range p.Hosts {
+		r.hosts[h.Name] = h
+	}
+	var err error
+	if r.connector, err = e.d.Connector(&p); err != nil {
+		return nil, fmt.Errorf("set up transport: %w", err)
+	}
+	if r.lb, err = e.d.Balancer(&p); err != nil {
+		return nil, fmt.Errorf("set up load balancer: %w", err)
+	}
+	if d.Kind == raftstore.KindDeploy {
+		a, err := InspectArtifact(p.Release.Artifact)
+		if err != nil {
+			return nil, err
+		}
+		if d.ArtifactSHA256 != "" && a.SHA256 != d.ArtifactSHA256 {
+			return nil, fmt.Errorf("artifact %s changed since the deployment was submitted (sha256 %s, recorded %s)",
+				a.Path, a.SHA256, d.ArtifactSHA256)
+		}
+		r.art = &a
+	}
+	return r, nil
+}
+
+func (r *run) close() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, c := range r.conns {
+		c.Close()
+	}
+}
+
+func (r *run) emit(ev Event) {
+	ev.Time = r.e.d.Now()
+	ev.Deployment = r.id
+	r.e.d.Events(ev)
+}
+
+func (r *run) deployment() (raftstore.Deployment, error) {
+	return r.e.d.Store.Deployment(r.id)
+}
+
+func (r *run) setState(ctx context.Context, st raftstore.DeploymentState, batch int, msg string) error {
+	return r.e.d.Store.Apply(ctx, &raftstore.SetState{ID: r.id, State: st, Batch: batch, Error: msg, At: r.e.d.Now().UTC()})
+}
+
+// stopRequested reports whether a pause was asked, locally or through the store.
+func (r *run) stopRequested() bool {
+	select {
+	case <-r.stop:
+		return true
+	default:
+	}
+	d, err := r.deployment()
+	return err == nil && (d.PauseRequested || d.AbortRequested)
+}
+
+// run is the deployment's main loop: decide from the recorded state, act,
+// record, repeat.
+func (r *run) run(ctx context.Context) (raftstore.DeploymentState, error) {
+	d, err := r.deployment()
+	if err != nil {
+		return "", err
+	}
+	r.emit(Event{Kind: EventStarted, Version: d.Version, Batches: len(d.Batches), State: d.State})
+	if d.State == raftstore.StatePaused {
+		if err := r.setState(ctx, raftstore.StateRunning, d.Batch, ""); err != nil {
+			return d.State, err
+		}
+	}
+	if d.State == raftstore.StateRollingBack {
+		return r.rollbackAll(ctx, "")
+	}
+	if !touchedAny(d) {
+		if err := r.preflight(ctx, d); err != nil {
+			msg := err.Error()
+			if serr := r.setState(ctx, raftstore.StateFailed, d.Batch, msg); serr != nil {
+				return raftstore.StateRunning, errors.Join(err, serr)
+			}
+			r.emit(Event{Kind: EventFinished, State: raftstore.StateFailed, Error: msg})
+			return raftstore.StateFailed, err
+		}
+		r.emit(Event{Kind: EventPreflight, Message: fmt.Sprintf("%d hosts ready", len(d.HostNames()))})
+	}
+	budget := r.plan.MaxFailures()
+	first := r.firstOpenBatch(d)
+	for b := first; b < len(d.Batches); b++ {
+		// The batch index is not recorded as it advances (it would cost a
+		// Raft round trip per batch): resume derives it from host stages.
+		if b > first && r.stopRequested() {
+			return r.pause(ctx, b)
+		}
+		r.emit(Event{Kind: EventBatch, Batch: b + 1, Batches: len(d.Batches), Hosts: d.Batches[b]})
+		if err := r.runBatch(ctx, d.Batches[b]); err != nil {
+			return raftstore.StateRunning, err
+		}
+		if d, err = r.deployment(); err != nil {
+			return raftstore.StateRunning, err
+		}
+		if failed := failedHosts(d); len(failed) > budget {
+			msg := fmt.Sprintf("%d host(s) failed (%s), more than max_failures=%d", len(failed), strings.Join(failed, ", "), budget)
+			if !r.plan.Rollback.Automatic {
+				return r.finish(ctx, raftstore.StateFailed, b, msg+"; automatic rollback is off: hosts left as they are")
+			}
+			return r.rollbackAll(ctx, msg)
+		}
+		if b+1 < len(d.Batches) && r.plan.Strategy.Pause > 0 {
+			select {
+			case <-time.After(r.plan.Strategy.Pause):
+			case <-r.stop:
+			case <-ctx.Done():
+				return raftstore.StateRunning, ctx.Err()
+			}
+		}
+	}
+	st, err := r.finish(ctx, raftstore.StateSucceeded, len(d.Batches)-1, "")
+	if err == nil && r.kind == raftstore.KindDeploy {
+		r.prune(ctx, d)
+	}
+	return st, err
+}
+
+func (r *run) pause(ctx context.Context, batch int) (raftstore.DeploymentState, error) {
+	d, err := r.deployment()
+	if err != nil {
+		return raftstore.StateRunning, err
+	}
+	if d.AbortRequested {
+		return r.finish(ctx, raftstore.StateAborted, batch, "aborted by operator")
+	}
+	if err := r.setState(ctx, raftstore.StatePaused, batch, ""); err != nil {
+		return raftstore.StateRunning, err
+	}
+	r.emit(Event{Kind: EventPaused, Batch: batch + 1, Batches: len(d.Batches),
+		Message: fmt.Sprintf("paused before batch %d of %d; every host is in rotation", batch+1, len(d.Batches))})
+	return raftstore.StatePaused, nil
+}
+
+func (r *run) finish(ctx context.Context, st raftstore.DeploymentState, batch int, msg string) (raftstore.DeploymentState, error) {
+	if err := r.setState(ctx, st, batch, msg); err != nil {
+		return raftstore.StateRunning, err
+	}
+	r.emit(Event{Kind: EventFinished, State: st, Error: msg})
+	return st, nil
+}
+
+// runBatch drives every host of a batch at once and returns only errors
+// that stop the engine itself (store, cancellation); host failures are
+// recorded in the store.
+func (r *run) runBatch(ctx context.Context, batch []string) error {
+	errs := make([]error, len(batch))
+	var wg sync.WaitGroup
+	for i, name := range batch {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs[i] = r.host(ctx, name)
+		}()
+	}
+	wg.Wait()
+	return errors.Join(errs...)
+}
+
+// host takes one host as far as it can go in the current phase.
+func (r *run) host(ctx context.Context, name string) error {
+	d, err := r.deployment()
+	if err != nil {
+		return err
+	}
+	hp := d.Hosts[name]
+	switch {
+	case hp.Phase == raftstore.PhaseRollback:
+		if hp.Stage.Settled() {
+			return nil
+		}
+		return r.rollbackHost(ctx, hp)
+	case hp.Stage == raftstore.StageDone || hp.Stage == raftstore.StageSkipped:
+		return nil
+	case hp.Stage == raftstore.StageFailed:
+		if r.plan.Rollback.Automatic {
+			return r.rollbackHost(ctx, hp)
+		}
+		return nil
+	case hp.Stage == raftstore.StagePending && !d.Force && r.kind == raftstore.KindDeploy && r.alreadyOn(name, hp.Target):
+		why := "already on " + hp.Target
+		r.emit(Event{Kind: EventHostSkipped, Host: name, Message: why})
+		return r.record(ctx, name, raftstore.StageSkipped, raftstore.PhaseRollout, hp.Target, why)
+	}
+	err = r.drive(ctx, name, raftstore.PhaseRollout, hp.Target, hp.Stage)
+	if err == nil || isFatal(ctx, err) {
+		return fatalOnly(ctx, err)
+	}
+	if err := r.fail(ctx, name, raftstore.PhaseRollout, hp.Target, err); err != nil {
+		return err
+	}
+	if !r.plan.Rollback.Automatic {
+		return nil
+	}
+	if d, err = r.deployment(); err != nil {
+		return err
+	}
+	return r.rollbackHost(ctx, d.Hosts[name])
+}
+
+// rollbackHost takes one host back to the stable release it had before
+// this deployment, through the same pipeline.
+func (r *run) rollbackHost(ctx context.Context, hp *raftstore.HostProgress) error {
+	if hp.FromCurrent == "" {
+		msg := "no previous release is known (first deploy): left out of rotation for an operator"
+		r.emit(Event{Kind: EventHostFailed, Host: hp.Name, Phase: raftstore.PhaseRollback, Error: msg})
+		return r.record(ctx, hp.Name, raftstore.StageFailed, raftstore.PhaseRollback, "", msg)
+	}
+	start := raftstore.StageDrain
+	if hp.Phase == raftstore.PhaseRollback && !hp.Stage.Settled() {
+		start = hp.Stage
+	}
+	err := r.drive(ctx, hp.Name, raftstore.PhaseRollback, hp.FromCurrent, start)
+	if err == nil || isFatal(ctx, err) {
+		return fatalOnly(ctx, err)
+	}
+	return r.fail(ctx, hp.Name, raftstore.PhaseRollback, hp.FromCurrent, err)
+}
+
+func (r *run) fail(ctx context.Context, name string, phase raftstore.Phase, target string, err error) error {
+	ev := Event{Kind: EventHostFailed, Host: name, Phase: phase, Version: target, Error: err.Error()}
+	var se *StageError
+	if errors.As(err, &se) {
+		ev.Stage, ev.Output = se.Stage, se.Output
+	}
+	r.emit(ev)
+	return r.record(ctx, name, raftstore.StageFailed, phase, target, err.Error())
+}
+
+// rollbackAll takes every touched host back, batch by batch in reverse
+// order, so that never more than one batch is out of rotation.
+func (r *run) rollbackAll(ctx context.Context, why string) (raftstore.DeploymentState, error) {
+	d, err := r.deployment()
+	if err != nil {
+		return raftstore.StateRunning, err
+	}
+	if d.State != raftstore.StateRollingBack {
+		if err := r.setState(ctx, raftstore.StateRollingBack, d.Batch, why); err != nil {
+			return raftstore.StateRunning, err
+		}
+	}
+	r.emit(Event{Kind: EventRollback, Message: why})
+	for b := len(d.Batches) - 1; b >= 0; b-- {
+		var group []*raftstore.HostProgress
+		for _, name := range d.Batches[b] {
+			if hp := d.Hosts[name]; needsRollback(hp) {
+				group = append(group, hp)
+			}
+		}
+		if len(group) == 0 {
+			continue
+		}
+		r.emit(Event{Kind: EventBatch, Phase: raftstore.PhaseRollback, Batch: b + 1, Batches: len(d.Batches), Hosts: names(group)})
+		errs := make([]error, len(group))
+		var wg sync.WaitGroup
+		for i, hp := range group {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				errs[i] = r.rollbackHost(ctx, hp)
+			}()
+		}
+		wg.Wait()
+		if err := errors.Join(errs...); err != nil {
+			return raftstore.StateRollingBack, err
+		}
+	}
+	if d, err = r.deployment(); err != nil {
+		return raftstore.StateRollingBack, err
+	}
+	var stuck []string
+	for _, name := range d.HostNames() {
+		if hp := d.Hosts[name]; hp.Phase == raftstore.PhaseRollback && hp.Stage == raftstore.StageFailed {
+			stuck = append(stuck, name)
+		}
+	}
+	if len(stuck) > 0 {
+		return r.finish(ctx, raftstore.StateFailed, d.Batch,
+			fmt.Sprintf("%s; rollback failed on %s: see each host's error", d.Error, strings.Join(stuck, ", ")))
+	}
+	return r.finish(ctx, raftstore.StateRolledBack, d.Batch, d.Error)
+}
+
+// alreadyOn: both the store and the host itself (seen in preflight) say the
+// host runs target. The store alone is not enough: hosts get rebuilt.
+func (r *run) alreadyOn(name, target string) bool {
+	r.mu.Lock()
+	seen := r.observed[name]
+	r.mu.Unlock()
+	return seen == target && r.e.d.Store.HostRecord(name).Current == target
+}
+
+// firstOpenBatch is the first batch with a host that still has work.
+func (r *run) firstOpenBatch(d raftstore.Deployment) int {
+	for b, batch := range d.Batches {
+		for _, name := range batch {
+			hp := d.Hosts[name]
+			switch {
+			case hp.Stage == raftstore.StageDone, hp.Stage == raftstore.StageSkipped:
+			case hp.Stage == raftstore.StageFailed && (hp.Phase == raftstore.PhaseRollback || !r.plan.Rollback.Automatic):
+			default:
+				return b
+			}
+		}
+	}
+	return len(d.Batches)
+}
+
+// needsRollback: the host was touched and is not already settled back.
+func needsRollback(hp *raftstore.HostProgress) bool {
+	if !hp.Touched {
+		return false
+	}
+	return !(hp.Phase == raftstore.PhaseRollback && hp.Stage.Settled())
+}
+
+func touchedAny(d raftstore.Deployment) bool {
+	for _, hp := range d.Hosts {
+		if hp.Touched {
+			return true
+		}
+	}
+	return false
+}
+
+func failedHosts(d raftstore.Deployment) []string {
+	var out []string
+	for _, name := range d.HostNames() {
+		if d.Hosts[name].RolloutFailed {
+			out = append(out, name)
+		}
+	}
+	return out
+}
+
+func names(hps []*raftstore.HostProgress) []string {
+	out := make([]string, len(hps))
+	for i, hp := range hps {
+		out[i] = hp.Name
+	}
+	sort.Strings(out)
+	return out
+}
+
+// isFatal tells an engine stop (store refused, cancelled) from a host failure.
+func isFatal(ctx context.Context, err error) bool {
+	var fe *fatalError
+	return ctx.Err() != nil || errors.As(err, &fe)
+}
+
+func fatalOnly(ctx context.Context, err error) error {
+	if err == nil {
+		return nil
+	}
+	if ctx.Err() != nil {
+		return ctx.Err()
+	}
+	return err
+}
+
+// fatalError wraps errors that must stop the whole engine.
+type fatalError struct{ err error }
+
+func (f *fatalError) Error() string { return f.err.Error() }
+func (f *fatalError) Unwrap() error { return f.err }
