@@ -1,0 +1,186 @@
+// Command drover-lab runs drover's test lab on this machine (root needed).
+//
+//	drover-lab up [--hosts N] [--coordinators N] [--dir DIR] [--topology FILE] [--detach]
+//	drover-lab down ID | --all-stale | --all
+//	drover-lab load --url URL [--concurrency N] [--duration D] [--max-duration D]
+//	drover-lab artifact --out DIR --version V [--broken]
+//	drover-lab demo [--drover PATH] [--hosts N] [--concurrency N] [--batch N]
+//
+// `up` prints the lab's JSON description and keeps the lab until SIGINT or
+// SIGTERM; with --detach it prints the lab ID and leaves the lab running
+// until `drover-lab down ID`. `load` prints a JSON result when its duration
+// ends or on SIGINT/SIGTERM. `demo` is what `make demo` runs.
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/drover-dev/drover/lab"
+)
+
+const usage = `usage:
+  drover-lab up [--hosts N] [--coordinators N] [--dir DIR] [--topology FILE] [--detach]
+  drover-lab down ID | --all-stale | --all
+  drover-lab load --url URL [--concurrency N] [--duration D] [--max-duration D] [--timeout D]
+  drover-lab artifact --out DIR --version V [--broken]
+  drover-lab demo [--drover PATH] [--hosts N] [--concurrency N] [--batch N]
+`
+
+// errUsage makes main exit 2.
+var errUsage = errors.New("usage")
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	err := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	switch {
+	case err == nil:
+	case errors.Is(err, errUsage):
+		fmt.Fprint(os.Stderr, usage)
+		os.Exit(2)
+	default:
+		fmt.Fprintln(os.Stderr, "drover-lab:", err)
+		os.Exit(1)
+	}
+}
+
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	if len(args) == 0 {
+		return errUsage
+	}
+	cmds := map[string]func(context.Context, []string, io.Writer, io.Writer) error{
+		"up":       cmdUp,
+		"down":     cmdDown,
+		"load":     cmdLoad,
+		"artifact": cmdArtifact,
+		"demo":     cmdDemo,
+	}
+	f, ok := cmds[args[0]]
+	if !ok {
+		return errUsage
+	}
+	return f(ctx, args[1:], stdout, stderr)
+}
+
+// parse parses flags; flag errors become errUsage.
+func parse(fs *flag.FlagSet, args []string, stderr io.Writer) error {
+	fs.SetOutput(stderr)
+	if err := fs.Parse(args); err != nil {
+		return fmt.Errorf("%w: %v", errUsage, err)
+	}
+	return nil
+}
+
+func cmdUp(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("up", flag.ContinueOnError)
+	hosts := fs.Int("hosts", 0, "web hosts (the first N of the topology; 0: all)")
+	coords := fs.Int("coordinators", 0, "coordinator namespaces")
+	dir := fs.String("dir", "", "lab directory (default: a new temp dir)")
+	topoPath := fs.String("topology", "", "topology file (default: the embedded lab/topology.yaml)")
+	detach := fs.Bool("detach", false, "leave the lab running and print its ID")
+	if err := parse(fs, args, stderr); err != nil {
+		return err
+	}
+	opts := lab.Options{Hosts: *hosts, Coordinators: *coords, Dir: *dir, Log: stderr}
+	if *topoPath != "" {
+		t, err := lab.LoadTopology(*topoPath)
+		if err != nil {
+			return err
+		}
+		opts.Topology = t
+	}
+	l, err := lab.Up(ctx, opts)
+	if err != nil {
+		return err
+	}
+	if *detach {
+		if err := l.Detach(); err != nil {
+			return errors.Join(err, l.Down())
+		}
+		fmt.Fprintf(stderr, "lab %s is up (description: %s/description.json); remove it with: drover-lab down %s\n", l.ID, l.Dir, l.ID)
+		fmt.Fprintln(stdout, l.ID)
+		return nil
+	}
+	enc := json.NewEncoder(stdout)
+	enc.SetIndent("", "  ")
+	if err := enc.Encode(l); err != nil {
+		return errors.Join(err, l.Down())
+	}
+	fmt.Fprintf(stderr, "lab %s is up; Ctrl-C (or SIGTERM) tears it down\n", l.ID)
+	<-ctx.Done()
+	return l.Down()
+}
+
+func cmdDown(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("down", flag.ContinueOnError)
+	stale := fs.Bool("all-stale", false, "remove every lab whose owner process is gone")
+	all := fs.Bool("all", false, "remove every lab on this machine, running or not")
+	if err := parse(fs, args, stderr); err != nil {
+		return err
+	}
+	// Teardown must finish even after a Ctrl-C.
+	ctx = context.WithoutCancel(ctx)
+	switch {
+	case *stale && fs.NArg() == 0 && !*all:
+		ids, err := lab.CleanStale(ctx, stderr)
+		fmt.Fprintf(stdout, "removed %d stale lab(s) %v\n", len(ids), ids)
+		return err
+	case *all && fs.NArg() == 0 && !*stale:
+		ids, err := lab.DestroyAll(ctx, stderr)
+		fmt.Fprintf(stdout, "removed %d lab(s) %v\n", len(ids), ids)
+		return err
+	case fs.NArg() == 1 && !*stale && !*all:
+		return lab.Destroy(ctx, fs.Arg(0))
+	default:
+		return errUsage
+	}
+}
+
+func cmdLoad(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("load", flag.ContinueOnError)
+	var cfg lab.LoadConfig
+	fs.StringVar(&cfg.URL, "url", "", "URL to GET")
+	fs.IntVar(&cfg.Concurrency, "concurrency", 4, "parallel clients")
+	fs.DurationVar(&cfg.Duration, "duration", 0, "how long (0: until SIGINT/SIGTERM, at most --max-duration)")
+	fs.DurationVar(&cfg.MaxDuration, "max-duration", 10*time.Minute, "hard bound on the run")
+	fs.DurationVar(&cfg.Timeout, "timeout", 5*time.Second, "per-request timeout")
+	if err := parse(fs, args, stderr); err != nil {
+		return err
+	}
+	if cfg.URL == "" || fs.NArg() != 0 {
+		return errUsage
+	}
+	res, err := lab.RunLoad(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	return json.NewEncoder(stdout).Encode(res)
+}
+
+func cmdArtifact(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("artifact", flag.ContinueOnError)
+	out := fs.String("out", ".", "output directory")
+	version := fs.String("version", "", "release version (also the VERSION file)")
+	broken := fs.Bool("broken", false, "build the broken app (its /health answers 500)")
+	if err := parse(fs, args, stderr); err != nil {
+		return err
+	}
+	if *version == "" || fs.NArg() != 0 {
+		return errUsage
+	}
+	path, err := lab.BuildArtifact(ctx, *out, *version, *broken)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintln(stdout, path)
+	return nil
+}

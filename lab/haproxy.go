@@ -1,0 +1,303 @@
+package lab
+
+import (
+	"context"
+	"encoding/csv"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+)
+
+func (l *Lab) haproxyConfig() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, `# drover lab %s: HAProxy in namespace %s
+global
+    stats socket %s mode 600 level admin
+    stats timeout 30s
+    maxconn 4096
+
+defaults
+    mode http
+    # No retries and no redispatch: a mistake in a rollout must show up as a
+    # failed client request, not as latency.
+    retries 0
+    timeout connect 1s
+    timeout client 10s
+    timeout server 10s
+    timeout check 1s
+    timeout http-keep-alive 10s
+    option httpchk GET /health
+
+frontend fe
+    bind %s:%d
+    default_backend %s
+
+backend %s
+    balance roundrobin
+`, l.ID, l.LBNS, l.HAProxySocket, l.topo.BalancerNode().Address, l.topo.Balancer.FrontendPort, l.Backend, l.Backend)
+	for _, h := range l.Hosts {
+		_, server, _ := strings.Cut(h.LBServer, "/")
+		fmt.Fprintf(&b, "    server %s %s:%d check inter 100ms fall 2 rise 1\n", server, h.Address, l.AppPort)
+	}
+	return b.String()
+}
+
+// startHAProxy starts `haproxy -f cfg -db` in the balancer namespace, waits
+// for its runtime socket and for every server to be DOWN (no app runs yet).
+func (l *Lab) startHAProxy(ctx context.Context) error {
+	cfg := filepath.Join(l.Dir, "haproxy.cfg")
+	if err := os.WriteFile(cfg, []byte(l.haproxyConfig()), 0o644); err != nil {
+		return err
+	}
+	cmd := exec.Command("ip", "netns", "exec", l.LBNS, "haproxy", "-f", cfg, "-db")
+	d, err := startDaemon("haproxy", filepath.Join(l.Dir, "haproxy.log"), cmd)
+	if err != nil {
+		return err
+	}
+	l.mu.Lock()
+	l.daemons["haproxy"] = d
+	l.mu.Unlock()
+	// -db (foreground) writes no pidfile; ip netns exec execs haproxy, so the
+	// process we started is haproxy itself.
+	if err := os.WriteFile(filepath.Join(l.Dir, "haproxy.pid"), []byte(strconv.Itoa(d.pid())+"\n"), 0o644); err != nil {
+		return err
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		states, err := l.ServerStates(ctx)
+		if err == nil && len(states) == len(l.Hosts) {
+			up := 0
+			for _, s := range states {
+				if inRotation(s) {
+					up++
+				}
+			}
+			if up == 0 {
+				return nil
+			}
+		}
+		if d.exited() {
+			b, _ := os.ReadFile(filepath.Join(l.Dir, "haproxy.log"))
+			return fmt.Errorf("haproxy %w: %s", errDaemonExited, strings.TrimSpace(string(b)))
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("haproxy not ready within 10s (servers %v, last error %v)", states, err)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+}
+
+// HAProxy sends one command (or several separated by ";") to the runtime API
+// and returns the answer.
+func (l *Lab) HAProxy(ctx context.Context, command string) (string, error) {
+	var d net.Dialer
+	conn, err := d.DialContext(ctx, "unix", l.HAProxySocket)
+	if err != nil {
+		return "", err
+	}
+	defer conn.Close()
+	deadline := time.Now().Add(5 * time.Second)
+	if dl, ok := ctx.Deadline(); ok && dl.Before(deadline) {
+		deadline = dl
+	}
+	_ = conn.SetDeadline(deadline)
+	if _, err := io.WriteString(conn, command+"\n"); err != nil {
+		return "", err
+	}
+	b, err := io.ReadAll(conn)
+	if err != nil {
+		return "", err
+	}
+	return string(b), nil
+}
+
+// ServerStates returns the status column of `show stat` (UP, DOWN, DRAIN,
+// MAINT, "UP 1/2", ...) of every server of the lab's backend.
+func (l *Lab) ServerStates(ctx context.Context) (map[string]string, error) {
+	out, err := l.HAProxy(ctx, "show stat")
+	if err != nil {
+		return nil, err
+	}
+	r := csv.NewReader(strings.NewReader(strings.TrimPrefix(out, "# ")))
+	r.FieldsPerRecord = -1
+	rows, err := r.ReadAll()
+	if err != nil {
+		return nil, fmt.Errorf("show stat: %w", err)
+	}
+	if len(rows) == 0 {
+		return nil, errors.New("show stat: empty answer")
+	}
+	const pxname, svname, status = 0, 1, 17
+	if len(rows[0]) <= status || rows[0][status] != "status" {
+		return nil, fmt.Errorf("show stat: unexpected header %q", strings.Join(rows[0], ","))
+	}
+	states := map[string]string{}
+	for _, row := range rows[1:] {
+		if len(row) <= status || row[pxname] != l.Backend || row[svname] == "FRONTEND" || row[svname] == "BACKEND" {
+			continue
+		}
+		states[row[svname]] = row[status]
+	}
+	return states, nil
+}
+
+// inRotation: HAProxy sends new requests to the server. "UP 1/2" (going
+// down) still gets traffic; DOWN, "DOWN 1/2" (going up), DRAIN, MAINT and
+// NOLB do not.
+func inRotation(status string) bool { return strings.HasPrefix(status, "UP") }
+
+// OutOfRotation reads the runtime API and returns how many of the backend's
+// servers take no new requests (not UP, or admin state drain/maint) and their
+// names, sorted.
+func (l *Lab) OutOfRotation(ctx context.Context) (int, []string, error) {
+	states, err := l.ServerStates(ctx)
+	if err != nil {
+		return 0, nil, err
+	}
+	var out []string
+	for s, st := range states {
+		if !inRotation(st) {
+			out = append(out, s)
+		}
+	}
+	sort.Strings(out)
+	return len(out), out, nil
+}
+
+// WaitInRotation waits until the named HAProxy servers (all of the lab's when
+// none are named) are UP.
+func (l *Lab) WaitInRotation(ctx context.Context, servers ...string) error {
+	if len(servers) == 0 {
+		for _, h := range l.Hosts {
+			_, s, _ := strings.Cut(h.LBServer, "/")
+			servers = append(servers, s)
+		}
+	}
+	for {
+		states, err := l.ServerStates(ctx)
+		if err == nil {
+			ok := true
+			for _, s := range servers {
+				ok = ok && inRotation(states[s])
+			}
+			if ok {
+				return nil
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("waiting for %v to be UP (now %v): %w", servers, states, ctx.Err())
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}
+
+// Sampler polls OutOfRotation in the background; see StartSampler.
+type Sampler struct {
+	stop chan struct{}
+	done chan struct{}
+
+	mu      sync.Mutex
+	max     int
+	maxAt   time.Time
+	maxSet  []string
+	samples int
+	errors  int
+	changes []Sample
+}
+
+// Sample is one observation of the servers out of rotation.
+type Sample struct {
+	At      time.Time
+	Out     int
+	Servers []string
+}
+
+// StartSampler starts polling OutOfRotation every interval (default 20ms)
+// until Stop.
+func (l *Lab) StartSampler(interval time.Duration) *Sampler {
+	if interval <= 0 {
+		interval = 20 * time.Millisecond
+	}
+	s := &Sampler{stop: make(chan struct{}), done: make(chan struct{}), max: -1}
+	go func() {
+		defer close(s.done)
+		t := time.NewTicker(interval)
+		defer t.Stop()
+		last := -1
+		for {
+			ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+			n, names, err := l.OutOfRotation(ctx)
+			cancel()
+			now := time.Now()
+			s.mu.Lock()
+			if err != nil {
+				s.errors++
+			} else {
+				s.samples++
+				if n > s.max {
+					s.max, s.maxAt, s.maxSet = n, now, names
+				}
+				if n != last {
+					s.changes = append(s.changes, Sample{At: now, Out: n, Servers: names})
+					last = n
+				}
+			}
+			s.mu.Unlock()
+			select {
+			case <-s.stop:
+				return
+			case <-t.C:
+			}
+		}
+	}()
+	return s
+}
+
+// Stop ends sampling and returns the most servers seen out of rotation at
+// once (-1 if no sample succeeded) and the number of successful samples.
+func (s *Sampler) Stop() (maxOut, samples int) {
+	select {
+	case <-s.stop:
+	default:
+		close(s.stop)
+	}
+	<-s.done
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.max, s.samples
+}
+
+// Max returns the maximum so far, when it was first seen and which servers.
+func (s *Sampler) Max() (int, time.Time, []string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.max, s.maxAt, s.maxSet
+}
+
+// Changes returns every sample whose count differed from the previous one.
+func (s *Sampler) Changes() []Sample {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]Sample(nil), s.changes...)
+}
+
+// Errors returns how many polls failed to read the runtime API.
+func (s *Sampler) Errors() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.errors
+}
