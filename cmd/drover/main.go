@@ -1,0 +1,95 @@
+// Command drover rolls releases across a fleet behind a load balancer, in
+// batches, with health checks and automatic rollback.
+package main
+
+import (
+	"errors"
+	"fmt"
+	"os"
+
+	"github.com/drover-dev/drover/plans"
+	"github.com/spf13/cobra"
+)
+
+// Exit codes are part of drover's interface: scripts and CI branch on them.
+const (
+	exitOK         = 0
+	exitFailed     = 1
+	exitUsage      = 2
+	exitRolledBack = 3
+	exitPaused     = 130 // stopped by Ctrl-C at a safe point; `drover resume` continues
+)
+
+// exitError carries an exit code up to main.
+type exitError struct {
+	code int
+	err  error
+}
+
+func (e *exitError) Error() string {
+	if e.err == nil {
+		return ""
+	}
+	return e.err.Error()
+}
+func (e *exitError) Unwrap() error { return e.err }
+
+func withCode(code int, err error) error { return &exitError{code: code, err: err} }
+
+func main() {
+	root := newRootCmd()
+	err := root.Execute()
+	if err == nil {
+		return
+	}
+	code := exitUsage // cobra's own errors are usage errors
+	var ee *exitError
+	if errors.As(err, &ee) {
+		code = ee.code
+	}
+	switch msg := err.Error(); {
+	case msg == "":
+	case errors.Is(err, plans.ErrInvalid):
+		fmt.Fprintln(os.Stderr, msg) // already FILE:LINE:COL: lines, one per problem
+	default:
+		fmt.Fprintln(os.Stderr, "drover:", msg)
+	}
+	os.Exit(code)
+}
+
+type globalFlags struct {
+	dataDir string
+	output  string
+}
+
+func newRootCmd() *cobra.Command {
+	g := &globalFlags{}
+	root := &cobra.Command{
+		Use:   "drover",
+		Short: "Roll releases across a fleet behind a load balancer, safely",
+		Long: `drover rolls a release out to a fleet of hosts in batches. For each host it
+drains it from the load balancer, installs and activates the release, checks its
+health, puts it back, and moves on. When a batch fails beyond the plan's budget
+it rolls every touched host back to its previous release, automatically.
+
+Without --server, drover runs an embedded single-node coordinator whose
+replicated log lives in --data-dir.
+
+Exit codes: 0 deployed, 1 failed, 2 bad input or usage, 3 failed and rolled
+back cleanly, 130 paused by Ctrl-C (continue with 'drover resume').`,
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	root.PersistentFlags().StringVar(&g.dataDir, "data-dir", ".drover", "where the embedded coordinator keeps its Raft log and snapshots")
+	root.PersistentFlags().StringVarP(&g.output, "output", "o", "auto", "progress format: auto (live on a terminal, lines otherwise), text, json")
+	root.AddCommand(
+		newDeployCmd(g),
+		newPlanCmd(),
+		newStatusCmd(g),
+		newHistoryCmd(g),
+		newRollbackCmd(g),
+		newResumeCmd(g),
+		newAbortCmd(g),
+	)
+	return root
+}

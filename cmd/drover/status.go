@@ -1,0 +1,189 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"text/tabwriter"
+	"time"
+
+	"github.com/drover-dev/drover/raftstore"
+	"github.com/spf13/cobra"
+)
+
+func newStatusCmd(g *globalFlags) *cobra.Command {
+	return &cobra.Command{
+		Use:   "status [ID]",
+		Short: "Show a deployment and each host's stage (default: the latest)",
+		Args:  cobra.MaximumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return withLocal(cmd.Context(), g, func(ctx context.Context, c *local) error {
+				d, err := pick(c.store, args, func(raftstore.Deployment) bool { return true })
+				if err != nil {
+					return err
+				}
+				printDeployment(os.Stdout, c.store, d)
+				return nil
+			})
+		},
+	}
+}
+
+func newHistoryCmd(g *globalFlags) *cobra.Command {
+	return &cobra.Command{
+		Use:   "history",
+		Short: "List deployments, newest first",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return withLocal(cmd.Context(), g, func(ctx context.Context, c *local) error {
+				ds := c.store.Deployments()
+				tw := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
+				fmt.Fprintln(tw, "ID\tKIND\tVERSION\tSTATE\tHOSTS\tSTARTED\tDURATION")
+				for i := len(ds) - 1; i >= 0; i-- {
+					d := ds[i]
+					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%s\t%s\n", d.ID, d.Kind, d.Version, d.State,
+						len(d.Hosts), d.Created.Local().Format("2006-01-02 15:04:05"), duration(d))
+				}
+				return tw.Flush()
+			})
+		},
+	}
+}
+
+func newRollbackCmd(g *globalFlags) *cobra.Command {
+	return &cobra.Command{
+		Use:   "rollback [ID]",
+		Short: "Take the hosts of a finished deployment back to their previous release",
+		Long: `Take every host that still runs what deployment ID installed back to the
+stable release it had before, through the same pipeline (drain, activate the
+old release, verify, enable), batch by batch. Default: the latest deployment.
+A host whose previous release is unknown (its first deploy) is not guessed at.`,
+		Args: cobra.MaximumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return withLocal(cmd.Context(), g, func(ctx context.Context, c *local) error {
+				d, err := pick(c.store, args, func(d raftstore.Deployment) bool {
+					return d.Kind == raftstore.KindDeploy && d.State.Terminal()
+				})
+				if err != nil {
+					return err
+				}
+				id, err := c.engine.SubmitRollback(ctx, d.ID)
+				if err != nil {
+					return withCode(exitUsage, submitError(err))
+				}
+				return c.drive(ctx, id)
+			})
+		},
+	}
+}
+
+func newResumeCmd(g *globalFlags) *cobra.Command {
+	return &cobra.Command{
+		Use:   "resume [ID]",
+		Short: "Continue a paused or interrupted deployment where it stopped",
+		Long: `Continue a deployment that was paused (Ctrl-C) or interrupted (the process
+died). Hosts already done are not touched again; a host recorded in the middle
+of a stage runs that stage again (every stage is safe to repeat).
+Default: the only unfinished deployment.`,
+		Args: cobra.MaximumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return withLocal(cmd.Context(), g, func(ctx context.Context, c *local) error {
+				d, err := pick(c.store, args, func(d raftstore.Deployment) bool { return !d.State.Terminal() })
+				if err != nil {
+					return err
+				}
+				if d.State.Terminal() {
+					return withCode(exitUsage, fmt.Errorf("%s has ended (%s): nothing to resume", d.ID, d.State))
+				}
+				return c.drive(ctx, d.ID)
+			})
+		},
+	}
+}
+
+func newAbortCmd(g *globalFlags) *cobra.Command {
+	return &cobra.Command{
+		Use:   "abort ID",
+		Short: "End a paused or interrupted deployment where it stands and release its hosts",
+		Long: `End a deployment that is not running (paused or interrupted) and release its
+host locks, leaving every host as it is. Hosts left mid-stage (out of rotation)
+are listed: 'drover rollback' or a new deploy brings them back.`,
+		Args: exactArgs(1, "ID"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return withLocal(cmd.Context(), g, func(ctx context.Context, c *local) error {
+				d, err := c.store.Deployment(args[0])
+				if err != nil {
+					return withCode(exitUsage, err)
+				}
+				if err := c.store.Apply(ctx, &raftstore.SetState{ID: d.ID, State: raftstore.StateAborted, Batch: d.Batch,
+					Error: "aborted by operator", At: time.Now().UTC()}); err != nil {
+					return withCode(exitUsage, err)
+				}
+				d, _ = c.store.Deployment(d.ID)
+				printDeployment(os.Stdout, c.store, d)
+				return nil
+			})
+		},
+	}
+}
+
+// pick returns the deployment named in args, or the newest one that ok accepts.
+func pick(st *raftstore.Store, args []string, ok func(raftstore.Deployment) bool) (raftstore.Deployment, error) {
+	if len(args) == 1 {
+		d, err := st.Deployment(args[0])
+		if err != nil {
+			return d, withCode(exitUsage, fmt.Errorf("%w (see 'drover history')", err))
+		}
+		return d, nil
+	}
+	ds := st.Deployments()
+	for i := len(ds) - 1; i >= 0; i-- {
+		if ok(ds[i]) {
+			return ds[i], nil
+		}
+	}
+	return raftstore.Deployment{}, withCode(exitUsage, errors.New("no matching deployment in this data dir (see 'drover history')"))
+}
+
+func duration(d raftstore.Deployment) string {
+	end := d.Ended
+	if end.IsZero() {
+		end = d.Updated
+	}
+	return end.Sub(d.Created).Round(time.Millisecond).String()
+}
+
+func printDeployment(w io.Writer, st *raftstore.Store, d raftstore.Deployment) {
+	fmt.Fprintf(w, "deployment %s (%s of %s %s)\n", d.ID, d.Kind, d.Name, d.Version)
+	fmt.Fprintf(w, "state:     %s", d.State)
+	if d.State == raftstore.StateRunning || d.State == raftstore.StatePaused || d.State == raftstore.StateRollingBack {
+		fmt.Fprintf(w, " (batch %d of %d)", d.Batch+1, len(d.Batches))
+	}
+	fmt.Fprintf(w, "\nstarted:   %s, %s\n", d.Created.Local().Format(time.RFC3339), duration(d))
+	if d.Error != "" {
+		fmt.Fprintf(w, "reason:    %s\n", d.Error)
+	}
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "BATCH\tHOST\tSTAGE\tPHASE\tTARGET\tNOW RUNS\tERROR")
+	for i, b := range d.Batches {
+		for _, h := range b {
+			hp := d.Hosts[h]
+			rec := st.HostRecord(h)
+			note := hp.Error
+			if note == "" {
+				note = hp.Skipped
+			}
+			fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\t%s\n", i+1, h, hp.Stage, hp.Phase, hp.Target, orNone(rec.Current), oneLine(note))
+		}
+	}
+	tw.Flush()
+}
+
+func orNone(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}

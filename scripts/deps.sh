@@ -1,0 +1,22 @@
+#!/bin/sh
+# Installs the Debian packages drover's lab and tests need, when missing.
+set -eu
+need=""
+command -v sshd >/dev/null 2>&1 || [ -x /usr/sbin/sshd ] || need="$need openssh-server"
+command -v ssh >/dev/null 2>&1 || need="$need openssh-client"
+command -v haproxy >/dev/null 2>&1 || [ -x /usr/sbin/haproxy ] || need="$need haproxy"
+command -v ip >/dev/null 2>&1 || [ -x /usr/sbin/ip ] || need="$need iproute2"
+command -v unshare >/dev/null 2>&1 || need="$need util-linux"
+command -v curl >/dev/null 2>&1 || need="$need curl"
+command -v pgrep >/dev/null 2>&1 || need="$need procps"
+if [ -z "$need" ]; then
+	exit 0
+fi
+if [ "$(id -u)" != 0 ]; then
+	echo "drover: missing packages:$need (run as root, or: sudo apt-get install$need)" >&2
+	exit 1
+fi
+echo "installing:$need"
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq
+apt-get install -y -qq --no-install-recommends $need >/dev/null
