@@ -277,7 +277,7 @@ func (s *session) expectAllOn(version string) {
 
 // underLoad runs fn with HTTP load through HAProxy and a sampler of the
 // runtime API, and checks the invariants users care about.
-func (s *session) underLoad(maxOut int, fn func()) lab.Result {
+func (s *session) underLoad(maxOut int, fn func()) (lab.Result, int) {
 	s.t.Helper()
 	ld, err := s.lab.StartLoad(context.Background(), 4)
 	if err != nil {
@@ -304,7 +304,7 @@ func (s *session) underLoad(maxOut int, fn func()) lab.Result {
 	if worst > maxOut {
 		s.t.Errorf("up to %d servers out of rotation, want <= %d", worst, maxOut)
 	}
-	return res
+	return res, worst
 }
 
 // TestRollingDeploy is the spine: v1, then v2 under load, then a broken v3
@@ -319,12 +319,19 @@ func TestRollingDeploy(t *testing.T) {
 
 	t.Run("v2 under load", func(t *testing.T) {
 		s.t = t
+		before := acceptedLogins(t, s.lab)
 		s.underLoad(2, func() {
 			if code, d := s.run("deploy", s.plan("v2", false, "2")); code != 0 {
 				t.Fatalf("deploy v2: exit %d\n%s", code, d.stdout.text())
 			}
 		})
 		s.expectAllOn("v2")
+		// One SSH handshake per host per deploy, as each sshd logged it.
+		for h, n := range acceptedLogins(t, s.lab) {
+			if n-before[h] != 1 {
+				t.Errorf("%s: %d SSH logins during the deploy, want 1", h, n-before[h])
+			}
+		}
 	})
 
 	t.Run("broken v3 rolls back", func(t *testing.T) {
@@ -423,7 +430,9 @@ func TestSSHDKilledMidRollout(t *testing.T) {
 	}
 	var d *drover
 	var code int
-	s.underLoad(2, func() {
+	// A host that cannot be rolled back stays out of rotation (its state is
+	// unknown): then one more than the batch may be out.
+	_, worst := s.underLoad(3, func() {
 		d = s.start("deploy", s.plan("v2", false, "2"))
 		d.stdout.waitFor(t, "web3 drained", func(ev orchestrator.Event) bool {
 			return ev.Kind == orchestrator.EventStage && ev.Host == "web3" && ev.Stage == "install"
@@ -436,6 +445,9 @@ func TestSSHDKilledMidRollout(t *testing.T) {
 	t.Logf("output:\n%s\nstderr: %s", d.stdout.text(), d.stderr.String())
 	if code != 3 && code != 1 {
 		t.Fatalf("exit %d, want 3 (rolled back) or 1 (web3 could not be rolled back)", code)
+	}
+	if code == 3 && worst > 2 {
+		t.Errorf("rolled back cleanly but %d servers were out of rotation at once, want <= 2", worst)
 	}
 	if code == 1 && !strings.Contains(d.stderr.String(), "web3") {
 		t.Errorf("exit 1 must name the host that could not be rolled back:\n%s", d.stderr.String())

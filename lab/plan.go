@@ -166,7 +166,7 @@ func (l *Lab) Plan(p PlanParams) ([]byte, error) {
 			Interval:         "50ms",
 			Timeout:          "1s",
 			HealthyThreshold: 2,
-			Deadline:         "10s",
+			Deadline:         "5s",
 			MinHealthyTime:   p.MinHealthyTime.String(),
 		},
 		Rollback: planRB{Automatic: true},

@@ -165,7 +165,7 @@ func TestPlan(t *testing.T) {
 		{[]string{"health", "http", "url"}, "http://{{.Host}}:8080/health"},
 		{[]string{"health", "interval"}, "50ms"},
 		{[]string{"health", "healthy_threshold"}, uint64(2)},
-		{[]string{"health", "deadline"}, "10s"},
+		{[]string{"health", "deadline"}, "5s"},
 		{[]string{"health", "min_healthy_time"}, "500ms"},
 		{[]string{"rollback", "automatic"}, true},
 	}

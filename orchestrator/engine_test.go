@@ -179,7 +179,7 @@ func newHarness(t testing.TB, f *fleet) *harness {
 		Connector: func(*plans.Plan) (Connector, error) { return f, nil },
 		Balancer:  func(*plans.Plan) (Balancer, error) { return f, nil },
 		Health: func(p *plans.Plan, ph plans.Host, version string, host Host) (health.Checker, health.Policy, error) {
-			return fakeCheck{h: host.(*fakeHost), version: version},
+			return fakeCheck{h: f.hosts[ph.Name], version: version},
 				health.Policy{Interval: time.Millisecond, Timeout: time.Second, Deadline: 30 * time.Millisecond, Threshold: 1}, nil
 		},
 		Events: func(ev Event) {
@@ -535,5 +535,29 @@ func TestRedeployOfSameVersionSkipsHosts(t *testing.T) {
 	}
 	if d.Hosts["web2"].Stage != raftstore.StageDone || f.hosts["web2"].running != "v1" {
 		t.Errorf("web2 = %s running %q, want redeployed", d.Hosts["web2"].Stage, f.hosts["web2"].running)
+	}
+}
+
+func TestHostThatFailsBeforeActivateIsOnlyPutBack(t *testing.T) {
+	f := newFleet(hostsNamed(2)...)
+	h := newHarness(t, f)
+	h.mustDeploy(h.plan("v1", plans.Size{N: 1}, 0))
+	// web2's SSH dies during install: it still serves v1.
+	f.onStage = func(host string, st raftstore.Stage, ph raftstore.Phase) {
+		if host == "web2" && st == raftstore.StageInstall {
+			f.mu.Lock()
+			f.hosts["web2"].dead = true
+			f.mu.Unlock()
+		}
+	}
+	_, st, err := h.deploy(h.plan("v2", plans.Size{N: 1}, 0), nil)
+	if err != nil || st != raftstore.StateRolledBack {
+		t.Fatalf("state %s, err %v", st, err)
+	}
+	if got := h.running(); got["web1"] != "v1" || got["web2"] != "v1" {
+		t.Errorf("running = %v", got)
+	}
+	if len(f.out) != 0 {
+		t.Errorf("left out of rotation: %v", f.out)
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path"
 	"strconv"
@@ -50,15 +51,15 @@ func (r *run) record(ctx context.Context, host string, st raftstore.Stage, ph ra
 // drive runs the pipeline for one host from stage `from` on. Each stage is
 // recorded before it starts; each is idempotent, so a stage recorded but
 // interrupted is simply run again on resume.
-func (r *run) drive(ctx context.Context, name string, ph raftstore.Phase, target string, from raftstore.Stage) error {
+func (r *run) drive(ctx context.Context, name string, ph raftstore.Phase, target string, from raftstore.Stage, stages []raftstore.Stage) error {
 	i := 0
-	for j, st := range pipeline {
+	for j, st := range stages {
 		if st == from {
 			i = j
 		}
 	}
-	for ; i < len(pipeline); i++ {
-		st := pipeline[i]
+	for ; i < len(stages); i++ {
+		st := stages[i]
 		// verify only reads (health probes): it needs no record of its own,
 		// which saves an fsynced Raft round trip per host. A host that dies
 		// in verify is resumed from activate, which is safe to repeat.
@@ -290,11 +291,9 @@ func (r *run) activate(ctx context.Context, h plans.Host, target string) error {
 
 // verify waits for the plan's health check to pass on the host.
 func (r *run) verify(ctx context.Context, h plans.Host, target string) error {
-	c, err := r.conn(ctx, h)
-	if err != nil {
-		return err
-	}
-	chk, pol, err := r.e.d.Health(r.plan, h, target, c)
+	// The connection is only dialled if the check runs a command: an HTTP
+	// or TCP check must work even when the host's SSH does not.
+	chk, pol, err := r.e.d.Health(r.plan, h, target, &lazyHost{r: r, h: h})
 	if err != nil {
 		return err
 	}
@@ -434,4 +433,28 @@ func orDash(s string) string {
 	return s
 }
 
-var _ io.Writer = (*tailBuffer)(nil)
+
+// lazyHost dials the host on first use.
+type lazyHost struct {
+	r *run
+	h plans.Host
+}
+
+func (l *lazyHost) Run(ctx context.Context, cmd string, out io.Writer) error {
+	c, err := l.r.conn(ctx, l.h)
+	if err != nil {
+		return err
+	}
+	return c.Run(ctx, cmd, out)
+}
+
+func (l *lazyHost) Put(ctx context.Context, p string, rd io.Reader, mode fs.FileMode) error {
+	c, err := l.r.conn(ctx, l.h)
+	if err != nil {
+		return err
+	}
+	return c.Put(ctx, p, rd, mode)
+}
+
+// Close is a no-op: the run owns the connection.
+func (l *lazyHost) Close() error { return nil }

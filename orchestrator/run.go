@@ -231,7 +231,7 @@ func (r *run) host(ctx context.Context, name string) error {
 		r.emit(Event{Kind: EventHostSkipped, Host: name, Message: why})
 		return r.record(ctx, name, raftstore.StageSkipped, raftstore.PhaseRollout, hp.Target, why)
 	}
-	err = r.drive(ctx, name, raftstore.PhaseRollout, hp.Target, hp.Stage)
+	err = r.drive(ctx, name, raftstore.PhaseRollout, hp.Target, hp.Stage, pipeline)
 	if err == nil || isFatal(ctx, err) {
 		return fatalOnly(ctx, err)
 	}
@@ -259,7 +259,13 @@ func (r *run) rollbackHost(ctx context.Context, hp *raftstore.HostProgress) erro
 	if hp.Phase == raftstore.PhaseRollback && !hp.Stage.Settled() {
 		start = hp.Stage
 	}
-	err := r.drive(ctx, hp.Name, raftstore.PhaseRollback, hp.FromCurrent, start)
+	stages := pipeline
+	if !hp.Activated {
+		// The old release never stopped serving: prove it is healthy and
+		// put it back, without touching the host (whose SSH may be what failed).
+		stages = []raftstore.Stage{raftstore.StageDrain, raftstore.StageVerify, raftstore.StageEnable}
+	}
+	err := r.drive(ctx, hp.Name, raftstore.PhaseRollback, hp.FromCurrent, start, stages)
 	if err == nil || isFatal(ctx, err) {
 		return fatalOnly(ctx, err)
 	}

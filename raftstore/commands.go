@@ -209,6 +209,9 @@ func (s *State) setHostStage(c *SetHostStage) error {
 	if c.Error != "" && hp.Error == "" {
 		hp.Error = c.Error
 	}
+	if c.Stage == StageActivate && c.Phase == PhaseRollout {
+		hp.Activated = true
+	}
 	if c.Stage == StageFailed && c.Phase == PhaseRollout {
 		hp.RolloutFailed = true
 	}

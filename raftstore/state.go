@@ -111,6 +111,10 @@ type HostProgress struct {
 	Touched      bool   `json:"touched,omitempty"` // a side effect has happened on it
 	// RolloutFailed stays set once the host's rollout has failed, even after
 	// the host itself is rolled back: it is what the failure budget counts.
+	// Activated is set once the rollout reached activate on this host: a
+	// host that failed before it still runs its old release, so its
+	// rollback needs no install or restart, only verify and enable.
+	Activated     bool      `json:"activated,omitempty"`
 	RolloutFailed bool      `json:"rollout_failed,omitempty"`
 	Error         string    `json:"error,omitempty"`   // the first failure, kept
 	Skipped       string    `json:"skipped,omitempty"` // why no work was needed
