@@ -29,7 +29,7 @@ demo: deps build
 	$(BIN)/drover-lab demo --drover $(BIN)/drover
 
 bench: deps build
-	bench/engine.sh
+	bench/run.sh
 
 fmt:
 	gofmt -l -w .

@@ -433,7 +433,6 @@ func orDash(s string) string {
 	return s
 }
 
-
 // lazyHost dials the host on first use.
 type lazyHost struct {
 	r *run

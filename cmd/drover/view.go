@@ -109,7 +109,9 @@ func (v *view) end(d raftstore.Deployment) {
 	for _, h := range d.HostNames() {
 		hp := d.Hosts[h]
 		key := string(hp.Stage)
-		if hp.Stage == raftstore.StageDone && hp.Phase == raftstore.PhaseRollback {
+		if hp.Stage == raftstore.StagePending {
+			key = "not started"
+		} else if hp.Stage == raftstore.StageDone && hp.Phase == raftstore.PhaseRollback {
 			key = "rolled back to " + hp.Target
 		} else if hp.Stage == raftstore.StageDone {
 			key = "on " + hp.Target
