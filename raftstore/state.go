@@ -173,3 +173,16 @@ func sortedKeys[M ~map[string]V, V any](m M) []string {
 	sort.Strings(keys)
 	return keys
 }
+
+// OpenBatch is the first batch that has a host still pending or in flight
+// (len(Batches) when none): where a running deployment stands.
+func (d *Deployment) OpenBatch() int {
+	for b, batch := range d.Batches {
+		for _, h := range batch {
+			if hp := d.Hosts[h]; hp != nil && (hp.Stage == StagePending || !hp.Stage.Settled()) {
+				return b
+			}
+		}
+	}
+	return len(d.Batches)
+}

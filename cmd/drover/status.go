@@ -158,8 +158,8 @@ func duration(d raftstore.Deployment) string {
 func printDeployment(w io.Writer, st *raftstore.Store, d raftstore.Deployment) {
 	fmt.Fprintf(w, "deployment %s (%s of %s %s)\n", d.ID, d.Kind, d.Name, d.Version)
 	fmt.Fprintf(w, "state:     %s", d.State)
-	if d.State == raftstore.StateRunning || d.State == raftstore.StatePaused || d.State == raftstore.StateRollingBack {
-		fmt.Fprintf(w, " (batch %d of %d)", d.Batch+1, len(d.Batches))
+	if d.State == raftstore.StateRunning || d.State == raftstore.StatePaused {
+		fmt.Fprintf(w, " (batch %d of %d)", min(d.OpenBatch(), len(d.Batches)-1)+1, len(d.Batches))
 	}
 	fmt.Fprintf(w, "\nstarted:   %s, %s\n", d.Created.Local().Format(time.RFC3339), duration(d))
 	if d.Error != "" {
