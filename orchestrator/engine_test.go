@@ -312,6 +312,7 @@ func TestBrokenReleaseRollsBackEveryTouchedHost(t *testing.T) {
 	f.maxOut = 0
 	// v3 works on the first batch and fails on the second.
 	f.broken["web3/v3"], f.broken["web4/v3"] = true, true
+	f.lbLog = nil
 	id, st, err := h.deploy(h.plan("v3", plans.Size{N: 2}, 0), nil)
 	if err != nil || st != raftstore.StateRolledBack {
 		t.Fatalf("state %s, err %v", st, err)
@@ -336,6 +337,16 @@ func TestBrokenReleaseRollsBackEveryTouchedHost(t *testing.T) {
 		if r := h.store.HostRecord(n); r.Current != "v2" || r.Previous != "v1" {
 			t.Errorf("%s record after rollback = %+v", n, r)
 		}
+	}
+	// Newest batch first: web3/web4 are back in rotation before web1 leaves again.
+	lastIndex := func(entry string) int {
+		i := len(f.lbLog) - 1
+		for ; i >= 0 && f.lbLog[i] != entry; i-- {
+		}
+		return i
+	}
+	if a, b := lastIndex("enable web/web3"), lastIndex("drain web/web1"); a < 0 || b < a {
+		t.Errorf("rollback order: enable web3 at %d, drain web1 at %d: %v", a, b, f.lbLog)
 	}
 	// The rollback reused the release on disk: no upload of v2 again.
 	if f.hosts["web1"].uploads != 3 {
