@@ -29,7 +29,13 @@ func (p *Plan) HealthURL(h Host) (string, error) {
 	if p.Health.HTTP == nil {
 		return "", errors.New("plans: the plan has no http health check")
 	}
-	return renderURL(p.Health.HTTP.URL, h, p.Version)
+	return p.Health.HTTP.URLFor(h, p.Version)
+}
+
+// URLFor renders the check's URL for h at version (the one rendering both
+// validation and the health checker use).
+func (c *HTTPCheck) URLFor(h Host, version string) (string, error) {
+	return renderURL(c.URL, h, version)
 }
 
 // HostOnly is h's address without the port (what {{.Host}} renders to).

@@ -116,7 +116,7 @@ func TestFromPlanErrors(t *testing.T) {
 		{"two", plans.Health{TCP: &plans.TCPCheck{Port: 80}, Command: "true"}, "have 2"},
 		{"bad template", plans.Health{HTTP: &plans.HTTPCheck{URL: "http://{{.Host"}}, "template"},
 		{"unknown field", plans.Health{HTTP: &plans.HTTPCheck{URL: "http://{{.Hostname}}/"}}, "Hostname"},
-		{"not http", plans.Health{HTTP: &plans.HTTPCheck{URL: "ftp://{{.Host}}/health"}}, "absolute http"},
+		{"not http", plans.Health{HTTP: &plans.HTTPCheck{URL: "ftp://{{.Host}}/health"}}, "http:// or https://"},
 		{"port", plans.Health{TCP: &plans.TCPCheck{Port: 0}}, "port 0"},
 		{"no runner", plans.Health{Command: "true"}, "run commands"},
 	} {
