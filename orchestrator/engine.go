@@ -13,6 +13,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"os"
+	"sync"
 	"time"
 
 	"github.com/drover-dev/drover/orchestrator/health"
@@ -59,6 +61,39 @@ type Deps struct {
 // Engine runs deployments recorded in the store.
 type Engine struct {
 	d Deps
+
+	mu        sync.Mutex
+	artifacts map[artifactKey]Artifact // inspected archives, so Submit then Run reads each once
+}
+
+// artifactKey names one version of a file: a rewritten artifact has another
+// size or modification time, and is inspected again.
+type artifactKey struct {
+	path  string
+	size  int64
+	mtime time.Time
+}
+
+// artifact inspects the archive at path once per file version.
+func (e *Engine) artifact(path string) (Artifact, error) {
+	st, err := os.Stat(path)
+	if err != nil {
+		return Artifact{}, fmt.Errorf("artifact: %w", err)
+	}
+	k := artifactKey{path, st.Size(), st.ModTime()}
+	e.mu.Lock()
+	a, ok := e.artifacts[k]
+	e.mu.Unlock()
+	if ok {
+		return a, nil
+	}
+	if a, err = InspectArtifact(path); err != nil {
+		return Artifact{}, err
+	}
+	e.mu.Lock()
+	e.artifacts[k] = a
+	e.mu.Unlock()
+	return a, nil
 }
 
 // New returns an engine. Store, Connector and Health are required.
@@ -72,7 +107,7 @@ func New(d Deps) *Engine {
 	if d.Balancer == nil {
 		d.Balancer = func(*plans.Plan) (Balancer, error) { return nil, nil }
 	}
-	return &Engine{d: d}
+	return &Engine{d: d, artifacts: map[artifactKey]Artifact{}}
 }
 
 // SubmitOptions tune a new deployment.
@@ -84,7 +119,7 @@ type SubmitOptions struct {
 // Submit records a new deployment of p and returns its ID. Nothing is done
 // to any host until Run.
 func (e *Engine) Submit(ctx context.Context, p *plans.Plan, opts SubmitOptions) (string, error) {
-	art, err := InspectArtifact(p.Release.Artifact)
+	art, err := e.artifact(p.Release.Artifact)
 	if err != nil {
 		return "", err
 	}

@@ -54,7 +54,7 @@ func (e *Engine) newRun(d raftstore.Deployment, stop <-chan struct{}) (*run, err
 		return nil, fmt.Errorf("set up load balancer: %w", err)
 	}
 	if d.Kind == raftstore.KindDeploy {
-		a, err := InspectArtifact(p.Release.Artifact)
+		a, err := e.artifact(p.Release.Artifact)
 		if err != nil {
 			return nil, err
 		}
