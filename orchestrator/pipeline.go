@@ -10,7 +10,6 @@ import (
 	"path"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/drover-dev/drover/orchestrator/health"
@@ -313,17 +312,7 @@ func (r *run) enable(ctx context.Context, h plans.Host, target string) error {
 // preflight checks every host before anything is touched: reachable with a
 // verified host key, known to the balancer, tools present, disk enough.
 func (r *run) preflight(ctx context.Context, d raftstore.Deployment) error {
-	names := d.HostNames()
-	errs := make([]error, len(names))
-	var wg sync.WaitGroup
-	for i, name := range names {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			errs[i] = r.preflightHost(ctx, r.hosts[name])
-		}()
-	}
-	wg.Wait()
+	errs := each(d.HostNames(), func(name string) error { return r.preflightHost(ctx, r.hosts[name]) })
 	var msgs []string
 	var first error
 	for _, err := range errs {
@@ -400,17 +389,15 @@ echo "free=$(df -Pk "$d" | awk 'NR==2 {print $4}')"`, shq(path.Join(r.plan.Relea
 // prune removes releases beyond `keep` on every host, never the current or
 // previous one. It is best effort: a failure is a warning.
 func (r *run) prune(ctx context.Context, d raftstore.Deployment) {
-	var wg sync.WaitGroup
+	var settled []string
 	for _, name := range d.HostNames() {
-		hp := d.Hosts[name]
-		if hp.Stage != raftstore.StageDone && hp.Stage != raftstore.StageSkipped {
-			continue
+		if st := d.Hosts[name].Stage; st == raftstore.StageDone || st == raftstore.StageSkipped {
+			settled = append(settled, name)
 		}
+	}
+	each(settled, func(name string) error {
 		rec := r.e.d.Store.HostRecord(name)
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			script := fmt.Sprintf(`cd %s 2>/dev/null || exit 0
+		script := fmt.Sprintf(`cd %s 2>/dev/null || exit 0
 n=0
 for rel in $(ls -1t); do
   n=$((n+1))
@@ -418,12 +405,11 @@ for rel in $(ls -1t); do
   [ "$n" -gt %d ] && rm -rf -- "$rel"
 done
 exit 0`, shq(path.Join(r.plan.Release.Path, "releases")), shq(rec.Current), shq(orDash(rec.Previous)), r.plan.Release.Keep)
-			if _, err := r.exec(ctx, r.hosts[name], raftstore.StageDone, "prune old releases", script); err != nil {
-				r.emit(Event{Kind: EventWarning, Host: name, Message: "prune old releases", Error: err.Error()})
-			}
-		}()
-	}
-	wg.Wait()
+		if _, err := r.exec(ctx, r.hosts[name], raftstore.StageDone, "prune old releases", script); err != nil {
+			r.emit(Event{Kind: EventWarning, Host: name, Message: "prune old releases", Error: err.Error()})
+		}
+		return nil
+	})
 }
 
 func orDash(s string) string {

@@ -193,17 +193,22 @@ func (r *run) finish(ctx context.Context, st raftstore.DeploymentState, batch in
 // that stop the engine itself (store, cancellation); host failures are
 // recorded in the store.
 func (r *run) runBatch(ctx context.Context, batch []string) error {
-	errs := make([]error, len(batch))
+	return errors.Join(each(batch, func(name string) error { return r.host(ctx, name) })...)
+}
+
+// each calls fn for every item at once and returns the errors by position.
+func each[T any](items []T, fn func(T) error) []error {
+	errs := make([]error, len(items))
 	var wg sync.WaitGroup
-	for i, name := range batch {
+	for i, it := range items {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			errs[i] = r.host(ctx, name)
+			errs[i] = fn(it)
 		}()
 	}
 	wg.Wait()
-	return errors.Join(errs...)
+	return errs
 }
 
 // host takes one host as far as it can go in the current phase.
@@ -306,17 +311,7 @@ func (r *run) rollbackAll(ctx context.Context, why string) (raftstore.Deployment
 			continue
 		}
 		r.emit(Event{Kind: EventBatch, Phase: raftstore.PhaseRollback, Batch: b + 1, Batches: len(d.Batches), Hosts: names(group)})
-		errs := make([]error, len(group))
-		var wg sync.WaitGroup
-		for i, hp := range group {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				errs[i] = r.rollbackHost(ctx, hp)
-			}()
-		}
-		wg.Wait()
-		if err := errors.Join(errs...); err != nil {
+		if err := errors.Join(each(group, func(hp *raftstore.HostProgress) error { return r.rollbackHost(ctx, hp) })...); err != nil {
 			return raftstore.StateRollingBack, err
 		}
 	}
