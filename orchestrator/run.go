@@ -85,8 +85,8 @@ func (r *run) deployment() (raftstore.Deployment, error) {
 	return r.e.d.Store.Deployment(r.id)
 }
 
-func (r *run) setState(ctx context.Context, st raftstore.DeploymentState, batch int, msg string) error {
-	return r.e.d.Store.Apply(ctx, &raftstore.SetState{ID: r.id, State: st, Batch: batch, Error: msg, At: r.e.d.Now().UTC()})
+func (r *run) setState(ctx context.Context, st raftstore.DeploymentState, msg string) error {
+	return r.e.d.Store.Apply(ctx, &raftstore.SetState{ID: r.id, State: st, Error: msg, At: r.e.d.Now().UTC()})
 }
 
 // stopRequested reports whether a pause was asked, locally or through the store.
@@ -109,7 +109,7 @@ func (r *run) run(ctx context.Context) (raftstore.DeploymentState, error) {
 	}
 	r.emit(Event{Kind: EventStarted, Version: d.Version, Batches: len(d.Batches), State: d.State})
 	if d.State == raftstore.StatePaused {
-		if err := r.setState(ctx, raftstore.StateRunning, d.Batch, ""); err != nil {
+		if err := r.setState(ctx, raftstore.StateRunning, ""); err != nil {
 			return d.State, err
 		}
 	}
@@ -119,7 +119,7 @@ func (r *run) run(ctx context.Context) (raftstore.DeploymentState, error) {
 	if !touchedAny(d) {
 		if err := r.preflight(ctx, d); err != nil {
 			msg := err.Error()
-			if serr := r.setState(ctx, raftstore.StateFailed, d.Batch, msg); serr != nil {
+			if serr := r.setState(ctx, raftstore.StateFailed, msg); serr != nil {
 				return raftstore.StateRunning, errors.Join(err, serr)
 			}
 			r.emit(Event{Kind: EventFinished, State: raftstore.StateFailed, Error: msg})
@@ -145,7 +145,7 @@ func (r *run) run(ctx context.Context) (raftstore.DeploymentState, error) {
 		if failed := failedHosts(d); len(failed) > budget {
 			msg := fmt.Sprintf("%d host(s) failed (%s), more than max_failures=%d", len(failed), strings.Join(failed, ", "), budget)
 			if !r.plan.Rollback.Automatic {
-				return r.finish(ctx, raftstore.StateFailed, b, msg+"; automatic rollback is off: hosts left as they are")
+				return r.finish(ctx, raftstore.StateFailed, msg+"; automatic rollback is off: hosts left as they are")
 			}
 			return r.rollbackAll(ctx, msg)
 		}
@@ -158,7 +158,7 @@ func (r *run) run(ctx context.Context) (raftstore.DeploymentState, error) {
 			}
 		}
 	}
-	st, err := r.finish(ctx, raftstore.StateSucceeded, len(d.Batches)-1, "")
+	st, err := r.finish(ctx, raftstore.StateSucceeded, "")
 	if err == nil && r.kind == raftstore.KindDeploy {
 		r.prune(ctx, d)
 	}
@@ -171,9 +171,9 @@ func (r *run) pause(ctx context.Context, batch int) (raftstore.DeploymentState, 
 		return raftstore.StateRunning, err
 	}
 	if d.AbortRequested {
-		return r.finish(ctx, raftstore.StateAborted, batch, "aborted by operator")
+		return r.finish(ctx, raftstore.StateAborted, "aborted by operator")
 	}
-	if err := r.setState(ctx, raftstore.StatePaused, batch, ""); err != nil {
+	if err := r.setState(ctx, raftstore.StatePaused, ""); err != nil {
 		return raftstore.StateRunning, err
 	}
 	r.emit(Event{Kind: EventPaused, Batch: batch + 1, Batches: len(d.Batches),
@@ -181,8 +181,8 @@ func (r *run) pause(ctx context.Context, batch int) (raftstore.DeploymentState, 
 	return raftstore.StatePaused, nil
 }
 
-func (r *run) finish(ctx context.Context, st raftstore.DeploymentState, batch int, msg string) (raftstore.DeploymentState, error) {
-	if err := r.setState(ctx, st, batch, msg); err != nil {
+func (r *run) finish(ctx context.Context, st raftstore.DeploymentState, msg string) (raftstore.DeploymentState, error) {
+	if err := r.setState(ctx, st, msg); err != nil {
 		return raftstore.StateRunning, err
 	}
 	r.emit(Event{Kind: EventFinished, State: st, Error: msg})
@@ -295,7 +295,7 @@ func (r *run) rollbackAll(ctx context.Context, why string) (raftstore.Deployment
 		return raftstore.StateRunning, err
 	}
 	if d.State != raftstore.StateRollingBack {
-		if err := r.setState(ctx, raftstore.StateRollingBack, d.Batch, why); err != nil {
+		if err := r.setState(ctx, raftstore.StateRollingBack, why); err != nil {
 			return raftstore.StateRunning, err
 		}
 	}
@@ -325,10 +325,10 @@ func (r *run) rollbackAll(ctx context.Context, why string) (raftstore.Deployment
 		}
 	}
 	if len(stuck) > 0 {
-		return r.finish(ctx, raftstore.StateFailed, d.Batch,
+		return r.finish(ctx, raftstore.StateFailed,
 			fmt.Sprintf("%s; rollback failed on %s: see each host's error", d.Error, strings.Join(stuck, ", ")))
 	}
-	return r.finish(ctx, raftstore.StateRolledBack, d.Batch, d.Error)
+	return r.finish(ctx, raftstore.StateRolledBack, d.Error)
 }
 
 // alreadyOn: both the store and the host itself (seen in preflight) say the

@@ -62,12 +62,11 @@ type SetHostStage struct {
 	At     time.Time `json:"at"`
 }
 
-// SetState changes a deployment's state and current batch. Reaching a
+// SetState changes a deployment's state. Reaching a
 // terminal state releases the deployment's host locks.
 type SetState struct {
 	ID    string          `json:"id"`
 	State DeploymentState `json:"state"`
-	Batch int             `json:"batch"`
 	Error string          `json:"error,omitempty"`
 	At    time.Time       `json:"at"`
 }
@@ -253,7 +252,7 @@ func (s *State) setState(c *SetState) error {
 	if err != nil {
 		return err
 	}
-	d.State, d.Batch, d.Updated = c.State, c.Batch, c.At
+	d.State, d.Updated = c.State, c.At
 	if c.Error != "" {
 		d.Error = c.Error
 	}

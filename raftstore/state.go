@@ -86,7 +86,6 @@ type Deployment struct {
 	Force   bool                     `json:"force,omitempty"`
 	State   DeploymentState          `json:"state"`
 	Batches [][]string               `json:"batches"`
-	Batch   int                      `json:"batch"` // index of the batch being worked on
 	Hosts   map[string]*HostProgress `json:"hosts"`
 	Error   string                   `json:"error,omitempty"`
 	// PauseRequested is set by an operator; the engine pauses at the next

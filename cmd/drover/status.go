@@ -117,7 +117,7 @@ are listed: 'drover rollback' or a new deploy brings them back.`,
 				if err != nil {
 					return withCode(exitUsage, err)
 				}
-				if err := c.store.Apply(ctx, &raftstore.SetState{ID: d.ID, State: raftstore.StateAborted, Batch: d.Batch,
+				if err := c.store.Apply(ctx, &raftstore.SetState{ID: d.ID, State: raftstore.StateAborted,
 					Error: "aborted by operator", At: time.Now().UTC()}); err != nil {
 					return withCode(exitUsage, err)
 				}
