@@ -2,8 +2,6 @@ package lab
 
 import (
 	"context"
-	"encoding/csv"
-	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -15,6 +13,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/drover-dev/drover/orchestrator/lb/haproxy"
 )
 
 func (l *Lab) haproxyConfig() string {
@@ -125,31 +125,22 @@ func (l *Lab) HAProxy(ctx context.Context, command string) (string, error) {
 }
 
 // ServerStates returns the status column of `show stat` (UP, DOWN, DRAIN,
-// MAINT, "UP 1/2", ...) of every server of the lab's backend.
+// MAINT, "UP 1/2", ...) of every server of the lab's backend, read with the
+// same runtime-API driver drover uses.
 func (l *Lab) ServerStates(ctx context.Context) (map[string]string, error) {
-	out, err := l.HAProxy(ctx, "show stat")
+	d, err := haproxy.New(haproxy.Config{Socket: l.HAProxySocket})
 	if err != nil {
 		return nil, err
 	}
-	r := csv.NewReader(strings.NewReader(strings.TrimPrefix(out, "# ")))
-	r.FieldsPerRecord = -1
-	rows, err := r.ReadAll()
+	servers, err := d.Servers(ctx)
 	if err != nil {
-		return nil, fmt.Errorf("show stat: %w", err)
-	}
-	if len(rows) == 0 {
-		return nil, errors.New("show stat: empty answer")
-	}
-	const pxname, svname, status = 0, 1, 17
-	if len(rows[0]) <= status || rows[0][status] != "status" {
-		return nil, fmt.Errorf("show stat: unexpected header %q", strings.Join(rows[0], ","))
+		return nil, err
 	}
 	states := map[string]string{}
-	for _, row := range rows[1:] {
-		if len(row) <= status || row[pxname] != l.Backend || row[svname] == "FRONTEND" || row[svname] == "BACKEND" {
-			continue
+	for _, s := range servers {
+		if s.Backend == l.Backend {
+			states[s.Name] = s.Status
 		}
-		states[row[svname]] = row[status]
 	}
 	return states, nil
 }

@@ -15,6 +15,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/drover-dev/drover/orchestrator/lb/haproxy"
 )
 
 // requireLab skips a test that needs root and the lab's programs, except in
@@ -127,27 +129,6 @@ func waitUp(t *testing.T, ctx context.Context, l *Lab, servers ...string) {
 	if err := l.WaitInRotation(ctx, servers...); err != nil {
 		t.Fatal(err)
 	}
-}
-
-// sessions returns scur (field 5 of show stat) of a server.
-func sessions(t *testing.T, ctx context.Context, l *Lab, server string) int {
-	t.Helper()
-	out, err := l.HAProxy(ctx, "show stat")
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, line := range strings.Split(out, "\n") {
-		f := strings.Split(line, ",")
-		if len(f) > 5 && f[0] == l.Backend && f[1] == server {
-			n, err := strconv.Atoi(f[4])
-			if err != nil {
-				t.Fatalf("scur %q: %v", f[4], err)
-			}
-			return n
-		}
-	}
-	t.Fatalf("server %s not in show stat", server)
-	return 0
 }
 
 func haproxyCmd(t *testing.T, ctx context.Context, l *Lab, cmd string) {
@@ -324,17 +305,20 @@ func TestLab(t *testing.T) {
 			t.Fatal(err)
 		}
 		time.Sleep(300 * time.Millisecond) // traffic before the rollout
+		// The same drain and enable drover does, from its HAProxy driver.
+		lb, err := haproxy.New(haproxy.Config{Socket: l.HAProxySocket, DrainTimeout: 10 * time.Second, EnableTimeout: 10 * time.Second})
+		if err != nil {
+			t.Fatal(err)
+		}
 		for _, h := range l.Hosts {
-			server := strings.TrimPrefix(h.LBServer, l.Backend+"/")
-			haproxyCmd(t, ctx, l, "set server "+h.LBServer+" state drain")
-			for sessions(t, ctx, l, server) > 0 {
-				time.Sleep(5 * time.Millisecond)
+			if err := lb.Drain(ctx, h.LBServer); err != nil {
+				t.Fatal(err)
 			}
-			haproxyCmd(t, ctx, l, "set server "+h.LBServer+" state maint")
 			install(t, ctx, l, h.Name, "v2", v2)
 			waitVersion(t, ctx, l, h.Name, "v2")
-			haproxyCmd(t, ctx, l, "set server "+h.LBServer+" state ready")
-			waitUp(t, ctx, l, server)
+			if err := lb.Enable(ctx, h.LBServer); err != nil {
+				t.Fatal(err)
+			}
 		}
 		time.Sleep(300 * time.Millisecond) // traffic after
 		res, err := load.Stop()
