@@ -35,8 +35,9 @@ type row struct {
 	stage   raftstore.Stage
 	phase   raftstore.Phase
 	version string
-	since   time.Time
-	took    time.Duration
+	since   time.Time     // the current stage began
+	started time.Time     // the host's first stage in this run began
+	took    time.Duration // from started to done
 	err     string
 }
 
@@ -148,8 +149,11 @@ func (v *view) event(ev orchestrator.Event) {
 		switch ev.Kind {
 		case orchestrator.EventStage:
 			r.stage, r.phase, r.version, r.since = ev.Stage, ev.Phase, ev.Version, time.Now()
+			if r.started.IsZero() {
+				r.started = r.since
+			}
 		case orchestrator.EventHostDone:
-			r.stage, r.phase, r.took = raftstore.StageDone, ev.Phase, time.Since(r.since)+r.took
+			r.stage, r.phase, r.took = raftstore.StageDone, ev.Phase, time.Since(r.started)
 		case orchestrator.EventHostFailed:
 			r.stage, r.err = raftstore.StageFailed, ev.Error
 		case orchestrator.EventHostSkipped:
