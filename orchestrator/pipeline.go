@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/drover-dev/drover/internal/tail"
 	"github.com/drover-dev/drover/orchestrator/health"
 	"github.com/drover-dev/drover/plans"
 	"github.com/drover-dev/drover/raftstore"
@@ -158,8 +159,8 @@ func (r *run) exec(ctx context.Context, h plans.Host, st raftstore.Stage, what, 
 	}
 	ctx, cancel := context.WithTimeout(ctx, r.plan.SSH.CommandTimeout)
 	defer cancel()
-	var out tailBuffer
-	if err := c.Run(ctx, cmd, &out); err != nil {
+	out := tail.New(maxOutput)
+	if err := c.Run(ctx, cmd, out); err != nil {
 		if errors.Is(err, context.DeadlineExceeded) && ctx.Err() != nil {
 			err = fmt.Errorf("timed out after %s: %w", r.plan.SSH.CommandTimeout, err)
 		}

@@ -20,8 +20,9 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
-	"sync"
 	"time"
+
+	"github.com/drover-dev/drover/internal/tail"
 )
 
 // Checker probes a target once.
@@ -178,8 +179,8 @@ func Command(run func(ctx context.Context, cmd string, out io.Writer) error, cmd
 	return CheckerFunc(func(ctx context.Context) error {
 		ctx, cancel := withTimeout(ctx, timeout)
 		defer cancel()
-		var out tailBuffer
-		err := run(ctx, cmd, &out)
+		out := tail.New(maxOutput)
+		err := run(ctx, cmd, out)
 		if err == nil {
 			return nil
 		}
@@ -192,40 +193,4 @@ func Command(run func(ctx context.Context, cmd string, out io.Writer) error, cmd
 		}
 		return fmt.Errorf("command %q: %w", cmd, err)
 	})
-}
-
-// tailBuffer keeps the last maxOutput bytes written to it (the end of a
-// failing command's output usually says why). It is safe for concurrent
-// writes: a transport may copy stdout and stderr from two goroutines.
-type tailBuffer struct {
-	mu        sync.Mutex
-	buf       []byte
-	truncated bool
-}
-
-func (b *tailBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	n := len(p)
-	if len(p) >= maxOutput {
-		b.buf = append(b.buf[:0], p[len(p)-maxOutput:]...)
-		b.truncated = true
-		return n, nil
-	}
-	if over := len(b.buf) + len(p) - maxOutput; over > 0 {
-		b.buf = append(b.buf[:0], b.buf[over:]...)
-		b.truncated = true
-	}
-	b.buf = append(b.buf, p...)
-	return n, nil
-}
-
-func (b *tailBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	s := strings.TrimSpace(string(b.buf))
-	if b.truncated && s != "" {
-		return "..." + s
-	}
-	return s
 }

@@ -165,22 +165,6 @@ func TestCommand(t *testing.T) {
 	}
 }
 
-func TestTailBufferConcurrentWrites(t *testing.T) {
-	var b tailBuffer
-	var wg sync.WaitGroup
-	for range 4 {
-		wg.Go(func() {
-			for range 1000 {
-				b.Write([]byte("0123456789"))
-			}
-		})
-	}
-	wg.Wait()
-	if s := b.String(); len(s) != maxOutput+3 || !strings.HasPrefix(s, "...") {
-		t.Fatalf("len = %d", len(s))
-	}
-}
-
 // scripted is an app whose /health answers follow a script: step i answers
 // script[i], and the last step repeats (or the whole script cycles).
 type scripted struct {
