@@ -49,15 +49,6 @@ func (c *sshConnector) Connect(ctx context.Context, h plans.Host) (Host, error) 
 	return cl, nil
 }
 
-// Handshakes counts SSH handshakes made through a connector from
-// SSHConnector (one per host per deploy is the goal); -1 for other kinds.
-func Handshakes(c Connector) int {
-	if s, ok := c.(*sshConnector); ok {
-		return s.d.Handshakes()
-	}
-	return -1
-}
-
 // HAProxyBalancer returns the plan's HAProxy driver, or nil without one.
 func HAProxyBalancer(p *plans.Plan) (Balancer, error) {
 	lb := p.LoadBalancer

@@ -277,7 +277,7 @@ func (r *run) afterInstall(ph raftstore.Phase) []string {
 // restarts. Idempotent: the link is re-pointed and the restart re-run.
 func (r *run) activate(ctx context.Context, h plans.Host, target string) error {
 	base := r.plan.Release.Path
-	link := path.Join(base, "current")
+	link := r.plan.CurrentLink()
 	tmp := path.Join(base, ".current.drover-tmp")
 	// One session for both steps: each session costs a round trip and a
 	// remote shell start.
