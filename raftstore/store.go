@@ -132,12 +132,13 @@ func (s *Store) waitLeader(ctx context.Context) error {
 	})
 	s.raft.RegisterObserver(o)
 	defer s.raft.DeregisterObserver(o)
+	// Raft sets the state to Leader before it announces the new leader, so
+	// checking after each observation cannot miss it.
 	for s.raft.State() != raft.Leader {
 		select {
 		case <-ctx.Done():
 			return fmt.Errorf("wait for leadership: %w", ctx.Err())
 		case <-obs:
-		case <-time.After(20 * time.Millisecond):
 		}
 	}
 	return nil
