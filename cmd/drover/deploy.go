@@ -72,7 +72,6 @@ func exactArgs(n int, names string) cobra.PositionalArgs {
 
 // local is the embedded single-node coordinator.
 type local struct {
-	g      *globalFlags
 	store  *raftstore.Store
 	engine *orchestrator.Engine
 	view   *view
@@ -94,7 +93,7 @@ func withLocal(ctx context.Context, g *globalFlags, fn func(context.Context, *lo
 		return withCode(exitFailed, err)
 	}
 	defer st.Close()
-	c := &local{g: g, store: st, view: v}
+	c := &local{store: st, view: v}
 	c.engine = orchestrator.New(orchestrator.DefaultDeps(st, v.event))
 	return fn(ctx, c)
 }
