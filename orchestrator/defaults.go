@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 
+	"github.com/drover-dev/drover/internal/fence"
 	"github.com/drover-dev/drover/orchestrator/health"
 	"github.com/drover-dev/drover/orchestrator/lb/haproxy"
 	"github.com/drover-dev/drover/orchestrator/ssh"
@@ -46,7 +48,19 @@ func (c *sshConnector) Connect(ctx context.Context, h plans.Host) (Host, error) 
 	if err != nil {
 		return nil, err // not a typed nil inside the interface
 	}
-	return cl, nil
+	return termHost{cl}, nil
+}
+
+// termHost exports the Raft term an action is taken under (see fence.go)
+// to every remote command as DROVER_TERM: hooks can read it, and the host's
+// own records (an audit log, a ForceCommand wrapper) show who acted when.
+type termHost struct{ Host }
+
+func (h termHost) Run(ctx context.Context, cmd string, out io.Writer) error {
+	if t := fence.Term(ctx); t > 0 {
+		cmd = fmt.Sprintf("DROVER_TERM=%d; export DROVER_TERM; %s", t, cmd)
+	}
+	return h.Host.Run(ctx, cmd, out)
 }
 
 // HAProxyBalancer returns the plan's HAProxy driver, or nil without one.

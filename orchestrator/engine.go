@@ -54,8 +54,13 @@ type Deps struct {
 	// Now is the clock; the engine stamps commands with it (Apply never reads clocks).
 	Now func() time.Time
 	// Fence, when set, is called before every side effect on a host or the
-	// balancer; an error stops the engine (a deposed leader must not act).
-	Fence func(ctx context.Context) error
+	// balancer and returns the Raft term the action is taken under; an
+	// error stops the engine (a deposed leader must not act). See fence.go.
+	Fence func(ctx context.Context) (term uint64, err error)
+	// ArtifactPath, when set, finds the archive of a deployment by its
+	// SHA-256 (a coordinator fetches it from its peers if it lacks it);
+	// otherwise the plan's release.artifact path is used.
+	ArtifactPath func(ctx context.Context, sha256 string) (string, error)
 }
 
 // Engine runs deployments recorded in the store.
@@ -225,7 +230,7 @@ func (e *Engine) Run(ctx context.Context, stop <-chan struct{}, id string) (raft
 	if d.State.Terminal() {
 		return d.State, fmt.Errorf("%s is %s: %w", id, d.State, ErrNotResumable)
 	}
-	r, err := e.newRun(d, stop)
+	r, err := e.newRun(ctx, d, stop)
 	if err != nil {
 		return d.State, err
 	}

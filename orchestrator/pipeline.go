@@ -69,9 +69,6 @@ func (r *run) drive(ctx context.Context, name string, ph raftstore.Phase, target
 			}
 		}
 		r.mark(name, Event{Kind: EventStage, Host: name, Stage: st, Phase: ph, Version: target})
-		if err := r.fence(ctx); err != nil {
-			return err
-		}
 		if err := r.stage(ctx, name, st, ph, target); err != nil {
 			if isFatal(ctx, err) {
 				return err
@@ -102,16 +99,6 @@ func (r *run) mark(name string, ev Event) {
 	r.emit(ev)
 }
 
-func (r *run) fence(ctx context.Context) error {
-	if r.e.d.Fence == nil {
-		return nil
-	}
-	if err := r.e.d.Fence(ctx); err != nil {
-		return &fatalError{fmt.Errorf("fencing: %w", err)}
-	}
-	return nil
-}
-
 func (r *run) stage(ctx context.Context, name string, st raftstore.Stage, ph raftstore.Phase, target string) error {
 	h := r.hosts[name]
 	switch st {
@@ -140,6 +127,9 @@ func (r *run) conn(ctx context.Context, h plans.Host) (Host, error) {
 	c, err := r.connector.Connect(ctx, h)
 	if err != nil {
 		return nil, fmt.Errorf("connect %s (%s): %w", h.Name, h.Address, err)
+	}
+	if r.e.d.Fence != nil {
+		c = fencedHost{c, r.e.d.Fence}
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -239,9 +229,6 @@ func (r *run) install(ctx context.Context, h plans.Host, ph raftstore.Phase, tar
 	defer f.Close()
 	c, err := r.conn(ctx, h)
 	if err != nil {
-		return err
-	}
-	if err := r.fence(ctx); err != nil {
 		return err
 	}
 	pctx, cancel := context.WithTimeout(ctx, r.plan.SSH.CommandTimeout)

@@ -10,6 +10,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/drover-dev/drover/internal/fence"
 	"github.com/drover-dev/drover/plans"
 	"github.com/drover-dev/drover/raftstore"
 )
@@ -34,7 +35,7 @@ type run struct {
 	observed map[string]string
 }
 
-func (e *Engine) newRun(d raftstore.Deployment, stop <-chan struct{}) (*run, error) {
+func (e *Engine) newRun(ctx context.Context, d raftstore.Deployment, stop <-chan struct{}) (*run, error) {
 	var p plans.Plan
 	if err := json.Unmarshal(d.Plan, &p); err != nil {
 		return nil, fmt.Errorf("decode plan of %s: %w", d.ID, err)
@@ -53,8 +54,17 @@ func (e *Engine) newRun(d raftstore.Deployment, stop <-chan struct{}) (*run, err
 	if r.lb, err = e.d.Balancer(&p); err != nil {
 		return nil, fmt.Errorf("set up load balancer: %w", err)
 	}
+	if r.lb != nil && e.d.Fence != nil {
+		r.lb = fencedBalancer{r.lb, e.d.Fence}
+	}
 	if d.Kind == raftstore.KindDeploy {
-		a, err := e.artifact(p.Release.Artifact)
+		file := p.Release.Artifact
+		if e.d.ArtifactPath != nil && d.ArtifactSHA256 != "" {
+			if file, err = e.d.ArtifactPath(ctx, d.ArtifactSHA256); err != nil {
+				return nil, fmt.Errorf("artifact of %s: %w", d.ID, err)
+			}
+		}
+		a, err := e.artifact(file)
 		if err != nil {
 			return nil, err
 		}
@@ -284,7 +294,14 @@ func (r *run) fail(ctx context.Context, name string, phase raftstore.Phase, targ
 		ev.Stage, ev.Output = se.Stage, se.Output
 	}
 	r.emit(ev)
-	return r.record(ctx, name, raftstore.StageFailed, phase, target, err.Error())
+	rerr := r.e.d.Store.Apply(ctx, &raftstore.SetHostStage{
+		ID: r.id, Host: name, Stage: raftstore.StageFailed, Phase: phase, Target: target,
+		Error: err.Error(), Output: ev.Output, At: r.e.d.Now().UTC(),
+	})
+	if rerr != nil {
+		return &fatalError{fmt.Errorf("record %s failed: %w", name, rerr)}
+	}
+	return nil
 }
 
 // rollbackAll takes every touched host back, batch by batch in reverse
@@ -395,7 +412,7 @@ func names(hps []*raftstore.HostProgress) []string {
 // isFatal tells an engine stop (store refused, cancelled) from a host failure.
 func isFatal(ctx context.Context, err error) bool {
 	var fe *fatalError
-	return ctx.Err() != nil || errors.As(err, &fe)
+	return ctx.Err() != nil || errors.As(err, &fe) || errors.Is(err, fence.ErrFenced)
 }
 
 func fatalOnly(ctx context.Context, err error) error {

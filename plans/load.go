@@ -83,7 +83,25 @@ func Load(path string) (*Plan, error) {
 // errors.Is(err, ErrInvalid) holds. On success every field of the Plan is
 // set: defaults are applied and local paths are absolute.
 func Parse(path string, data []byte) (*Plan, error) {
+	return ParseWith(path, data, Options{})
+}
+
+// Options change where Parse looks for the files a plan names, for plans
+// read on one machine and run on another (a coordinator cluster).
+type Options struct {
+	// Artifact, when set, replaces the local check of release.artifact: it
+	// is given the path as written (resolved against the plan's folder)
+	// and returns the file to use; its error is reported at the key.
+	Artifact func(path string) (string, error)
+	// SkipCoordinatorFiles leaves unchecked the files that the coordinators
+	// read (ssh.identity_file): a CLI talking to a cluster cannot see them.
+	SkipCoordinatorFiles bool
+}
+
+// ParseWith is Parse with Options.
+func ParseWith(path string, data []byte, opts Options) (*Plan, error) {
 	l := newLoader(path)
+	l.opts = opts
 	p := l.load(data)
 	if len(l.errs) > 0 {
 		l.errs.sortFor(path)
@@ -98,6 +116,7 @@ type loader struct {
 	sink
 	path string // as given
 	dir  string // absolute folder of the plan
+	opts Options
 }
 
 func newLoader(path string) *loader {
@@ -506,7 +525,7 @@ func (l *loader) ssh(top *mapping, p *Plan) {
 	if s, sp, ok := sm.nonEmpty("identity_file", false, ""); ok {
 		if abs, msg := l.localPath(s); msg != "" {
 			l.errorf(sp, "ssh.identity_file: %s", msg)
-		} else if msg := regularFile(abs); msg != "" {
+		} else if msg := regularFile(abs); msg != "" && !l.opts.SkipCoordinatorFiles {
 			l.errorf(sp, "ssh.identity_file: %s", msg)
 		} else {
 			p.SSH.IdentityFile = abs
@@ -705,6 +724,12 @@ func (l *loader) release(top *mapping, p *Plan) {
 	if s, sp, ok := rm.nonEmpty("artifact", true, "the release tarball, relative to the plan file"); ok {
 		if abs, msg := l.localPath(s); msg != "" {
 			l.errorf(sp, "release.artifact: %s", msg)
+		} else if l.opts.Artifact != nil {
+			if f, err := l.opts.Artifact(abs); err != nil {
+				l.errorf(sp, "release.artifact: %v", err)
+			} else {
+				p.Release.Artifact = f
+			}
 		} else if fi, err := os.Stat(abs); err != nil {
 			l.errorf(sp, "release.artifact: %s", fileProblem(abs, err))
 		} else if fi.IsDir() {

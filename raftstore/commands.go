@@ -28,6 +28,11 @@ const (
 	CmdSetHostStage     CommandType = 2
 	CmdSetState         CommandType = 3
 	CmdRequest          CommandType = 4
+	CmdRegisterNode     CommandType = 5
+	CmdForgetNode       CommandType = 6
+	CmdPutToken         CommandType = 7
+	CmdDeleteToken      CommandType = 8
+	CmdSpendToken       CommandType = 9
 )
 
 // envelope is the on-disk form of a command: a type tag, a payload version
@@ -53,12 +58,14 @@ type CreateDeployment struct {
 // SetHostStage moves one host to a stage. The engine applies it before the
 // stage's first side effect, so a new leader knows what may be half done.
 type SetHostStage struct {
-	ID     string    `json:"id"`
-	Host   string    `json:"host"`
-	Stage  Stage     `json:"stage"`
-	Phase  Phase     `json:"phase"`
-	Target string    `json:"target"`
-	Error  string    `json:"error,omitempty"`
+	ID     string `json:"id"`
+	Host   string `json:"host"`
+	Stage  Stage  `json:"stage"`
+	Phase  Phase  `json:"phase"`
+	Target string `json:"target"`
+	Error  string `json:"error,omitempty"`
+	// Output is the bounded output of the command that failed, if any.
+	Output string    `json:"output,omitempty"`
 	At     time.Time `json:"at"`
 }
 
@@ -110,6 +117,16 @@ func decode(b []byte) (Command, error) {
 		c = &SetState{}
 	case CmdRequest:
 		c = &Request{}
+	case CmdRegisterNode:
+		c = &RegisterNode{}
+	case CmdForgetNode:
+		c = &ForgetNode{}
+	case CmdPutToken:
+		c = &PutToken{}
+	case CmdDeleteToken:
+		c = &DeleteToken{}
+	case CmdSpendToken:
+		c = &SpendToken{}
 	default:
 		return nil, fmt.Errorf("%w: unknown type %d", ErrBadCommand, e.Type)
 	}
@@ -122,6 +139,9 @@ func decode(b []byte) (Command, error) {
 // apply changes s by one command. It is deterministic: everything it needs
 // (times, IDs) is in the command.
 func (s *State) apply(c Command) error {
+	// Seq counts every command, refused ones too, so it is the same on
+	// every node whatever each command's outcome.
+	s.Seq++
 	switch c := c.(type) {
 	case *CreateDeployment:
 		return s.create(c)
@@ -131,6 +151,16 @@ func (s *State) apply(c Command) error {
 		return s.setState(c)
 	case *Request:
 		return s.request(c)
+	case *RegisterNode:
+		return s.registerNode(c)
+	case *ForgetNode:
+		return s.forgetNode(c)
+	case *PutToken:
+		return s.putToken(c)
+	case *DeleteToken:
+		return s.deleteToken(c)
+	case *SpendToken:
+		return s.spendToken(c)
 	}
 	return fmt.Errorf("%w: %T", ErrBadCommand, c)
 }
@@ -181,6 +211,7 @@ func (s *State) create(c *CreateDeployment) error {
 	d.Created, d.Updated = c.At, c.At
 	s.Deployments[d.ID] = &d
 	s.Order = append(s.Order, d.ID)
+	s.record(Event{Time: c.At, Deployment: d.ID, Kind: EvCreated, State: d.State, Target: d.Version})
 	return nil
 }
 
@@ -244,6 +275,8 @@ func (s *State) setHostStage(c *SetHostStage) error {
 		}
 	}
 	d.Updated = c.At
+	s.record(Event{Time: c.At, Deployment: d.ID, Kind: EvStage, Host: c.Host, Stage: c.Stage, Phase: c.Phase,
+		Target: hp.Target, Error: c.Error, Output: c.Output})
 	return nil
 }
 
@@ -267,6 +300,7 @@ func (s *State) setState(c *SetState) error {
 			}
 		}
 	}
+	s.record(Event{Time: c.At, Deployment: d.ID, Kind: EvState, State: c.State, Error: c.Error})
 	return nil
 }
 
@@ -287,5 +321,13 @@ func (s *State) request(c *Request) error {
 		}
 	}
 	d.Updated = c.At
+	msg := "pause"
+	switch {
+	case c.Abort:
+		msg = "abort"
+	case c.Resume:
+		msg = "resume"
+	}
+	s.record(Event{Time: c.At, Deployment: d.ID, Kind: EvRequest, Message: msg, State: d.State})
 	return nil
 }

@@ -64,6 +64,12 @@ func (f *fsm) Restore(rc io.ReadCloser) error {
 	if s.Hosts == nil {
 		s.Hosts = map[string]*HostRecord{}
 	}
+	if s.Nodes == nil {
+		s.Nodes = map[string]*Node{}
+	}
+	if s.Tokens == nil {
+		s.Tokens = map[string]*Token{}
+	}
 	f.mu.Lock()
 	f.state = s
 	f.mu.Unlock()

@@ -132,12 +132,18 @@ type HostRecord struct {
 type State struct {
 	Deployments map[string]*Deployment `json:"deployments"`
 	Hosts       map[string]*HostRecord `json:"hosts"`
-	// Seq numbers deployments in creation order.
+	// Order lists deployments in creation order.
 	Order []string `json:"order"`
+	// Seq counts applied commands; events carry it.
+	Seq    uint64            `json:"seq"`
+	Events []Event           `json:"events,omitempty"`
+	Nodes  map[string]*Node  `json:"nodes,omitempty"`
+	Tokens map[string]*Token `json:"tokens,omitempty"`
 }
 
 func newState() *State {
-	return &State{Deployments: map[string]*Deployment{}, Hosts: map[string]*HostRecord{}}
+	return &State{Deployments: map[string]*Deployment{}, Hosts: map[string]*HostRecord{},
+		Nodes: map[string]*Node{}, Tokens: map[string]*Token{}}
 }
 
 // clone deep-copies a deployment so readers never share memory with apply.

@@ -6,6 +6,7 @@ package raftstore
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -26,9 +27,43 @@ var ErrDataDirInUse = errors.New("data dir is in use by another drover process")
 // Options configure a Store.
 type Options struct {
 	Dir    string    // data dir: raft.db (log + stable store) and snapshots/
-	NodeID string    // default "node1"
+	NodeID string    // default "node1" for OpenSingle; required by Open
 	Log    io.Writer // raft's own log; default Dir/raft.log
+
+	// RaftAddr is the bind address ("ip:port") of the TCP transport; ""
+	// means the in-memory transport of OpenSingle. A port of 0 binds a
+	// free port (see Store.Addr).
+	RaftAddr string
+	// Advertise is the address peers dial; default RaftAddr. It must name
+	// a host (not 0.0.0.0 or ::); a port of 0 takes the bound port.
+	Advertise string
+	// ServerTLS accepts peers; the caller sets mutual authentication
+	// (ClientAuth: tls.RequireAndVerifyClientCert, ClientCAs). ClientTLS
+	// dials peers (Certificates, RootCAs); ServerName is set per dial to
+	// the host part of the peer's address. Both are required with RaftAddr.
+	ServerTLS *tls.Config
+	ClientTLS *tls.Config
+	// Bootstrap forms a new one-voter cluster when the data dir holds no
+	// Raft state. It is ignored, with a log line, when it does.
+	Bootstrap bool
+	// Timing tunes failure detection; zero fields take the defaults. For
+	// Open: heartbeat 300ms, election 300ms, leader lease 200ms, commit
+	// 20ms (lanTiming says why); for OpenSingle: 100/100/100/50ms.
+	Timing Timing
+	// SnapshotThreshold is how many new log entries trigger a snapshot and
+	// TrailingLogs how many entries a snapshot leaves in the log (so that a
+	// slightly lagging follower needs no snapshot). Zero = defaults.
+	SnapshotThreshold, TrailingLogs uint64
 }
+
+// Default snapshot settings: snapshots stay small (the state is a few
+// deployments) so a snapshot every 2048 entries is cheap; raft's default
+// trailing log lets a follower that missed up to 10240 entries catch up
+// from the log.
+const (
+	defaultSnapshotThreshold = 2048
+	defaultTrailingLogs      = 10240
+)
 
 // Store is a Raft node and its state machine.
 type Store struct {
@@ -36,21 +71,70 @@ type Store struct {
 	fsm     *fsm
 	bolt    *raftboltdb.BoltStore
 	logFile *os.File
+	trans   raft.Transport
+	stream  *tlsStream // nil on the in-memory transport
+	nodeID  string
+	addr    raft.ServerAddress
+	logger  hclog.Logger
+
+	closeOnce sync.Once
+	closeErr  error
 
 	mu      sync.Mutex
 	changed chan struct{} // closed and replaced on every apply
 }
 
+// singleTiming is OpenSingle's: one node has nobody to wait for, so short
+// timeouts make the CLI start in a fraction of a second instead of raft's
+// defaults' 1-2 s.
+var singleTiming = Timing{
+	Heartbeat:   100 * time.Millisecond,
+	Election:    100 * time.Millisecond,
+	LeaderLease: 100 * time.Millisecond,
+	Commit:      50 * time.Millisecond,
+}
+
 // OpenSingle opens (or creates) a one-node cluster in opts.Dir and waits
-// until it leads. It is the embedded coordinator of the CLI.
+// until it leads. It is the embedded coordinator of the CLI. It always
+// uses the in-memory transport: opts.RaftAddr must be empty.
 func OpenSingle(ctx context.Context, opts Options) (*Store, error) {
+	if opts.RaftAddr != "" {
+		return nil, errors.New("raftstore: OpenSingle runs in memory; use Open with a RaftAddr")
+	}
 	if opts.NodeID == "" {
 		opts.NodeID = "node1"
 	}
+	opts.Bootstrap = true
+	s, err := open(opts, singleTiming, func(*Store) (raft.Transport, error) {
+		_, trans := raft.NewInmemTransport(raft.ServerAddress(opts.NodeID))
+		return trans, nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	wctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if err := s.waitFor(wctx, func() bool { return s.raft.State() == raft.Leader }); err != nil {
+		s.Close()
+		return nil, fmt.Errorf("wait for leadership: %w", err)
+	}
+	// Make sure every committed entry is applied before anyone reads.
+	if err := s.raft.Barrier(10 * time.Second).Error(); err != nil {
+		s.Close()
+		return nil, fmt.Errorf("barrier: %w", err)
+	}
+	return s, nil
+}
+
+// open is the setup shared by Open and OpenSingle: the data dir, raft's
+// log, the bolt log and stable store behind a cache, file snapshots, the
+// FSM wired to the changed notification, the transport that transport
+// makes, bootstrap when asked and the data dir is empty, and raft itself.
+func open(opts Options, timing Timing, transport func(*Store) (raft.Transport, error)) (*Store, error) {
 	if err := os.MkdirAll(opts.Dir, 0o700); err != nil {
 		return nil, fmt.Errorf("create data dir: %w", err)
 	}
-	s := &Store{fsm: newFSM(), changed: make(chan struct{})}
+	s := &Store{fsm: newFSM(), changed: make(chan struct{}), nodeID: opts.NodeID}
 	s.fsm.onApply = s.notify
 
 	logw := opts.Log
@@ -61,6 +145,7 @@ func OpenSingle(ctx context.Context, opts Options) (*Store, error) {
 		}
 		s.logFile, logw = f, f
 	}
+	s.logger = hclog.New(&hclog.LoggerOptions{Name: "raft", Output: logw, Level: hclog.Info})
 	fail := func(err error) (*Store, error) {
 		s.Close()
 		return nil, err
@@ -81,50 +166,62 @@ func OpenSingle(ctx context.Context, opts Options) (*Store, error) {
 	if err != nil {
 		return fail(fmt.Errorf("open snapshots: %w", err))
 	}
-
-	cfg := raft.DefaultConfig()
-	cfg.LocalID = raft.ServerID(opts.NodeID)
-	cfg.Logger = hclog.New(&hclog.LoggerOptions{Name: "raft", Output: logw, Level: hclog.Info})
-	// One node has nobody to wait for: short timeouts make the CLI start
-	// in a fraction of a second instead of the LAN defaults' 1-2 s.
-	cfg.HeartbeatTimeout = 100 * time.Millisecond
-	cfg.ElectionTimeout = 100 * time.Millisecond
-	cfg.LeaderLeaseTimeout = 100 * time.Millisecond
-	cfg.SnapshotThreshold = 2048
-
-	addr, trans := raft.NewInmemTransport(raft.ServerAddress(opts.NodeID))
 	logs, err := raft.NewLogCache(512, bolt)
 	if err != nil {
 		return fail(fmt.Errorf("log cache: %w", err))
 	}
+
+	trans, err := transport(s)
+	if err != nil {
+		return fail(err)
+	}
+	s.trans, s.addr = trans, trans.LocalAddr()
+
+	t := opts.Timing.withDefaults(timing)
+	cfg := raft.DefaultConfig()
+	cfg.LocalID = raft.ServerID(opts.NodeID)
+	cfg.Logger = s.logger
+	cfg.HeartbeatTimeout = t.Heartbeat
+	cfg.ElectionTimeout = t.Election
+	cfg.LeaderLeaseTimeout = t.LeaderLease
+	cfg.CommitTimeout = t.Commit
+	cfg.SnapshotThreshold = orDefault(opts.SnapshotThreshold, defaultSnapshotThreshold)
+	cfg.TrailingLogs = orDefault(opts.TrailingLogs, defaultTrailingLogs)
+	if err := raft.ValidateConfig(cfg); err != nil {
+		return fail(fmt.Errorf("raft config: %w", err))
+	}
+
 	has, err := raft.HasExistingState(logs, bolt, snaps)
 	if err != nil {
 		return fail(fmt.Errorf("inspect raft state: %w", err))
 	}
-	if !has {
-		conf := raft.Configuration{Servers: []raft.Server{{ID: cfg.LocalID, Address: addr}}}
+	switch {
+	case !has && opts.Bootstrap:
+		conf := raft.Configuration{Servers: []raft.Server{{ID: cfg.LocalID, Address: s.addr}}}
 		if err := raft.BootstrapCluster(cfg, logs, bolt, snaps, trans, conf); err != nil {
 			return fail(fmt.Errorf("bootstrap: %w", err))
 		}
+	case has && opts.Bootstrap && s.stream != nil:
+		s.logger.Info("data dir already holds raft state: bootstrap ignored", "dir", opts.Dir)
 	}
 	r, err := raft.NewRaft(cfg, s.fsm, logs, bolt, snaps, trans)
 	if err != nil {
 		return fail(fmt.Errorf("start raft: %w", err))
 	}
 	s.raft = r
-	if err := s.waitLeader(ctx); err != nil {
-		return fail(err)
-	}
-	// Make sure every committed entry is applied before anyone reads.
-	if err := r.Barrier(10 * time.Second).Error(); err != nil {
-		return fail(fmt.Errorf("barrier: %w", err))
-	}
 	return s, nil
 }
 
-func (s *Store) waitLeader(ctx context.Context) error {
-	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	defer cancel()
+func orDefault(v, def uint64) uint64 {
+	if v == 0 {
+		return def
+	}
+	return v
+}
+
+// waitFor returns once cond holds, re-checking it at each leader change
+// raft announces, or when ctx ends.
+func (s *Store) waitFor(ctx context.Context, cond func() bool) error {
 	obs := make(chan raft.Observation, 4)
 	o := raft.NewObserver(obs, false, func(o *raft.Observation) bool {
 		_, ok := o.Data.(raft.LeaderObservation)
@@ -132,31 +229,38 @@ func (s *Store) waitLeader(ctx context.Context) error {
 	})
 	s.raft.RegisterObserver(o)
 	defer s.raft.DeregisterObserver(o)
-	// Raft sets the state to Leader before it announces the new leader, so
-	// checking after each observation cannot miss it.
-	for s.raft.State() != raft.Leader {
+	// Raft sets its state before it announces the new leader, so checking
+	// after each observation (and once after registering) cannot miss it.
+	for !cond() {
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("wait for leadership: %w", ctx.Err())
+			return ctx.Err()
 		case <-obs:
 		}
 	}
 	return nil
 }
 
-// Close shuts the node down and releases the data dir.
+// Close shuts the node down and releases the data dir and the address.
+// Closing again returns the first result.
 func (s *Store) Close() error {
-	var errs []error
-	if s.raft != nil {
-		errs = append(errs, s.raft.Shutdown().Error())
-	}
-	if s.bolt != nil {
-		errs = append(errs, s.bolt.Close())
-	}
-	if s.logFile != nil {
-		errs = append(errs, s.logFile.Close())
-	}
-	return errors.Join(errs...)
+	s.closeOnce.Do(func() {
+		var errs []error
+		if s.raft != nil {
+			// Shutdown also closes the transport.
+			errs = append(errs, s.raft.Shutdown().Error())
+		} else if c, ok := s.trans.(raft.WithClose); ok {
+			errs = append(errs, c.Close())
+		}
+		if s.bolt != nil {
+			errs = append(errs, s.bolt.Close())
+		}
+		if s.logFile != nil {
+			errs = append(errs, s.logFile.Close())
+		}
+		s.closeErr = errors.Join(errs...)
+	})
+	return s.closeErr
 }
 
 // Apply replicates c and returns once it is applied, with the command's own
@@ -166,9 +270,9 @@ func (s *Store) Apply(ctx context.Context, c Command) error {
 	if err != nil {
 		return err
 	}
-	timeout := 10 * time.Second
-	if dl, ok := ctx.Deadline(); ok {
-		timeout = time.Until(dl)
+	timeout, err := timeoutOf(ctx)
+	if err != nil {
+		return fmt.Errorf("raft apply: %w", err)
 	}
 	f := s.raft.Apply(b, timeout)
 	if err := f.Error(); err != nil {

@@ -4,10 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/signal"
 	"syscall"
+	"time"
 
+	"github.com/drover-dev/drover/api"
 	"github.com/drover-dev/drover/orchestrator"
 	"github.com/drover-dev/drover/plans"
 	"github.com/drover-dev/drover/raftstore"
@@ -15,7 +18,10 @@ import (
 )
 
 func newDeployCmd(g *globalFlags) *cobra.Command {
-	var force bool
+	var (
+		force, detach, watchFlag bool
+		lockWait                 time.Duration
+	)
 	cmd := &cobra.Command{
 		Use:   "deploy PLAN",
 		Short: "Roll the plan's release out to its hosts",
@@ -29,12 +35,24 @@ touched host goes back to its previous release (rollback.automatic, on by defaul
 
 Ctrl-C once: no new host is started, hosts in flight finish and go back into
 rotation, the deployment is recorded as paused ('drover resume' continues it).
-Ctrl-C twice: stop at once; 'drover resume' re-runs the interrupted stages.`,
+Ctrl-C twice: stop at once; 'drover resume' re-runs the interrupted stages.
+
+With --server, the deployment runs in the coordinator cluster: the artifact is
+uploaded to it, the leader runs the rollout, and this command only watches
+(Ctrl-C stops watching; the deployment goes on; 'drover pause ID' pauses it).
+A deployment that names a host held by another running deployment is refused
+with that deployment's ID, or waits for it with --lock-wait.`,
 		Example: `  drover plan validate web.yaml
   drover deploy web.yaml
+  DROVER_ADDR=10.0.0.5:7443,10.0.0.6:7443 drover deploy web.yaml --lock-wait 10m
   drover deploy web.yaml --output json | jq .`,
 		Args: exactArgs(1, "PLAN"),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if handled, err := withCluster(cmd.Context(), &g.cluster, func(ctx context.Context, cl *api.Client) error {
+				return deployRemote(ctx, cl, g, args[0], api.SubmitRequest{Force: force, LockWait: api.Duration(lockWait)}, detach)
+			}); handled {
+				return err
+			}
 			p, err := plans.Load(args[0])
 			if err != nil {
 				return withCode(exitUsage, err)
@@ -49,7 +67,47 @@ Ctrl-C twice: stop at once; 'drover resume' re-runs the interrupted stages.`,
 		},
 	}
 	cmd.Flags().BoolVar(&force, "force", false, "redeploy hosts that already run the plan's version")
+	cmd.Flags().DurationVar(&lockWait, "lock-wait", 0, "with --server: when a host is held by another deployment, wait this long for it instead of refusing")
+	cmd.Flags().BoolVar(&detach, "detach", false, "with --server: return once the deployment is recorded, without watching it")
+	cmd.Flags().BoolVar(&watchFlag, "watch", true, "with --server: follow the deployment until it ends (the default; see --detach)")
 	return cmd
+}
+
+// deployRemote validates the plan here (with FILE:LINE:COL errors), uploads
+// the artifact to the cluster, submits the plan's text, and follows it.
+func deployRemote(ctx context.Context, cl *api.Client, g *globalFlags, file string, req api.SubmitRequest, detach bool) error {
+	v, err := newView(os.Stdout, g.output)
+	if err != nil {
+		return withCode(exitUsage, err)
+	}
+	data, err := os.ReadFile(file)
+	if err != nil {
+		return withCode(exitUsage, err)
+	}
+	// The coordinators read the SSH key files, not this machine.
+	p, err := plans.ParseWith(file, data, plans.Options{SkipCoordinatorFiles: true})
+	if err != nil {
+		return withCode(exitUsage, err)
+	}
+	art, err := orchestrator.InspectArtifact(p.Release.Artifact)
+	if err != nil {
+		return withCode(exitUsage, err)
+	}
+	if err := cl.UploadArtifact(ctx, art.SHA256, func() (io.ReadCloser, error) { return os.Open(art.Path) }); err != nil {
+		return fmt.Errorf("upload %s: %w", art.Path, err)
+	}
+	req.PlanName, req.Plan, req.ArtifactSHA256 = file, string(data), art.SHA256
+	id, err := cl.Submit(ctx, req)
+	if err != nil {
+		return err
+	}
+	if detach {
+		fmt.Println(id)
+		return nil
+	}
+	sigctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	return watch(sigctx, cl, v, id)
 }
 
 // submitError explains why a deployment could not be recorded.

@@ -60,6 +60,7 @@ func main() {
 type globalFlags struct {
 	dataDir string
 	output  string
+	cluster clusterFlags
 }
 
 func newRootCmd() *cobra.Command {
@@ -72,8 +73,10 @@ drains it from the load balancer, installs and activates the release, checks its
 health, puts it back, and moves on. When a batch fails beyond the plan's budget
 it rolls every touched host back to its previous release, automatically.
 
-Without --server, drover runs an embedded single-node coordinator whose
-replicated log lives in --data-dir.
+With --server (or DROVER_ADDR), commands go to a coordinator cluster ('drover
+server'), authenticated by a client certificate and a token: DROVER_CA,
+DROVER_CLIENT_CERT, DROVER_CLIENT_KEY, DROVER_TOKEN. Without it, drover runs an
+embedded single-node coordinator whose replicated log lives in --data-dir.
 
 Exit codes: 0 deployed, 1 failed, 2 bad input or usage, 3 failed and rolled
 back cleanly, 130 paused by Ctrl-C (continue with 'drover resume').`,
@@ -82,14 +85,20 @@ back cleanly, 130 paused by Ctrl-C (continue with 'drover resume').`,
 	}
 	root.PersistentFlags().StringVar(&g.dataDir, "data-dir", ".drover", "where the embedded coordinator keeps its Raft log and snapshots")
 	root.PersistentFlags().StringVarP(&g.output, "output", "o", "auto", "progress format: auto (live on a terminal, lines otherwise), text, json")
+	g.cluster.register(root)
 	root.AddCommand(
 		newDeployCmd(g),
 		newPlanCmd(),
 		newStatusCmd(g),
 		newHistoryCmd(g),
 		newRollbackCmd(g),
+		newPauseCmd(g),
 		newResumeCmd(g),
 		newAbortCmd(g),
+		newServerCmd(),
+		newClusterCmd(&g.cluster),
+		newTokenCmd(&g.cluster),
+		newTLSCmd(),
 	)
 	return root
 }

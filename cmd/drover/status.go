@@ -6,9 +6,12 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"os/signal"
+	"syscall"
 	"text/tabwriter"
 	"time"
 
+	"github.com/drover-dev/drover/api"
 	"github.com/drover-dev/drover/raftstore"
 	"github.com/spf13/cobra"
 )
@@ -19,6 +22,16 @@ func newStatusCmd(g *globalFlags) *cobra.Command {
 		Short: "Show a deployment and each host's stage (default: the latest)",
 		Args:  cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if handled, err := withCluster(cmd.Context(), &g.cluster, func(ctx context.Context, cl *api.Client) error {
+				d, err := pickRemote(ctx, cl, args, func(raftstore.Deployment) bool { return true })
+				if err != nil {
+					return err
+				}
+				printDeployment(os.Stdout, nil, d)
+				return nil
+			}); handled {
+				return err
+			}
 			return withLocal(cmd.Context(), g, func(ctx context.Context, c *local) error {
 				d, err := pick(c.store, args, func(raftstore.Deployment) bool { return true })
 				if err != nil {
@@ -37,19 +50,31 @@ func newHistoryCmd(g *globalFlags) *cobra.Command {
 		Short: "List deployments, newest first",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return withLocal(cmd.Context(), g, func(ctx context.Context, c *local) error {
-				ds := c.store.Deployments()
-				tw := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
-				fmt.Fprintln(tw, "ID\tKIND\tVERSION\tSTATE\tHOSTS\tSTARTED\tDURATION")
-				for i := len(ds) - 1; i >= 0; i-- {
-					d := ds[i]
-					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%s\t%s\n", d.ID, d.Kind, d.Version, d.State,
-						len(d.Hosts), d.Created.Local().Format("2006-01-02 15:04:05"), duration(d))
+			if handled, err := withCluster(cmd.Context(), &g.cluster, func(ctx context.Context, cl *api.Client) error {
+				ds, err := cl.Deployments(ctx)
+				if err != nil {
+					return err
 				}
-				return tw.Flush()
+				return printHistory(ds)
+			}); handled {
+				return err
+			}
+			return withLocal(cmd.Context(), g, func(ctx context.Context, c *local) error {
+				return printHistory(c.store.Deployments())
 			})
 		},
 	}
+}
+
+func printHistory(ds []raftstore.Deployment) error {
+	tw := newTable(os.Stdout)
+	fmt.Fprintln(tw, "ID\tKIND\tVERSION\tSTATE\tHOSTS\tSTARTED\tDURATION")
+	for i := len(ds) - 1; i >= 0; i-- {
+		d := ds[i]
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%s\t%s\n", d.ID, d.Kind, d.Version, d.State,
+			len(d.Hosts), d.Created.Local().Format("2006-01-02 15:04:05"), duration(d))
+	}
+	return tw.Flush()
 }
 
 func newRollbackCmd(g *globalFlags) *cobra.Command {
@@ -62,6 +87,21 @@ old release, verify, enable), batch by batch. Default: the latest deployment.
 A host whose previous release is unknown (its first deploy) is not guessed at.`,
 		Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if handled, err := withCluster(cmd.Context(), &g.cluster, func(ctx context.Context, cl *api.Client) error {
+				d, err := pickRemote(ctx, cl, args, func(d raftstore.Deployment) bool {
+					return d.Kind == raftstore.KindDeploy && d.State.Terminal()
+				})
+				if err != nil {
+					return err
+				}
+				id, err := cl.Rollback(ctx, d.ID)
+				if err != nil {
+					return err
+				}
+				return watchNew(ctx, cl, g, id)
+			}); handled {
+				return err
+			}
 			return withLocal(cmd.Context(), g, func(ctx context.Context, c *local) error {
 				d, err := pick(c.store, args, func(d raftstore.Deployment) bool {
 					return d.Kind == raftstore.KindDeploy && d.State.Terminal()
@@ -89,6 +129,18 @@ of a stage runs that stage again (every stage is safe to repeat).
 Default: the only unfinished deployment.`,
 		Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if handled, err := withCluster(cmd.Context(), &g.cluster, func(ctx context.Context, cl *api.Client) error {
+				d, err := pickRemote(ctx, cl, args, func(d raftstore.Deployment) bool { return d.State == raftstore.StatePaused })
+				if err != nil {
+					return err
+				}
+				if err := cl.Act(ctx, d.ID, api.ActionResume); err != nil {
+					return err
+				}
+				return watchNew(ctx, cl, g, d.ID)
+			}); handled {
+				return err
+			}
 			return withLocal(cmd.Context(), g, func(ctx context.Context, c *local) error {
 				d, err := pick(c.store, args, func(d raftstore.Deployment) bool { return !d.State.Terminal() })
 				if err != nil {
@@ -112,6 +164,15 @@ host locks, leaving every host as it is. Hosts left mid-stage (out of rotation)
 are listed: 'drover rollback' or a new deploy brings them back.`,
 		Args: exactArgs(1, "ID"),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if handled, err := withCluster(cmd.Context(), &g.cluster, func(ctx context.Context, cl *api.Client) error {
+				if err := cl.Act(ctx, args[0], api.ActionAbort); err != nil {
+					return err
+				}
+				fmt.Printf("abort requested: %s stops at the next safe point (hosts in flight finish) and releases its hosts\n", args[0])
+				return nil
+			}); handled {
+				return err
+			}
 			return withLocal(cmd.Context(), g, func(ctx context.Context, c *local) error {
 				d, err := c.store.Deployment(args[0])
 				if err != nil {
@@ -130,6 +191,55 @@ are listed: 'drover rollback' or a new deploy brings them back.`,
 }
 
 // pick returns the deployment named in args, or the newest one that ok accepts.
+func newPauseCmd(g *globalFlags) *cobra.Command {
+	return &cobra.Command{
+		Use:   "pause ID",
+		Short: "Pause a deployment running in a cluster at the next safe point",
+		Long: `Ask the cluster to pause a running deployment: no new host is started, hosts
+in flight finish their pipeline and go back into rotation, and the deployment
+is recorded as paused. 'drover resume ID' continues it. (Without --server,
+pause the foreground 'drover deploy' with Ctrl-C.)`,
+		Args: exactArgs(1, "ID"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return requireCluster(cmd.Context(), &g.cluster, func(ctx context.Context, cl *api.Client) error {
+				if err := cl.Act(ctx, args[0], api.ActionPause); err != nil {
+					return err
+				}
+				fmt.Printf("pause requested: %s stops at the next safe point\n", args[0])
+				return nil
+			})
+		},
+	}
+}
+
+// watchNew follows a deployment the cluster just accepted.
+func watchNew(ctx context.Context, cl *api.Client, g *globalFlags, id string) error {
+	v, err := newView(os.Stdout, g.output)
+	if err != nil {
+		return withCode(exitUsage, err)
+	}
+	sigctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	return watch(sigctx, cl, v, id)
+}
+
+// pickRemote is pick on a cluster.
+func pickRemote(ctx context.Context, cl *api.Client, args []string, ok func(raftstore.Deployment) bool) (raftstore.Deployment, error) {
+	if len(args) == 1 {
+		return cl.Deployment(ctx, args[0])
+	}
+	ds, err := cl.Deployments(ctx)
+	if err != nil {
+		return raftstore.Deployment{}, err
+	}
+	for i := len(ds) - 1; i >= 0; i-- {
+		if ok(ds[i]) {
+			return ds[i], nil
+		}
+	}
+	return raftstore.Deployment{}, withCode(exitUsage, errors.New("no matching deployment in the cluster (see 'drover history')"))
+}
+
 func pick(st *raftstore.Store, args []string, ok func(raftstore.Deployment) bool) (raftstore.Deployment, error) {
 	if len(args) == 1 {
 		d, err := st.Deployment(args[0])
@@ -155,7 +265,13 @@ func duration(d raftstore.Deployment) string {
 	return end.Sub(d.Created).Round(time.Millisecond).String()
 }
 
-func printDeployment(w io.Writer, st *raftstore.Store, d raftstore.Deployment) {
+// hostRecords knows what each host runs now; nil on a cluster client,
+// which shows what the deployment itself recorded.
+type hostRecords interface {
+	HostRecord(name string) raftstore.HostRecord
+}
+
+func printDeployment(w io.Writer, st hostRecords, d raftstore.Deployment) {
 	fmt.Fprintf(w, "deployment %s (%s of %s %s)\n", d.ID, d.Kind, d.Name, d.Version)
 	fmt.Fprintf(w, "state:     %s", d.State)
 	if d.State == raftstore.StateRunning || d.State == raftstore.StatePaused {
@@ -170,15 +286,29 @@ func printDeployment(w io.Writer, st *raftstore.Store, d raftstore.Deployment) {
 	for i, b := range d.Batches {
 		for _, h := range b {
 			hp := d.Hosts[h]
-			rec := st.HostRecord(h)
+			now := nowRuns(hp)
+			if st != nil {
+				now = st.HostRecord(h).Current
+			}
 			note := hp.Error
 			if note == "" {
 				note = hp.Skipped
 			}
-			fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\t%s\n", i+1, h, hp.Stage, hp.Phase, hp.Target, orNone(rec.Current), oneLine(note))
+			fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\t%s\n", i+1, h, hp.Stage, hp.Phase, hp.Target, orNone(now), oneLine(note))
 		}
 	}
 	tw.Flush()
+}
+
+// nowRuns is what a host runs according to its deployment alone.
+func nowRuns(hp *raftstore.HostProgress) string {
+	switch {
+	case hp.Stage == raftstore.StageDone && hp.Phase == raftstore.PhaseRollout:
+		return hp.Target
+	case !hp.Activated || hp.Phase == raftstore.PhaseRollback && hp.Stage == raftstore.StageDone:
+		return hp.FromCurrent
+	}
+	return "?"
 }
 
 func orNone(s string) string {

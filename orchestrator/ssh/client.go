@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"github.com/drover-dev/drover/internal/fence"
 	"io"
 	"io/fs"
 	"net"
@@ -468,6 +469,10 @@ func (cn *conn) put(ctx context.Context, p string, r io.Reader, mode fs.FileMode
 		}
 		if err := f.Close(); err != nil {
 			return fmt.Errorf("close %s: %w", tmp, err)
+		}
+		// The upload took a while; the rename is what changes the host.
+		if _, err := fence.Check(ctx); err != nil {
+			return err
 		}
 		return rename(sc, tmp, p)
 	})

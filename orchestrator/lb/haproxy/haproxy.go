@@ -42,6 +42,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/drover-dev/drover/internal/fence"
 	"net"
 	"strings"
 	"time"
@@ -302,6 +303,12 @@ func adminFromStatus(status string) AdminState {
 
 // setState sends `set server B/S state <state>`; success is an empty reply.
 func (d *Driver) setState(ctx context.Context, backend, name, state string) error {
+	// A drain waits between its two changes: a coordinator deposed
+	// meanwhile must not make the second one (see package fence).
+	ctx, err := fence.Check(ctx)
+	if err != nil {
+		return err
+	}
 	reply, err := d.command(ctx, fmt.Sprintf("set server %s/%s state %s", backend, name, state))
 	if err != nil {
 		return err

@@ -1,0 +1,163 @@
+// Package api is the coordinator's HTTPS API: JSON handlers over the
+// replicated state, authentication (a client certificate from the cluster
+// CA, then a bearer token), forwarding of writes to the leader, an event
+// stream that resumes after a reconnect, and the Go client the CLI uses.
+package api
+
+import (
+	"context"
+	"io"
+	"time"
+
+	"github.com/drover-dev/drover/raftstore"
+)
+
+// NodeStatus is one coordinator's view of itself and of the cluster.
+type NodeStatus struct {
+	ID           string `json:"id"`
+	RaftAddr     string `json:"raft_addr"`
+	HTTPAddr     string `json:"http_addr"`
+	State        string `json:"state"` // Leader, Follower, Candidate, Shutdown
+	Leader       string `json:"leader,omitempty"`
+	LeaderHTTP   string `json:"leader_http,omitempty"`
+	Term         uint64 `json:"term"`
+	AppliedIndex uint64 `json:"applied_index"`
+	CommitIndex  uint64 `json:"commit_index"`
+	// LastContactMS is the time since this node last heard from the
+	// leader; 0 on the leader, -1 when it never has.
+	LastContactMS int64  `json:"last_contact_ms"`
+	Version       string `json:"version,omitempty"`
+}
+
+// Member is one voter of the cluster, joined with what it says of itself
+// when it answers (Reachable false and Error set when it does not).
+type Member struct {
+	ID            string `json:"id"`
+	RaftAddr      string `json:"raft_addr"`
+	HTTPAddr      string `json:"http_addr,omitempty"`
+	Voter         bool   `json:"voter"`
+	Leader        bool   `json:"leader"`
+	Reachable     bool   `json:"reachable"`
+	State         string `json:"state,omitempty"`
+	LastContactMS int64  `json:"last_contact_ms"`
+	AppliedIndex  uint64 `json:"applied_index"`
+	Error         string `json:"error,omitempty"`
+}
+
+// JoinRequest is what a new or restarted coordinator sends to join.
+type JoinRequest struct {
+	ID       string `json:"id"`
+	RaftAddr string `json:"raft_addr"`
+	HTTPAddr string `json:"http_addr"`
+}
+
+// SubmitRequest asks for a new deployment. The plan travels as its YAML
+// text so that the leader validates it itself and reports problems with
+// the operator's file name, line and column; the artifact travels first
+// (UploadArtifact) and is named here by its digest.
+type SubmitRequest struct {
+	PlanName       string   `json:"plan_name"`
+	Plan           string   `json:"plan"`
+	ArtifactSHA256 string   `json:"artifact_sha256"`
+	Force          bool     `json:"force,omitempty"`
+	LockWait       Duration `json:"lock_wait,omitempty"` // wait this long for held hosts
+}
+
+// SubmitResponse names the new deployment.
+type SubmitResponse struct {
+	ID string `json:"id"`
+}
+
+// Action is an operator's request on a running deployment.
+type Action string
+
+// Actions.
+const (
+	ActionPause  Action = "pause"
+	ActionResume Action = "resume"
+	ActionAbort  Action = "abort"
+)
+
+// TokenRequest creates an API token.
+type TokenRequest struct {
+	Name string              `json:"name"`
+	Role raftstore.TokenRole `json:"role"`
+	TTL  Duration            `json:"ttl,omitempty"` // 0: no expiry
+}
+
+// TokenResponse carries a new token's clear text: the only time it exists
+// outside its holder.
+type TokenResponse struct {
+	Name  string              `json:"name"`
+	Role  raftstore.TokenRole `json:"role"`
+	Token string              `json:"token"`
+}
+
+// Duration is a time.Duration that travels as a string ("1m30s").
+type Duration time.Duration
+
+// MarshalText implements encoding.TextMarshaler.
+func (d Duration) MarshalText() ([]byte, error) { return []byte(time.Duration(d).String()), nil }
+
+// UnmarshalText implements encoding.TextUnmarshaler.
+func (d *Duration) UnmarshalText(b []byte) error {
+	v, err := time.ParseDuration(string(b))
+	*d = Duration(v)
+	return err
+}
+
+// The server's collaborators, owned here and implemented by the
+// coordinator (cmd/drover wires them to the store and the engine).
+
+// Node is the coordinator serving the request.
+type Node interface {
+	Status() NodeStatus
+	IsLeader() bool
+	// LeaderHTTP is the leader's API address ("host:port"), "" when unknown.
+	LeaderHTTP() string
+}
+
+// Cluster manages membership. Join and Remove only work on the leader.
+type Cluster interface {
+	// Members lists raft's voters with their registered API addresses;
+	// the server fills in what each says of itself.
+	Members(ctx context.Context) ([]Member, error)
+	Join(ctx context.Context, req JoinRequest) error
+	Remove(ctx context.Context, id string) error
+	// Backup writes the whole replicated state (a Raft snapshot's bytes).
+	Backup(w io.Writer) error
+	// Restore replaces the cluster's state with a backup (leader only).
+	Restore(ctx context.Context, r io.Reader) error
+}
+
+// Deployments is the deployment side of the coordinator. Writes only work
+// on the leader (they return an error wrapping raftstore.ErrNotLeader
+// elsewhere).
+type Deployments interface {
+	Submit(ctx context.Context, req SubmitRequest) (string, error)
+	List() []raftstore.Deployment
+	Get(id string) (raftstore.Deployment, error)
+	Act(ctx context.Context, id string, a Action) error
+	Rollback(ctx context.Context, id string) (string, error)
+	// Events returns the events of id after seq, and the last seq applied.
+	Events(id string, after uint64) ([]raftstore.Event, uint64)
+	// Changed is closed at the next applied command.
+	Changed() <-chan struct{}
+}
+
+// Artifacts stores release archives by SHA-256, on every coordinator.
+type Artifacts interface {
+	Has(sha256 string) bool
+	// Put stores r if its digest is sha256 (and makes it available to the
+	// other coordinators); a mismatch is an error wrapping ErrDigest.
+	Put(ctx context.Context, sha256 string, r io.Reader) error
+	Open(sha256 string) (io.ReadCloser, int64, error)
+}
+
+// Auth checks and manages API tokens (stored hashed in the replicated state).
+type Auth interface {
+	Authenticate(token string) (raftstore.TokenRole, bool)
+	CreateToken(ctx context.Context, req TokenRequest) (string, error)
+	Tokens() []raftstore.Token
+	DeleteToken(ctx context.Context, name string) error
+}

@@ -1,0 +1,369 @@
+package api
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/drover-dev/drover/raftstore"
+)
+
+func TestClientFailover(t *testing.T) {
+	p := newPKI(t)
+	ctx := context.Background()
+
+	t.Run("first address dead", func(t *testing.T) {
+		st := newStore()
+		l := startNode(t, p, st, "n1", true)
+		c := newTestClient(t, p, tokManage, deadAddr(t), l.addr)
+		if _, err := c.Submit(ctx, SubmitRequest{PlanName: "web", Plan: "name: web"}); err != nil {
+			t.Fatal(err)
+		}
+		if got := c.next.Load(); got != 1 {
+			t.Fatalf("next address %d, want 1 (the one that answered)", got)
+		}
+		if _, err := c.Deployments(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if st.writeCount() != 1 || len(l.requests()) != 2 {
+			t.Fatalf("writes %d, leader saw %+v", st.writeCount(), l.requests())
+		}
+	})
+
+	t.Run("follower without a leader, then the leader", func(t *testing.T) {
+		st := newStore()
+		f := startNode(t, p, st, "n2", false)
+		l := startNode(t, p, st, "n1", true)
+		c := newTestClient(t, p, tokManage, f.addr, l.addr)
+		id, err := c.Submit(ctx, SubmitRequest{PlanName: "web", Plan: "name: web"})
+		if err != nil || id != "d1" {
+			t.Fatalf("submit: %q %v", id, err)
+		}
+		if st.writeCount() != 1 || len(f.requests()) != 1 {
+			t.Fatalf("writes %d, follower saw %+v", st.writeCount(), f.requests())
+		}
+	})
+
+	t.Run("leader elected while trying", func(t *testing.T) {
+		st := newStore()
+		f := startNode(t, p, st, "n2", false)
+		l := startNode(t, p, st, "n1", false)
+		time.AfterFunc(150*time.Millisecond, func() {
+			l.setLeader(true, l.addr)
+			f.setLeader(false, l.addr)
+		})
+		c := newTestClient(t, p, tokManage, f.addr, l.addr)
+		if err := c.Act(ctx, "d0", ActionPause); !errors.Is(err, ErrNotFound) {
+			t.Fatalf("got %v, want the leader's ErrNotFound", err)
+		}
+	})
+
+	t.Run("nobody answers", func(t *testing.T) {
+		a, b := deadAddr(t), deadAddr(t)
+		c := newTestClient(t, p, tokManage, a, b)
+		ctx, cancel := context.WithTimeout(ctx, 500*time.Millisecond)
+		defer cancel()
+		_, err := c.Deployments(ctx)
+		if !errors.Is(err, ErrUnavailable) || !errors.Is(err, context.DeadlineExceeded) {
+			t.Fatalf("got %v, want ErrUnavailable", err)
+		}
+		if msg := err.Error(); !strings.Contains(msg, a) || !strings.Contains(msg, b) || !strings.Contains(msg, "refused") {
+			t.Fatalf("message %q lacks the addresses or the cause", msg)
+		}
+	})
+
+	t.Run("no leader anywhere, within Timeout", func(t *testing.T) {
+		st := newStore()
+		f := startNode(t, p, st, "n2", false)
+		c, err := NewClient(ClientConfig{Addrs: []string{f.addr}, TLS: p.clientTLS(&p.client), Token: tokManage, Timeout: 300 * time.Millisecond})
+		if err != nil {
+			t.Fatal(err)
+		}
+		start := time.Now()
+		err = c.Act(ctx, "d1", ActionAbort)
+		if !errors.Is(err, ErrUnavailable) || !errors.Is(err, ErrNoLeader) {
+			t.Fatalf("got %v", err)
+		}
+		if d := time.Since(start); d > 2*time.Second {
+			t.Fatalf("gave up after %v", d)
+		}
+		if st.writeCount() != 0 {
+			t.Fatal("a write happened")
+		}
+	})
+}
+
+// breaker accepts a request, then drops the connection without answering.
+func breaker(t *testing.T, p *testPKI) string {
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.Copy(io.Discard, r.Body)
+		conn, _, err := http.NewResponseController(w).Hijack()
+		if err == nil {
+			conn.Close()
+		}
+	}))
+	srv.TLS = &tls.Config{Certificates: []tls.Certificate{p.server}, ClientCAs: p.pool, ClientAuth: tls.VerifyClientCertIfGiven}
+	srv.StartTLS()
+	t.Cleanup(srv.Close)
+	return srv.Listener.Addr().String()
+}
+
+func TestClientDoesNotRepeatWrites(t *testing.T) {
+	p := newPKI(t)
+	st := newStore()
+	l := startNode(t, p, st, "n1", true)
+	c := newTestClient(t, p, tokManage, breaker(t, p), l.addr)
+
+	_, err := c.Submit(context.Background(), SubmitRequest{PlanName: "web", Plan: "name: web"})
+	if err == nil || errors.Is(err, ErrUnavailable) || !strings.Contains(err.Error(), "may have been applied") {
+		t.Fatalf("got %v, want an error saying the write may have happened", err)
+	}
+	if len(l.requests()) != 0 || st.writeCount() != 0 {
+		t.Fatalf("the write was repeated on the next address: %+v", l.requests())
+	}
+	// A read is repeated.
+	if _, err := c.Deployments(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestClientErrors(t *testing.T) {
+	p := newPKI(t)
+	ctx := context.Background()
+	cases := []struct {
+		name    string
+		backend error // returned by the fake's Act
+		status  int
+		is      []error
+		message string
+	}{
+		{"unknown deployment", fmt.Errorf("d9: %w", raftstore.ErrUnknownDeployment), 404, []error{ErrNotFound}, "d9: no such deployment"},
+		{"host locked", fmt.Errorf("web1: %w d0", raftstore.ErrHostLocked), 409, []error{ErrConflict}, ""},
+		{"name in use", raftstore.ErrNameInUse, 409, []error{ErrConflict}, ""},
+		{"exists", raftstore.ErrExists, 409, []error{ErrConflict}, ""},
+		{"terminal", fmt.Errorf("d1 is succeeded: %w", raftstore.ErrTerminal), 409, []error{ErrConflict}, ""},
+		{"bad plan", fmt.Errorf("%w: web.yaml:3:5: unknown field \"batchs\"\nweb.yaml:9:1: hosts: empty", ErrBadRequest), 400,
+			[]error{ErrBadRequest}, "bad request: web.yaml:3:5: unknown field \"batchs\"\nweb.yaml:9:1: hosts: empty"},
+		{"digest", fmt.Errorf("artifact: %w", ErrDigest), 400, []error{ErrBadRequest, ErrDigest}, ""},
+		{"deadline", fmt.Errorf("apply: %w", context.DeadlineExceeded), 504, nil, ""},
+		{"other", errors.New("disk on fire"), 500, nil, "disk on fire"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			st := newStore()
+			st.addDeployment("d1")
+			l := startNode(t, p, st, "n1", true)
+			st.setFail("pause", tc.backend)
+			c := newTestClient(t, p, tokManage, l.addr)
+			err := c.Act(ctx, "d1", ActionPause)
+			var e *Error
+			if !errors.As(err, &e) || e.Status != tc.status {
+				t.Fatalf("got %#v, want status %d", err, tc.status)
+			}
+			for _, target := range tc.is {
+				if !errors.Is(err, target) {
+					t.Errorf("%v is not %v", err, target)
+				}
+			}
+			for _, other := range []error{ErrNotFound, ErrConflict, ErrBadRequest, ErrDigest, ErrUnauthorized, ErrForbidden} {
+				if errors.Is(err, other) && !slices.Contains(tc.is, other) {
+					t.Errorf("%v is also %v", err, other)
+				}
+			}
+			if tc.message != "" && err.Error() != tc.message {
+				t.Errorf("message %q, want %q", err.Error(), tc.message)
+			}
+		})
+	}
+
+	t.Run("credentials", func(t *testing.T) {
+		st := newStore()
+		l := startNode(t, p, st, "n1", true)
+		for _, c := range []struct {
+			token string
+			cert  *tls.Certificate
+			want  error
+		}{
+			{"wrong-token", &p.client, ErrUnauthorized},
+			{tokRead, &p.client, ErrForbidden},
+			{tokAgent, &p.client, ErrForbidden},
+			{tokManage, nil, ErrCertificateRequired},
+		} {
+			cl, err := NewClient(ClientConfig{Addrs: []string{l.addr}, TLS: p.clientTLS(c.cert), Token: c.token})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := cl.Submit(ctx, SubmitRequest{PlanName: "web", Plan: "x"}); !errors.Is(err, c.want) {
+				t.Errorf("token %q: got %v, want %v", c.token, err, c.want)
+			}
+		}
+		if st.writeCount() != 0 {
+			t.Fatal("a refused request wrote")
+		}
+	})
+}
+
+func TestClientArtifactsAndTokens(t *testing.T) {
+	p := newPKI(t)
+	ctx := context.Background()
+	st := newStore()
+	l := startNode(t, p, st, "n1", true)
+	f := startNode(t, p, st, "n2", false)
+	f.setLeader(false, l.addr)
+	c := newTestClient(t, p, tokManage, f.addr)
+
+	archive := bytes.Repeat([]byte("release "), 100000)
+	sha := sha256Hex(archive)
+	opens := 0
+	open := func() (io.ReadCloser, error) { opens++; return io.NopCloser(bytes.NewReader(archive)), nil }
+	if err := c.UploadArtifact(ctx, sha, open); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.UploadArtifact(ctx, sha, open); err != nil {
+		t.Fatal(err)
+	}
+	if opens != 1 || !bytes.Equal(st.artifacts[sha], archive) {
+		t.Fatalf("opened %d times; stored %d bytes", opens, len(st.artifacts[sha]))
+	}
+	if len(l.requests()) != 0 {
+		t.Fatalf("the upload reached the leader: %+v", l.requests())
+	}
+	err := c.UploadArtifact(ctx, strings.Repeat("ab", 32), open)
+	if !errors.Is(err, ErrDigest) || !errors.Is(err, ErrBadRequest) {
+		t.Fatalf("mismatch: got %v", err)
+	}
+
+	// A coordinator fetches it with its server certificate alone.
+	resp, err := p.httpClient(&p.server).Get("https://" + f.addr + "/v1/artifacts/" + sha)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || !bytes.Equal(got, archive) || resp.ContentLength != int64(len(archive)) {
+		t.Fatalf("download: %d, %d bytes", resp.StatusCode, len(got))
+	}
+
+	tr, err := c.CreateToken(ctx, TokenRequest{Name: "deployer", Role: raftstore.RoleManage, TTL: Duration(time.Hour)})
+	if err != nil || tr.Token != "new-deployer" || tr.Role != raftstore.RoleManage {
+		t.Fatalf("create: %+v %v", tr, err)
+	}
+	ts, err := c.Tokens(ctx)
+	if err != nil || len(ts) != 4 {
+		t.Fatalf("tokens: %+v %v", ts, err)
+	}
+	_, body := rawDo(t, p, "GET", "https://"+f.addr+"/v1/tokens", "", nil)
+	if bytes.Contains(body, []byte("hash")) || bytes.Contains(body, []byte("h1")) {
+		t.Fatalf("token list leaks hashes: %s", body)
+	}
+	if err := c.DeleteToken(ctx, "deployer"); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.DeleteToken(ctx, "deployer"); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("second delete: %v", err)
+	}
+	if _, err := c.CreateToken(ctx, TokenRequest{Name: "x", Role: "root"}); !errors.Is(err, ErrBadRequest) {
+		t.Fatalf("bad role: %v", err)
+	}
+
+	st.members = []Member{{ID: "n1", HTTPAddr: l.addr}}
+	if err := c.Join(ctx, JoinRequest{ID: "n3", RaftAddr: "r3", HTTPAddr: "h3"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.RemoveMember(ctx, "n3"); err != nil {
+		t.Fatal(err)
+	}
+	id, err := c.Submit(ctx, SubmitRequest{PlanName: "web", Plan: "name: web", ArtifactSHA256: sha})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d, err := c.Deployment(ctx, id); err != nil || d.ArtifactSHA256 != sha {
+		t.Fatalf("deployment: %+v %v", d, err)
+	}
+	if ds, err := c.Deployments(ctx); err != nil || len(ds) != 1 {
+		t.Fatalf("deployments: %+v %v", ds, err)
+	}
+	if rb, err := c.Rollback(ctx, id); err != nil || rb != id+"-rb" {
+		t.Fatalf("rollback: %q %v", rb, err)
+	}
+	if s, err := c.Status(ctx); err != nil || s.ID != "n2" {
+		t.Fatalf("status: %+v %v", s, err)
+	}
+	want := []string{"put " + sha[:8], "token deployer", "untoken deployer", "join n3", "remove n3", "submit web", "rollback d1"}
+	if !slices.Equal(st.writes, want) {
+		t.Fatalf("writes %q, want %q", st.writes, want)
+	}
+}
+
+func TestParseAddrs(t *testing.T) {
+	cases := []struct {
+		in   string
+		want []string
+		err  bool
+	}{
+		{"10.0.0.1:7443", []string{"10.0.0.1:7443"}, false},
+		{" a:1, b:2 ,,a:1", []string{"a:1", "b:2"}, false},
+		{"https://c1.example:7443,[::1]:8443", []string{"c1.example:7443", "[::1]:8443"}, false},
+		{"", nil, true},
+		{" , ", nil, true},
+		{"host", nil, true},
+		{"host:http", nil, true},
+		{":7443", nil, true},
+		{"http://a:1", nil, true},
+		{"https://a:1/v1", nil, true},
+	}
+	for _, tc := range cases {
+		got, err := ParseAddrs(tc.in)
+		if (err != nil) != tc.err || !slices.Equal(got, tc.want) {
+			t.Errorf("ParseAddrs(%q) = %q, %v", tc.in, got, err)
+		}
+	}
+}
+
+func TestErrorIs(t *testing.T) {
+	all := []error{ErrBadRequest, ErrDigest, ErrUnauthorized, ErrForbidden, ErrNotFound, ErrConflict,
+		ErrCertificateRequired, ErrNotLeader, ErrNoLeader}
+	cases := []struct {
+		e    Error
+		want []error
+	}{
+		{Error{400, "bad_request", ""}, []error{ErrBadRequest}},
+		{Error{400, "digest_mismatch", ""}, []error{ErrBadRequest, ErrDigest}},
+		{Error{401, "unauthorized", ""}, []error{ErrUnauthorized}},
+		{Error{401, "certificate_required", ""}, []error{ErrCertificateRequired}},
+		{Error{403, "forbidden", ""}, []error{ErrForbidden}},
+		{Error{404, "", ""}, []error{ErrNotFound}},
+		{Error{409, "conflict", ""}, []error{ErrConflict}},
+		{Error{503, "not_leader", ""}, []error{ErrNotLeader, raftstore.ErrNotLeader}},
+		{Error{503, "no_leader", ""}, []error{ErrNoLeader}},
+		{Error{500, "internal", "boom"}, nil},
+	}
+	for _, tc := range cases {
+		for _, target := range all {
+			if got, want := errors.Is(&tc.e, target), slices.Contains(tc.want, target); got != want {
+				t.Errorf("errors.Is(%+v, %v) = %v", tc.e, target, got)
+			}
+		}
+	}
+}
+
+func TestDurationJSON(t *testing.T) {
+	b, err := json.Marshal(TokenRequest{Name: "a", Role: raftstore.RoleRead, TTL: Duration(90 * time.Second)})
+	if err != nil || !strings.Contains(string(b), `"ttl":"1m30s"`) {
+		t.Fatalf("%s %v", b, err)
+	}
+	var r TokenRequest
+	if err := json.Unmarshal(b, &r); err != nil || r.TTL != Duration(90*time.Second) {
+		t.Fatalf("%+v %v", r, err)
+	}
+}

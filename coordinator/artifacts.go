@@ -1,0 +1,224 @@
+package coordinator
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"regexp"
+	"sync"
+	"time"
+
+	"github.com/drover-dev/drover/api"
+)
+
+// ErrNoArtifact means no coordinator has the archive.
+var ErrNoArtifact = errors.New("artifact not found on any coordinator")
+
+var shaRE = regexp.MustCompile(`^[0-9a-f]{64}$`)
+
+// artifacts keeps release archives by SHA-256 in DATA/artifacts. Raft
+// carries only the digest: archives are too big for the log. The node that
+// receives an upload pushes it to its peers before answering, so that any
+// node that later leads finds it locally; one that does not fetches it from
+// a peer and checks the digest.
+type artifacts struct {
+	dir   string
+	peers func() []string // other coordinators' API addresses
+	http  *http.Client    // mutual TLS with this node's certificate
+
+	mu sync.Mutex // serialises fetches of one node
+}
+
+func (a *artifacts) path(sha string) string { return filepath.Join(a.dir, sha+".tar") }
+
+func (a *artifacts) Has(sha string) bool {
+	if !shaRE.MatchString(sha) {
+		return false
+	}
+	_, err := os.Stat(a.path(sha))
+	return err == nil
+}
+
+// Put stores r under sha after checking its digest, then pushes it to the
+// peers (unless it came from one: replica set by the API layer's header).
+func (a *artifacts) Put(ctx context.Context, sha string, r io.Reader) error {
+	if err := a.store(sha, r); err != nil {
+		return err
+	}
+	if isReplica(ctx) {
+		return nil
+	}
+	return a.push(ctx, sha)
+}
+
+func (a *artifacts) store(sha string, r io.Reader) error {
+	if !shaRE.MatchString(sha) {
+		return fmt.Errorf("artifact digest %q: want 64 hex digits: %w", sha, api.ErrDigest)
+	}
+	if err := os.MkdirAll(a.dir, 0o700); err != nil {
+		return fmt.Errorf("artifact store: %w", err)
+	}
+	f, err := os.CreateTemp(a.dir, ".upload-*")
+	if err != nil {
+		return fmt.Errorf("artifact store: %w", err)
+	}
+	defer os.Remove(f.Name())
+	h := sha256.New()
+	_, err = io.Copy(io.MultiWriter(f, h), r)
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return fmt.Errorf("store artifact %s: %w", sha[:12], err)
+	}
+	if got := hex.EncodeToString(h.Sum(nil)); got != sha {
+		return fmt.Errorf("artifact digest is %s, not %s: %w", got, sha, api.ErrDigest)
+	}
+	if err := os.Rename(f.Name(), a.path(sha)); err != nil {
+		return fmt.Errorf("store artifact %s: %w", sha[:12], err)
+	}
+	return nil
+}
+
+// push sends the archive to every peer at once. It fails only when no peer
+// took it in a cluster that has peers: one copy is not enough to survive
+// the loss of this node.
+func (a *artifacts) push(ctx context.Context, sha string) error {
+	peers := a.peers()
+	if len(peers) == 0 {
+		return nil
+	}
+	errs := make([]error, len(peers))
+	var wg sync.WaitGroup
+	for i, p := range peers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs[i] = a.pushTo(ctx, p, sha)
+		}()
+	}
+	wg.Wait()
+	ok := 0
+	for _, err := range errs {
+		if err == nil {
+			ok++
+		}
+	}
+	if ok == 0 {
+		return fmt.Errorf("replicate artifact %s to the other coordinators: %w", sha[:12], errors.Join(errs...))
+	}
+	return nil
+}
+
+func (a *artifacts) pushTo(ctx context.Context, peer, sha string) error {
+	f, err := os.Open(a.path(sha))
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodPut, "https://"+peer+"/v1/artifacts/"+sha, f)
+	if err != nil {
+		return err
+	}
+	req.Header.Set(replicaHeader, "1")
+	resp, err := a.http.Do(req)
+	if err != nil {
+		return fmt.Errorf("push to %s: %w", peer, err)
+	}
+	defer resp.Body.Close()
+	io.Copy(io.Discard, io.LimitReader(resp.Body, 4096))
+	if resp.StatusCode/100 != 2 {
+		return fmt.Errorf("push to %s: %s", peer, resp.Status)
+	}
+	return nil
+}
+
+func (a *artifacts) Open(sha string) (io.ReadCloser, int64, error) {
+	if !shaRE.MatchString(sha) {
+		return nil, 0, fmt.Errorf("artifact %q: %w", sha, ErrNoArtifact)
+	}
+	f, err := os.Open(a.path(sha))
+	if err != nil {
+		return nil, 0, fmt.Errorf("artifact %s: %w", sha[:12], ErrNoArtifact)
+	}
+	st, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return nil, 0, err
+	}
+	return f, st.Size(), nil
+}
+
+// Path returns the local file of sha, fetching it from a peer first if
+// this node lacks it (a leader that never received the upload).
+func (a *artifacts) Path(ctx context.Context, sha string) (string, error) {
+	if a.Has(sha) {
+		return a.path(sha), nil
+	}
+	if !shaRE.MatchString(sha) {
+		return "", fmt.Errorf("artifact digest %q: %w", sha, api.ErrDigest)
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.Has(sha) {
+		return a.path(sha), nil
+	}
+	var errs []error
+	for _, p := range a.peers() {
+		err := a.fetch(ctx, p, sha)
+		if err == nil {
+			return a.path(sha), nil
+		}
+		errs = append(errs, err)
+	}
+	return "", fmt.Errorf("artifact %s: %w (%v)", sha[:12], ErrNoArtifact, errors.Join(errs...))
+}
+
+func (a *artifacts) fetch(ctx context.Context, peer, sha string) error {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "https://"+peer+"/v1/artifacts/"+sha, nil)
+	if err != nil {
+		return err
+	}
+	resp, err := a.http.Do(req)
+	if err != nil {
+		return fmt.Errorf("fetch from %s: %w", peer, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("fetch from %s: %s", peer, resp.Status)
+	}
+	return a.store(sha, resp.Body)
+}
+
+// replicaHeader marks a push between coordinators: the receiver stores it
+// and does not push it on again.
+const replicaHeader = "X-Drover-Replica"
+
+type replicaKey struct{}
+
+func isReplica(ctx context.Context) bool { v, _ := ctx.Value(replicaKey{}).(bool); return v }
+
+// markReplicas flags pushes from peers in the request context; only
+// requests authenticated with a server certificate count (checked by the
+// API layer before this runs).
+func markReplicas(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Header.Get(replicaHeader) != "" {
+			r = r.WithContext(context.WithValue(r.Context(), replicaKey{}, true))
+		}
+		next.ServeHTTP(w, r)
+	})
+}

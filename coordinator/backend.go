@@ -1,0 +1,251 @@
+package coordinator
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/drover-dev/drover/api"
+	"github.com/drover-dev/drover/internal/pki"
+	"github.com/drover-dev/drover/orchestrator"
+	"github.com/drover-dev/drover/plans"
+	"github.com/drover-dev/drover/raftstore"
+)
+
+// The API's collaborators (api.Node, api.Cluster, api.Deployments,
+// api.Auth), implemented on the store and the engine.
+
+// Status reports this node's view.
+func (c *Coordinator) Status() api.NodeStatus {
+	st := c.store.Stats()
+	leader, _ := c.store.Leader()
+	lc := int64(-1)
+	if st.LastContact >= 0 {
+		lc = st.LastContact.Milliseconds()
+	}
+	return api.NodeStatus{
+		ID: c.cfg.NodeID, RaftAddr: c.cfg.RaftAddr, HTTPAddr: c.cfg.HTTPAddr,
+		State: st.State, Leader: leader, LeaderHTTP: c.LeaderHTTP(),
+		Term: st.Term, AppliedIndex: st.AppliedIndex, CommitIndex: st.CommitIndex,
+		LastContactMS: lc, Version: c.cfg.Version,
+	}
+}
+
+// IsLeader reports whether this node leads.
+func (c *Coordinator) IsLeader() bool { return c.store.IsLeader() }
+
+// LeaderHTTP is the leader's registered API address.
+func (c *Coordinator) LeaderHTTP() string {
+	id, _ := c.store.Leader()
+	if id == "" {
+		return ""
+	}
+	if id == c.cfg.NodeID {
+		return c.cfg.HTTPAddr
+	}
+	return c.store.Nodes()[id].HTTPAddr
+}
+
+// Members lists the voters with their API addresses.
+func (c *Coordinator) Members(ctx context.Context) ([]api.Member, error) {
+	ms, err := c.store.Members()
+	if err != nil {
+		return nil, err
+	}
+	nodes := c.store.Nodes()
+	out := make([]api.Member, 0, len(ms))
+	for _, m := range ms {
+		out = append(out, api.Member{ID: m.ID, RaftAddr: m.Address, HTTPAddr: nodes[m.ID].HTTPAddr, Voter: m.Voter, Leader: m.Leader})
+	}
+	return out, nil
+}
+
+// Join adds (or re-adds, or replaces) a coordinator. Leader only.
+func (c *Coordinator) Join(ctx context.Context, req api.JoinRequest) error {
+	if req.ID == "" || req.RaftAddr == "" || req.HTTPAddr == "" {
+		return fmt.Errorf("join needs an id, a raft address and an API address: %w", api.ErrBadRequest)
+	}
+	if err := c.store.AddVoter(ctx, req.ID, req.RaftAddr); err != nil {
+		return fmt.Errorf("add %s (%s): %w", req.ID, req.RaftAddr, err)
+	}
+	n := raftstore.Node{ID: req.ID, RaftAddr: req.RaftAddr, HTTPAddr: req.HTTPAddr}
+	if err := c.store.Apply(ctx, &raftstore.RegisterNode{Node: n}); err != nil {
+		return fmt.Errorf("register %s: %w", req.ID, err)
+	}
+	c.log.Info("member joined", "node", req.ID, "raft", req.RaftAddr, "api", req.HTTPAddr)
+	return nil
+}
+
+// Remove takes a coordinator out of the cluster. Leader only.
+func (c *Coordinator) Remove(ctx context.Context, id string) error {
+	if err := c.store.RemoveServer(ctx, id); err != nil {
+		if errors.Is(err, raftstore.ErrUnknownMember) {
+			return fmt.Errorf("%s: %w: %w", id, err, api.ErrNotFound)
+		}
+		return fmt.Errorf("remove %s: %w", id, err)
+	}
+	if err := c.store.Apply(ctx, &raftstore.ForgetNode{ID: id}); err != nil {
+		return fmt.Errorf("forget %s: %w", id, err)
+	}
+	c.log.Info("member removed", "node", id)
+	return nil
+}
+
+// Submit validates the plan on this (leader) node, with the artifact
+// found by its digest, and records the deployment; the engine picks it up.
+func (c *Coordinator) Submit(ctx context.Context, req api.SubmitRequest) (string, error) {
+	if !c.store.IsLeader() {
+		return "", raftstore.ErrNotLeader
+	}
+	name := req.PlanName
+	if name == "" {
+		name = "plan.yaml"
+	}
+	p, err := plans.ParseWith(name, []byte(req.Plan), plans.Options{
+		Artifact: func(string) (string, error) {
+			if req.ArtifactSHA256 == "" {
+				return "", errors.New("upload the artifact first (its SHA-256 is missing from the request)")
+			}
+			return c.arts.Path(ctx, req.ArtifactSHA256)
+		},
+	})
+	if err != nil {
+		return "", badRequest{err}
+	}
+	deadline := time.Now().Add(time.Duration(req.LockWait))
+	for {
+		changed := c.store.Changed()
+		id, err := c.engine.Submit(ctx, p, orchestrator.SubmitOptions{Force: req.Force})
+		if err == nil {
+			return id, nil
+		}
+		locked := errors.Is(err, raftstore.ErrHostLocked) || errors.Is(err, raftstore.ErrNameInUse)
+		if !locked || !time.Now().Before(deadline) {
+			if errors.Is(err, orchestrator.ErrBadArtifact) {
+				return "", badRequest{err}
+			}
+			return "", err
+		}
+		// Wait for the holder to end (any applied command may be it).
+		select {
+		case <-ctx.Done():
+			return "", ctx.Err()
+		case <-time.After(time.Until(deadline)):
+		case <-changed:
+		}
+	}
+}
+
+// List returns every deployment, oldest first.
+func (c *Coordinator) List() []raftstore.Deployment { return c.store.Deployments() }
+
+// Get returns one deployment.
+func (c *Coordinator) Get(id string) (raftstore.Deployment, error) { return c.store.Deployment(id) }
+
+// Act records an operator's request. A paused deployment has no engine
+// running it, so aborting it ends it at once (its hosts are all settled).
+func (c *Coordinator) Act(ctx context.Context, id string, a api.Action) error {
+	d, err := c.store.Deployment(id)
+	if err != nil {
+		return err
+	}
+	now := time.Now().UTC()
+	switch a {
+	case api.ActionPause:
+		return c.store.Apply(ctx, &raftstore.Request{ID: id, Pause: true, At: now})
+	case api.ActionResume:
+		return c.store.Apply(ctx, &raftstore.Request{ID: id, Resume: true, At: now})
+	case api.ActionAbort:
+		if d.State == raftstore.StatePaused {
+			return c.store.Apply(ctx, &raftstore.SetState{ID: id, State: raftstore.StateAborted, Error: "aborted by operator", At: now})
+		}
+		return c.store.Apply(ctx, &raftstore.Request{ID: id, Abort: true, At: now})
+	}
+	return fmt.Errorf("unknown action %q: %w", a, api.ErrBadRequest)
+}
+
+// Rollback records an operator's rollback of a finished deployment.
+func (c *Coordinator) Rollback(ctx context.Context, id string) (string, error) {
+	rid, err := c.engine.SubmitRollback(ctx, id)
+	if errors.Is(err, orchestrator.ErrNothingToRollBack) || errors.Is(err, orchestrator.ErrNotResumable) {
+		return "", fmt.Errorf("%w: %w", err, api.ErrConflict)
+	}
+	return rid, err
+}
+
+// Events returns the replicated events of a deployment after seq.
+func (c *Coordinator) Events(id string, after uint64) ([]raftstore.Event, uint64) {
+	return c.store.Events(id, after)
+}
+
+// Changed is closed at the next applied command.
+func (c *Coordinator) Changed() <-chan struct{} { return c.store.Changed() }
+
+// Authenticate maps a bearer token to its role. Expiry is checked against
+// this node's clock here (reads may use clocks; Apply may not).
+func (c *Coordinator) Authenticate(token string) (raftstore.TokenRole, bool) {
+	if token == "" {
+		return "", false
+	}
+	t, ok := c.store.TokenByHash(pki.HashToken(token))
+	if !ok || t.Used || (!t.Expires.IsZero() && !time.Now().Before(t.Expires)) {
+		return "", false
+	}
+	return t.Role, true
+}
+
+// CreateToken makes a token and stores its hash; the clear text is
+// returned once.
+func (c *Coordinator) CreateToken(ctx context.Context, req api.TokenRequest) (string, error) {
+	switch req.Role {
+	case raftstore.RoleManage, raftstore.RoleRead, raftstore.RoleAgentJoin:
+	default:
+		return "", fmt.Errorf("token role %q: want manage or read: %w", req.Role, api.ErrBadRequest)
+	}
+	if req.Name == "" {
+		return "", fmt.Errorf("a token needs a name: %w", api.ErrBadRequest)
+	}
+	tok, err := pki.NewToken()
+	if err != nil {
+		return "", err
+	}
+	now := time.Now().UTC()
+	t := raftstore.Token{Name: req.Name, Role: req.Role, Hash: pki.HashToken(tok), Created: now}
+	if req.TTL > 0 {
+		t.Expires = now.Add(time.Duration(req.TTL))
+	}
+	if err := c.store.Apply(ctx, &raftstore.PutToken{Token: t}); err != nil {
+		return "", err
+	}
+	return tok, nil
+}
+
+// Tokens lists the tokens (hashes are not shown by the API).
+func (c *Coordinator) Tokens() []raftstore.Token { return c.store.Tokens() }
+
+// DeleteToken revokes a token.
+func (c *Coordinator) DeleteToken(ctx context.Context, name string) error {
+	return c.store.Apply(ctx, &raftstore.DeleteToken{Name: name})
+}
+
+// badRequest marks a caller's mistake (an invalid plan, a bad archive)
+// for the API without changing its message: plan problems travel as
+// their FILE:LINE:COL lines, exactly.
+type badRequest struct{ error }
+
+func (b badRequest) Is(target error) bool { return target == api.ErrBadRequest }
+func (b badRequest) Unwrap() error        { return b.error }
+
+// Backup writes the replicated state.
+func (c *Coordinator) Backup(w io.Writer) error { return c.store.Backup(w) }
+
+// Restore replaces the replicated state with a backup.
+func (c *Coordinator) Restore(ctx context.Context, r io.Reader) error {
+	if err := c.store.Restore(ctx, r); err != nil {
+		return err
+	}
+	c.log.Info("state restored from a backup")
+	return nil
+}

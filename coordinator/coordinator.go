@@ -1,0 +1,299 @@
+// Package coordinator is one node of a drover cluster (`drover server`): the
+// replicated store on Raft over mutual TLS, the HTTPS API, the artifact
+// store, and the engine, which runs only while this node leads.
+package coordinator
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/drover-dev/drover/api"
+	"github.com/drover-dev/drover/internal/pki"
+	"github.com/drover-dev/drover/orchestrator"
+	"github.com/drover-dev/drover/raftstore"
+)
+
+// Config describes one coordinator.
+type Config struct {
+	NodeID   string
+	DataDir  string
+	RaftAddr string // listen and advertise address for Raft, "ip:port"
+	HTTPAddr string // listen and advertise address for the API, "ip:port"
+	TLS      pki.Paths
+	// Bootstrap forms a new cluster with this node alone when its data
+	// dir is empty; Join lists API addresses of existing members to ask.
+	Bootstrap bool
+	Join      []string
+	// BootstrapToken, when set, is stored (hashed) as the management token
+	// if the cluster has none yet.
+	BootstrapToken string
+	Timing         raftstore.Timing
+	Log            *slog.Logger
+	// Version is reported in /v1/status.
+	Version string
+}
+
+// Coordinator is a running node.
+type Coordinator struct {
+	cfg     Config
+	store   *raftstore.Store
+	engine  *orchestrator.Engine
+	arts    *artifacts
+	metrics *metrics
+	log     *slog.Logger
+	peer    *http.Client // mutual TLS with this node's server certificate
+	httpSrv *http.Server
+	ln      net.Listener
+}
+
+// Start opens the store, starts the API and the leadership loop, and asks
+// to join when told to. Run blocks until ctx ends; Close stops everything.
+func Start(ctx context.Context, cfg Config) (*Coordinator, error) {
+	if cfg.Log == nil {
+		cfg.Log = slog.New(slog.NewTextHandler(os.Stderr, nil))
+	}
+	if err := checkAdvertised("raft-addr", cfg.RaftAddr); err != nil {
+		return nil, err
+	}
+	if err := checkAdvertised("http-addr", cfg.HTTPAddr); err != nil {
+		return nil, err
+	}
+	serverTLS, clientTLS, err := pki.PeerConfigs(cfg.TLS)
+	if err != nil {
+		return nil, fmt.Errorf("raft TLS: %w", err)
+	}
+	apiTLS, err := pki.APIServerConfig(cfg.TLS)
+	if err != nil {
+		return nil, fmt.Errorf("API TLS: %w", err)
+	}
+	c := &Coordinator{cfg: cfg, log: cfg.Log, metrics: newMetrics()}
+	c.peer = &http.Client{Transport: &http.Transport{
+		TLSClientConfig:     clientTLS.Clone(),
+		MaxIdleConnsPerHost: 4,
+		IdleConnTimeout:     90 * time.Second,
+		TLSHandshakeTimeout: 5 * time.Second,
+	}}
+	// Listen before Raft starts, so that a port taken is a clear error
+	// before anything is written.
+	if c.ln, err = net.Listen("tcp", cfg.HTTPAddr); err != nil {
+		return nil, fmt.Errorf("listen for the API on %s: %w", cfg.HTTPAddr, err)
+	}
+	logw, err := os.OpenFile(filepath.Join(mkdir(cfg.DataDir), "raft.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	if err != nil {
+		c.ln.Close()
+		return nil, fmt.Errorf("open raft log: %w", err)
+	}
+	c.store, err = raftstore.Open(ctx, raftstore.Options{
+		Dir: cfg.DataDir, NodeID: cfg.NodeID, Log: logw,
+		RaftAddr: cfg.RaftAddr, ServerTLS: serverTLS, ClientTLS: clientTLS,
+		Bootstrap: cfg.Bootstrap, Timing: cfg.Timing,
+	})
+	if err != nil {
+		c.ln.Close()
+		logw.Close()
+		return nil, err
+	}
+	c.arts = &artifacts{dir: filepath.Join(cfg.DataDir, "artifacts"), peers: c.peerAddrs, http: c.peer}
+	deps := orchestrator.DefaultDeps(timedStore{c.store, c.metrics}, c.onEvent)
+	deps.Fence = c.store.VerifyLeader
+	deps.ArtifactPath = c.arts.Path
+	c.engine = orchestrator.New(deps)
+
+	handler := api.NewServer(api.Config{
+		NodeID: cfg.NodeID, Node: c, Cluster: c, Deployments: c, Artifacts: c.arts, Auth: c,
+		Forward: c.peer, Metrics: c.metrics.handler(), Log: cfg.Log,
+	})
+	c.httpSrv = &http.Server{
+		Handler:           markReplicas(handler),
+		TLSConfig:         apiTLS,
+		ReadHeaderTimeout: 10 * time.Second,
+		ErrorLog:          slog.NewLogLogger(cfg.Log.Handler(), slog.LevelDebug),
+	}
+	go func() {
+		if err := c.httpSrv.ServeTLS(c.ln, "", ""); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			c.log.Error("API server stopped", "err", err)
+		}
+	}()
+	c.log.Info("coordinator started", "node", cfg.NodeID, "raft", cfg.RaftAddr, "api", cfg.HTTPAddr, "data_dir", cfg.DataDir)
+	return c, nil
+}
+
+func mkdir(dir string) string {
+	_ = os.MkdirAll(dir, 0o700)
+	return dir
+}
+
+func checkAdvertised(flag, addr string) error {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil || port == "" || port == "0" {
+		return fmt.Errorf("--%s %q: want ip:port", flag, addr)
+	}
+	if ip := net.ParseIP(host); ip != nil && ip.IsUnspecified() {
+		return fmt.Errorf("--%s %q: peers dial this address, so it must be a real one, not %s", flag, addr, host)
+	}
+	return nil
+}
+
+// Run serves until ctx ends: it follows leadership (running the engine
+// only while this node leads) and, when told to, asks to join.
+func (c *Coordinator) Run(ctx context.Context) error {
+	var wg sync.WaitGroup
+	if len(c.cfg.Join) > 0 {
+		wg.Add(1)
+		go func() { defer wg.Done(); c.joinLoop(ctx) }()
+	}
+	c.leadLoop(ctx)
+	wg.Wait()
+	return nil
+}
+
+// leadLoop starts the engine when this node gains leadership and stops it
+// the moment it loses it.
+func (c *Coordinator) leadLoop(ctx context.Context) {
+	var (
+		stop func()
+		done chan struct{}
+	)
+	halt := func() {
+		if stop != nil {
+			stop()
+			<-done
+			stop = nil
+		}
+	}
+	defer halt()
+	lead := c.store.IsLeader()
+	ch := c.store.LeaderCh()
+	for {
+		if lead && stop == nil {
+			lctx, cancel := context.WithCancel(ctx)
+			stop, done = cancel, make(chan struct{})
+			go func() { defer close(done); c.lead(lctx) }()
+		} else if !lead {
+			halt()
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case l := <-ch:
+			if l != lead {
+				c.metrics.leaderChanges.Inc()
+			}
+			lead = l
+			if l {
+				c.metrics.isLeader.Set(1)
+			} else {
+				c.metrics.isLeader.Set(0)
+			}
+			c.log.Info("leadership changed", "leader", l, "term", c.store.Term())
+		}
+	}
+}
+
+// lead is this node's term as leader: catch up, make sure the cluster
+// knows its addresses and the bootstrap token, then run every deployment.
+func (c *Coordinator) lead(ctx context.Context) {
+	if err := c.store.Barrier(ctx); err != nil {
+		c.log.Warn("leader barrier", "err", err)
+		return
+	}
+	self := raftstore.Node{ID: c.cfg.NodeID, RaftAddr: c.cfg.RaftAddr, HTTPAddr: c.cfg.HTTPAddr}
+	if n, ok := c.store.Nodes()[self.ID]; !ok || n != self {
+		if err := c.store.Apply(ctx, &raftstore.RegisterNode{Node: self}); err != nil {
+			c.log.Warn("register this node", "err", err)
+		}
+	}
+	if c.cfg.BootstrapToken != "" {
+		err := c.store.Apply(ctx, &raftstore.PutToken{IfNone: true, Token: raftstore.Token{
+			Name: "bootstrap", Role: raftstore.RoleManage, Hash: pki.HashToken(c.cfg.BootstrapToken), Created: time.Now().UTC(),
+		}})
+		if err != nil && !errors.Is(err, raftstore.ErrExists) {
+			c.log.Warn("store the bootstrap token", "err", err)
+		}
+	}
+	c.log.Info("leading: resuming running deployments", "term", c.store.Term())
+	c.engine.Supervise(ctx, c.store)
+}
+
+// joinLoop asks the listed members to add this node until one accepts.
+// Joining is idempotent, so a restarted node may ask again.
+func (c *Coordinator) joinLoop(ctx context.Context) {
+	req := api.JoinRequest{ID: c.cfg.NodeID, RaftAddr: c.cfg.RaftAddr, HTTPAddr: c.cfg.HTTPAddr}
+	cl, err := api.NewClient(api.ClientConfig{Addrs: c.cfg.Join, TLS: c.peer.Transport.(*http.Transport).TLSClientConfig, Timeout: 10 * time.Second})
+	if err != nil {
+		c.log.Error("join", "err", err)
+		return
+	}
+	for wait := 200 * time.Millisecond; ; wait = min(2*wait, 5*time.Second) {
+		err := cl.Join(ctx, req)
+		if err == nil {
+			c.log.Info("joined the cluster", "via", c.cfg.Join)
+			return
+		}
+		c.log.Warn("join failed, retrying", "err", err, "in", wait)
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(wait):
+		}
+	}
+}
+
+// Close stops the API and the Raft node.
+func (c *Coordinator) Close() error {
+	sctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	errs := []error{c.httpSrv.Shutdown(sctx)}
+	errs = append(errs, c.store.Close())
+	return errors.Join(errs...)
+}
+
+// peerAddrs lists the other registered coordinators' API addresses.
+func (c *Coordinator) peerAddrs() []string {
+	var out []string
+	members, _ := c.store.Members()
+	in := map[string]bool{}
+	for _, m := range members {
+		in[m.ID] = true
+	}
+	for id, n := range c.store.Nodes() {
+		if id != c.cfg.NodeID && in[id] && n.HTTPAddr != "" {
+			out = append(out, n.HTTPAddr)
+		}
+	}
+	return out
+}
+
+// onEvent logs engine progress and feeds the metrics.
+func (c *Coordinator) onEvent(ev orchestrator.Event) {
+	c.metrics.observe(ev)
+	attrs := []any{"deployment", ev.Deployment}
+	if ev.Host != "" {
+		attrs = append(attrs, "host", ev.Host)
+	}
+	if ev.Stage != "" {
+		attrs = append(attrs, "stage", ev.Stage)
+	}
+	if ev.Error != "" {
+		attrs = append(attrs, "err", ev.Error)
+	}
+	if ev.Message != "" {
+		attrs = append(attrs, "msg", ev.Message)
+	}
+	lvl := slog.LevelDebug
+	switch ev.Kind {
+	case orchestrator.EventStarted, orchestrator.EventBatch, orchestrator.EventFinished, orchestrator.EventPaused, orchestrator.EventRollback:
+		lvl = slog.LevelInfo
+	case orchestrator.EventHostFailed, orchestrator.EventWarning:
+		lvl = slog.LevelWarn
+	}
+	c.log.Log(context.Background(), lvl, string(ev.Kind), attrs...)
+}

@@ -1,0 +1,263 @@
+package coordinator
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"io"
+	"log/slog"
+	"net"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/drover-dev/drover/api"
+	"github.com/drover-dev/drover/internal/pki"
+	"github.com/drover-dev/drover/raftstore"
+)
+
+// testCluster is three real coordinators on 127.0.0.1: Raft over mutual
+// TLS, the HTTPS API, the artifact store. No hosts: these tests cover the
+// cluster itself; the lab's end-to-end tests cover deployments.
+type testCluster struct {
+	t      *testing.T
+	dir    string
+	tlsDir string
+	token  string
+	nodes  map[string]*testNode
+}
+
+type testNode struct {
+	cfg    Config
+	c      *Coordinator
+	cancel context.CancelFunc
+	done   chan struct{}
+}
+
+var fastTiming = raftstore.Timing{Heartbeat: 150 * time.Millisecond, Election: 150 * time.Millisecond, LeaderLease: 100 * time.Millisecond}
+
+func freeAddr(t *testing.T) string {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+func newTestCluster(t *testing.T, ids ...string) *testCluster {
+	t.Helper()
+	dir := t.TempDir()
+	tc := &testCluster{t: t, dir: dir, tlsDir: filepath.Join(dir, "tls"), nodes: map[string]*testNode{}}
+	if err := pki.Init(tc.tlsDir); err != nil {
+		t.Fatal(err)
+	}
+	ca, err := pki.LoadCA(tc.tlsDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, id := range append([]string{"ops"}, ids...) {
+		role := pki.RoleServer
+		if id == "ops" {
+			role = pki.RoleClient
+		}
+		if _, _, err := ca.Issue(tc.tlsDir, pki.IssueRequest{Name: id, Role: role, IPs: []net.IP{net.IPv4(127, 0, 0, 1)}}, false); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if tc.token, err = pki.ReadToken(filepath.Join(tc.tlsDir, pki.BootstrapTokenFile)); err != nil {
+		t.Fatal(err)
+	}
+	for i, id := range ids {
+		cfg := Config{
+			NodeID: id, DataDir: filepath.Join(dir, id), RaftAddr: freeAddr(t), HTTPAddr: freeAddr(t),
+			TLS: pki.DirPaths(tc.tlsDir, id), Timing: fastTiming, BootstrapToken: tc.token,
+			Log: slog.New(slog.NewTextHandler(io.Discard, nil)),
+		}
+		if i == 0 {
+			cfg.Bootstrap = true
+		} else {
+			cfg.Join = []string{tc.nodes[ids[0]].cfg.HTTPAddr}
+		}
+		tc.nodes[id] = &testNode{cfg: cfg}
+		tc.start(id)
+	}
+	t.Cleanup(func() {
+		for id := range tc.nodes {
+			tc.stop(id)
+		}
+	})
+	return tc
+}
+
+func (tc *testCluster) start(id string) {
+	tc.t.Helper()
+	n := tc.nodes[id]
+	ctx, cancel := context.WithCancel(context.Background())
+	c, err := Start(ctx, n.cfg)
+	if err != nil {
+		cancel()
+		tc.t.Fatalf("start %s: %v", id, err)
+	}
+	n.c, n.cancel, n.done = c, cancel, make(chan struct{})
+	go func() { c.Run(ctx); close(n.done) }()
+}
+
+func (tc *testCluster) stop(id string) {
+	n := tc.nodes[id]
+	if n.c == nil {
+		return
+	}
+	n.cancel()
+	<-n.done
+	n.c.Close()
+	n.c = nil
+}
+
+// client talks to the given nodes (all when none) as the operator.
+func (tc *testCluster) client(token string, ids ...string) *api.Client {
+	tc.t.Helper()
+	if len(ids) == 0 {
+		for id := range tc.nodes {
+			ids = append(ids, id)
+		}
+	}
+	var addrs []string
+	for _, id := range ids {
+		addrs = append(addrs, tc.nodes[id].cfg.HTTPAddr)
+	}
+	tlsCfg, err := pki.ClientConfig(pki.DirPaths(tc.tlsDir, "ops"))
+	if err != nil {
+		tc.t.Fatal(err)
+	}
+	cl, err := api.NewClient(api.ClientConfig{Addrs: addrs, TLS: tlsCfg, Token: token, Timeout: 5 * time.Second})
+	if err != nil {
+		tc.t.Fatal(err)
+	}
+	return cl
+}
+
+// waitFor polls cond (cluster state is observed from outside, through the
+// API, so there is no channel to wait on).
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(15 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func (tc *testCluster) leader() string {
+	for id, n := range tc.nodes {
+		if n.c != nil && n.c.IsLeader() {
+			return id
+		}
+	}
+	return ""
+}
+
+func TestClusterFormsFailsOverAndAuthenticates(t *testing.T) {
+	tc := newTestCluster(t, "c1", "c2", "c3")
+	ctx := context.Background()
+	cl := tc.client(tc.token)
+
+	waitFor(t, "three reachable members with one leader", func() bool {
+		ms, err := cl.Members(ctx)
+		if err != nil || len(ms) != 3 {
+			return false
+		}
+		leaders := 0
+		for _, m := range ms {
+			if !m.Reachable || m.HTTPAddr == "" {
+				return false
+			}
+			if m.Leader {
+				leaders++
+			}
+		}
+		return leaders == 1
+	})
+
+	// A read token, created through a follower (forwarded to the leader).
+	follower := "c2"
+	if tc.leader() == follower {
+		follower = "c3"
+	}
+	tok, err := tc.client(tc.token, follower).CreateToken(ctx, api.TokenRequest{Name: "ci", Role: raftstore.RoleRead})
+	if err != nil {
+		t.Fatalf("create token via follower: %v", err)
+	}
+	if !strings.HasPrefix(tok.Token, pki.TokenPrefix) {
+		t.Fatalf("token %q lacks its prefix", tok.Token)
+	}
+	for _, tk := range tc.nodes[follower].c.store.Tokens() {
+		if strings.Contains(tk.Hash, tok.Token) || tk.Hash == tok.Token {
+			t.Fatal("a token is stored in clear")
+		}
+	}
+	reader := tc.client(tok.Token)
+	if _, err := reader.Deployments(ctx); err != nil {
+		t.Fatalf("read token cannot list: %v", err)
+	}
+	if _, err := reader.CreateToken(ctx, api.TokenRequest{Name: "x", Role: raftstore.RoleManage}); !errors.Is(err, api.ErrForbidden) {
+		t.Fatalf("read token creating a token: %v, want ErrForbidden", err)
+	}
+	if _, err := tc.client("drv_wrong").Deployments(ctx); !errors.Is(err, api.ErrUnauthorized) {
+		t.Fatalf("wrong token: %v, want ErrUnauthorized", err)
+	}
+
+	// An artifact uploaded to one follower reaches every node.
+	body := []byte("release bytes")
+	sum := sha256.Sum256(body)
+	sha := hex.EncodeToString(sum[:])
+	if err := tc.client(tc.token, follower).UploadArtifact(ctx, sha, func() (io.ReadCloser, error) {
+		return io.NopCloser(strings.NewReader(string(body))), nil
+	}); err != nil {
+		t.Fatalf("upload: %v", err)
+	}
+	for id, n := range tc.nodes {
+		if !n.c.arts.Has(sha) {
+			t.Errorf("%s lacks the uploaded artifact", id)
+		}
+	}
+
+	// The leader dies: another takes over, and the cluster still answers
+	// through the remaining addresses.
+	old := tc.leader()
+	tc.stop(old)
+	waitFor(t, "a new leader", func() bool { l := tc.leader(); return l != "" && l != old })
+	if _, err := cl.CreateToken(ctx, api.TokenRequest{Name: "after-failover", Role: raftstore.RoleRead}); err != nil {
+		t.Fatalf("write after failover: %v", err)
+	}
+	// The old leader restarts with its data dir and catches up.
+	tc.start(old)
+	waitFor(t, old+" to catch up", func() bool {
+		for _, tk := range tc.nodes[old].c.store.Tokens() {
+			if tk.Name == "after-failover" {
+				return true
+			}
+		}
+		return false
+	})
+
+	// Removing a member (a follower, stopped for good).
+	victim := ""
+	for id := range tc.nodes {
+		if id != tc.leader() {
+			victim = id
+		}
+	}
+	tc.stop(victim)
+	if err := cl.RemoveMember(ctx, victim); err != nil {
+		t.Fatalf("remove %s: %v", victim, err)
+	}
+	ms, err := cl.Members(ctx)
+	if err != nil || len(ms) != 2 {
+		t.Fatalf("members after remove: %v, %v", ms, err)
+	}
+}

@@ -1,0 +1,104 @@
+package orchestrator
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/drover-dev/drover/raftstore"
+)
+
+// Deployments is what Supervise watches: the replicated list and a signal
+// on every change.
+type Deployments interface {
+	Deployments() []raftstore.Deployment
+	Changed() <-chan struct{}
+}
+
+// Supervise runs every running deployment of the store until ctx ends:
+// those recorded before (a new leader resumes them from the replicated
+// state alone) and those recorded while it runs. A coordinator calls it
+// when it gains leadership and cancels ctx the moment it loses it, which
+// stops every run at once (fencing stops any action already under way).
+// It returns when ctx ends and every run has returned.
+func (e *Engine) Supervise(ctx context.Context, w Deployments) {
+	var (
+		wg     sync.WaitGroup
+		mu     sync.Mutex
+		active = map[string]bool{}
+		// retry holds deployments whose last run failed without ending
+		// them (an artifact not yet fetched, a store hiccup): they are
+		// tried again after a backoff, not on every change of the store.
+		retry = map[string]time.Time{}
+		delay = map[string]time.Duration{}
+		wake  = make(chan struct{}, 1)
+	)
+	defer wg.Wait()
+	for {
+		changed := w.Changed()
+		now := time.Now()
+		var next time.Time
+		for _, d := range w.Deployments() {
+			if !runnable(d) {
+				continue
+			}
+			mu.Lock()
+			busy := active[d.ID]
+			at, waiting := retry[d.ID]
+			if !busy && waiting && now.Before(at) {
+				if next.IsZero() || at.Before(next) {
+					next = at
+				}
+				busy = true
+			}
+			if !busy {
+				active[d.ID] = true
+				delete(retry, d.ID)
+			}
+			mu.Unlock()
+			if busy {
+				continue
+			}
+			wg.Add(1)
+			go func(id string) {
+				defer wg.Done()
+				_, err := e.Run(ctx, nil, id)
+				mu.Lock()
+				defer mu.Unlock()
+				delete(active, id)
+				if err != nil && ctx.Err() == nil && !errors.Is(err, ErrNotResumable) {
+					d := min(max(2*delay[id], time.Second), 30*time.Second)
+					delay[id] = d
+					retry[id] = time.Now().Add(d)
+					e.d.Events(Event{Time: e.d.Now(), Deployment: id, Kind: EventWarning,
+						Message: fmt.Sprintf("run stopped: %v; retrying in %s", err, d)})
+				} else {
+					delete(delay, id)
+				}
+				select {
+				case wake <- struct{}{}:
+				default:
+				}
+			}(d.ID)
+		}
+		var timer <-chan time.Time
+		if !next.IsZero() {
+			timer = time.After(time.Until(next))
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-changed:
+		case <-wake:
+		case <-timer:
+		}
+	}
+}
+
+// runnable says whether a deployment needs an engine: running or rolling
+// back. Paused ones wait for an operator's resume.
+func runnable(d raftstore.Deployment) bool {
+	return d.State == raftstore.StateRunning || d.State == raftstore.StateRollingBack
+}

@@ -1,0 +1,204 @@
+package raftstore
+
+import (
+	"fmt"
+	"sort"
+	"time"
+)
+
+// Node is a coordinator as the cluster knows it: its Raft address (also in
+// raft's configuration) and its HTTPS API address, which raft does not
+// carry but followers need to forward requests to the leader.
+type Node struct {
+	ID       string `json:"id"`
+	RaftAddr string `json:"raft_addr"`
+	HTTPAddr string `json:"http_addr"`
+}
+
+// TokenRole is what an API token may do.
+type TokenRole string
+
+// Token roles.
+const (
+	RoleManage TokenRole = "manage" // everything, including submitting and tokens
+	RoleRead   TokenRole = "read"   // status, history, events, members
+	// RoleAgentJoin is a single-use agent enrollment token.
+	RoleAgentJoin TokenRole = "agent-join"
+)
+
+// Token is an API credential. Only its hash is replicated: a token's
+// clear text exists once, in the answer to whoever created it.
+type Token struct {
+	Name    string    `json:"name"`
+	Role    TokenRole `json:"role"`
+	Hash    string    `json:"hash"`
+	Created time.Time `json:"created"`
+	// Expires, when set, is compared with the time of the command that
+	// uses the token (never with a clock inside Apply).
+	Expires time.Time `json:"expires,omitzero"`
+	Used    bool      `json:"used,omitempty"` // single-use tokens: spent
+}
+
+// EventKind says what an Event records.
+type EventKind string
+
+// Event kinds.
+const (
+	EvCreated EventKind = "created" // a deployment was recorded
+	EvStage   EventKind = "stage"   // a host entered a stage
+	EvState   EventKind = "state"   // the deployment's state changed
+	EvRequest EventKind = "request" // an operator asked to pause, resume or abort
+)
+
+// Event is one change to a deployment, numbered in apply order. Seq is the
+// same on every node (it counts applied commands, which every node applies
+// in the same order), so a watcher that reconnects to another node resumes
+// exactly after the last event it saw.
+type Event struct {
+	Seq        uint64          `json:"seq"`
+	Time       time.Time       `json:"time"`
+	Deployment string          `json:"deployment"`
+	Kind       EventKind       `json:"kind"`
+	Host       string          `json:"host,omitempty"`
+	Stage      Stage           `json:"stage,omitempty"`
+	Phase      Phase           `json:"phase,omitempty"`
+	Target     string          `json:"target,omitempty"`
+	State      DeploymentState `json:"state,omitempty"`
+	Message    string          `json:"message,omitempty"`
+	Error      string          `json:"error,omitempty"`
+	Output     string          `json:"output,omitempty"`
+}
+
+// maxEvents bounds the replicated event history (about 150 bytes each):
+// enough for the last few hundred deployments of a fleet; older
+// deployments keep their full record, only their step-by-step log goes.
+const maxEvents = 10000
+
+// RegisterNode records (or updates) a coordinator's addresses.
+type RegisterNode struct {
+	Node Node `json:"node"`
+}
+
+// ForgetNode drops a coordinator removed from the cluster.
+type ForgetNode struct {
+	ID string `json:"id"`
+}
+
+// PutToken stores a token's hash. With IfNone it only applies when no
+// token of that role exists yet: the bootstrap token, offered by every
+// node started with it, is stored once.
+type PutToken struct {
+	Token  Token `json:"token"`
+	IfNone bool  `json:"if_none,omitempty"`
+}
+
+// DeleteToken revokes a token by name.
+type DeleteToken struct {
+	Name string `json:"name"`
+}
+
+// SpendToken marks a single-use token as used; it fails with ErrTokenSpent
+// or ErrTokenExpired (against At) so that exactly one presenter wins.
+type SpendToken struct {
+	Hash string    `json:"hash"`
+	At   time.Time `json:"at"`
+}
+
+// Token errors.
+var (
+	ErrTokenSpent   = fmt.Errorf("token already used")
+	ErrTokenExpired = fmt.Errorf("token expired")
+	ErrNoToken      = fmt.Errorf("no such token")
+)
+
+func (RegisterNode) commandType() CommandType { return CmdRegisterNode }
+func (ForgetNode) commandType() CommandType   { return CmdForgetNode }
+func (PutToken) commandType() CommandType     { return CmdPutToken }
+func (DeleteToken) commandType() CommandType  { return CmdDeleteToken }
+func (SpendToken) commandType() CommandType   { return CmdSpendToken }
+
+func (s *State) registerNode(c *RegisterNode) error {
+	if c.Node.ID == "" {
+		return fmt.Errorf("%w: node needs an id", ErrBadCommand)
+	}
+	// An address now used by another id belongs to a replaced node.
+	for id, n := range s.Nodes {
+		if id != c.Node.ID && (n.RaftAddr == c.Node.RaftAddr || n.HTTPAddr == c.Node.HTTPAddr) {
+			delete(s.Nodes, id)
+		}
+	}
+	n := c.Node
+	s.Nodes[n.ID] = &n
+	return nil
+}
+
+func (s *State) forgetNode(c *ForgetNode) error {
+	delete(s.Nodes, c.ID)
+	return nil
+}
+
+func (s *State) putToken(c *PutToken) error {
+	t := c.Token
+	if t.Name == "" || t.Hash == "" || t.Role == "" {
+		return fmt.Errorf("%w: token needs a name, a role and a hash", ErrBadCommand)
+	}
+	if c.IfNone {
+		for _, o := range s.Tokens {
+			if o.Role == t.Role {
+				return nil
+			}
+		}
+	}
+	if _, ok := s.Tokens[t.Name]; ok {
+		return fmt.Errorf("token %s: %w", t.Name, ErrExists)
+	}
+	s.Tokens[t.Name] = &t
+	return nil
+}
+
+func (s *State) deleteToken(c *DeleteToken) error {
+	if _, ok := s.Tokens[c.Name]; !ok {
+		return fmt.Errorf("token %s: %w", c.Name, ErrNoToken)
+	}
+	delete(s.Tokens, c.Name)
+	return nil
+}
+
+func (s *State) spendToken(c *SpendToken) error {
+	for _, t := range s.Tokens {
+		if t.Hash != c.Hash {
+			continue
+		}
+		switch {
+		case t.Used:
+			return ErrTokenSpent
+		case !t.Expires.IsZero() && !c.At.Before(t.Expires):
+			return ErrTokenExpired
+		}
+		t.Used = true
+		return nil
+	}
+	return ErrNoToken
+}
+
+// record appends an event, dropping the oldest beyond maxEvents.
+func (s *State) record(ev Event) {
+	ev.Seq = s.Seq
+	s.Events = append(s.Events, ev)
+	if n := len(s.Events) - maxEvents; n > 0 {
+		s.Events = append(s.Events[:0:0], s.Events[n:]...)
+	}
+}
+
+// eventsAfter returns the events of deployment id (all deployments when
+// id is "") with Seq > after.
+func (s *State) eventsAfter(id string, after uint64) []Event {
+	i := sort.Search(len(s.Events), func(i int) bool { return s.Events[i].Seq > after })
+	var out []Event
+	for _, ev := range s.Events[i:] {
+		if id == "" || ev.Deployment == id {
+			out = append(out, ev)
+		}
+	}
+	return out
+}

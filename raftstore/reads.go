@@ -1,0 +1,44 @@
+package raftstore
+
+// Events returns the recorded events of deployment id ("" for all) with
+// Seq > after, oldest first, and the Seq of the last applied command: a
+// watcher waits on Changed and asks again from there.
+func (s *Store) Events(id string, after uint64) ([]Event, uint64) {
+	s.fsm.mu.RLock()
+	defer s.fsm.mu.RUnlock()
+	return s.fsm.state.eventsAfter(id, after), s.fsm.state.Seq
+}
+
+// Nodes returns the coordinators' registered addresses, by ID.
+func (s *Store) Nodes() map[string]Node {
+	s.fsm.mu.RLock()
+	defer s.fsm.mu.RUnlock()
+	out := make(map[string]Node, len(s.fsm.state.Nodes))
+	for id, n := range s.fsm.state.Nodes {
+		out[id] = *n
+	}
+	return out
+}
+
+// TokenByHash finds the token whose hash is h.
+func (s *Store) TokenByHash(h string) (Token, bool) {
+	s.fsm.mu.RLock()
+	defer s.fsm.mu.RUnlock()
+	for _, t := range s.fsm.state.Tokens {
+		if t.Hash == h {
+			return *t, true
+		}
+	}
+	return Token{}, false
+}
+
+// Tokens returns every token (hashes included, never clear text), by name.
+func (s *Store) Tokens() []Token {
+	s.fsm.mu.RLock()
+	defer s.fsm.mu.RUnlock()
+	out := make([]Token, 0, len(s.fsm.state.Tokens))
+	for _, k := range sortedKeys(s.fsm.state.Tokens) {
+		out = append(out, *s.fsm.state.Tokens[k])
+	}
+	return out
+}
