@@ -56,11 +56,10 @@ type JoinRequest struct {
 // the operator's file name, line and column; the artifact travels first
 // (UploadArtifact) and is named here by its digest.
 type SubmitRequest struct {
-	PlanName       string   `json:"plan_name"`
-	Plan           string   `json:"plan"`
-	ArtifactSHA256 string   `json:"artifact_sha256"`
-	Force          bool     `json:"force,omitempty"`
-	LockWait       Duration `json:"lock_wait,omitempty"` // wait this long for held hosts
+	PlanName       string `json:"plan_name"`
+	Plan           string `json:"plan"`
+	ArtifactSHA256 string `json:"artifact_sha256"`
+	Force          bool   `json:"force,omitempty"`
 }
 
 // SubmitResponse names the new deployment.

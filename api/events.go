@@ -29,6 +29,9 @@ const (
 	sseError = "error"
 )
 
+// leaderCheck is how often a leader's stream checks that it still leads.
+const leaderCheck = 200 * time.Millisecond
+
 // endData is the payload of the end event.
 type endData struct {
 	ID    string                    `json:"id"`
@@ -62,6 +65,15 @@ func (s *server) events(w http.ResponseWriter, r *http.Request) {
 
 	tick := time.NewTicker(s.cfg.heartbeat)
 	defer tick.Stop()
+	// A stream served as the leader's read ends when this node stops
+	// leading (deposed, or cut off from its peers, its copy stops moving):
+	// the client reconnects and reaches the new leader.
+	var lost <-chan time.Time
+	if !stale(r) {
+		t := time.NewTicker(leaderCheck)
+		defer t.Stop()
+		lost = t.C
+	}
 	last := after
 	// send writes the events after last; it reports false when the client
 	// is gone.
@@ -112,6 +124,10 @@ func (s *server) events(w http.ResponseWriter, r *http.Request) {
 		case <-changed:
 		case <-tick.C:
 			if _, err := io.WriteString(w, ": heartbeat\n\n"); err != nil || rc.Flush() != nil {
+				return
+			}
+		case <-lost:
+			if !s.cfg.Node.IsLeader() {
 				return
 			}
 		case <-r.Context().Done():

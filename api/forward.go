@@ -9,6 +9,7 @@ import (
 	"net/http/httptrace"
 	"net/http/httputil"
 	"sync/atomic"
+	"time"
 )
 
 // forwarder proxies a request to the leader: method, path, query, body and
@@ -27,6 +28,7 @@ type forwardKey struct{}
 type forwardState struct {
 	leader string
 	wrote  atomic.Bool // the request reached the leader, at least its headers
+	gone   atomic.Bool // the target stopped leading while we waited
 }
 
 func newForwarder(hc *http.Client, nodeID string, log *slog.Logger) *forwarder {
@@ -48,14 +50,18 @@ func newForwarder(hc *http.Client, nodeID string, log *slog.Logger) *forwarder {
 			pr.Out = pr.Out.WithContext(httptrace.WithClientTrace(pr.Out.Context(), trace))
 		},
 		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
-			if r.Context().Err() != nil {
+			st := r.Context().Value(forwardKey{}).(*forwardState)
+			if r.Context().Err() != nil && !st.gone.Load() {
 				return // the caller went away
 			}
-			st := r.Context().Value(forwardKey{}).(*forwardState)
 			var mbe *http.MaxBytesError
 			switch {
 			case errors.As(err, &mbe):
 				writeError(w, err)
+			case st.gone.Load() && !st.wrote.Load():
+				w.Header().Set("Retry-After", "1")
+				writeError(w, &Error{http.StatusServiceUnavailable, codeNotLeader,
+					fmt.Sprintf("%s stopped leading before the request reached it", st.leader)})
 			case !st.wrote.Load():
 				// Nothing reached the leader: the caller may safely try
 				// another node.
@@ -76,7 +82,29 @@ func newForwarder(hc *http.Client, nodeID string, log *slog.Logger) *forwarder {
 	return f
 }
 
-func (f *forwarder) serve(w http.ResponseWriter, r *http.Request, leader string) {
+// serve proxies r to leader. current reports who leads now: when it moves
+// away from leader, the forwarded request is cancelled. A leader cut off
+// from the network would otherwise hold it until TCP gives up, minutes
+// later; the caller is told to try again and reaches the new leader.
+func (f *forwarder) serve(w http.ResponseWriter, r *http.Request, leader string, current func() string) {
+	ctx, cancel := context.WithCancel(r.Context())
+	defer cancel()
 	st := &forwardState{leader: leader}
-	f.rp.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), forwardKey{}, st)))
+	go func() {
+		t := time.NewTicker(leaderCheck / 2)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+				if current() != leader {
+					st.gone.Store(true)
+					cancel()
+					return
+				}
+			}
+		}
+	}()
+	f.rp.ServeHTTP(w, r.WithContext(context.WithValue(ctx, forwardKey{}, st)))
 }

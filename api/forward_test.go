@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"strings"
 	"testing"
@@ -262,5 +263,39 @@ func TestBodyLimit(t *testing.T) {
 	}
 	if st.writeCount() != 0 {
 		t.Fatal("an oversized request wrote")
+	}
+}
+
+// A follower that forwarded a request to a leader which then went silent
+// (cut off) gives up as soon as it learns that another node leads, and
+// tells the caller to try again, instead of waiting for TCP to time out.
+func TestForwardingCancelledWhenLeaderChanges(t *testing.T) {
+	p := newPKI(t)
+	st := newStore()
+	silent, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer silent.Close()
+	go func() {
+		for {
+			c, err := silent.Accept()
+			if err != nil {
+				return
+			}
+			defer c.Close() // accepts, never answers
+		}
+	}()
+	f := startNode(t, p, st, "n2", false)
+	f.setLeader(false, silent.Addr().String())
+	go func() {
+		time.Sleep(300 * time.Millisecond)
+		f.setLeader(false, "127.0.0.1:1") // the follower hears of a new leader
+	}()
+	start := time.Now()
+	resp, body := rawDo(t, p, "GET", "https://"+f.addr+"/v1/deployments", "", nil)
+	wantCode(t, resp, body, 503, "not_leader")
+	if took := time.Since(start); took > 5*time.Second {
+		t.Fatalf("the forwarded request took %v after the leader changed", took)
 	}
 }

@@ -171,10 +171,19 @@ func (s *server) wrap(rt route) http.Handler {
 		if err := s.authorize(r, rt.access); err != nil {
 			// A token created a moment ago may not have reached this
 			// follower yet: the leader, which stored it, decides.
-			if err.Code == codeUnauthorized && rt.place != local && !stale(r) && s.hasBearer(r) &&
-				r.Header.Get(HeaderForwardedBy) == "" && !s.cfg.Node.IsLeader() && s.cfg.Node.LeaderHTTP() != "" {
-				s.forward(w, r, leader)
-				return
+			if err.Code == codeUnauthorized && s.hasBearer(r) && r.Header.Get(HeaderForwardedBy) == "" && !s.cfg.Node.IsLeader() {
+				switch {
+				case s.cfg.Node.LeaderHTTP() != "":
+					s.forward(w, r, leader)
+					return
+				default:
+					// A node that knows no leader (restarting, or cut
+					// off) may not have caught up: it cannot say no.
+					w.Header().Set("Retry-After", "1")
+					writeError(w, &Error{http.StatusServiceUnavailable, codeNoLeader,
+						fmt.Sprintf("node %s knows no leader and cannot check this token yet", s.cfg.NodeID)})
+					return
+				}
 			}
 			writeError(w, err)
 			return
@@ -260,7 +269,7 @@ func (s *server) forward(w http.ResponseWriter, r *http.Request, p placement) bo
 			fmt.Sprintf("node %s knows no leader", s.cfg.NodeID)})
 		return true
 	}
-	s.proxy.serve(w, r, addr)
+	s.proxy.serve(w, r, addr, s.cfg.Node.LeaderHTTP)
 	return true
 }
 
@@ -466,9 +475,6 @@ func (s *server) submit(w http.ResponseWriter, r *http.Request) {
 	case req.ArtifactSHA256 != "" && !validSHA256(req.ArtifactSHA256):
 		writeError(w, fmt.Errorf("%w: artifact_sha256 %q is not a lower-case hex SHA-256", ErrBadRequest, req.ArtifactSHA256))
 		return
-	case req.LockWait < 0:
-		writeError(w, fmt.Errorf("%w: lock_wait is negative", ErrBadRequest))
-		return
 	}
 	id, err := s.cfg.Deployments.Submit(r.Context(), req)
 	if err != nil {
@@ -602,11 +608,29 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	_, _ = w.Write(append(b, '\n'))
 }
 
+// Error headers, for answers without a body.
+const (
+	headerErrorCode = "X-Drover-Error-Code"
+	headerError     = "X-Drover-Error"
+)
+
+func firstLine(s string) string {
+	s, _, _ = strings.Cut(s, "\n")
+	if len(s) > 200 {
+		s = s[:200]
+	}
+	return s
+}
+
 func writeError(w http.ResponseWriter, err error) {
 	e := toError(err)
 	b, _ := json.Marshal(errorBody{Error: e.Message, Code: e.Code})
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("X-Content-Type-Options", "nosniff")
+	// A HEAD answer has no body: the code and the message's first line
+	// travel in headers too.
+	w.Header().Set(headerErrorCode, e.Code)
+	w.Header().Set(headerError, firstLine(e.Message))
 	w.WriteHeader(e.Status)
 	_, _ = w.Write(append(b, '\n'))
 }
@@ -618,6 +642,8 @@ func readError(resp *http.Response) *Error {
 	var body errorBody
 	if json.Unmarshal(b, &body) == nil && (body.Error != "" || body.Code != "") {
 		e.Code, e.Message = body.Code, body.Error
+	} else if c := resp.Header.Get(headerErrorCode); c != "" {
+		e.Code, e.Message = c, resp.Header.Get(headerError)
 	} else if msg := strings.TrimSpace(string(b)); msg != "" {
 		e.Message = fmt.Sprintf("%d %s: %s", resp.StatusCode, http.StatusText(resp.StatusCode), msg)
 	}

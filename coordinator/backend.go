@@ -114,28 +114,11 @@ func (c *Coordinator) Submit(ctx context.Context, req api.SubmitRequest) (string
 	if err != nil {
 		return "", badRequest{err}
 	}
-	deadline := time.Now().Add(time.Duration(req.LockWait))
-	for {
-		changed := c.store.Changed()
-		id, err := c.engine.Submit(ctx, p, orchestrator.SubmitOptions{Force: req.Force})
-		if err == nil {
-			return id, nil
-		}
-		locked := errors.Is(err, raftstore.ErrHostLocked) || errors.Is(err, raftstore.ErrNameInUse)
-		if !locked || !time.Now().Before(deadline) {
-			if errors.Is(err, orchestrator.ErrBadArtifact) {
-				return "", badRequest{err}
-			}
-			return "", err
-		}
-		// Wait for the holder to end (any applied command may be it).
-		select {
-		case <-ctx.Done():
-			return "", ctx.Err()
-		case <-time.After(time.Until(deadline)):
-		case <-changed:
-		}
+	id, err := c.engine.Submit(ctx, p, orchestrator.SubmitOptions{Force: req.Force})
+	if errors.Is(err, orchestrator.ErrBadArtifact) {
+		return "", badRequest{err}
 	}
+	return id, err
 }
 
 // List returns every deployment, oldest first.

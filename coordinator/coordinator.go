@@ -75,11 +75,16 @@ func Start(ctx context.Context, cfg Config) (*Coordinator, error) {
 		return nil, fmt.Errorf("API TLS: %w", err)
 	}
 	c := &Coordinator{cfg: cfg, log: cfg.Log, metrics: newMetrics()}
+	// Short timeouts between coordinators: a peer that is cut off must
+	// not hold a forwarded request for the minutes TCP takes to give up;
+	// the client then tries another node, which knows the new leader.
 	c.peer = &http.Client{Transport: &http.Transport{
-		TLSClientConfig:     clientTLS.Clone(),
-		MaxIdleConnsPerHost: 4,
-		IdleConnTimeout:     90 * time.Second,
-		TLSHandshakeTimeout: 5 * time.Second,
+		TLSClientConfig:       clientTLS.Clone(),
+		DialContext:           (&net.Dialer{Timeout: 2 * time.Second, KeepAlive: 5 * time.Second}).DialContext,
+		MaxIdleConnsPerHost:   4,
+		IdleConnTimeout:       30 * time.Second,
+		TLSHandshakeTimeout:   3 * time.Second,
+		ResponseHeaderTimeout: 15 * time.Second,
 	}}
 	// Listen before Raft starts, so that a port taken is a clear error
 	// before anything is written.

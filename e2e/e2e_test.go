@@ -72,10 +72,16 @@ type session struct {
 
 func newSession(t *testing.T, hosts int) *session {
 	t.Helper()
+	return newSessionWith(t, lab.Options{Hosts: hosts})
+}
+
+func newSessionWith(t *testing.T, opts lab.Options) *session {
+	t.Helper()
 	needLab(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	l, err := lab.Up(ctx, lab.Options{Hosts: hosts, Log: testWriter{t}})
+	opts.Log = testWriter{t}
+	l, err := lab.Up(ctx, opts)
 	if err != nil {
 		t.Fatalf("lab up: %v", err)
 	}

@@ -3,6 +3,9 @@
 // /srv and host name through a private mount and UTS namespace), HAProxy with
 // its runtime API in front of them, the demo app's release artifacts, a plan
 // writer and a load generator. The end-to-end tests and `make demo` use it.
+// For coordinator tests it also runs processes in coordinator namespaces
+// (Start), cuts the network between nodes (Isolate, Heal) and records, on the
+// hosts' and HAProxy's side, every command sent to them (HostAudit, LBAudit).
 //
 // The lab needs root, iproute2, OpenSSH (sshd, ssh-keygen) and haproxy. It
 // sends traffic only inside its own namespaces. Two labs can run at once;
@@ -64,13 +67,17 @@ type Lab struct {
 	Hosts         []Host        `json:"hosts"`
 	Coordinators  []Coordinator `json:"coordinators,omitempty"`
 	HAProxySocket string        `json:"haproxy_socket"`
-	Backend       string        `json:"backend"`
-	FrontendURL   string        `json:"frontend_url"`
-	User          string        `json:"user"`
-	IdentityFile  string        `json:"identity_file"`
-	KnownHosts    string        `json:"known_hosts"`
-	ReleasePath   string        `json:"release_path"`
-	AppPort       int           `json:"app_port"`
+	// HAProxyAddress is HAProxy's runtime API over TCP ("10.200.0.2:9999"),
+	// reachable from every node: a relay in the balancer namespace logs each
+	// command (LBAudit) and passes it on to HAProxySocket.
+	HAProxyAddress string `json:"haproxy_address"`
+	Backend        string `json:"backend"`
+	FrontendURL    string `json:"frontend_url"`
+	User           string `json:"user"`
+	IdentityFile   string `json:"identity_file"`
+	KnownHosts     string `json:"known_hosts"`
+	ReleasePath    string `json:"release_path"`
+	AppPort        int    `json:"app_port"`
 
 	topo *Topology
 	log  io.Writer
@@ -83,11 +90,17 @@ type Lab struct {
 
 	toolMu   sync.Mutex
 	toolPath string
+
+	sftpServer string // sftp-server program, for sshd's Subsystem
+
+	netMu sync.Mutex
+	cuts  map[[2]string]bool // Isolate's cuts, as sorted node name pairs
 }
 
 // Up creates a lab: it first removes stale labs, then the namespaces and the
-// network, the keys, one sshd per web host and HAProxy. On failure it removes
-// whatever it made.
+// network, the keys, one sshd per web host (with the host audit), HAProxy and
+// the audited TCP relay to its runtime API. On failure it removes whatever it
+// made.
 func Up(ctx context.Context, opts Options) (_ *Lab, err error) {
 	start := time.Now()
 	if err := checkPrerequisites(); err != nil {
@@ -163,6 +176,7 @@ func Up(ctx context.Context, opts Options) (_ *Lab, err error) {
 		}
 		return nil, fmt.Errorf("lab: socket path %s is too long for a unix socket; use a shorter Dir", l.HAProxySocket)
 	}
+	l.HAProxyAddress = net.JoinHostPort(topo.BalancerNode().Address.String(), strconv.Itoa(haproxyAdminPort))
 	l.IdentityFile = filepath.Join(l.Dir, "id_ed25519")
 	l.KnownHosts = filepath.Join(l.Dir, "known_hosts")
 	for _, n := range webs {
@@ -187,8 +201,18 @@ func Up(ctx context.Context, opts Options) (_ *Lab, err error) {
 		}
 		return nil, fmt.Errorf("lab: register: %w", err)
 	}
+	// The relay runs the drover-lab tool, which may need a build: in the
+	// background while the network and sshd come up.
+	var tool string
+	var toolErr error
+	toolDone := make(chan struct{})
+	go func() {
+		defer close(toolDone)
+		tool, toolErr = l.Tool(ctx)
+	}()
 	defer func() {
 		if err != nil {
+			<-toolDone // a build writes into l.Dir
 			if derr := l.Down(); derr != nil {
 				fmt.Fprintf(log, "lab %s: teardown after failed Up: %v\n", id, derr)
 			}
@@ -210,6 +234,15 @@ func Up(ctx context.Context, opts Options) (_ *Lab, err error) {
 		return nil, fmt.Errorf("lab %s: haproxy: %w", id, err)
 	}
 	fmt.Fprintf(log, "lab %s: haproxy (%v)\n", id, since(step))
+	step = time.Now()
+	<-toolDone
+	if toolErr != nil {
+		return nil, fmt.Errorf("lab %s: drover-lab tool for the haproxy relay: %w", id, toolErr)
+	}
+	if err := l.startRelay(ctx, tool); err != nil {
+		return nil, fmt.Errorf("lab %s: %w", id, err)
+	}
+	fmt.Fprintf(log, "lab %s: haproxy relay on %s (%v)\n", id, l.HAProxyAddress, since(step))
 	if err := writeJSONAtomic(filepath.Join(l.Dir, "description.json"), l); err != nil {
 		return nil, err
 	}
@@ -233,13 +266,16 @@ func checkPrerequisites() error {
 		return errors.New("lab: needs root (network namespaces, mounts, sshd)")
 	}
 	var missing []string
-	for _, b := range []string{"ip", "unshare", "ssh-keygen", "haproxy", "curl"} {
+	for _, b := range []string{"ip", "unshare", "ssh-keygen", "haproxy", "curl", "date"} {
 		if _, err := exec.LookPath(b); err != nil {
 			missing = append(missing, b)
 		}
 	}
 	if _, err := sshdPath(); err != nil {
 		missing = append(missing, "sshd")
+	}
+	if _, err := sftpServerPath(); err != nil {
+		missing = append(missing, "sftp-server")
 	}
 	if len(missing) > 0 {
 		return fmt.Errorf("lab: missing programs: %v (install iproute2, util-linux, openssh-server, openssh-client, haproxy, curl)", missing)
@@ -342,7 +378,8 @@ func (l *Lab) makeNetwork(ctx context.Context, webs, coords []Node) error {
 }
 
 // Down removes the lab: it kills every process in its namespaces (sshd,
-// HAProxy, apps started over SSH, the load generator), deletes the
+// HAProxy and its relay, apps started over SSH, the load generator, whatever
+// Start started), deletes the
 // namespaces (and with them the bridge and the host mount namespaces), the
 // lab dir when the lab created it, and the registry entry. It is idempotent.
 func (l *Lab) Down() error {
@@ -409,13 +446,9 @@ func (l *Lab) Command(ctx context.Context, name string, args ...string) *exec.Cm
 // ("ctl", "lb", "c1", "web1", ...). For a web host this is its network only,
 // not its /srv nor its host name: reach those through ssh.
 func (l *Lab) CommandIn(ctx context.Context, node, name string, args ...string) (*exec.Cmd, error) {
-	ns := nsName(l.ID, node)
-	found := false
-	for _, n := range l.namespaces() {
-		found = found || n == ns
-	}
-	if !found {
-		return nil, fmt.Errorf("lab %s: no node %q", l.ID, node)
+	ns, err := l.nodeNS(node)
+	if err != nil {
+		return nil, err
 	}
 	return exec.CommandContext(ctx, "ip", append([]string{"netns", "exec", ns, name}, args...)...), nil
 }

@@ -13,7 +13,8 @@ import (
 )
 
 // PlanParams are the parts of a lab plan a caller chooses; WritePlan fills
-// in the rest from the lab (hosts, ssh, HAProxy socket, release path, health).
+// in the rest from the lab (hosts, ssh, HAProxy runtime API, release path,
+// health).
 type PlanParams struct {
 	Name           string        // default "web"
 	Version        string        // required
@@ -22,6 +23,9 @@ type PlanParams struct {
 	MaxFailures    string        // "0", "10%"; default "0"
 	MinHealthyTime time.Duration // default 0
 	Hosts          []string      // a subset of the lab's web hosts, by name; default all
+	// HAProxyTCP: load_balancer.haproxy.address is the audited TCP relay
+	// (Lab.HAProxyAddress, reachable from coordinators) instead of socket.
+	HAProxyTCP bool
 	// Extra is raw YAML appended to the plan: top-level keys the plan does not
 	// already hold (hooks:, ...).
 	Extra string
@@ -59,7 +63,8 @@ type planLB struct {
 }
 
 type planHAProxy struct {
-	Socket string `yaml:"socket"`
+	Socket  string `yaml:"socket,omitempty"`
+	Address string `yaml:"address,omitempty"`
 }
 
 type planStrat struct {
@@ -170,6 +175,12 @@ func (l *Lab) Plan(p PlanParams) ([]byte, error) {
 			MinHealthyTime:   p.MinHealthyTime.String(),
 		},
 		Rollback: planRB{Automatic: true},
+	}
+	if p.HAProxyTCP {
+		if l.HAProxyAddress == "" {
+			return nil, errors.New("lab: HAProxyTCP, but the lab has no HAProxyAddress")
+		}
+		doc.LoadBalancer.HAProxy = planHAProxy{Address: l.HAProxyAddress}
 	}
 	for _, h := range hosts {
 		doc.Hosts = append(doc.Hosts, planHost{Name: h.Name, Address: h.Address, LBServer: h.LBServer})

@@ -123,6 +123,7 @@ type daemon struct {
 	name string
 	cmd  *exec.Cmd
 	done chan struct{}
+	err  error // cmd.Wait's; read only after done is closed
 }
 
 // startDaemon starts cmd in its own session (a Ctrl-C at the terminal does not
@@ -142,7 +143,7 @@ func startDaemon(name, logPath string, cmd *exec.Cmd) (*daemon, error) {
 	}
 	d := &daemon{name: name, cmd: cmd, done: make(chan struct{})}
 	go func() {
-		_ = cmd.Wait()
+		d.err = cmd.Wait()
 		close(d.done)
 	}()
 	return d, nil

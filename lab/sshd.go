@@ -68,6 +68,14 @@ func (l *Lab) startSSHDs(ctx context.Context) error {
 		return err
 	}
 
+	sftpServer, err := sftpServerPath()
+	if err != nil {
+		return err
+	}
+	l.sftpServer = sftpServer
+	if err := l.writeAuditFiles(); err != nil {
+		return err
+	}
 	pub, err := os.ReadFile(l.IdentityFile + ".pub")
 	if err != nil {
 		return err
@@ -141,8 +149,11 @@ X11Forwarding no
 MaxStartups 200:30:400
 MaxSessions 100
 LoginGraceTime 10s
-Subsystem sftp internal-sftp
 `)
+	// The host audit (audit.sh): every session, SFTP included, goes through
+	// the ForceCommand, which logs it and then runs what the client asked.
+	fmt.Fprintf(&b, "Subsystem sftp %s\n", l.sftpServer)
+	fmt.Fprintf(&b, "ForceCommand audit_log=%s sftp_server=%s; . %s\n", l.hostAuditPath(h.Name), l.sftpServer, l.auditScriptPath())
 	if penalties {
 		// OpenSSH >= 9.8 penalizes sources that fail auth or crash sessions;
 		// the lab's one client address (ctl) must never be locked out.

@@ -63,6 +63,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		"load":     cmdLoad,
 		"artifact": cmdArtifact,
 		"demo":     cmdDemo,
+		"relay":    cmdRelay, // hidden: the lab starts it in the balancer namespace
 	}
 	f, ok := cmds[args[0]]
 	if !ok {
@@ -183,4 +184,23 @@ func cmdArtifact(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	}
 	fmt.Fprintln(stdout, path)
 	return nil
+}
+
+// cmdRelay serves HAProxy's runtime API over TCP with an audit log (see
+// lab.RunHAProxyRelay). Not in the usage: lab.Up starts it.
+func cmdRelay(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("relay", flag.ContinueOnError)
+	var cfg lab.RelayConfig
+	fs.StringVar(&cfg.Listen, "listen", "", "TCP address to listen on")
+	fs.StringVar(&cfg.Socket, "socket", "", "HAProxy runtime API unix socket")
+	fs.StringVar(&cfg.Log, "log", "", "audit log to append to")
+	fs.StringVar(&cfg.Ready, "ready", "", "file to write the PID to once listening")
+	if err := parse(fs, args, stderr); err != nil {
+		return err
+	}
+	if cfg.Listen == "" || cfg.Socket == "" || cfg.Log == "" || fs.NArg() != 0 {
+		return errUsage
+	}
+	cfg.Errors = stderr
+	return lab.RunHAProxyRelay(ctx, cfg)
 }

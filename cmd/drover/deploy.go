@@ -49,7 +49,7 @@ with that deployment's ID, or waits for it with --lock-wait.`,
 		Args: exactArgs(1, "PLAN"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if handled, err := withCluster(cmd.Context(), &g.cluster, func(ctx context.Context, cl *api.Client) error {
-				return deployRemote(ctx, cl, g, args[0], api.SubmitRequest{Force: force, LockWait: api.Duration(lockWait)}, detach)
+				return deployRemote(ctx, cl, g, args[0], api.SubmitRequest{Force: force}, lockWait, detach)
 			}); handled {
 				return err
 			}
@@ -75,7 +75,7 @@ with that deployment's ID, or waits for it with --lock-wait.`,
 
 // deployRemote validates the plan here (with FILE:LINE:COL errors), uploads
 // the artifact to the cluster, submits the plan's text, and follows it.
-func deployRemote(ctx context.Context, cl *api.Client, g *globalFlags, file string, req api.SubmitRequest, detach bool) error {
+func deployRemote(ctx context.Context, cl *api.Client, g *globalFlags, file string, req api.SubmitRequest, lockWait time.Duration, detach bool) error {
 	v, err := newView(os.Stdout, g.output)
 	if err != nil {
 		return withCode(exitUsage, err)
@@ -97,7 +97,7 @@ func deployRemote(ctx context.Context, cl *api.Client, g *globalFlags, file stri
 		return fmt.Errorf("upload %s: %w", art.Path, err)
 	}
 	req.PlanName, req.Plan, req.ArtifactSHA256 = file, string(data), art.SHA256
-	id, err := cl.Submit(ctx, req)
+	id, err := submitWaiting(ctx, cl, v, req, lockWait)
 	if err != nil {
 		return err
 	}
@@ -205,5 +205,27 @@ func (c *local) drive(ctx context.Context, id string) error {
 		return withCode(exitPaused, fmt.Errorf("paused; continue with 'drover resume %s'", id))
 	default:
 		return withCode(exitFailed, fmt.Errorf("deployment %s: %s", st, d.Error))
+	}
+}
+
+// submitWaiting submits req; while its hosts are held by another running
+// deployment it tries again until lockWait has passed.
+func submitWaiting(ctx context.Context, cl *api.Client, v *view, req api.SubmitRequest, lockWait time.Duration) (string, error) {
+	deadline := time.Now().Add(lockWait)
+	noted := false
+	for {
+		id, err := cl.Submit(ctx, req)
+		if err == nil || !errors.Is(err, api.ErrConflict) || !time.Now().Before(deadline) {
+			return id, err
+		}
+		if !noted {
+			v.note(fmt.Sprintf("waiting up to %s for held hosts: %v", lockWait, err))
+			noted = true
+		}
+		select {
+		case <-ctx.Done():
+			return "", ctx.Err()
+		case <-time.After(min(time.Second, time.Until(deadline))):
+		}
 	}
 }

@@ -84,7 +84,7 @@ back cleanly, 130 paused by Ctrl-C (continue with 'drover resume').`,
 		SilenceErrors: true,
 	}
 	root.PersistentFlags().StringVar(&g.dataDir, "data-dir", ".drover", "where the embedded coordinator keeps its Raft log and snapshots")
-	root.PersistentFlags().StringVarP(&g.output, "output", "o", "auto", "progress format: auto (live on a terminal, lines otherwise), text, json")
+	root.PersistentFlags().StringVarP(&g.output, "output", "o", "auto", "output format: auto (live progress on a terminal, lines otherwise), text, json")
 	g.cluster.register(root)
 	root.AddCommand(
 		newDeployCmd(g),
@@ -96,7 +96,7 @@ back cleanly, 130 paused by Ctrl-C (continue with 'drover resume').`,
 		newResumeCmd(g),
 		newAbortCmd(g),
 		newServerCmd(),
-		newClusterCmd(&g.cluster),
+		newClusterCmd(g),
 		newTokenCmd(&g.cluster),
 		newTLSCmd(),
 	)

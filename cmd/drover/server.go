@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -153,7 +154,8 @@ func raftstoreSafeID(s string) bool {
 	return true
 }
 
-func newClusterCmd(cf *clusterFlags) *cobra.Command {
+func newClusterCmd(g *globalFlags) *cobra.Command {
+	cf, output := &g.cluster, &g.output
 	cmd := &cobra.Command{
 		Use:   "cluster",
 		Short: "Inspect and change the coordinator cluster (needs --server or DROVER_ADDR)",
@@ -167,6 +169,9 @@ func newClusterCmd(cf *clusterFlags) *cobra.Command {
 				ms, err := cl.Members(ctx)
 				if err != nil {
 					return err
+				}
+				if *output == "json" {
+					return json.NewEncoder(os.Stdout).Encode(ms)
 				}
 				tw := newTable(os.Stdout)
 				fmt.Fprintln(tw, "ID\tRAFT\tAPI\tROLE\tLEADER\tLAST CONTACT\tAPPLIED")

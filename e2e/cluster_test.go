@@ -1,0 +1,520 @@
+package e2e
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"math/rand"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/drover-dev/drover/api"
+	"github.com/drover-dev/drover/lab"
+	"github.com/drover-dev/drover/orchestrator"
+	"github.com/drover-dev/drover/raftstore"
+)
+
+// cluster is an operator at the lab's control node with a three-node
+// coordinator cluster: real `drover server` processes, each in its own
+// namespace on its own lab address, Raft and the API over mutual TLS.
+type cluster struct {
+	*session
+	tlsDir string
+	token  string
+	nodes  []lab.Coordinator
+	procs  map[string]*lab.Proc
+}
+
+const (
+	raftPort = 7000
+	apiPort  = 7443
+)
+
+func newCluster(t *testing.T, hosts int) *cluster {
+	t.Helper()
+	s := newSessionWith(t, lab.Options{Hosts: hosts, Coordinators: 3})
+	c := &cluster{session: s, tlsDir: filepath.Join(s.lab.Dir, "tls"), nodes: s.lab.Coordinators, procs: map[string]*lab.Proc{}}
+	c.cli(0, "tls", "init", "--dir", c.tlsDir)
+	for _, n := range c.nodes {
+		c.cli(0, "tls", "issue", "server", n.Name, "--ip", n.Address, "--dir", c.tlsDir)
+	}
+	c.cli(0, "tls", "issue", "client", "ops", "--dir", c.tlsDir)
+	tok, err := os.ReadFile(filepath.Join(c.tlsDir, "bootstrap.token"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.token = strings.TrimSpace(string(tok))
+	for i, n := range c.nodes {
+		c.startServer(n.Name, i == 0)
+		if i == 0 {
+			c.waitLeader(c.nodes[:1])
+		}
+	}
+	c.waitMembers(3)
+	return c
+}
+
+func (c *cluster) node(name string) lab.Coordinator {
+	for _, n := range c.nodes {
+		if n.Name == name {
+			return n
+		}
+	}
+	c.t.Fatalf("no coordinator %s", name)
+	return lab.Coordinator{}
+}
+
+func apiAddr(n lab.Coordinator) string { return fmt.Sprintf("%s:%d", n.Address, apiPort) }
+
+// startServer runs `drover server` for node name in its namespace, on its
+// data dir (a restart finds its state there).
+func (c *cluster) startServer(name string, bootstrap bool) {
+	c.t.Helper()
+	n := c.node(name)
+	args := []string{droverBin, "server", "--node-id", name,
+		"--data-dir", filepath.Join(c.lab.Dir, "coord", name), "--tls-dir", c.tlsDir,
+		"--raft-addr", fmt.Sprintf("%s:%d", n.Address, raftPort), "--http-addr", apiAddr(n)}
+	if bootstrap {
+		args = append(args, "--bootstrap")
+	} else {
+		var join []string
+		for _, o := range c.nodes {
+			if o.Name != name {
+				join = append(join, apiAddr(o))
+			}
+		}
+		args = append(args, "--join", strings.Join(join, ","))
+	}
+	p, err := c.lab.Start(context.Background(), name, "drover-"+name, args, nil)
+	if err != nil {
+		c.t.Fatalf("start %s: %v", name, err)
+	}
+	c.procs[name] = p
+}
+
+// env is what an operator exports to talk to the cluster.
+func (c *cluster) env(addrs ...lab.Coordinator) []string {
+	if len(addrs) == 0 {
+		addrs = c.nodes
+	}
+	var as []string
+	for _, n := range addrs {
+		as = append(as, apiAddr(n))
+	}
+	return []string{
+		"DROVER_ADDR=" + strings.Join(as, ","),
+		"DROVER_CA=" + filepath.Join(c.tlsDir, "ca.crt"),
+		"DROVER_CLIENT_CERT=" + filepath.Join(c.tlsDir, "ops.crt"),
+		"DROVER_CLIENT_KEY=" + filepath.Join(c.tlsDir, "ops.key"),
+		"DROVER_TOKEN=" + c.token,
+	}
+}
+
+// startWith runs drover with env in the control namespace.
+func (c *cluster) startWith(env []string, args ...string) *drover {
+	c.t.Helper()
+	args = append(args, "--output", "json")
+	d := &drover{stdout: newEventTap(), done: make(chan struct{})}
+	d.cmd = c.lab.Command(context.Background(), droverBin, args...)
+	d.cmd.Env = append(os.Environ(), env...)
+	d.cmd.Stdout = d.stdout
+	d.cmd.Stderr = &d.stderr
+	if err := d.cmd.Start(); err != nil {
+		c.t.Fatal(err)
+	}
+	go func() {
+		d.err = d.cmd.Wait()
+		close(d.done)
+	}()
+	return d
+}
+
+func (c *cluster) runWith(env []string, args ...string) (int, *drover) {
+	c.t.Helper()
+	d := c.startWith(env, args...)
+	code := d.wait(c.t)
+	c.t.Logf("drover %s: exit %d\nstderr: %s", strings.Join(args, " "), code, d.stderr.String())
+	return code, d
+}
+
+// cli runs a short command that must exit with want.
+func (c *cluster) cli(want int, args ...string) string {
+	c.t.Helper()
+	code, d := c.runWith(c.env(), args...)
+	if code != want {
+		c.t.Fatalf("drover %s: exit %d, want %d\n%s%s", strings.Join(args, " "), code, want, d.stdout.text(), d.stderr.String())
+	}
+	return d.stdout.text()
+}
+
+// members asks the given nodes (all when none) who is in the cluster.
+func (c *cluster) members(nodes ...lab.Coordinator) ([]api.Member, error) {
+	d := c.startWith(c.env(nodes...), "cluster", "members")
+	if code := d.wait(c.t); code != 0 {
+		return nil, fmt.Errorf("exit %d: %s", code, d.stderr.String())
+	}
+	var ms []api.Member
+	err := json.Unmarshal([]byte(d.stdout.text()), &ms)
+	return ms, err
+}
+
+// waitLeader waits until one of nodes reports a leader among them, and
+// returns its name.
+func (c *cluster) waitLeader(nodes []lab.Coordinator) string {
+	c.t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for time.Now().Before(deadline) {
+		ms, err := c.members(nodes...)
+		if err == nil {
+			for _, m := range ms {
+				if m.Leader && m.Reachable && slices.ContainsFunc(nodes, func(n lab.Coordinator) bool { return n.Name == m.ID }) {
+					return m.ID
+				}
+			}
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	c.t.Fatalf("no leader among %v", nodes)
+	return ""
+}
+
+func (c *cluster) waitMembers(n int) {
+	c.t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	var last []api.Member
+	for time.Now().Before(deadline) {
+		ms, err := c.members()
+		last = ms
+		reachable := 0
+		for _, m := range ms {
+			if m.Reachable {
+				reachable++
+			}
+		}
+		if err == nil && len(ms) == n && reachable == n {
+			return
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	c.t.Fatalf("cluster did not reach %d reachable members: %+v", n, last)
+}
+
+func (c *cluster) others(name string) []lab.Coordinator {
+	var out []lab.Coordinator
+	for _, n := range c.nodes {
+		if n.Name != name {
+			out = append(out, n)
+		}
+	}
+	return out
+}
+
+// audit is every change made to the fleet, from the hosts' and HAProxy's
+// own records: each SSH command as the host's sshd ran it, each runtime API
+// command as the balancer's admin endpoint received it.
+type auditEntry struct {
+	lab.AuditEntry
+	Where string // host name, or "lb"
+}
+
+func (c *cluster) audit() []auditEntry {
+	c.t.Helper()
+	var out []auditEntry
+	for _, h := range c.lab.HostNames() {
+		es, err := c.lab.HostAudit(h)
+		if err != nil {
+			c.t.Fatal(err)
+		}
+		for _, e := range es {
+			out = append(out, auditEntry{e, h})
+		}
+	}
+	es, err := c.lab.LBAudit()
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	for _, e := range es {
+		out = append(out, auditEntry{e, "lb"})
+	}
+	slices.SortFunc(out, func(a, b auditEntry) int { return a.Time.Compare(b.Time) })
+	return out
+}
+
+// changes keeps the entries that change something: SSH commands and SFTP
+// sessions, and `set server` on HAProxy (not `show stat`).
+func changes(es []auditEntry) []auditEntry {
+	var out []auditEntry
+	for _, e := range es {
+		if e.Where == "lb" && !strings.HasPrefix(e.Command, "set server") {
+			continue
+		}
+		if e.Where == "lb" && strings.HasSuffix(strings.TrimSpace(e.Command), " state") {
+			continue // the preflight's admin probe changes nothing
+		}
+		out = append(out, e)
+	}
+	return out
+}
+
+// noReinstallAfterDone checks, from the hosts' and HAProxy's records, that
+// no host was installed with version again once it was put back in
+// rotation on it.
+func (c *cluster) noReinstallAfterDone(es []auditEntry, since time.Time, version string) {
+	c.t.Helper()
+	install := func(e auditEntry) bool {
+		return e.Where != "lb" && strings.Contains(e.Command, "sha256sum") && strings.Contains(e.Command, "."+version+".tmp")
+	}
+	for _, h := range c.lab.HostNames() {
+		var firstInstall, ready time.Time
+		for _, e := range es {
+			if e.Time.Before(since) {
+				continue
+			}
+			switch {
+			case e.Where == h && install(e):
+				if !ready.IsZero() {
+					c.t.Errorf("%s: installed %s again at %s after it was back in rotation at %s",
+						h, version, e.Time.Format("15:04:05.000"), ready.Format("15:04:05.000"))
+				}
+				if firstInstall.IsZero() {
+					firstInstall = e.Time
+				}
+			case e.Where == "lb" && !firstInstall.IsZero() && ready.IsZero() &&
+				strings.HasPrefix(e.Command, "set server web/"+h+" state ready"):
+				ready = e.Time
+			}
+		}
+		if firstInstall.IsZero() {
+			c.t.Errorf("%s: no install of %s in its audit log", h, version)
+		}
+	}
+}
+
+// stageEvents counts the rollout's stage events the watching CLI printed.
+func stageEvents(d *drover) int {
+	n := 0
+	for _, ev := range d.stdout.all() {
+		if ev.Kind == orchestrator.EventStage {
+			n++
+		}
+	}
+	return n
+}
+
+// TestCluster is an operator's day with a three-node cluster: deploys that
+// survive the leader being killed, cut off, or every server stopping, a
+// follower taking a deploy, refused credentials, and a broken release.
+func TestCluster(t *testing.T) {
+	c := newCluster(t, 6)
+	// Coordinators reach HAProxy's runtime API over TCP, through the lab's
+	// audited admin endpoint; a short stability watch per host leaves time
+	// to strike mid-batch.
+	slow := func(p *lab.PlanParams) { p.HAProxyTCP, p.MinHealthyTime = true, 200*time.Millisecond }
+	plan := func(version string, broken bool) string { return c.plan(version, broken, "2", slow) }
+	if code, d := c.runWith(c.env(), "deploy", plan("v1", false)); code != 0 {
+		t.Fatalf("deploy v1 on the cluster: exit %d\n%s", code, d.stdout.text())
+	}
+	c.expectAllOn("v1")
+
+	t.Run("leader killed at random moments", func(t *testing.T) {
+		c.t = t
+		seed := int64(20261128)
+		if s := os.Getenv("DROVER_E2E_SEED"); s != "" {
+			seed, _ = strconv.ParseInt(s, 10, 64)
+		}
+		rng := rand.New(rand.NewSource(seed))
+		t.Logf("seed %d (set DROVER_E2E_SEED to replay)", seed)
+		var failovers []time.Duration
+		for i := range 10 {
+			version := fmt.Sprintf("k%d", i)
+			p := plan(version, false)
+			// 6 hosts, 4 recorded stages each: kill at the k-th one.
+			k := 1 + rng.Intn(22)
+			var killed string
+			var tKill time.Time
+			c.underLoad(2, func() {
+				d := c.startWith(c.env(), "deploy", p)
+				d.stdout.waitFor(t, fmt.Sprintf("stage event %d", k), func(ev orchestrator.Event) bool {
+					return ev.Kind == orchestrator.EventStage && stageEvents(d) >= k
+				})
+				killed = c.waitLeader(c.nodes)
+				tKill = time.Now()
+				if err := c.procs[killed].Kill(); err != nil {
+					t.Fatalf("kill -9 %s: %v", killed, err)
+				}
+				if code := d.wait(t); code != 0 {
+					t.Fatalf("run %d: deploy %s with the leader killed: exit %d\n%s\n%s", i, version, code, d.stdout.text(), d.stderr.String())
+				}
+				c.startServer(killed, false)
+			})
+			c.expectAllOn(version)
+			es := c.audit()
+			c.noReinstallAfterDone(es, tKill.Add(-time.Minute), version)
+			// Failover: from the kill to the new leader's first action on
+			// a host or the balancer, as the host or HAProxy recorded it.
+			killedIP := c.node(killed).Address
+			failover := time.Duration(-1)
+			for _, e := range changes(es) {
+				if e.Time.After(tKill) && e.From != killedIP && slices.ContainsFunc(c.nodes, func(n lab.Coordinator) bool { return n.Address == e.From }) {
+					failover = e.Time.Sub(tKill)
+					failovers = append(failovers, failover)
+					break
+				}
+			}
+			if failover < 0 {
+				t.Fatalf("run %d: no host or HAProxy change by another coordinator after the kill", i)
+			}
+			t.Logf("run %d: killed leader %s at stage event %d; failover to first host action %v", i, killed, k, failover)
+			c.waitMembers(3)
+		}
+		slices.Sort(failovers)
+		t.Logf("failover (kill -9 of the leader to the new leader's first host action), %d runs: median %v, max %v",
+			len(failovers), failovers[len(failovers)/2], failovers[len(failovers)-1])
+		if len(failovers) != 10 {
+			t.Errorf("measured %d failovers, want 10", len(failovers))
+		}
+	})
+
+	t.Run("leader cut off from its peers", func(t *testing.T) {
+		c.t = t
+		var old string
+		var tElected time.Time
+		c.underLoad(2, func() {
+			d := c.startWith(c.env(), "deploy", plan("p1", false))
+			d.stdout.waitFor(t, "the second batch", func(ev orchestrator.Event) bool {
+				return ev.Kind == orchestrator.EventBatch && ev.Batch == 2
+			})
+			old = c.waitLeader(c.nodes)
+			// Cut Raft and API traffic between the leader and the other
+			// coordinators only: it still reaches every host and HAProxy,
+			// so only fencing keeps it from acting.
+			var peers []string
+			for _, n := range c.others(old) {
+				peers = append(peers, n.Name)
+			}
+			if err := c.lab.Isolate(context.Background(), old, peers...); err != nil {
+				t.Fatal(err)
+			}
+			c.waitLeader(c.others(old))
+			tElected = time.Now()
+			if code := d.wait(t); code != 0 {
+				t.Fatalf("deploy with the leader cut off: exit %d\n%s\n%s", code, d.stdout.text(), d.stderr.String())
+			}
+			if c.procs[old].Exited() {
+				t.Fatalf("the old leader %s exited: the test needs it alive and cut off", old)
+			}
+			time.Sleep(time.Second) // the old leader keeps running, cut off
+			if err := c.lab.Heal(context.Background(), old); err != nil {
+				t.Fatal(err)
+			}
+		})
+		c.expectAllOn("p1")
+		c.waitMembers(3)
+		time.Sleep(time.Second) // the old leader is back among its peers
+		oldIP := c.node(old).Address
+		var last time.Time
+		for _, e := range changes(c.audit()) {
+			if e.From != oldIP {
+				continue
+			}
+			last = e.Time
+			if e.Time.After(tElected) {
+				t.Errorf("the old leader %s changed %s after a new leader was elected (%s): %q at %s",
+					old, e.Where, tElected.Format("15:04:05.000"), e.Command, e.Time.Format("15:04:05.000"))
+			}
+		}
+		t.Logf("old leader %s: last change on a host or HAProxy %v before the new leader was seen", old, tElected.Sub(last))
+	})
+
+	t.Run("all servers stopped and started again", func(t *testing.T) {
+		c.t = t
+		c.underLoad(2, func() {
+			d := c.startWith(c.env(), "deploy", plan("s1", false))
+			d.stdout.waitFor(t, "the second batch", func(ev orchestrator.Event) bool {
+				return ev.Kind == orchestrator.EventBatch && ev.Batch == 2
+			})
+			for _, n := range c.nodes {
+				c.procs[n.Name].Signal(syscall.SIGTERM)
+			}
+			for _, n := range c.nodes {
+				ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+				if err := c.procs[n.Name].Wait(ctx); err != nil && ctx.Err() != nil {
+					t.Fatalf("%s did not stop: %v", n.Name, err)
+				}
+				cancel()
+			}
+			for _, n := range c.nodes {
+				c.startServer(n.Name, false)
+			}
+			if code := d.wait(t); code != 0 {
+				t.Fatalf("deploy across a full restart: exit %d\n%s\n%s", code, d.stdout.text(), d.stderr.String())
+			}
+		})
+		c.expectAllOn("s1")
+		c.waitMembers(3)
+	})
+
+	t.Run("submitted to a follower", func(t *testing.T) {
+		c.t = t
+		leader := c.waitLeader(c.nodes)
+		follower := c.others(leader)[0]
+		code, d := c.runWith(c.env(follower), "deploy", plan("f1", false))
+		if code != 0 {
+			t.Fatalf("deploy through follower %s: exit %d\n%s", follower.Name, code, d.stdout.text())
+		}
+		c.expectAllOn("f1")
+	})
+
+	t.Run("refused credentials change nothing", func(t *testing.T) {
+		c.t = t
+		before := len(c.audit())
+		history := c.cli(0, "history")
+		readTok := strings.TrimSpace(c.cli(0, "token", "create", "viewer", "--role", "read"))
+		p := plan("x1", false)
+		cases := []struct {
+			name string
+			env  func([]string) []string
+			want string
+		}{
+			{"no client certificate", func(env []string) []string {
+				return append(env, "DROVER_CLIENT_CERT=", "DROVER_CLIENT_KEY=")
+			}, "certificate"},
+			{"wrong token", func(env []string) []string { return append(env, "DROVER_TOKEN=drv_not-a-token") }, "invalid or expired API token"},
+			{"read-only token", func(env []string) []string { return append(env, "DROVER_TOKEN="+readTok) }, "can only read"},
+		}
+		for _, tc := range cases {
+			code, d := c.runWith(tc.env(c.env()), "deploy", p)
+			if code != 2 || !strings.Contains(d.stderr.String(), tc.want) {
+				t.Errorf("%s: exit %d, stderr %q; want exit 2 mentioning %q", tc.name, code, d.stderr.String(), tc.want)
+			}
+		}
+		if after := c.cli(0, "history"); after != history {
+			t.Errorf("history changed after refused requests:\nbefore:\n%s\nafter:\n%s", history, after)
+		}
+		if after := len(c.audit()); after != before {
+			t.Errorf("hosts or HAProxy saw %d new commands after refused requests", after-before)
+		}
+		c.expectAllOn("f1")
+	})
+
+	t.Run("broken release rolls back", func(t *testing.T) {
+		c.t = t
+		c.underLoad(2, func() {
+			code, d := c.runWith(c.env(), "deploy", plan("b1", true))
+			if code != 3 {
+				t.Fatalf("broken release on the cluster: exit %d, want 3\n%s", code, d.stdout.text())
+			}
+		})
+		c.expectAllOn("f1")
+		out := c.cli(0, "status")
+		if !strings.Contains(out, string(raftstore.StateRolledBack)) {
+			t.Errorf("status does not say rolled back:\n%s", out)
+		}
+	})
+}
