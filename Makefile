@@ -30,6 +30,7 @@ demo: deps build
 
 bench: deps build
 	bench/run.sh
+	bench/failover.sh
 
 fmt:
 	gofmt -l -w .

@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/http"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -259,5 +260,30 @@ func TestClusterFormsFailsOverAndAuthenticates(t *testing.T) {
 	ms, err := cl.Members(ctx)
 	if err != nil || len(ms) != 2 {
 		t.Fatalf("members after remove: %v, %v", ms, err)
+	}
+}
+
+// Every node serves Prometheus metrics to a client with a certificate.
+func TestMetricsOnEveryNode(t *testing.T) {
+	tc := newTestCluster(t, "c1", "c2", "c3")
+	tlsCfg, err := pki.ClientConfig(pki.DirPaths(tc.tlsDir, "ops"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	hc := &http.Client{Transport: &http.Transport{TLSClientConfig: tlsCfg}, Timeout: 5 * time.Second}
+	waitFor(t, "a leader", func() bool { return tc.leader() != "" })
+	for id, n := range tc.nodes {
+		resp, err := hc.Get("https://" + n.cfg.HTTPAddr + "/metrics")
+		if err != nil {
+			t.Fatalf("%s: %v", id, err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		for _, name := range []string{"drover_deployments_total", "drover_host_stage_duration_seconds",
+			"drover_raft_apply_duration_seconds", "drover_leader_changes_total", "drover_is_leader"} {
+			if !strings.Contains(string(b), name) {
+				t.Errorf("%s: /metrics lacks %s", id, name)
+			}
+		}
 	}
 }

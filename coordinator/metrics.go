@@ -53,6 +53,16 @@ func newMetrics() *metrics {
 		}),
 		last: map[string]raftstore.Stage{},
 	}
+	// Series exist from the start, at zero, so that dashboards and alerts
+	// see them before the first deployment.
+	for _, st := range []raftstore.DeploymentState{raftstore.StateSucceeded, raftstore.StateFailed, raftstore.StateRolledBack, raftstore.StateAborted} {
+		m.deployments.WithLabelValues(string(st))
+	}
+	for _, st := range []raftstore.Stage{raftstore.StageDrain, raftstore.StageInstall, raftstore.StageActivate, raftstore.StageVerify, raftstore.StageEnable} {
+		for _, ph := range []raftstore.Phase{raftstore.PhaseRollout, raftstore.PhaseRollback} {
+			m.stageSeconds.WithLabelValues(string(st), string(ph))
+		}
+	}
 	m.reg.MustRegister(m.deployments, m.stageSeconds, m.applySeconds, m.leaderChanges, m.isLeader,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m

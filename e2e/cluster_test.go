@@ -371,6 +371,7 @@ func TestCluster(t *testing.T) {
 				t.Fatalf("run %d: no host or HAProxy change by another coordinator after the kill", i)
 			}
 			t.Logf("run %d: killed leader %s at stage event %d; failover to first host action %v", i, killed, k, failover)
+			report(t, fmt.Sprintf("%d\t%s\t%d\t%.1f\n", i, killed, k, float64(failover.Microseconds())/1000))
 			c.waitMembers(3)
 		}
 		slices.Sort(failovers)
@@ -503,6 +504,26 @@ func TestCluster(t *testing.T) {
 		c.expectAllOn("f1")
 	})
 
+	t.Run("held hosts: refused, or waited for with --lock-wait", func(t *testing.T) {
+		c.t = t
+		first := strings.TrimSpace(c.cli(0, "deploy", plan("h1", false), "--detach"))
+		other := c.plan("h2", false, "2", slow, func(p *lab.PlanParams) { p.Name = "web-canary" })
+		code, d := c.runWith(c.env(), "deploy", other)
+		if code != 2 || !strings.Contains(d.stderr.String(), first) {
+			t.Fatalf("deploy over held hosts: exit %d, stderr %q; want exit 2 naming %s", code, d.stderr.String(), first)
+		}
+		waiting := c.startWith(c.env(), "deploy", other, "--lock-wait", "2m")
+		time.Sleep(300 * time.Millisecond)
+		c.cli(0, "abort", first)
+		if code := waiting.wait(t); code != 0 {
+			t.Fatalf("deploy with --lock-wait after the holder was aborted: exit %d\n%s\n%s", code, waiting.stdout.text(), waiting.stderr.String())
+		}
+		if out := c.cli(0, "status", first); !strings.Contains(out, string(raftstore.StateAborted)) {
+			t.Errorf("the first deployment is not aborted:\n%s", out)
+		}
+		c.expectAllOn("h2")
+	})
+
 	t.Run("broken release rolls back", func(t *testing.T) {
 		c.t = t
 		c.underLoad(2, func() {
@@ -511,10 +532,27 @@ func TestCluster(t *testing.T) {
 				t.Fatalf("broken release on the cluster: exit %d, want 3\n%s", code, d.stdout.text())
 			}
 		})
-		c.expectAllOn("f1")
+		c.expectAllOn("h2")
 		out := c.cli(0, "status")
 		if !strings.Contains(out, string(raftstore.StateRolledBack)) {
 			t.Errorf("status does not say rolled back:\n%s", out)
 		}
 	})
+}
+
+// report appends a line to $DROVER_FAILOVER_REPORT, read by
+// bench/failover.sh to print the failover table.
+func report(t *testing.T, line string) {
+	path := os.Getenv("DROVER_FAILOVER_REPORT")
+	if path == "" {
+		return
+	}
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if _, err := f.WriteString(line); err != nil {
+		t.Fatal(err)
+	}
 }
