@@ -160,3 +160,21 @@ type Auth interface {
 	Tokens() []raftstore.Token
 	DeleteToken(ctx context.Context, name string) error
 }
+
+// AgentInfo is one host agent: enrolled in the replicated state, and
+// connected (or not) to the leader.
+type AgentInfo struct {
+	Name          string    `json:"name"`
+	Address       string    `json:"address,omitempty"` // where its connection comes from
+	Version       string    `json:"version,omitempty"`
+	Arch          string    `json:"arch,omitempty"`
+	State         string    `json:"state"` // online, offline, revoked
+	LastHeartbeat time.Time `json:"last_heartbeat,omitzero"`
+	Enrolled      time.Time `json:"enrolled,omitzero"`
+}
+
+// Agents lists and revokes host agents. Revoke only works on the leader.
+type Agents interface {
+	AgentList() []AgentInfo
+	RevokeAgent(ctx context.Context, name string) error
+}

@@ -170,6 +170,18 @@ func (c *Client) RemoveMember(ctx context.Context, id string) error {
 	return c.call(ctx, http.MethodDelete, "/v1/cluster/members/"+url.PathEscape(id), nil, nil)
 }
 
+// Hosts lists the host agents, as the leader knows them.
+func (c *Client) Hosts(ctx context.Context) ([]AgentInfo, error) {
+	var out []AgentInfo
+	err := c.call(ctx, http.MethodGet, "/v1/hosts", nil, &out)
+	return out, err
+}
+
+// RevokeAgent refuses an agent's certificate from now on.
+func (c *Client) RevokeAgent(ctx context.Context, name string) error {
+	return c.call(ctx, http.MethodPost, "/v1/agents/"+url.PathEscape(name)+"/revoke", nil, nil)
+}
+
 // Backup writes the cluster's whole replicated state to w.
 func (c *Client) Backup(ctx context.Context, w io.Writer) error {
 	resp, err := c.send(ctx, request{method: http.MethodGet, path: "/v1/cluster/backup", retry: true})

@@ -42,6 +42,8 @@ type Config struct {
 	Deployments Deployments
 	Artifacts   Artifacts
 	Auth        Auth
+	// Agents lists and revokes host agents (optional).
+	Agents Agents
 	// Forward carries requests to the leader and status probes to the
 	// other members. It must present this node's server certificate and
 	// trust the cluster CA. Forwarded requests use its Transport only (its
@@ -157,6 +159,9 @@ func (s *server) routes() []route {
 		{"POST /v1/deployments/{id}/abort", accessManage, leader, false, s.act(ActionAbort)},
 		{"POST /v1/deployments/{id}/rollback", accessManage, leader, false, s.rollback},
 		{"GET /v1/deployments/{id}/events", accessRead, leaderRead, true, s.events},
+
+		{"GET /v1/hosts", accessRead, leader, false, s.hosts},
+		{"POST /v1/agents/{name}/revoke", accessManage, leader, false, s.revokeAgent},
 
 		{"POST /v1/tokens", accessManage, leader, false, s.createToken},
 		{"GET /v1/tokens", accessManage, leaderRead, false, s.tokens},
@@ -366,6 +371,28 @@ func (s *server) join(w http.ResponseWriter, r *http.Request) {
 
 func (s *server) removeMember(w http.ResponseWriter, r *http.Request) {
 	if err := s.cfg.Cluster.Remove(r.Context(), r.PathValue("id")); err != nil {
+		writeError(w, err)
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+// hosts is served by the leader only: agents connect to the leader, so
+// only it knows which are online.
+func (s *server) hosts(w http.ResponseWriter, r *http.Request) {
+	if s.cfg.Agents == nil {
+		writeJSON(w, http.StatusOK, []AgentInfo{})
+		return
+	}
+	writeJSON(w, http.StatusOK, s.cfg.Agents.AgentList())
+}
+
+func (s *server) revokeAgent(w http.ResponseWriter, r *http.Request) {
+	if s.cfg.Agents == nil {
+		writeError(w, fmt.Errorf("%w: no agents here", ErrNotFound))
+		return
+	}
+	if err := s.cfg.Agents.RevokeAgent(r.Context(), r.PathValue("name")); err != nil {
 		writeError(w, err)
 		return
 	}

@@ -15,6 +15,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/drover-dev/drover/agent/hub"
+	"github.com/drover-dev/drover/agent/wire"
 	"github.com/drover-dev/drover/api"
 	"github.com/drover-dev/drover/internal/pki"
 	"github.com/drover-dev/drover/orchestrator"
@@ -39,11 +41,17 @@ type Config struct {
 	Log            *slog.Logger
 	// Version is reported in /v1/status.
 	Version string
+	// CADir, when it holds the CA key (ca.key), lets this node sign the
+	// certificates of enrolling agents.
+	CADir string
 }
 
 // Coordinator is a running node.
 type Coordinator struct {
 	cfg     Config
+	hub     *hub.Hub
+	ca      *pki.CA // nil: agent enrollment is refused here
+	caPEM   []byte
 	store   *raftstore.Store
 	engine  *orchestrator.Engine
 	arts    *artifacts
@@ -107,17 +115,39 @@ func Start(ctx context.Context, cfg Config) (*Coordinator, error) {
 		return nil, err
 	}
 	c.arts = &artifacts{dir: filepath.Join(cfg.DataDir, "artifacts"), peers: c.peerAddrs, http: c.peer}
+	if c.caPEM, err = os.ReadFile(cfg.TLS.CA); err != nil {
+		c.Close()
+		return nil, fmt.Errorf("read the CA certificate: %w", err)
+	}
+	if cfg.CADir != "" {
+		if c.ca, err = pki.LoadCA(cfg.CADir); err != nil {
+			if !errors.Is(err, pki.ErrNoCA) {
+				c.Close()
+				return nil, err
+			}
+			c.log.Info("agent enrollment disabled on this node: no CA key", "dir", cfg.CADir)
+		}
+	}
+	c.hub = hub.New(hub.Config{Registry: agentRegistry{c}, Leader: c, Log: cfg.Log})
 	deps := orchestrator.DefaultDeps(timedStore{c.store, c.metrics}, c.onEvent)
+	deps.Connector = c.connector
+	deps.Health = c.health
 	deps.Fence = c.store.VerifyLeader
 	deps.ArtifactPath = c.arts.Path
 	c.engine = orchestrator.New(deps)
 
 	handler := api.NewServer(api.Config{
-		NodeID: cfg.NodeID, Node: c, Cluster: c, Deployments: c, Artifacts: c.arts, Auth: c,
+		NodeID: cfg.NodeID, Node: c, Cluster: c, Deployments: c, Artifacts: c.arts, Auth: c, Agents: c,
 		Forward: c.peer, Metrics: c.metrics.handler(), Log: cfg.Log,
 	})
+	// The agents' endpoints authenticate on their own (a join token, an
+	// agent certificate), outside the token-checked API.
+	mux := http.NewServeMux()
+	mux.Handle(wire.ConnectPath, c.hub.Handler())
+	mux.Handle(wire.EnrollPath, c.hub.Handler())
+	mux.Handle("/", markReplicas(handler))
 	c.httpSrv = &http.Server{
-		Handler:           markReplicas(handler),
+		Handler:           mux,
 		TLSConfig:         apiTLS,
 		ReadHeaderTimeout: 10 * time.Second,
 		ErrorLog:          slog.NewLogLogger(cfg.Log.Handler(), slog.LevelDebug),
@@ -172,6 +202,8 @@ func (c *Coordinator) leadLoop(ctx context.Context) {
 			stop()
 			<-done
 			stop = nil
+			// Agents follow the leader: send them to the new one.
+			c.hub.CloseAll()
 		}
 	}
 	defer halt()
@@ -256,7 +288,15 @@ func (c *Coordinator) joinLoop(ctx context.Context) {
 func (c *Coordinator) Close() error {
 	sctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
-	errs := []error{c.httpSrv.Shutdown(sctx)}
+	var errs []error
+	if c.httpSrv != nil {
+		errs = append(errs, c.httpSrv.Shutdown(sctx))
+	} else if c.ln != nil {
+		errs = append(errs, c.ln.Close())
+	}
+	if c.hub != nil {
+		c.hub.CloseAll()
+	}
 	errs = append(errs, c.store.Close())
 	return errors.Join(errs...)
 }

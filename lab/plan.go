@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -26,6 +27,9 @@ type PlanParams struct {
 	// HAProxyTCP: load_balancer.haproxy.address is the audited TCP relay
 	// (Lab.HAProxyAddress, reachable from coordinators) instead of socket.
 	HAProxyTCP bool
+	// AgentHosts are reached through a drover agent (transport: agent)
+	// instead of SSH.
+	AgentHosts []string
 	// Extra is raw YAML appended to the plan: top-level keys the plan does not
 	// already hold (hooks:, ...).
 	Extra string
@@ -45,9 +49,10 @@ type planDoc struct {
 }
 
 type planHost struct {
-	Name     string `yaml:"name"`
-	Address  string `yaml:"address"`
-	LBServer string `yaml:"lb_server"`
+	Name      string `yaml:"name"`
+	Address   string `yaml:"address"`
+	LBServer  string `yaml:"lb_server"`
+	Transport string `yaml:"transport,omitempty"`
 }
 
 type planSSH struct {
@@ -183,7 +188,11 @@ func (l *Lab) Plan(p PlanParams) ([]byte, error) {
 		doc.LoadBalancer.HAProxy = planHAProxy{Address: l.HAProxyAddress}
 	}
 	for _, h := range hosts {
-		doc.Hosts = append(doc.Hosts, planHost{Name: h.Name, Address: h.Address, LBServer: h.LBServer})
+		ph := planHost{Name: h.Name, Address: h.Address, LBServer: h.LBServer}
+		if slices.Contains(p.AgentHosts, h.Name) {
+			ph.Transport = "agent"
+		}
+		doc.Hosts = append(doc.Hosts, ph)
 	}
 	b, err := yaml.MarshalWithOptions(doc, yaml.IndentSequence(true))
 	if err != nil {

@@ -97,11 +97,58 @@ type DeleteToken struct {
 	Name string `json:"name"`
 }
 
-// SpendToken marks a single-use token as used; it fails with ErrTokenSpent
-// or ErrTokenExpired (against At) so that exactly one presenter wins.
+// SpendToken marks a single-use token of Role as used; it fails with
+// ErrTokenSpent or ErrTokenExpired (against At) so that exactly one
+// presenter wins, and with ErrNoToken for a token of another role.
 type SpendToken struct {
 	Hash string    `json:"hash"`
+	Role TokenRole `json:"role"`
 	At   time.Time `json:"at"`
+}
+
+// Agent is an enrolled host agent. Serial is its current certificate's
+// serial number (hex): a re-enrolled agent's old certificate is refused.
+type Agent struct {
+	Name     string    `json:"name"`
+	Serial   string    `json:"serial"`
+	Enrolled time.Time `json:"enrolled"`
+	Revoked  bool      `json:"revoked,omitempty"`
+}
+
+// EnrollAgent records an agent's certificate (a new enrollment replaces
+// the previous one, and lifts a revocation: it took a fresh join token).
+type EnrollAgent struct {
+	Name   string    `json:"name"`
+	Serial string    `json:"serial"`
+	At     time.Time `json:"at"`
+}
+
+// RevokeAgent refuses an agent's certificate from now on.
+type RevokeAgent struct {
+	Name string `json:"name"`
+}
+
+func (EnrollAgent) commandType() CommandType { return CmdEnrollAgent }
+func (RevokeAgent) commandType() CommandType { return CmdRevokeAgent }
+
+// ErrUnknownAgent means no agent of that name was ever enrolled.
+var ErrUnknownAgent = fmt.Errorf("no such agent")
+
+func (s *State) enrollAgent(c *EnrollAgent) error {
+	if c.Name == "" || c.Serial == "" {
+		return fmt.Errorf("%w: agent needs a name and a serial", ErrBadCommand)
+	}
+	s.Agents[c.Name] = &Agent{Name: c.Name, Serial: c.Serial, Enrolled: c.At}
+	return nil
+}
+
+func (s *State) revokeAgent(c *RevokeAgent) error {
+	a := s.Agents[c.Name]
+	if a == nil {
+		return fmt.Errorf("agent %s: %w", c.Name, ErrUnknownAgent)
+	}
+	a.Revoked = true
+	return nil
 }
 
 // Token errors.
@@ -166,7 +213,7 @@ func (s *State) deleteToken(c *DeleteToken) error {
 
 func (s *State) spendToken(c *SpendToken) error {
 	for _, t := range s.Tokens {
-		if t.Hash != c.Hash {
+		if t.Hash != c.Hash || t.Role != c.Role {
 			continue
 		}
 		switch {

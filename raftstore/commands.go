@@ -33,6 +33,8 @@ const (
 	CmdPutToken         CommandType = 7
 	CmdDeleteToken      CommandType = 8
 	CmdSpendToken       CommandType = 9
+	CmdEnrollAgent      CommandType = 10
+	CmdRevokeAgent      CommandType = 11
 )
 
 // envelope is the on-disk form of a command: a type tag, a payload version
@@ -127,6 +129,10 @@ func decode(b []byte) (Command, error) {
 		c = &DeleteToken{}
 	case CmdSpendToken:
 		c = &SpendToken{}
+	case CmdEnrollAgent:
+		c = &EnrollAgent{}
+	case CmdRevokeAgent:
+		c = &RevokeAgent{}
 	default:
 		return nil, fmt.Errorf("%w: unknown type %d", ErrBadCommand, e.Type)
 	}
@@ -161,6 +167,10 @@ func (s *State) apply(c Command) error {
 		return s.deleteToken(c)
 	case *SpendToken:
 		return s.spendToken(c)
+	case *EnrollAgent:
+		return s.enrollAgent(c)
+	case *RevokeAgent:
+		return s.revokeAgent(c)
 	}
 	return fmt.Errorf("%w: %T", ErrBadCommand, c)
 }

@@ -70,6 +70,9 @@ func (f *fsm) Restore(rc io.ReadCloser) error {
 	if s.Tokens == nil {
 		s.Tokens = map[string]*Token{}
 	}
+	if s.Agents == nil {
+		s.Agents = map[string]*Agent{}
+	}
 	f.mu.Lock()
 	f.state = s
 	f.mu.Unlock()

@@ -42,3 +42,25 @@ func (s *Store) Tokens() []Token {
 	}
 	return out
 }
+
+// Agent returns an enrolled agent's record.
+func (s *Store) Agent(name string) (Agent, bool) {
+	s.fsm.mu.RLock()
+	defer s.fsm.mu.RUnlock()
+	a := s.fsm.state.Agents[name]
+	if a == nil {
+		return Agent{}, false
+	}
+	return *a, true
+}
+
+// Agents returns every enrolled agent, by name.
+func (s *Store) Agents() []Agent {
+	s.fsm.mu.RLock()
+	defer s.fsm.mu.RUnlock()
+	out := make([]Agent, 0, len(s.fsm.state.Agents))
+	for _, k := range sortedKeys(s.fsm.state.Agents) {
+		out = append(out, *s.fsm.state.Agents[k])
+	}
+	return out
+}

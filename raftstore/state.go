@@ -139,11 +139,12 @@ type State struct {
 	Events []Event           `json:"events,omitempty"`
 	Nodes  map[string]*Node  `json:"nodes,omitempty"`
 	Tokens map[string]*Token `json:"tokens,omitempty"`
+	Agents map[string]*Agent `json:"agents,omitempty"`
 }
 
 func newState() *State {
 	return &State{Deployments: map[string]*Deployment{}, Hosts: map[string]*HostRecord{},
-		Nodes: map[string]*Node{}, Tokens: map[string]*Token{}}
+		Nodes: map[string]*Node{}, Tokens: map[string]*Token{}, Agents: map[string]*Agent{}}
 }
 
 // clone deep-copies a deployment so readers never share memory with apply.

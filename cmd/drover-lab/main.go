@@ -64,6 +64,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		"artifact": cmdArtifact,
 		"demo":     cmdDemo,
 		"relay":    cmdRelay, // hidden: the lab starts it in the balancer namespace
+		// hidden: a stand-in leader and a crowd of agents, for tests and benchmarks
+		"agent-probe": cmdAgentProbe,
+		"agent-load":  cmdAgentLoad,
 	}
 	f, ok := cmds[args[0]]
 	if !ok {

@@ -99,6 +99,8 @@ back cleanly, 130 paused by Ctrl-C (continue with 'drover resume').`,
 		newClusterCmd(g),
 		newTokenCmd(&g.cluster),
 		newTLSCmd(),
+		newAgentCmd(g),
+		newHostsCmd(g),
 	)
 	return root
 }

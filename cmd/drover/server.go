@@ -43,7 +43,8 @@ running node's API address. A node restarted with its data dir rejoins by
 itself (--join is harmless then). Raft and the API use mutual TLS with
 certificates from 'drover tls': with --tls-dir DIR the node reads DIR/ca.crt,
 DIR/<node-id>.crt and DIR/<node-id>.key, and stores the hash of
-DIR/bootstrap.token as the first management token.
+DIR/bootstrap.token as the first management token. When DIR also holds the CA
+key (ca.key), the node signs the certificates of enrolling host agents.
 
 Raft timeouts are tuned for a LAN (heartbeat 300ms, election 300ms, leader
 lease 200ms): a dead leader is replaced in about a second.`,
@@ -71,6 +72,7 @@ lease 200ms): a dead leader is replaced in about a second.`,
 				cfg.Join = a
 			}
 			if tlsDir != "" {
+				cfg.CADir = tlsDir
 				d := pki.DirPaths(tlsDir, cfg.NodeID)
 				p.CA, p.Cert, p.Key = orDefault(p.CA, d.CA), orDefault(p.Cert, d.Cert), orDefault(p.Key, d.Key)
 				if tokenFile == "" {

@@ -464,3 +464,6 @@ func publicKeysEqual(a, b crypto.PublicKey) bool {
 	ea, ok := a.(equaler)
 	return ok && ea.Equal(b)
 }
+
+// ParseCertPEM parses one PEM certificate (as Sign returns it).
+func ParseCertPEM(data []byte) (*x509.Certificate, error) { return parseCert(data) }

@@ -1,0 +1,316 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/drover-dev/drover/agent"
+	"github.com/drover-dev/drover/agent/install"
+	"github.com/drover-dev/drover/api"
+	"github.com/drover-dev/drover/orchestrator/ssh"
+	"github.com/drover-dev/drover/plans"
+	"github.com/drover-dev/drover/raftstore"
+	"github.com/spf13/cobra"
+)
+
+func newAgentCmd(g *globalFlags) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "agent",
+		Short: "Host agents: drover's second way to reach a host, for fleets without SSH from the coordinators",
+		Long: `A drover agent is a small daemon on a host that dials out to the coordinator
+cluster (so it works behind NAT), authenticates with mutual TLS, and carries out
+the same pipeline as SSH: commands, file uploads, local health checks. Mark such
+hosts 'transport: agent' in a plan; a plan may mix SSH and agent hosts.
+
+Set up: 'drover agent install --plan PLAN HOST...' (over SSH, once), or install
+the .deb and write /etc/drover/agent.yaml with a join token from
+'drover agent token create'. 'drover hosts' lists the agents.`,
+	}
+	cmd.AddCommand(newAgentRunCmd(), newAgentTokenCmd(&g.cluster), newAgentRevokeCmd(&g.cluster),
+		newAgentInstallCmd(g, false), newAgentInstallCmd(g, true))
+	return cmd
+}
+
+func newAgentRunCmd() *cobra.Command {
+	var config, logLevel string
+	cmd := &cobra.Command{
+		Use:   "run --config FILE",
+		Short: "Run the agent on this host (systemd or drover's supervisor starts it)",
+		Long: `Run the agent: enroll with the join token once (the token file is then
+deleted and never needed again), then stay connected to the cluster's leader,
+reconnecting with backoff, and carry out its actions. The config file:
+
+  name: web1                                  # the host's name in plans
+  coordinators: ["10.0.0.5:7443", "10.0.0.6:7443"]
+  ca: /opt/drover-agent/ca.crt                # the cluster CA
+  state_dir: /opt/drover-agent/state          # key, certificate, last term seen
+  token_file: /opt/drover-agent/join.token    # single-use, from 'drover agent token create'`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if config == "" {
+				return withCode(exitUsage, errors.New("--config is required (see 'drover agent run --help')"))
+			}
+			cfg, err := agent.LoadConfig(config)
+			if err != nil {
+				return withCode(exitUsage, err)
+			}
+			var lvl slog.Level
+			if err := lvl.UnmarshalText([]byte(logLevel)); err != nil {
+				return withCode(exitUsage, fmt.Errorf("--log-level %q: want debug, info, warn or error", logLevel))
+			}
+			cfg.Log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: lvl}))
+			cfg.Version = version
+			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+			defer stop()
+			if err := agent.Run(ctx, cfg); err != nil && ctx.Err() == nil {
+				return withCode(exitFailed, err)
+			}
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&config, "config", "", "the agent's config file (YAML)")
+	cmd.Flags().StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
+	return cmd
+}
+
+func newAgentTokenCmd(cf *clusterFlags) *cobra.Command {
+	cmd := &cobra.Command{Use: "token", Short: "Join tokens for enrolling agents"}
+	var ttl time.Duration
+	create := &cobra.Command{
+		Use:   "create [NAME]",
+		Short: "Create a short-lived, single-use join token and print it once",
+		Long: `Create a join token: an agent presents it once to get its certificate from
+the cluster CA. It works once, and only until --ttl has passed. NAME labels it
+in 'drover token list' (default: agent-join-<time>).`,
+		Args: cobra.MaximumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			name := "agent-join-" + time.Now().UTC().Format("20060102-150405.000")
+			if len(args) == 1 {
+				name = args[0]
+			}
+			if ttl <= 0 {
+				return withCode(exitUsage, errors.New("--ttl must be positive: join tokens are short-lived"))
+			}
+			return requireCluster(cmd.Context(), cf, func(ctx context.Context, cl *api.Client) error {
+				tok, err := cl.CreateToken(ctx, api.TokenRequest{Name: name, Role: raftstore.RoleAgentJoin, TTL: api.Duration(ttl)})
+				if err != nil {
+					return err
+				}
+				fmt.Println(tok.Token)
+				return nil
+			})
+		},
+	}
+	create.Flags().DurationVar(&ttl, "ttl", 15*time.Minute, "how long the token can be used")
+	cmd.AddCommand(create)
+	return cmd
+}
+
+func newAgentRevokeCmd(cf *clusterFlags) *cobra.Command {
+	return &cobra.Command{
+		Use:   "revoke NAME",
+		Short: "Refuse an agent's certificate from now on (it must enroll again with a new token)",
+		Args:  exactArgs(1, "NAME"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return requireCluster(cmd.Context(), cf, func(ctx context.Context, cl *api.Client) error {
+				if err := cl.RevokeAgent(ctx, args[0]); err != nil {
+					return err
+				}
+				fmt.Printf("revoked %s\n", args[0])
+				return nil
+			})
+		},
+	}
+}
+
+func newHostsCmd(g *globalFlags) *cobra.Command {
+	return &cobra.Command{
+		Use:   "hosts",
+		Short: "List the host agents: name, address, version, last heartbeat, state",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return requireCluster(cmd.Context(), &g.cluster, func(ctx context.Context, cl *api.Client) error {
+				hs, err := cl.Hosts(ctx)
+				if err != nil {
+					return err
+				}
+				if g.output == "json" {
+					return jsonOut(hs)
+				}
+				tw := newTable(os.Stdout)
+				fmt.Fprintln(tw, "NAME\tADDRESS\tVERSION\tLAST HEARTBEAT\tSTATE")
+				for _, h := range hs {
+					hb := "-"
+					if !h.LastHeartbeat.IsZero() {
+						hb = time.Since(h.LastHeartbeat).Round(100*time.Millisecond).String() + " ago"
+					}
+					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", h.Name, orNone(h.Address), orNone(h.Version), hb, h.State)
+				}
+				return tw.Flush()
+			})
+		},
+	}
+}
+
+func newAgentInstallCmd(g *globalFlags, uninstall bool) *cobra.Command {
+	var (
+		planFile, dir, user, identity, knownHosts, binDir string
+		acceptNew                                         bool
+	)
+	use, short := "install HOST...", "Install (or upgrade) the agent on hosts over SSH, enroll it and start it"
+	if uninstall {
+		use, short = "uninstall HOST...", "Stop the agent on hosts and remove it"
+	}
+	cmd := &cobra.Command{
+		Use:   use,
+		Short: short,
+		Long: short + `.
+
+Hosts and SSH settings come from --plan (its hosts by name, its ssh block;
+host keys are verified against known_hosts), or from the flags with
+HOST given as name=address or an address. install uploads the drover binary
+for each host's architecture (this one, or drover-linux-ARCH beside it, or
+from --bin-dir), writes the agent's config and the cluster CA, a join token
+for hosts not enrolled yet, and starts it under systemd, or, on hosts without
+systemd, under drover's own small supervisor (and says so). Running it again
+upgrades what changed and leaves the rest alone.`,
+		Example: `  drover agent install --plan web.yaml web3 web4
+  drover agent install --user deploy --identity-file ~/.ssh/id_ed25519 web7=10.0.0.17
+  drover agent uninstall --plan web.yaml web4`,
+		Args: cobra.MinimumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			targets, sshCfg, err := installTargets(planFile, args, user, identity, knownHosts, acceptNew)
+			if err != nil {
+				return withCode(exitUsage, err)
+			}
+			opts := install.Options{Dir: dir, SSH: sshCfg, Out: os.Stdout, Binary: agentBinary(binDir)}
+			run := func(ctx context.Context, cl *api.Client) error {
+				var res []install.Result
+				if uninstall {
+					res, err = install.Uninstall(ctx, targets, opts)
+				} else {
+					res, err = install.Install(ctx, targets, opts)
+				}
+				for _, r := range res {
+					fmt.Printf("%s: %s\n", r.Host, r.Action)
+				}
+				if err != nil {
+					return withCode(exitFailed, err)
+				}
+				return nil
+			}
+			if uninstall {
+				return run(cmd.Context(), nil)
+			}
+			return requireCluster(cmd.Context(), &g.cluster, func(ctx context.Context, cl *api.Client) error {
+				addrs, _ := g.cluster.addrs()
+				opts.Coordinators = addrs
+				ca, err := os.ReadFile(envOr(g.cluster.caFile, "DROVER_CA"))
+				if err != nil {
+					return withCode(exitUsage, err)
+				}
+				opts.CA = ca
+				opts.Token = func(ctx context.Context, host string) (string, error) {
+					tok, err := cl.CreateToken(ctx, api.TokenRequest{
+						Name: fmt.Sprintf("agent-join-%s-%d", host, time.Now().UnixNano()), Role: raftstore.RoleAgentJoin, TTL: api.Duration(15 * time.Minute)})
+					return tok.Token, err
+				}
+				return run(ctx, cl)
+			})
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&planFile, "plan", "", "take hosts and SSH settings from this plan")
+	f.StringVar(&dir, "dir", "/opt/drover-agent", "where the agent lives on each host")
+	f.StringVar(&user, "user", "", "SSH user (without --plan; default: the current user)")
+	f.StringVar(&identity, "identity-file", "", "SSH private key (without --plan; ssh-agent is used too)")
+	f.StringVar(&knownHosts, "known-hosts", "", "known_hosts file (without --plan; default ~/.ssh/known_hosts)")
+	f.BoolVar(&acceptNew, "accept-new-host-keys", false, "without --plan: trust and record keys of hosts not in known_hosts yet (changed keys are still refused)")
+	f.StringVar(&binDir, "bin-dir", "", "folder holding drover-linux-ARCH binaries for hosts of other architectures")
+	return cmd
+}
+
+// installTargets resolves HOST arguments against a plan, or builds hosts
+// from the arguments and flags.
+func installTargets(planFile string, args []string, user, identity, knownHosts string, acceptNew bool) ([]install.Target, ssh.Config, error) {
+	if planFile != "" {
+		data, err := os.ReadFile(planFile)
+		if err != nil {
+			return nil, ssh.Config{}, err
+		}
+		p, err := plans.ParseWith(planFile, data, plans.Options{})
+		if err != nil {
+			return nil, ssh.Config{}, err
+		}
+		var ts []install.Target
+		for _, a := range args {
+			h, ok := p.HostByName(a)
+			if !ok {
+				return nil, ssh.Config{}, fmt.Errorf("%s: no host %q in the plan", planFile, a)
+			}
+			ts = append(ts, install.Target{Name: h.Name, Host: h})
+		}
+		return ts, ssh.ConfigFromPlan(p.SSH), nil
+	}
+	home, _ := os.UserHomeDir()
+	if knownHosts == "" {
+		knownHosts = filepath.Join(home, ".ssh", "known_hosts")
+	}
+	if user == "" {
+		user = os.Getenv("USER")
+	}
+	ps := plans.SSH{User: user, IdentityFile: identity, KnownHosts: knownHosts, HostKeyChecking: plans.HostKeyStrict,
+		ConnectTimeout: 10 * time.Second, CommandTimeout: 5 * time.Minute}
+	if acceptNew {
+		ps.HostKeyChecking = plans.HostKeyAcceptNew
+	}
+	var ts []install.Target
+	for _, a := range args {
+		name, addr, ok := strings.Cut(a, "=")
+		if !ok {
+			addr = a
+		}
+		ts = append(ts, install.Target{Name: name, Host: plans.Host{Name: name, Address: addr, Transport: plans.TransportSSH}})
+	}
+	return ts, ssh.ConfigFromPlan(ps), nil
+}
+
+// agentBinary finds the drover binary for a host's architecture.
+func agentBinary(binDir string) func(goarch string) (string, error) {
+	return func(goarch string) (string, error) {
+		self, err := os.Executable()
+		if err != nil {
+			return "", err
+		}
+		if goarch == runtime.GOARCH && runtime.GOOS == "linux" {
+			return self, nil
+		}
+		name := "drover-linux-" + goarch
+		for _, d := range []string{binDir, filepath.Dir(self)} {
+			if d == "" {
+				continue
+			}
+			if p := filepath.Join(d, name); fileExists(p) {
+				return p, nil
+			}
+		}
+		return "", fmt.Errorf("no drover binary for linux/%s: build one with 'GOOS=linux GOARCH=%s go build -o %s ./cmd/drover' and pass --bin-dir", goarch, goarch, name)
+	}
+}
+
+func fileExists(p string) bool {
+	st, err := os.Stat(p)
+	return err == nil && st.Mode().IsRegular()
+}
+
+func jsonOut(v any) error { return json.NewEncoder(os.Stdout).Encode(v) }

@@ -1,0 +1,422 @@
+package e2e
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/drover-dev/drover/api"
+	"github.com/drover-dev/drover/internal/pki"
+	"github.com/drover-dev/drover/lab"
+	"github.com/drover-dev/drover/orchestrator"
+)
+
+// agentDir is where `drover agent install` puts the agent on lab hosts:
+// under /srv, which each lab host sees as its own.
+const agentDir = "/srv/drover-agent"
+
+// hostsOnline returns the agents the cluster lists as online.
+func (c *cluster) hostsOnline() map[string]api.AgentInfo {
+	c.t.Helper()
+	d := c.startWith(c.env(), "hosts")
+	if code := d.wait(c.t); code != 0 {
+		c.t.Fatalf("drover hosts: exit %d: %s", code, d.stderr.String())
+	}
+	var hs []api.AgentInfo
+	if err := json.Unmarshal([]byte(d.stdout.text()), &hs); err != nil {
+		c.t.Fatalf("drover hosts -o json: %v\n%s", err, d.stdout.text())
+	}
+	out := map[string]api.AgentInfo{}
+	for _, h := range hs {
+		if h.State == "online" {
+			out[h.Name] = h
+		}
+	}
+	return out
+}
+
+func (c *cluster) waitAgents(names ...string) {
+	c.t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		on := c.hostsOnline()
+		missing := 0
+		for _, n := range names {
+			if _, ok := on[n]; !ok {
+				missing++
+			}
+		}
+		if missing == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			c.t.Fatalf("agents %v not all online: %v", names, on)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+// agentPid is the pid of the agent process the supervisor runs on host.
+func (c *cluster) agentPid(host string) string {
+	c.t.Helper()
+	cmd, err := c.lab.SSH(context.Background(), host, "pgrep -P \"$(cat "+agentDir+"/run/supervise.pid)\" -f 'drover agent run'")
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	out, err := cmd.Output()
+	if err != nil {
+		c.t.Fatalf("find the agent of %s: %v (%s)", host, err, out)
+	}
+	return strings.TrimSpace(strings.Fields(string(out))[0])
+}
+
+// TestAgents is an operator moving half of the fleet to agents: install
+// over SSH, a mixed deploy under load, an agent killed mid-stage, join
+// tokens that cannot be replayed, a certificate from another CA, and the
+// agent's own fencing of stale leaders.
+func TestAgents(t *testing.T) {
+	c := newCluster(t, 6)
+	agents := []string{"web4", "web5", "web6"}
+	mixed := func(p *lab.PlanParams) {
+		p.HAProxyTCP, p.MinHealthyTime, p.AgentHosts = true, 200*time.Millisecond, agents
+	}
+	sshOnly := func(p *lab.PlanParams) { p.HAProxyTCP = true }
+	v1 := c.plan("v1", false, "2", sshOnly)
+	if code, d := c.runWith(c.env(), "deploy", v1); code != 0 {
+		t.Fatalf("deploy v1 over SSH: exit %d\n%s", code, d.stdout.text())
+	}
+
+	t.Run("install over SSH", func(t *testing.T) {
+		c.t = t
+		out := c.cli(0, append([]string{"agent", "install", "--plan", v1, "--dir", agentDir}, agents...)...)
+		if !strings.Contains(out, "supervisor") {
+			t.Errorf("install did not say it used drover's supervisor (no systemd in the lab):\n%s", out)
+		}
+		c.waitAgents(agents...)
+		again := c.cli(0, append([]string{"agent", "install", "--plan", v1, "--dir", agentDir}, agents...)...)
+		for _, a := range agents {
+			if !strings.Contains(again, a+": unchanged") {
+				t.Errorf("second install of %s was not a no-op:\n%s", a, again)
+			}
+		}
+		for name, h := range c.hostsOnline() {
+			if h.Version == "" || h.LastHeartbeat.IsZero() {
+				t.Errorf("%s listed without version or heartbeat: %+v", name, h)
+			}
+		}
+	})
+
+	t.Run("mixed fleet under load", func(t *testing.T) {
+		c.t = t
+		c.underLoad(2, func() {
+			if code, d := c.runWith(c.env(), "deploy", c.plan("v2", false, "2", mixed)); code != 0 {
+				t.Fatalf("mixed deploy: exit %d\n%s\n%s", code, d.stdout.text(), d.stderr.String())
+			}
+		})
+		c.expectAllOn("v2")
+	})
+
+	t.Run("agent killed mid-stage rolls back", func(t *testing.T) {
+		c.t = t
+		// A hook that takes a while, so that the kill lands while the
+		// agent is running an action of the install stage.
+		slowInstall := func(p *lab.PlanParams) { p.Extra = "hooks:\n  after_install: [\"sleep 2\"]\n" }
+		c.underLoad(2, func() {
+			d := c.startWith(c.env(), "deploy", c.plan("v3", false, "2", mixed, slowInstall))
+			d.stdout.waitFor(t, "web4 installing", func(ev orchestrator.Event) bool {
+				return ev.Kind == orchestrator.EventStage && ev.Host == "web4" && ev.Stage == "install"
+			})
+			time.Sleep(time.Second) // the upload is done; the hook sleeps
+			pid := c.agentPid("web4")
+			if cmd, err := c.lab.SSH(context.Background(), "web4", "kill -9 "+pid); err != nil || cmd.Run() != nil {
+				t.Fatalf("kill the agent of web4 (pid %s): %v", pid, err)
+			}
+			if code := d.wait(t); code != 3 {
+				t.Fatalf("deploy with web4's agent killed: exit %d, want 3 (rolled back)\n%s\n%s", code, d.stdout.text(), d.stderr.String())
+			}
+			var failed orchestrator.Event
+			for _, ev := range d.stdout.all() {
+				if ev.Kind == orchestrator.EventHostFailed && ev.Host == "web4" {
+					failed = ev
+				}
+			}
+			if failed.Host == "" {
+				t.Errorf("web4 never failed:\n%s", d.stdout.text())
+			}
+			t.Logf("web4 failed: %s", failed.Error)
+		})
+		c.expectAllOn("v2")
+	})
+
+	t.Run("restarted agent reconnects and deploys", func(t *testing.T) {
+		c.t = t
+		c.waitAgents(agents...)
+		if code, d := c.runWith(c.env(), "deploy", c.plan("v4", false, "2", mixed)); code != 0 {
+			t.Fatalf("deploy after the agent restarted: exit %d\n%s", code, d.stdout.text())
+		}
+		c.expectAllOn("v4")
+	})
+
+	t.Run("preflight names an offline agent", func(t *testing.T) {
+		c.t = t
+		c.cli(0, "agent", "uninstall", "--plan", v1, "--dir", agentDir, "web6")
+		before := len(c.audit())
+		code, d := c.runWith(c.env(), "deploy", c.plan("v5", false, "2", mixed))
+		if code != 2 || !strings.Contains(d.stderr.String(), "web6") || !strings.Contains(d.stderr.String(), "offline") {
+			t.Errorf("deploy with web6's agent gone: exit %d, stderr %q; want exit 2 naming web6 offline", code, d.stderr.String())
+		}
+		if after := changes(c.audit()[before:]); len(after) > 0 {
+			// The preflight only reads; nothing may have changed.
+			for _, e := range after {
+				if e.Where == "lb" || strings.Contains(e.Command, "releases/") && strings.Contains(e.Command, "mv ") {
+					t.Errorf("the refused deploy changed %s: %q", e.Where, e.Command)
+				}
+			}
+		}
+		c.cli(0, "agent", "install", "--plan", v1, "--dir", agentDir, "web6")
+		c.waitAgents(agents...)
+	})
+
+	t.Run("join token replayed", func(t *testing.T) {
+		c.t = t
+		tok := strings.TrimSpace(c.cli(0, "agent", "token", "create", "--ttl", "5m"))
+		first := c.probeAgent("probe1", tok)
+		defer first.stop(t)
+		c.waitAgents("probe1")
+		second := c.probeAgent("probe2", tok)
+		code := second.wait(t)
+		if code == 0 || !strings.Contains(second.stderr.String(), "already used") {
+			t.Fatalf("replayed join token: exit %d, stderr %q; want a refusal saying it was already used", code, second.stderr.String())
+		}
+	})
+
+	t.Run("certificate from another CA", func(t *testing.T) {
+		c.t = t
+		other := filepath.Join(c.lab.Dir, "other-ca")
+		must(t, pki.Init(other))
+		ca, err := pki.LoadCA(other)
+		must(t, err)
+		state := c.probeState("foreign")
+		crt, key, err := ca.Issue(state, pki.IssueRequest{Name: "foreign", Role: pki.RoleAgent}, false)
+		must(t, err)
+		must(t, os.Rename(crt, filepath.Join(state, "agent.crt")))
+		must(t, os.Rename(key, filepath.Join(state, "agent.key")))
+		d := c.probeAgent("foreign", "")
+		time.Sleep(3 * time.Second) // several connection attempts
+		if _, ok := c.hostsOnline()["foreign"]; ok {
+			t.Fatal("an agent with a certificate from another CA is online")
+		}
+		d.stop(t)
+		if !strings.Contains(d.stderr.String(), "certificate") {
+			t.Errorf("the foreign agent's log does not say its certificate was refused:\n%s", d.stderr.String())
+		}
+	})
+
+	t.Run("stale term rejected by the agent", func(t *testing.T) {
+		c.t = t
+		// A real agent, on web1, connected to a stand-in leader (the
+		// coordinator's own agent hub behind drover-lab agent-probe) that
+		// sends actions under terms of the test's choosing.
+		agentCfg := c.probeConfig("stale", probeAddr, "probe")
+		start := func() *lab.Proc {
+			p, err := c.lab.Start(context.Background(), "web1", "probe-agent-"+strconvI(time.Now().UnixNano()),
+				[]string{droverBin, "agent", "run", "--config", agentCfg}, nil)
+			must(t, err)
+			return p
+		}
+		p := start()
+		rep := c.runProbe("--terms", "7,9,8", "--cmd", "echo ran")
+		t.Logf("terms sent 7, 9, 8: %+v", rep.Terms)
+		if len(rep.Terms) != 3 {
+			t.Fatalf("probe ran %d terms, want 3", len(rep.Terms))
+		}
+		want := []bool{false, false, true} // fenced?
+		for i, r := range rep.Terms {
+			if r.Fenced != want[i] {
+				t.Errorf("term %d: fenced=%v (%s), want fenced=%v", r.Term, r.Fenced, r.Error, want[i])
+			}
+			if !r.Fenced && strings.TrimSpace(r.Output) != "ran" {
+				t.Errorf("term %d: output %q, want \"ran\"", r.Term, r.Output)
+			}
+		}
+		// The agent remembers the highest term across a restart.
+		must(t, p.Kill())
+		p = start()
+		defer p.Kill()
+		rep = c.runProbe("--terms", "8", "--cmd", "echo ran")
+		if len(rep.Terms) != 1 || !rep.Terms[0].Fenced {
+			t.Errorf("after a restart, term 8: %+v, want rejected (it has seen 9)", rep.Terms)
+		}
+	})
+
+	t.Run("figures", func(t *testing.T) {
+		c.t = t
+		for _, a := range agents {
+			pid, _ := strconv.Atoi(c.agentPid(a))
+			t.Logf("agent %s idle RSS: %d KiB", a, rssKiB(pid))
+		}
+		agentCfg := c.probeConfig("rtt", probeAddr, "probe")
+		p, err := c.lab.Start(context.Background(), "web1", "probe-agent-rtt", []string{droverBin, "agent", "run", "--config", agentCfg}, nil)
+		must(t, err)
+		defer p.Kill()
+		h, _ := c.lab.Host("web1")
+		rep := c.runProbe("--rounds", "200", "--cmd", "true", "--ssh-host", h.SSHAddress,
+			"--identity", c.lab.IdentityFile, "--known-hosts", c.lab.KnownHosts)
+		if rep.AgentRoundTrip == nil || rep.SSHRoundTrip == nil {
+			t.Fatalf("probe report without round trips: %+v", rep)
+		}
+		t.Logf("round trip of 'true' (200 runs): agent median %.2f ms p90 %.2f ms; SSH (one connection) median %.2f ms p90 %.2f ms",
+			rep.AgentRoundTrip.MedianMS, rep.AgentRoundTrip.P90MS, rep.SSHRoundTrip.MedianMS, rep.SSHRoundTrip.P90MS)
+		report(t, fmt.Sprintf("rtt\t%.2f\t%.2f\t%.2f\t%.2f\n", rep.AgentRoundTrip.MedianMS, rep.AgentRoundTrip.P90MS, rep.SSHRoundTrip.MedianMS, rep.SSHRoundTrip.P90MS))
+		p.Kill()
+
+		// What a connected agent costs the coordinator: the probe's heap
+		// and RSS with 200 agents connected (real agents, in one process).
+		const n = 200
+		load := c.lab.Command(context.Background(), os.Getenv("DROVER_LAB_BIN"), "agent-load", "--coordinator", probeAddr,
+			"--ca", filepath.Join(c.tlsDir, "ca.crt"), "--n", strconv.Itoa(n))
+		must(t, load.Start())
+		defer func() { load.Process.Signal(os.Interrupt); load.Wait() }()
+		rep = c.runProbe("--agents", strconv.Itoa(n))
+		perHeap := float64(rep.HeapAfterKiB-rep.HeapBeforeKiB) / n
+		perRSS := float64(int64(rep.RSSAfterKiB)-int64(rep.RSSBeforeKiB)) / n
+		t.Logf("coordinator side, %d agents: heap %d -> %d KiB (%.1f KiB per agent), RSS %d -> %d KiB (%.1f KiB per agent)",
+			n, rep.HeapBeforeKiB, rep.HeapAfterKiB, perHeap, rep.RSSBeforeKiB, rep.RSSAfterKiB, perRSS)
+		report(t, fmt.Sprintf("mem\t%.1f\t%.1f\n", perHeap, perRSS))
+	})
+}
+
+// probeAddr is where drover-lab agent-probe listens: the control node.
+const probeAddr = "10.200.0.1:7999"
+
+// probeConfig writes the config of an agent that dials addr.
+func (c *cluster) probeConfig(name, addr, token string) string {
+	c.t.Helper()
+	state := filepath.Join(c.lab.Dir, "probe-"+name+"-"+strconvI(time.Now().UnixNano()), "state")
+	must(c.t, os.MkdirAll(state, 0o700))
+	dir := filepath.Dir(state)
+	cfg := "name: probe-" + name + "\ncoordinators: [\"" + addr + "\"]\nca: " + filepath.Join(c.tlsDir, "ca.crt") +
+		"\nstate_dir: " + state + "\ntoken_file: " + filepath.Join(dir, "join.token") + "\n"
+	must(c.t, os.WriteFile(filepath.Join(dir, "join.token"), []byte(token+"\n"), 0o600))
+	must(c.t, os.WriteFile(filepath.Join(dir, "agent.yaml"), []byte(cfg), 0o600))
+	return filepath.Join(dir, "agent.yaml")
+}
+
+type probeReport struct {
+	Agents        int    `json:"agents"`
+	HeapBeforeKiB uint64 `json:"heap_before_kib"`
+	HeapAfterKiB  uint64 `json:"heap_after_kib"`
+	RSSBeforeKiB  uint64 `json:"rss_before_kib"`
+	RSSAfterKiB   uint64 `json:"rss_after_kib"`
+	Terms         []struct {
+		Term   uint64 `json:"term"`
+		Error  string `json:"error"`
+		Fenced bool   `json:"fenced"`
+		Output string `json:"output"`
+	} `json:"terms"`
+	AgentRoundTrip *roundTrip `json:"agent_round_trip"`
+	SSHRoundTrip   *roundTrip `json:"ssh_round_trip"`
+}
+
+type roundTrip struct {
+	MedianMS float64 `json:"median_ms"`
+	P90MS    float64 `json:"p90_ms"`
+}
+
+// runProbe runs drover-lab agent-probe in the control namespace and
+// returns its report.
+func (c *cluster) runProbe(args ...string) probeReport {
+	c.t.Helper()
+	args = append([]string{"agent-probe", "--listen", probeAddr, "--tls-dir", c.tlsDir}, args...)
+	cmd := c.lab.Command(context.Background(), os.Getenv("DROVER_LAB_BIN"), args...)
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		c.t.Fatalf("agent-probe %v: %v\n%s", args, err, stderr.String())
+	}
+	var rep probeReport
+	if err := json.Unmarshal(out, &rep); err != nil {
+		c.t.Fatalf("agent-probe report: %v\n%s", err, out)
+	}
+	return rep
+}
+
+func strconvI(n int64) string { return strconv.FormatInt(n, 10) }
+
+// rssKiB reads a process's resident set size.
+func rssKiB(pid int) uint64 {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(l, "VmRSS:"); ok {
+			n, _ := strconv.ParseUint(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 10, 64)
+			return n
+		}
+	}
+	return 0
+}
+
+// probeState is the state dir of a probe agent.
+func (c *cluster) probeState(name string) string {
+	c.t.Helper()
+	dir := filepath.Join(c.lab.Dir, "probe-"+name, "state")
+	must(c.t, os.MkdirAll(dir, 0o700))
+	return dir
+}
+
+// probeAgent runs a real `drover agent run` named name in the control
+// namespace (an agent needs no particular host), with a join token when
+// token is set.
+func (c *cluster) probeAgent(name, token string) *drover {
+	c.t.Helper()
+	state := c.probeState(name)
+	dir := filepath.Dir(state)
+	var addrs []string
+	for _, n := range c.nodes {
+		addrs = append(addrs, `"`+apiAddr(n)+`"`)
+	}
+	cfg := "name: " + name + "\ncoordinators: [" + strings.Join(addrs, ", ") + "]\nca: " + filepath.Join(c.tlsDir, "ca.crt") +
+		"\nstate_dir: " + state + "\ntoken_file: " + filepath.Join(dir, "join.token") + "\n"
+	must(c.t, os.WriteFile(filepath.Join(dir, "agent.yaml"), []byte(cfg), 0o600))
+	if token != "" {
+		must(c.t, os.WriteFile(filepath.Join(dir, "join.token"), []byte(token+"\n"), 0o600))
+	}
+	d := &drover{stdout: newEventTap(), done: make(chan struct{})}
+	d.cmd = c.lab.Command(context.Background(), droverBin, "agent", "run", "--config", filepath.Join(dir, "agent.yaml"))
+	d.cmd.Stdout = d.stdout
+	d.cmd.Stderr = &d.stderr
+	must(c.t, d.cmd.Start())
+	go func() {
+		d.err = d.cmd.Wait()
+		close(d.done)
+	}()
+	return d
+}
+
+// stop ends a long-running drover (an agent) and waits for it.
+func (d *drover) stop(t *testing.T) {
+	t.Helper()
+	select {
+	case <-d.done:
+		return
+	default:
+	}
+	d.cmd.Process.Signal(os.Interrupt)
+	d.wait(t)
+}
+
+func must(t *testing.T, err error) {
+	t.Helper()
+	if err != nil {
+		t.Fatal(err)
+	}
+}
