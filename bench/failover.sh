@@ -14,7 +14,7 @@ if [ "$(id -u)" != 0 ]; then
 fi
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
-DROVER_FAILOVER_REPORT="$tmp/report.tsv" go test -count=1 -timeout 15m \
+DROVER_BENCH_REPORT="$tmp/report.tsv" go test -count=1 -timeout 15m \
 	-run 'TestCluster$/leader_killed' ./e2e/ > "$tmp/test.txt" 2>&1 || { cat "$tmp/test.txt"; exit 1; }
 
 printf '%-5s %-8s %-12s %12s\n' "run" "killed" "at stage ev" "failover ms"

@@ -540,10 +540,10 @@ func TestCluster(t *testing.T) {
 	})
 }
 
-// report appends a line to $DROVER_FAILOVER_REPORT, read by
-// bench/failover.sh to print the failover table.
+// report appends a line to $DROVER_BENCH_REPORT, read by
+// bench/failover.sh and bench/agent.sh to print their tables.
 func report(t *testing.T, line string) {
-	path := os.Getenv("DROVER_FAILOVER_REPORT")
+	path := os.Getenv("DROVER_BENCH_REPORT")
 	if path == "" {
 		return
 	}

@@ -1,5 +1,6 @@
 #!/bin/sh
-# Installs the Debian packages drover's lab and tests need, when missing.
+# Installs the Debian packages drover's lab and tests need, when missing
+# (the lab's, and vagrant for checking the Vagrantfile).
 set -eu
 need=""
 command -v sshd >/dev/null 2>&1 || [ -x /usr/sbin/sshd ] || need="$need openssh-server"
@@ -9,6 +10,9 @@ command -v ip >/dev/null 2>&1 || [ -x /usr/sbin/ip ] || need="$need iproute2"
 command -v unshare >/dev/null 2>&1 || need="$need util-linux"
 command -v curl >/dev/null 2>&1 || need="$need curl"
 command -v pgrep >/dev/null 2>&1 || need="$need procps"
+# `make vagrant-validate` (part of `make test`): `vagrant validate` on the
+# Vagrantfile; Debian's vagrant brings its Ruby. No provider is needed.
+command -v vagrant >/dev/null 2>&1 || need="$need vagrant"
 if [ -z "$need" ]; then
 	exit 0
 fi

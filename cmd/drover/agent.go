@@ -177,14 +177,16 @@ func newAgentInstallCmd(g *globalFlags, uninstall bool) *cobra.Command {
 		Long: short + `.
 
 Hosts and SSH settings come from --plan (its hosts by name, its ssh block;
-host keys are verified against known_hosts), or from the flags with
-HOST given as name=address or an address. install uploads the drover binary
+host keys are verified against known_hosts; --user and --identity-file
+override the plan's), or from the flags with HOST given as name=address or an
+address. install uploads the drover binary
 for each host's architecture (this one, or drover-linux-ARCH beside it, or
 from --bin-dir), writes the agent's config and the cluster CA, a join token
 for hosts not enrolled yet, and starts it under systemd, or, on hosts without
 systemd, under drover's own small supervisor (and says so). Running it again
 upgrades what changed and leaves the rest alone.`,
 		Example: `  drover agent install --plan web.yaml web3 web4
+  drover agent install --plan web.yaml --user root web3     # the plan's deploy user cannot write /opt
   drover agent install --user deploy --identity-file ~/.ssh/id_ed25519 web7=10.0.0.17
   drover agent uninstall --plan web.yaml web4`,
 		Args: cobra.MinimumNArgs(1),
@@ -232,8 +234,8 @@ upgrades what changed and leaves the rest alone.`,
 	f := cmd.Flags()
 	f.StringVar(&planFile, "plan", "", "take hosts and SSH settings from this plan")
 	f.StringVar(&dir, "dir", "/opt/drover-agent", "where the agent lives on each host")
-	f.StringVar(&user, "user", "", "SSH user (without --plan; default: the current user)")
-	f.StringVar(&identity, "identity-file", "", "SSH private key (without --plan; ssh-agent is used too)")
+	f.StringVar(&user, "user", "", "SSH user (default: the plan's, else the current user)")
+	f.StringVar(&identity, "identity-file", "", "SSH private key (default: the plan's; ssh-agent is used too)")
 	f.StringVar(&knownHosts, "known-hosts", "", "known_hosts file (without --plan; default ~/.ssh/known_hosts)")
 	f.BoolVar(&acceptNew, "accept-new-host-keys", false, "without --plan: trust and record keys of hosts not in known_hosts yet (changed keys are still refused)")
 	f.StringVar(&binDir, "bin-dir", "", "folder holding drover-linux-ARCH binaries for hosts of other architectures")
@@ -260,7 +262,16 @@ func installTargets(planFile string, args []string, user, identity, knownHosts s
 			}
 			ts = append(ts, install.Target{Name: h.Name, Host: h})
 		}
-		return ts, ssh.ConfigFromPlan(p.SSH), nil
+		cfg := ssh.ConfigFromPlan(p.SSH)
+		if user != "" {
+			// Deploys may run as an unprivileged user; installing an
+			// agent (a service) often needs another, like root.
+			cfg.User = user
+		}
+		if identity != "" {
+			cfg.IdentityFile = identity
+		}
+		return ts, cfg, nil
 	}
 	home, _ := os.UserHomeDir()
 	if knownHosts == "" {

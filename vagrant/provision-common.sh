@@ -1,0 +1,51 @@
+#!/bin/sh
+# Provisioning shared by every VM of the fleet (run as root by Vagrant).
+#
+#   provision-common.sh NAME=ADDRESS...    every node of lab/topology.yaml
+#
+# Names every node in /etc/hosts, checks that the host's build
+# (`make vagrant-artifacts`) reached /vagrant, lets services bind the private
+# address before its interface is up, and installs the Debian packages all
+# roles use. Nothing is downloaded but Debian packages.
+# Idempotent: `vagrant provision` runs it again.
+set -eu
+
+build=${DROVER_BUILD:-/vagrant/vagrant/build}
+
+if [ ! -f "$build/id_ed25519.pub" ]; then
+	cat >&2 <<EOF
+provision: $build/id_ed25519.pub is missing.
+  Run 'make vagrant-artifacts' on the host first, then 'vagrant reload --provision'
+  (the /vagrant folder is synced with rsync when a VM boots; 'vagrant rsync' re-syncs it).
+EOF
+	exit 1
+fi
+
+# /etc/hosts: the topology's names, between markers so that a re-run replaces them.
+tmp=$(mktemp)
+sed '/^# drover-topology begin$/,/^# drover-topology end$/d' /etc/hosts >"$tmp"
+{
+	echo "# drover-topology begin"
+	for pair in "$@"; do
+		echo "${pair#*=} ${pair%%=*}"
+	done
+	echo "# drover-topology end"
+} >>"$tmp"
+cat "$tmp" >/etc/hosts
+rm -f "$tmp"
+
+# HAProxy and drover server bind this VM's private address. At boot the
+# provider may bring that interface up after the services start (VirtualBox
+# configures it once the VM runs): let them bind it anyway, rather than fail
+# and hit systemd's restart limit.
+echo "net.ipv4.ip_nonlocal_bind = 1" >/etc/sysctl.d/60-drover-nonlocal-bind.conf
+sysctl -q -w net.ipv4.ip_nonlocal_bind=1
+
+export DEBIAN_FRONTEND=noninteractive
+# Refresh the package lists at most once an hour (provisioning is re-run).
+stamp=/var/lib/apt/periodic/drover-update-stamp
+if [ -z "$(find "$stamp" -mmin -60 2>/dev/null)" ]; then
+	apt-get update -qq
+	mkdir -p "$(dirname "$stamp")" && touch "$stamp"
+fi
+apt-get install -y -qq --no-install-recommends ca-certificates curl iproute2 >/dev/null
