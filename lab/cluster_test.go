@@ -371,8 +371,19 @@ func TestCluster(t *testing.T) {
 
 	t.Run("Isolate and Heal", func(t *testing.T) {
 		c1, c2, c3 := "10.200.0.5:9000", "10.200.0.6:9000", "10.200.0.7:9000"
-		if !reach(t, l, "c1", c2) || !reach(t, l, "c2", c1) {
-			t.Fatal("c1 and c2 do not reach each other before any cut")
+		// The demo apps restarted just before may still be starting.
+		up := func(node, addr string) bool {
+			c, err := dialFrom(l, node, addr, 300*time.Millisecond)
+			if err == nil {
+				c.Close()
+			}
+			return err == nil
+		}
+		for i := 0; !up("c1", c2) || !up("c2", c1) || !up("c1", c3); i++ {
+			if i == 100 {
+				t.Fatal("c1, c2 and c3 do not reach each other before any cut")
+			}
+			time.Sleep(50 * time.Millisecond)
 		}
 		// An HTTP keep-alive connection open across the cut.
 		open, err := dialFrom(l, "c1", c2, time.Second)
