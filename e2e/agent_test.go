@@ -194,6 +194,23 @@ func TestAgents(t *testing.T) {
 		if code == 0 || !strings.Contains(second.stderr.String(), "already used") {
 			t.Fatalf("replayed join token: exit %d, stderr %q; want a refusal saying it was already used", code, second.stderr.String())
 		}
+		// Revoked: its connection is dropped and it cannot come back.
+		c.cli(0, "agent", "revoke", "probe1")
+		time.Sleep(2 * time.Second) // reconnection attempts
+		d := c.startWith(c.env(), "hosts")
+		if code := d.wait(t); code != 0 {
+			t.Fatalf("drover hosts: exit %d", code)
+		}
+		var hs []api.AgentInfo
+		must(t, json.Unmarshal([]byte(d.stdout.text()), &hs))
+		for _, h := range hs {
+			if h.Name == "probe1" && h.State != "revoked" {
+				t.Errorf("probe1 after revoke: %+v, want revoked", h)
+			}
+		}
+		if _, ok := c.hostsOnline()["probe1"]; ok {
+			t.Error("a revoked agent is online")
+		}
 	})
 
 	t.Run("certificate from another CA", func(t *testing.T) {
