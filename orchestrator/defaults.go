@@ -42,7 +42,7 @@ type sshConnector struct{ d *ssh.Dialer }
 
 func (c *sshConnector) Connect(ctx context.Context, h plans.Host) (Host, error) {
 	if h.Transport == plans.TransportAgent {
-		return nil, fmt.Errorf("%s: agent: %w", h.Name, ErrTransportUnavailable)
+		return nil, fmt.Errorf("%s: transport agent: agents connect to a coordinator cluster ('drover server'); deploy with --server or DROVER_ADDR: %w", h.Name, ErrTransportUnavailable)
 	}
 	cl, err := c.d.Dial(ctx, h.Address)
 	if err != nil {

@@ -20,6 +20,9 @@ const (
 	exitPaused     = 130 // stopped by Ctrl-C at a safe point; `drover resume` continues
 )
 
+// version is set at build time (-ldflags "-X main.version=...").
+var version = "dev"
+
 // exitError carries an exit code up to main.
 type exitError struct {
 	code int

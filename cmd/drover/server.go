@@ -58,7 +58,7 @@ lease 200ms): a dead leader is replaced in about a second.`,
 			if cfg.NodeID == "" || cfg.DataDir == "" || cfg.RaftAddr == "" || cfg.HTTPAddr == "" {
 				return withCode(exitUsage, errors.New("--node-id, --data-dir, --raft-addr and --http-addr are required (see 'drover server --help')"))
 			}
-			if !raftstoreSafeID(cfg.NodeID) {
+			if !safeNodeID(cfg.NodeID) {
 				return withCode(exitUsage, fmt.Errorf("--node-id %q: use letters, digits, '-' and '_'", cfg.NodeID))
 			}
 			if cfg.Bootstrap && join != "" {
@@ -134,9 +134,6 @@ lease 200ms): a dead leader is replaced in about a second.`,
 	return cmd
 }
 
-// version is set at build time (-ldflags "-X main.version=...").
-var version = "dev"
-
 func orDefault(v, def string) string {
 	if v != "" {
 		return v
@@ -144,7 +141,7 @@ func orDefault(v, def string) string {
 	return def
 }
 
-func raftstoreSafeID(s string) bool {
+func safeNodeID(s string) bool {
 	if s == "" || len(s) > 64 {
 		return false
 	}
