@@ -641,8 +641,16 @@ const (
 	headerError     = "X-Drover-Error"
 )
 
+// firstLine is s's first line, short and without control characters,
+// fit for a header value.
 func firstLine(s string) string {
 	s, _, _ = strings.Cut(s, "\n")
+	s = strings.Map(func(r rune) rune {
+		if r < 0x20 || r == 0x7f {
+			return ' '
+		}
+		return r
+	}, s)
 	if len(s) > 200 {
 		s = s[:200]
 	}
