@@ -112,7 +112,7 @@ func breaker(t *testing.T, p *testPKI) string {
 			conn.Close()
 		}
 	}))
-	srv.TLS = &tls.Config{Certificates: []tls.Certificate{p.server}, ClientCAs: p.pool, ClientAuth: tls.VerifyClientCertIfGiven}
+	srv.TLS = p.serverTLS(t)
 	srv.StartTLS()
 	t.Cleanup(srv.Close)
 	return srv.Listener.Addr().String()

@@ -3,92 +3,78 @@ package api
 import (
 	"bytes"
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/sha256"
 	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/hex"
 	"fmt"
 	"io"
 	"log/slog"
-	"math/big"
 	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/drover-dev/drover/internal/pki"
 	"github.com/drover-dev/drover/raftstore"
 )
 
 // --- a throwaway PKI ------------------------------------------------------
 
+// testPKI is a cluster CA made by pki.Init in a temp dir, with the
+// certificates of a coordinator, an operator and a host agent issued by it.
 type testPKI struct {
-	pool                  *x509.CertPool
+	dir                   string
+	base                  *tls.Config // trusts the CA only, presents nothing
 	server, client, agent tls.Certificate
 }
 
 func newPKI(t *testing.T) *testPKI {
 	t.Helper()
-	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	dir := t.TempDir()
+	if err := pki.Init(dir); err != nil {
+		t.Fatal(err)
+	}
+	ca, err := pki.LoadCA(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
-	caTmpl := &x509.Certificate{
-		SerialNumber:          big.NewInt(1),
-		Subject:               pkix.Name{CommonName: "drover test CA"},
-		NotBefore:             time.Now().Add(-time.Hour),
-		NotAfter:              time.Now().Add(time.Hour),
-		IsCA:                  true,
-		BasicConstraintsValid: true,
-		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature,
-	}
-	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
+	base, err := pki.ClientConfig(pki.Paths{CA: filepath.Join(dir, pki.CAFile)})
 	if err != nil {
 		t.Fatal(err)
 	}
-	ca, err := x509.ParseCertificate(caDER)
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := &testPKI{pool: x509.NewCertPool()}
-	p.pool.AddCert(ca)
-	issue := func(serial int64, cn, ou string, eku ...x509.ExtKeyUsage) tls.Certificate {
-		key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	p := &testPKI{dir: dir, base: base}
+	issue := func(name string, role pki.Role) tls.Certificate {
+		req := pki.IssueRequest{Name: name, Role: role, IPs: []net.IP{net.IPv4(127, 0, 0, 1)}}
+		certPath, keyPath, err := ca.Issue(dir, req, false)
 		if err != nil {
 			t.Fatal(err)
 		}
-		tmpl := &x509.Certificate{
-			SerialNumber: big.NewInt(serial),
-			Subject:      pkix.Name{CommonName: cn, OrganizationalUnit: []string{ou}},
-			NotBefore:    time.Now().Add(-time.Hour),
-			NotAfter:     time.Now().Add(time.Hour),
-			KeyUsage:     x509.KeyUsageDigitalSignature,
-			ExtKeyUsage:  eku,
-			IPAddresses:  []net.IP{net.IPv4(127, 0, 0, 1)},
-		}
-		der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, &key.PublicKey, caKey)
+		cert, err := tls.LoadX509KeyPair(certPath, keyPath)
 		if err != nil {
 			t.Fatal(err)
 		}
-		return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}
+		return cert
 	}
-	p.server = issue(2, "coord", "drover-server", x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth)
-	p.client = issue(3, "operator", "drover-client", x509.ExtKeyUsageClientAuth)
-	p.agent = issue(4, "web1", "drover-agent", x509.ExtKeyUsageClientAuth)
+	p.server = issue("coord", pki.RoleServer)
+	p.client = issue("operator", pki.RoleClient)
+	p.agent = issue("web1", pki.RoleAgent)
+	// The server tells a peer coordinator by OUServer: the tests of that
+	// rule mean nothing if pki's server role is written differently.
+	if ous := p.server.Leaf.Subject.OrganizationalUnit; !slices.Contains(ous, OUServer) {
+		t.Fatalf("pki server certificate has OU %q, the API looks for %q", ous, OUServer)
+	}
 	return p
 }
 
 // clientTLS trusts the CA and presents cert (none when nil).
 func (p *testPKI) clientTLS(cert *tls.Certificate) *tls.Config {
-	c := &tls.Config{RootCAs: p.pool, MinVersion: tls.VersionTLS12}
+	c := p.base.Clone()
 	if cert != nil {
 		c.Certificates = []tls.Certificate{*cert}
 	}
@@ -97,6 +83,17 @@ func (p *testPKI) clientTLS(cert *tls.Certificate) *tls.Config {
 
 func (p *testPKI) httpClient(cert *tls.Certificate) *http.Client {
 	return &http.Client{Transport: &http.Transport{TLSClientConfig: p.clientTLS(cert)}, Timeout: 10 * time.Second}
+}
+
+// serverTLS is a coordinator's API configuration: the server certificate,
+// and client certificates verified against the CA when given.
+func (p *testPKI) serverTLS(t *testing.T) *tls.Config {
+	t.Helper()
+	c, err := pki.APIServerConfig(pki.DirPaths(p.dir, "coord"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
 }
 
 // --- a fake coordinator ---------------------------------------------------
@@ -503,12 +500,7 @@ func startNode(t *testing.T, p *testPKI, st *store, id string, leader bool) *tes
 		n.mu.Unlock()
 		h.ServeHTTP(w, r)
 	}))
-	n.srv.TLS = &tls.Config{
-		Certificates: []tls.Certificate{p.server},
-		ClientCAs:    p.pool,
-		ClientAuth:   tls.VerifyClientCertIfGiven,
-		MinVersion:   tls.VersionTLS12,
-	}
+	n.srv.TLS = p.serverTLS(t)
 	n.srv.StartTLS()
 	t.Cleanup(n.srv.Close)
 	n.addr = n.srv.Listener.Addr().String()

@@ -2,21 +2,18 @@ package raftstore
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
 	"errors"
 	"fmt"
-	"math/big"
 	"net"
 	"path/filepath"
 	"testing"
 	"time"
 
 	"github.com/hashicorp/raft"
+
+	"github.com/drover-dev/drover/internal/pki"
 )
 
 // testTiming keeps elections quick in tests while leaving room for the
@@ -28,83 +25,42 @@ var testTiming = Timing{
 	Commit:      5 * time.Millisecond,
 }
 
-// testCA is a throwaway certificate authority.
+// testCA is a throwaway cluster CA, made by pki.Init in a temp dir; node
+// certificates are issued into the same dir.
 type testCA struct {
-	cert *x509.Certificate
-	key  *ecdsa.PrivateKey
+	dir  string
+	ca   *pki.CA
 	pool *x509.CertPool
 }
 
 func newTestCA(t *testing.T) *testCA {
 	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
+	dir := t.TempDir()
+	if err := pki.Init(dir); err != nil {
 		t.Fatal(err)
 	}
-	tmpl := &x509.Certificate{
-		SerialNumber:          big.NewInt(1),
-		Subject:               pkix.Name{CommonName: "drover test CA " + t.Name()},
-		NotBefore:             time.Now().Add(-time.Hour),
-		NotAfter:              time.Now().Add(time.Hour),
-		IsCA:                  true,
-		BasicConstraintsValid: true,
-		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cert, err := x509.ParseCertificate(der)
+	ca, err := pki.LoadCA(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
 	pool := x509.NewCertPool()
-	pool.AddCert(cert)
-	return &testCA{cert: cert, key: key, pool: pool}
+	pool.AddCert(ca.Cert)
+	return &testCA{dir: dir, ca: ca, pool: pool}
 }
 
-// leaf issues a certificate for name, valid for 127.0.0.1, for both ends
-// of a connection.
-func (ca *testCA) leaf(t *testing.T, name string) tls.Certificate {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	serial, err := rand.Int(rand.Reader, big.NewInt(1<<62))
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: serial,
-		Subject:      pkix.Name{CommonName: name},
-		DNSNames:     []string{name},
-		IPAddresses:  []net.IP{net.IPv4(127, 0, 0, 1)},
-		NotBefore:    time.Now().Add(-time.Hour),
-		NotAfter:     time.Now().Add(time.Hour),
-		KeyUsage:     x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.cert, &key.PublicKey, ca.key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}
-}
-
-// tlsConfigs returns a node's mutual-TLS configurations.
+// tlsConfigs issues a server certificate for name, valid for 127.0.0.1,
+// and returns the node's mutual-TLS configurations. Every call issues a
+// new certificate (force replaces the files of an earlier one for the same
+// name; configurations made before keep theirs in memory).
 func (ca *testCA) tlsConfigs(t *testing.T, name string) (server, client *tls.Config) {
-	cert := ca.leaf(t, name)
-	server = &tls.Config{
-		Certificates: []tls.Certificate{cert},
-		ClientCAs:    ca.pool,
-		ClientAuth:   tls.RequireAndVerifyClientCert,
-		MinVersion:   tls.VersionTLS13,
+	t.Helper()
+	req := pki.IssueRequest{Name: name, Role: pki.RoleServer, IPs: []net.IP{net.IPv4(127, 0, 0, 1)}}
+	if _, _, err := ca.ca.Issue(ca.dir, req, true); err != nil {
+		t.Fatal(err)
 	}
-	client = &tls.Config{
-		Certificates: []tls.Certificate{cert},
-		RootCAs:      ca.pool,
-		MinVersion:   tls.VersionTLS13,
+	server, client, err := pki.PeerConfigs(pki.DirPaths(ca.dir, name))
+	if err != nil {
+		t.Fatal(err)
 	}
 	return server, client
 }
