@@ -238,9 +238,20 @@ func (c *Coordinator) leadLoop(ctx context.Context) {
 // lead is this node's term as leader: catch up, make sure the cluster
 // knows its addresses and the bootstrap token, then run every deployment.
 func (c *Coordinator) lead(ctx context.Context) {
-	if err := c.store.Barrier(ctx); err != nil {
-		c.log.Warn("leader barrier", "err", err)
-		return
+	// Catch up with everything committed before acting on it; a barrier
+	// that fails (a slow disk, a brief loss of quorum) is retried for as
+	// long as this node leads.
+	for wait := 100 * time.Millisecond; ; wait = min(2*wait, 2*time.Second) {
+		err := c.store.Barrier(ctx)
+		if err == nil {
+			break
+		}
+		c.log.Warn("leader barrier failed, retrying", "err", err, "in", wait)
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(wait):
+		}
 	}
 	self := raftstore.Node{ID: c.cfg.NodeID, RaftAddr: c.cfg.RaftAddr, HTTPAddr: c.cfg.HTTPAddr}
 	if n, ok := c.store.Nodes()[self.ID]; !ok || n != self {
