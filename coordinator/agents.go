@@ -5,6 +5,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/drover-dev/drover/agent/hub"
@@ -125,7 +126,10 @@ func (c *Coordinator) connector(p *plans.Plan) (orchestrator.Connector, error) {
 type mixedConnector struct {
 	plan *plans.Plan
 	hub  *hub.Hub
-	ssh  orchestrator.Connector
+
+	once   sync.Once // the engine connects hosts in parallel
+	ssh    orchestrator.Connector
+	sshErr error
 }
 
 func (m *mixedConnector) Connect(ctx context.Context, h plans.Host) (orchestrator.Host, error) {
@@ -136,12 +140,9 @@ func (m *mixedConnector) Connect(ctx context.Context, h plans.Host) (orchestrato
 		}
 		return ah, nil
 	}
-	if m.ssh == nil {
-		sc, err := orchestrator.SSHConnector(m.plan)
-		if err != nil {
-			return nil, err
-		}
-		m.ssh = sc
+	m.once.Do(func() { m.ssh, m.sshErr = orchestrator.SSHConnector(m.plan) })
+	if m.sshErr != nil {
+		return nil, m.sshErr
 	}
 	return m.ssh.Connect(ctx, h)
 }
