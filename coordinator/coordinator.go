@@ -259,7 +259,7 @@ func (c *Coordinator) lead(ctx context.Context) {
 			c.log.Warn("register this node", "err", err)
 		}
 	}
-	if c.cfg.BootstrapToken != "" {
+	if c.cfg.BootstrapToken != "" && !c.hasManageToken() {
 		err := c.store.Apply(ctx, &raftstore.PutToken{IfNone: true, Token: raftstore.Token{
 			Name: "bootstrap", Role: raftstore.RoleManage, Hash: pki.HashToken(c.cfg.BootstrapToken), Created: time.Now().UTC(),
 		}})
@@ -269,6 +269,18 @@ func (c *Coordinator) lead(ctx context.Context) {
 	}
 	c.log.Info("leading: resuming running deployments", "term", c.store.Term())
 	c.engine.Supervise(ctx, c.store)
+}
+
+// hasManageToken says whether the bootstrap token's job is done: checked
+// before applying it, so that a new leader does not spend a Raft round
+// trip on every election before resuming deployments.
+func (c *Coordinator) hasManageToken() bool {
+	for _, t := range c.store.Tokens() {
+		if t.Role == raftstore.RoleManage {
+			return true
+		}
+	}
+	return false
 }
 
 // joinLoop asks the listed members to add this node until one accepts.

@@ -287,3 +287,34 @@ func TestMetricsOnEveryNode(t *testing.T) {
 		}
 	}
 }
+
+// Five coordinators survive the loss of two, the leader among them.
+func TestFiveNodesLoseTwo(t *testing.T) {
+	tc := newTestCluster(t, "c1", "c2", "c3", "c4", "c5")
+	ctx := context.Background()
+	cl := tc.client(tc.token)
+	waitFor(t, "five reachable members", func() bool {
+		ms, err := cl.Members(ctx)
+		if err != nil || len(ms) != 5 {
+			return false
+		}
+		for _, m := range ms {
+			if !m.Reachable {
+				return false
+			}
+		}
+		return true
+	})
+	old := tc.leader()
+	tc.stop(old)
+	for id := range tc.nodes {
+		if id != old && tc.nodes[id].c != nil && !tc.nodes[id].c.IsLeader() {
+			tc.stop(id)
+			break
+		}
+	}
+	waitFor(t, "a new leader among three", func() bool { l := tc.leader(); return l != "" && l != old })
+	if _, err := cl.CreateToken(ctx, api.TokenRequest{Name: "three-left", Role: raftstore.RoleRead}); err != nil {
+		t.Fatalf("write with three of five: %v", err)
+	}
+}
