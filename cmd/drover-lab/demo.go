@@ -40,6 +40,7 @@ func cmdDemo(ctx context.Context, args []string, stdout, stderr io.Writer) (err 
 	hosts := fs.Int("hosts", 6, "web hosts")
 	concurrency := fs.Int("concurrency", 8, "load generator clients")
 	batch := fs.Int("batch", 2, "batch size of the v2 and v3 rollouts")
+	withCluster := fs.Bool("cluster", true, "then roll v4 out through a 3-node coordinator cluster and kill its leader mid-rollout")
 	if err := parse(fs, args, stderr); err != nil {
 		return err
 	}
@@ -52,7 +53,11 @@ func cmdDemo(ctx context.Context, args []string, stdout, stderr io.Writer) (err 
 	}
 
 	start := time.Now()
-	l, err := lab.Up(ctx, lab.Options{Hosts: *hosts, Log: stderr})
+	coords := 0
+	if *withCluster {
+		coords = 3
+	}
+	l, err := lab.Up(ctx, lab.Options{Hosts: *hosts, Coordinators: coords, Log: stderr})
 	if err != nil {
 		return err
 	}
@@ -69,7 +74,7 @@ func cmdDemo(ctx context.Context, args []string, stdout, stderr io.Writer) (err 
 		broken  bool
 	}
 	paths := map[string]string{}
-	for _, a := range []art{{"v1", false}, {"v2", false}, {"v3", true}} {
+	for _, a := range []art{{"v1", false}, {"v2", false}, {"v3", true}, {"v4", false}} {
 		p, err := lab.BuildArtifact(ctx, artDir, a.version, a.broken)
 		if err != nil {
 			return err
@@ -89,6 +94,12 @@ func cmdDemo(ctx context.Context, args []string, stdout, stderr io.Writer) (err 
 		{Version: "v2", Artifact: paths["v2"], Batch: b},
 		{Version: "v3", Artifact: paths["v3"], Batch: b},
 	}
+	final := "v2"
+	if *withCluster {
+		steps = append(steps, &deployStep{title: "v4 via 3-node cluster, leader killed", wantExit: 0})
+		params = append(params, lab.PlanParams{Version: "v4", Artifact: paths["v4"], Batch: b, HAProxyTCP: true, MinHealthyTime: 300 * time.Millisecond})
+		final = "v4"
+	}
 	for i, p := range params {
 		steps[i].plan = filepath.Join(l.Dir, "plans", p.Version+".yaml")
 		if err := l.WritePlan(steps[i].plan, p); err != nil {
@@ -98,7 +109,7 @@ func cmdDemo(ctx context.Context, args []string, stdout, stderr io.Writer) (err 
 	dataDir := filepath.Join(l.Dir, "state")
 
 	var problems []string
-	sum := &summary{lab: l, steps: steps, batch: *batch}
+	sum := &summary{lab: l, steps: steps, batch: *batch, final: final}
 	defer func() { sum.print(stdout, problems) }()
 	fail := func(msg string) error {
 		problems = append(problems, msg)
@@ -130,6 +141,12 @@ func cmdDemo(ctx context.Context, args []string, stdout, stderr io.Writer) (err 
 	if steps[1].ok() {
 		pause(ctx, 500*time.Millisecond)
 		runDeploy(ctx, l, drover, dataDir, steps[2], stdout)
+	}
+	if *withCluster && steps[2].ok() {
+		pause(ctx, 500*time.Millisecond)
+		if err := runClusterDeploy(ctx, l, drover, steps[3], stdout); err != nil {
+			steps[3].err = err
+		}
 	}
 	pause(ctx, 500*time.Millisecond) // traffic after the last rollout
 	sum.load, sum.loadErr = load.Stop()
@@ -198,6 +215,7 @@ type summary struct {
 	lab   *lab.Lab
 	steps []*deployStep
 	batch int
+	final string // the version every host must serve at the end
 
 	load            lab.Result
 	loadErr         error
@@ -246,8 +264,8 @@ func (s *summary) check(interrupted error) []string {
 		p = append(p, fmt.Sprintf("%v out of rotation at the end", s.finalSet))
 	}
 	for _, h := range s.lab.Hosts {
-		if v := s.served[h.Name]; v != "v2" {
-			p = append(p, fmt.Sprintf("%s serves %q, want v2", h.Name, v))
+		if v := s.served[h.Name]; v != s.final {
+			p = append(p, fmt.Sprintf("%s serves %q, want %s", h.Name, v, s.final))
 		}
 	}
 	return p

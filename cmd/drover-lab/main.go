@@ -4,7 +4,7 @@
 //	drover-lab down ID | --all-stale | --all
 //	drover-lab load --url URL [--concurrency N] [--duration D] [--max-duration D]
 //	drover-lab artifact --out DIR --version V [--broken]
-//	drover-lab demo [--drover PATH] [--hosts N] [--concurrency N] [--batch N]
+//	drover-lab demo [--drover PATH] [--hosts N] [--concurrency N] [--batch N] [--cluster=false]
 //
 // `up` prints the lab's JSON description and keeps the lab until SIGINT or
 // SIGTERM; with --detach it prints the lab ID and leaves the lab running
@@ -32,7 +32,7 @@ const usage = `usage:
   drover-lab down ID | --all-stale | --all
   drover-lab load --url URL [--concurrency N] [--duration D] [--max-duration D] [--timeout D]
   drover-lab artifact --out DIR --version V [--broken]
-  drover-lab demo [--drover PATH] [--hosts N] [--concurrency N] [--batch N]
+  drover-lab demo [--drover PATH] [--hosts N] [--concurrency N] [--batch N] [--cluster=false]
 `
 
 // errUsage makes main exit 2.

@@ -1,0 +1,185 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/drover-dev/drover/lab"
+)
+
+// runClusterDeploy is the demo's last act: three `drover server`
+// processes, one per coordinator namespace, Raft and the API over mutual
+// TLS; `drover deploy --server` of v4 under the same load; the leader is
+// killed (kill -9) when the second batch starts, and another coordinator
+// finishes the rollout.
+func runClusterDeploy(ctx context.Context, l *lab.Lab, drover string, s *deployStep, stdout io.Writer) error {
+	tlsDir := filepath.Join(l.Dir, "tls")
+	quiet := func(args ...string) error {
+		out, err := l.Command(ctx, drover, args...).CombinedOutput()
+		if err != nil {
+			return fmt.Errorf("drover %s: %v\n%s", strings.Join(args, " "), err, out)
+		}
+		return nil
+	}
+	if err := quiet("tls", "init", "--dir", tlsDir); err != nil {
+		return err
+	}
+	for _, c := range l.Coordinators {
+		if err := quiet("tls", "issue", "server", c.Name, "--ip", c.Address, "--dir", tlsDir); err != nil {
+			return err
+		}
+	}
+	if err := quiet("tls", "issue", "client", "ops", "--dir", tlsDir); err != nil {
+		return err
+	}
+	tok, err := os.ReadFile(filepath.Join(tlsDir, "bootstrap.token"))
+	if err != nil {
+		return err
+	}
+	var addrs []string
+	for _, c := range l.Coordinators {
+		addrs = append(addrs, c.Address+":7443")
+	}
+	env := append(os.Environ(),
+		"DROVER_ADDR="+strings.Join(addrs, ","),
+		"DROVER_CA="+filepath.Join(tlsDir, "ca.crt"),
+		"DROVER_CLIENT_CERT="+filepath.Join(tlsDir, "ops.crt"),
+		"DROVER_CLIENT_KEY="+filepath.Join(tlsDir, "ops.key"),
+		"DROVER_TOKEN="+strings.TrimSpace(string(tok)),
+	)
+	procs := map[string]*lab.Proc{}
+	for i, c := range l.Coordinators {
+		args := []string{drover, "server", "--node-id", c.Name, "--data-dir", filepath.Join(l.Dir, "coord", c.Name),
+			"--tls-dir", tlsDir, "--raft-addr", c.Address + ":7000", "--http-addr", c.Address + ":7443"}
+		if i == 0 {
+			args = append(args, "--bootstrap")
+		} else {
+			args = append(args, "--join", addrs[0])
+		}
+		p, err := l.Start(ctx, c.Name, "drover-"+c.Name, args, nil)
+		if err != nil {
+			return err
+		}
+		procs[c.Name] = p
+	}
+	leader := func() (string, error) {
+		cmd := l.Command(ctx, drover, "cluster", "members", "--output", "json")
+		cmd.Env = env
+		out, err := cmd.Output()
+		if err != nil {
+			return "", err
+		}
+		var ms []struct {
+			ID        string `json:"id"`
+			Leader    bool   `json:"leader"`
+			Reachable bool   `json:"reachable"`
+		}
+		if err := json.Unmarshal(out, &ms); err != nil {
+			return "", err
+		}
+		up, lead := 0, ""
+		for _, m := range ms {
+			if m.Reachable {
+				up++
+			}
+			if m.Leader {
+				lead = m.ID
+			}
+		}
+		if up != len(l.Coordinators) || lead == "" {
+			return "", errors.New("cluster not formed yet")
+		}
+		return lead, nil
+	}
+	start := time.Now()
+	for {
+		if _, err := leader(); err == nil {
+			break
+		}
+		if time.Since(start) > 30*time.Second {
+			return errors.New("the coordinator cluster did not form within 30s")
+		}
+		pause(ctx, 100*time.Millisecond)
+	}
+	fmt.Fprintf(stdout, "== coordinator cluster c1 c2 c3 up in %v (Raft and API over mutual TLS)\n", time.Since(start).Round(time.Millisecond))
+
+	fmt.Fprintf(stdout, "== DROVER_ADDR=%s drover deploy %s  (%s; want exit %d)\n", strings.Join(addrs, ","), filepath.Base(s.plan), s.title, s.wantExit)
+	dctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
+	defer cancel()
+	cmd := l.Command(dctx, drover, "deploy", s.plan, "--output", "text")
+	cmd.Env = env
+	// Kill the leader when the second batch starts.
+	batch2 := make(chan struct{})
+	var once sync.Once
+	pw := &prefixWriter{w: stdout, prefix: "   | "}
+	cmd.Stdout = watchWriter{w: pw, match: "batch 2/", hit: func() { once.Do(func() { close(batch2) }) }}
+	cmd.Stderr = pw
+	t0 := time.Now()
+	if err := cmd.Start(); err != nil {
+		return err
+	}
+	killed := make(chan error, 1)
+	go func() {
+		select {
+		case <-batch2:
+		case <-dctx.Done():
+			killed <- dctx.Err()
+			return
+		}
+		lead, err := leader()
+		if err != nil {
+			killed <- err
+			return
+		}
+		err = procs[lead].Kill()
+		pw.Write([]byte(fmt.Sprintf("== demo: killed the leader %s (kill -9) while batch 2 was in flight\n", lead)))
+		killed <- err
+	}()
+	err = cmd.Wait()
+	s.duration = time.Since(t0)
+	pw.flush()
+	s.ran = true
+	var ee *exec.ExitError
+	switch {
+	case dctx.Err() != nil:
+		s.exit, s.err = -1, fmt.Errorf("stopped: %w", dctx.Err())
+	case errors.As(err, &ee) && ee.ExitCode() >= 0:
+		s.exit = ee.ExitCode()
+	case err != nil:
+		s.exit, s.err = -1, err
+	}
+	select {
+	case kerr := <-killed:
+		if kerr != nil {
+			return fmt.Errorf("killing the leader: %w", kerr)
+		}
+	default:
+		return errors.New("the deploy ended before its second batch: the leader was not killed")
+	}
+	fmt.Fprintf(stdout, "== exit %d after %v\n", s.exit, s.duration.Round(time.Millisecond))
+	return nil
+}
+
+// watchWriter passes output on and calls hit when a line holds match.
+type watchWriter struct {
+	w     io.Writer
+	match string
+	hit   func()
+}
+
+func (ww watchWriter) Write(b []byte) (int, error) {
+	if bytes.Contains(b, []byte(ww.match)) {
+		ww.hit()
+	}
+	return ww.w.Write(b)
+}
