@@ -226,8 +226,22 @@ func (c *Coordinator) Backup(w io.Writer) error { return c.store.Backup(w) }
 
 // Restore replaces the replicated state with a backup.
 func (c *Coordinator) Restore(ctx context.Context, r io.Reader) error {
+	// The backup comes from another cluster, or from this one in the past:
+	// its coordinator addresses are not ours. Keep this cluster's.
+	before := c.store.Nodes()
 	if err := c.store.Restore(ctx, r); err != nil {
 		return err
+	}
+	members, err := c.store.Members()
+	if err != nil {
+		return err
+	}
+	for _, m := range members {
+		if n, ok := before[m.ID]; ok {
+			if err := c.store.Apply(ctx, &raftstore.RegisterNode{Node: n}); err != nil {
+				return fmt.Errorf("re-register %s after the restore: %w", m.ID, err)
+			}
+		}
 	}
 	c.log.Info("state restored from a backup")
 	return nil

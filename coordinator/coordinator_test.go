@@ -318,3 +318,47 @@ func TestFiveNodesLoseTwo(t *testing.T) {
 		t.Fatalf("write with three of five: %v", err)
 	}
 }
+
+// A backup taken through the API restores into a new cluster: tokens (as
+// hashes) and everything else come back, and the old token works there.
+func TestBackupRestoreThroughTheAPI(t *testing.T) {
+	ctx := context.Background()
+	src := newTestCluster(t, "a1", "a2", "a3")
+	cl := src.client(src.token)
+	waitFor(t, "a leader", func() bool { return src.leader() != "" })
+	tok, err := cl.CreateToken(ctx, api.TokenRequest{Name: "dash", Role: raftstore.RoleRead})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var backup strings.Builder
+	if err := cl.Backup(ctx, &backup); err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(backup.String(), tok.Token) {
+		t.Fatal("the backup holds a token in clear")
+	}
+
+	dst := newTestCluster(t, "b1", "b2")
+	waitFor(t, "a leader", func() bool { return dst.leader() != "" })
+	dcl := dst.client(dst.token)
+	if err := dcl.Restore(ctx, func() (io.ReadCloser, error) { return io.NopCloser(strings.NewReader(backup.String())), nil }); err != nil {
+		t.Fatalf("restore: %v", err)
+	}
+	if _, err := dst.client(tok.Token).Deployments(ctx); err != nil {
+		t.Fatalf("a token of the old cluster after restore: %v", err)
+	}
+	// Both nodes still know where the other is (forwarding works).
+	for id := range dst.nodes {
+		if _, err := dst.client(tok.Token, id).Deployments(ctx); err != nil {
+			t.Fatalf("read through %s after restore: %v", id, err)
+		}
+	}
+	// The restored state has the old cluster's tokens, not this one's.
+	if _, err := dcl.Deployments(ctx); !errors.Is(err, api.ErrUnauthorized) {
+		t.Fatalf("the new cluster's own bootstrap token after restore: %v, want ErrUnauthorized", err)
+	}
+	old := dst.client(src.token)
+	if err := old.Restore(ctx, func() (io.ReadCloser, error) { return io.NopCloser(strings.NewReader("{not json")), nil }); !errors.Is(err, api.ErrBadRequest) {
+		t.Fatalf("restore of garbage: %v, want ErrBadRequest", err)
+	}
+}
