@@ -293,6 +293,12 @@ func (c *Coordinator) joinLoop(ctx context.Context) {
 		return
 	}
 	for wait := 200 * time.Millisecond; ; wait = min(2*wait, 5*time.Second) {
+		if c.isMember() {
+			// A restarted node is already in the configuration in its
+			// log; the cluster it knows has a leader.
+			c.log.Info("already a member of the cluster", "leader", c.LeaderHTTP())
+			return
+		}
 		err := cl.Join(ctx, req)
 		if err == nil {
 			c.log.Info("joined the cluster", "via", c.cfg.Join)
@@ -305,6 +311,24 @@ func (c *Coordinator) joinLoop(ctx context.Context) {
 		case <-time.After(wait):
 		}
 	}
+}
+
+// isMember reports whether raft's configuration holds this node at its
+// address and a leader is known.
+func (c *Coordinator) isMember() bool {
+	if id, _ := c.store.Leader(); id == "" {
+		return false
+	}
+	ms, err := c.store.Members()
+	if err != nil {
+		return false
+	}
+	for _, m := range ms {
+		if m.ID == c.cfg.NodeID && m.Address == c.cfg.RaftAddr {
+			return true
+		}
+	}
+	return false
 }
 
 // Close stops the API and the Raft node.

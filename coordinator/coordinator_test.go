@@ -325,7 +325,7 @@ func TestBackupRestoreThroughTheAPI(t *testing.T) {
 	ctx := context.Background()
 	src := newTestCluster(t, "a1", "a2", "a3")
 	cl := src.client(src.token)
-	waitFor(t, "a leader", func() bool { return src.leader() != "" })
+	waitFor(t, "the bootstrap token stored", func() bool { _, err := cl.Deployments(ctx); return err == nil })
 	tok, err := cl.CreateToken(ctx, api.TokenRequest{Name: "dash", Role: raftstore.RoleRead})
 	if err != nil {
 		t.Fatal(err)
@@ -339,8 +339,8 @@ func TestBackupRestoreThroughTheAPI(t *testing.T) {
 	}
 
 	dst := newTestCluster(t, "b1", "b2")
-	waitFor(t, "a leader", func() bool { return dst.leader() != "" })
 	dcl := dst.client(dst.token)
+	waitFor(t, "the bootstrap token stored", func() bool { _, err := dcl.Deployments(ctx); return err == nil })
 	if err := dcl.Restore(ctx, func() (io.ReadCloser, error) { return io.NopCloser(strings.NewReader(backup.String())), nil }); err != nil {
 		t.Fatalf("restore: %v", err)
 	}
