@@ -126,12 +126,29 @@ func watch(ctx context.Context, cl *api.Client, v *view, id string) error {
 	}
 	v.begin(d)
 	conv := newEventConverter(d)
-	err = cl.Watch(ctx, id, 0, func(ev raftstore.Event) error {
-		for _, e := range conv.convert(ev) {
-			v.event(e)
+	var last uint64
+	for noted := false; ; {
+		err = cl.Watch(ctx, id, last, func(ev raftstore.Event) error {
+			last = ev.Seq
+			for _, e := range conv.convert(ev) {
+				v.event(e)
+			}
+			return nil
+		})
+		// The deployment lives in the cluster, not in this watcher: when no
+		// coordinator answers for a while (all restarting), keep trying.
+		if !errors.Is(err, api.ErrUnavailable) || ctx.Err() != nil {
+			break
 		}
-		return nil
-	})
+		if !noted {
+			v.note("lost contact with the cluster; still trying (Ctrl-C stops watching, the deployment goes on)")
+			noted = true
+		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(time.Second):
+		}
+	}
 	if ctx.Err() != nil {
 		v.note(fmt.Sprintf("stopped watching; %s goes on in the cluster ('drover status %s', 'drover pause %s')", id, id, id))
 		return withCode(exitPaused, errors.New("detached"))
