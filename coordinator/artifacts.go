@@ -11,10 +11,12 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"strings"
 	"sync"
 	"time"
 
 	"github.com/drover-dev/drover/api"
+	"github.com/drover-dev/drover/raftstore"
 )
 
 // ErrNoArtifact means no coordinator has the archive.
@@ -221,4 +223,42 @@ func markReplicas(next http.Handler) http.Handler {
 		}
 		next.ServeHTTP(w, r)
 	})
+}
+
+// keepArtifacts is how many of the newest deployments keep their archive
+// on every coordinator (operators' rollbacks and resumes need them); older
+// archives are deleted.
+const keepArtifacts = 10
+
+// prune deletes archives that no deployment needs any more: neither one
+// of the keepArtifacts newest deployments nor any that has not ended.
+// Uploads in progress (temp files) are left alone, and so are archives
+// younger than grace, which may belong to a deployment being submitted.
+func (a *artifacts) prune(ds []raftstore.Deployment, grace time.Duration) (removed int, err error) {
+	keep := map[string]bool{}
+	for i, d := range ds {
+		if d.ArtifactSHA256 != "" && (!d.State.Terminal() || i >= len(ds)-keepArtifacts) {
+			keep[d.ArtifactSHA256] = true
+		}
+	}
+	entries, err := os.ReadDir(a.dir)
+	if errors.Is(err, os.ErrNotExist) {
+		return 0, nil
+	} else if err != nil {
+		return 0, err
+	}
+	for _, e := range entries {
+		sha, ok := strings.CutSuffix(e.Name(), ".tar")
+		if !ok || !shaRE.MatchString(sha) || keep[sha] {
+			continue
+		}
+		info, err := e.Info()
+		if err != nil || time.Since(info.ModTime()) < grace {
+			continue
+		}
+		if err := os.Remove(filepath.Join(a.dir, e.Name())); err == nil {
+			removed++
+		}
+	}
+	return removed, nil
 }

@@ -181,6 +181,8 @@ func checkAdvertised(flag, addr string) error {
 // only while this node leads) and, when told to, asks to join.
 func (c *Coordinator) Run(ctx context.Context) error {
 	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() { defer wg.Done(); c.pruneLoop(ctx) }()
 	if len(c.cfg.Join) > 0 {
 		wg.Add(1)
 		go func() { defer wg.Done(); c.joinLoop(ctx) }()
@@ -309,6 +311,25 @@ func (c *Coordinator) joinLoop(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-time.After(wait):
+		}
+	}
+}
+
+// pruneLoop deletes archives no deployment needs any more, on every node,
+// every ten minutes.
+func (c *Coordinator) pruneLoop(ctx context.Context) {
+	t := time.NewTicker(10 * time.Minute)
+	defer t.Stop()
+	for {
+		if n, err := c.arts.prune(c.store.Deployments(), time.Hour); err != nil {
+			c.log.Warn("prune artifacts", "err", err)
+		} else if n > 0 {
+			c.log.Info("pruned old artifacts", "count", n)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
 		}
 	}
 }
