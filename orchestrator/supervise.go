@@ -65,6 +65,9 @@ func (e *Engine) Supervise(ctx context.Context, w Deployments) {
 			go func(id string) {
 				defer wg.Done()
 				_, err := e.Run(ctx, nil, id)
+				if err != nil && ctx.Err() == nil {
+					err = e.abortStuck(ctx, id, err)
+				}
 				mu.Lock()
 				defer mu.Unlock()
 				delete(active, id)
@@ -101,4 +104,30 @@ func (e *Engine) Supervise(ctx context.Context, w Deployments) {
 // back. Paused ones wait for an operator's resume.
 func runnable(d raftstore.Deployment) bool {
 	return d.State == raftstore.StateRunning || d.State == raftstore.StateRollingBack
+}
+
+// abortStuck ends a deployment that an operator asked to abort but that
+// the engine cannot run (its artifact lost everywhere, its plan
+// unreadable) while every host is settled: no engine will reach a safe
+// point to honour the request, and nothing is acting on its hosts. It
+// returns nil once the deployment is ended, else runErr.
+func (e *Engine) abortStuck(ctx context.Context, id string, runErr error) error {
+	d, err := e.d.Store.Deployment(id)
+	if err != nil || !d.AbortRequested || d.State.Terminal() {
+		return runErr
+	}
+	for _, hp := range d.Hosts {
+		if !hp.Stage.Settled() {
+			// A host is mid-pipeline (perhaps out of rotation): only a
+			// run that gets going again can bring it to a safe point.
+			return runErr
+		}
+	}
+	err = e.d.Store.Apply(ctx, &raftstore.SetState{ID: id, State: raftstore.StateAborted,
+		Error: fmt.Sprintf("aborted by operator; the engine could not run it: %v", runErr), At: e.d.Now().UTC()})
+	if err != nil {
+		return runErr
+	}
+	e.d.Events(Event{Time: e.d.Now(), Deployment: id, Kind: EventFinished, State: raftstore.StateAborted, Error: runErr.Error()})
+	return nil
 }

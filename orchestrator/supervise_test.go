@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"os"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -169,6 +170,45 @@ func TestSuperviseResumesAndStops(t *testing.T) {
 	for n, c := range uploads() {
 		if got := c - base[n]; got < 1 || (n != "web3" && n != "web4" && got != 1) {
 			t.Errorf("%s: %d uploads of v2, want exactly 1 (hosts done before the failover must not be installed again)", n, got)
+		}
+	}
+}
+
+// A deployment the engine cannot run (here: its artifact was deleted)
+// still ends when an operator aborts it, instead of being retried forever
+// with its hosts locked.
+func TestSuperviseAbortsAStuckDeployment(t *testing.T) {
+	f := newFleet(hostsNamed(2)...)
+	h := newHarness(t, f)
+	p := h.plan("v1", plans.Size{N: 1}, 0)
+	id, err := h.engine.Submit(context.Background(), p, SubmitOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Remove(p.Release.Artifact); err != nil {
+		t.Fatal(err)
+	}
+	if err := h.store.Apply(context.Background(), &raftstore.Request{ID: id, Abort: true}); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go h.engine.Supervise(ctx, h.store)
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		d, _ := h.store.Deployment(id)
+		if d.State == raftstore.StateAborted {
+			if rec := h.store.HostRecord("web1"); rec.Lock != "" {
+				t.Fatalf("web1 still locked by %s", rec.Lock)
+			}
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("state %s, want aborted", d.State)
+		}
+		select {
+		case <-h.store.Changed():
+		case <-time.After(100 * time.Millisecond):
 		}
 	}
 }
