@@ -114,6 +114,8 @@ type Node interface {
 	IsLeader() bool
 	// LeaderHTTP is the leader's API address ("host:port"), "" when unknown.
 	LeaderHTTP() string
+	// LeaderChanged returns a channel closed at the next change of leader.
+	LeaderChanged() <-chan struct{}
 }
 
 // Cluster manages membership. Join and Remove only work on the leader.

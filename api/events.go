@@ -29,9 +29,6 @@ const (
 	sseError = "error"
 )
 
-// leaderCheck is how often a leader's stream checks that it still leads.
-const leaderCheck = 200 * time.Millisecond
-
 // endData is the payload of the end event.
 type endData struct {
 	ID    string                    `json:"id"`
@@ -68,12 +65,7 @@ func (s *server) events(w http.ResponseWriter, r *http.Request) {
 	// A stream served as the leader's read ends when this node stops
 	// leading (deposed, or cut off from its peers, its copy stops moving):
 	// the client reconnects and reaches the new leader.
-	var lost <-chan time.Time
-	if !stale(r) {
-		t := time.NewTicker(leaderCheck)
-		defer t.Stop()
-		lost = t.C
-	}
+	leaderRead := !stale(r)
 	last := after
 	// send writes the events after last; it reports false when the client
 	// is gone.
@@ -98,6 +90,13 @@ func (s *server) events(w http.ResponseWriter, r *http.Request) {
 		// Take the channel before reading, so that a command applied in
 		// between wakes the wait below.
 		changed := s.cfg.Deployments.Changed()
+		var moved <-chan struct{}
+		if leaderRead {
+			moved = s.cfg.Node.LeaderChanged()
+			if !s.cfg.Node.IsLeader() {
+				return
+			}
+		}
 		if !send() {
 			return
 		}
@@ -126,10 +125,7 @@ func (s *server) events(w http.ResponseWriter, r *http.Request) {
 			if _, err := io.WriteString(w, ": heartbeat\n\n"); err != nil || rc.Flush() != nil {
 				return
 			}
-		case <-lost:
-			if !s.cfg.Node.IsLeader() {
-				return
-			}
+		case <-moved:
 		case <-r.Context().Done():
 			return
 		}

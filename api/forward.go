@@ -9,7 +9,6 @@ import (
 	"net/http/httptrace"
 	"net/http/httputil"
 	"sync/atomic"
-	"time"
 )
 
 // forwarder proxies a request to the leader: method, path, query, body and
@@ -82,27 +81,26 @@ func newForwarder(hc *http.Client, nodeID string, log *slog.Logger) *forwarder {
 	return f
 }
 
-// serve proxies r to leader. current reports who leads now: when it moves
-// away from leader, the forwarded request is cancelled. A leader cut off
-// from the network would otherwise hold it until TCP gives up, minutes
-// later; the caller is told to try again and reaches the new leader.
-func (f *forwarder) serve(w http.ResponseWriter, r *http.Request, leader string, current func() string) {
+// serve proxies r to leader. When node learns that leader no longer
+// leads, the forwarded request is cancelled: a leader cut off from the
+// network would otherwise hold it until TCP gives up, minutes later; the
+// caller is told to try again and reaches the new leader.
+func (f *forwarder) serve(w http.ResponseWriter, r *http.Request, leader string, node Node) {
 	ctx, cancel := context.WithCancel(r.Context())
 	defer cancel()
 	st := &forwardState{leader: leader}
 	go func() {
-		t := time.NewTicker(leaderCheck / 2)
-		defer t.Stop()
 		for {
+			moved := node.LeaderChanged()
+			if node.LeaderHTTP() != leader {
+				st.gone.Store(true)
+				cancel()
+				return
+			}
 			select {
 			case <-ctx.Done():
 				return
-			case <-t.C:
-				if current() != leader {
-					st.gone.Store(true)
-					cancel()
-					return
-				}
+			case <-moved:
 			}
 		}
 	}()

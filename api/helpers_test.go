@@ -7,6 +7,7 @@ import (
 	"crypto/tls"
 	"encoding/hex"
 	"fmt"
+	"github.com/drover-dev/drover/internal/notify"
 	"io"
 	"log/slog"
 	"net"
@@ -207,13 +208,17 @@ type fakeNode struct {
 	leader     bool
 	leaderHTTP string
 	httpAddr   string
+	moved      notify.Signal
 }
 
 func (n *fakeNode) setLeader(leader bool, leaderHTTP string) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	n.leader, n.leaderHTTP = leader, leaderHTTP
+	n.moved.Fire()
 }
+
+func (n *fakeNode) LeaderChanged() <-chan struct{} { return n.moved.C() }
 
 func (n *fakeNode) Status() NodeStatus {
 	n.mu.Lock()

@@ -274,7 +274,7 @@ func (s *server) forward(w http.ResponseWriter, r *http.Request, p placement) bo
 			fmt.Sprintf("node %s knows no leader", s.cfg.NodeID)})
 		return true
 	}
-	s.proxy.serve(w, r, addr, s.cfg.Node.LeaderHTTP)
+	s.proxy.serve(w, r, addr, s.cfg.Node)
 	return true
 }
 

@@ -36,6 +36,9 @@ func (c *Coordinator) Status() api.NodeStatus {
 // IsLeader reports whether this node leads.
 func (c *Coordinator) IsLeader() bool { return c.store.IsLeader() }
 
+// LeaderChanged returns a channel closed at the next change of leader.
+func (c *Coordinator) LeaderChanged() <-chan struct{} { return c.store.LeaderChanged() }
+
 // LeaderHTTP is the leader's registered API address.
 func (c *Coordinator) LeaderHTTP() string {
 	id, _ := c.store.Leader()

@@ -15,6 +15,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/drover-dev/drover/internal/notify"
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/raft"
 	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
@@ -80,8 +81,10 @@ type Store struct {
 	closeOnce sync.Once
 	closeErr  error
 
-	mu      sync.Mutex
-	changed chan struct{} // closed and replaced on every apply
+	changed notify.Signal // fires on every applied command
+	leader  notify.Signal // fires on every change of leader or of this node's role
+	obs     *raft.Observer
+	obsDone chan struct{}
 }
 
 // singleTiming is OpenSingle's: one node has nobody to wait for, so short
@@ -134,8 +137,8 @@ func open(opts Options, timing Timing, transport func(*Store) (raft.Transport, e
 	if err := os.MkdirAll(opts.Dir, 0o700); err != nil {
 		return nil, fmt.Errorf("create data dir: %w", err)
 	}
-	s := &Store{fsm: newFSM(), changed: make(chan struct{}), nodeID: opts.NodeID}
-	s.fsm.onApply = s.notify
+	s := &Store{fsm: newFSM(), nodeID: opts.NodeID}
+	s.fsm.onApply = s.changed.Fire
 
 	logw := opts.Log
 	if logw == nil {
@@ -209,8 +212,34 @@ func open(opts Options, timing Timing, transport func(*Store) (raft.Transport, e
 		return fail(fmt.Errorf("start raft: %w", err))
 	}
 	s.raft = r
+	s.watchLeader()
 	return s, nil
 }
+
+// watchLeader turns raft's leader observations into the leader signal.
+func (s *Store) watchLeader() {
+	ch := make(chan raft.Observation, 16)
+	s.obs = raft.NewObserver(ch, false, func(o *raft.Observation) bool {
+		_, ok := o.Data.(raft.LeaderObservation)
+		return ok
+	})
+	s.obsDone = make(chan struct{})
+	s.raft.RegisterObserver(s.obs)
+	go func() {
+		for {
+			select {
+			case <-ch:
+				s.leader.Fire()
+			case <-s.obsDone:
+				return
+			}
+		}
+	}()
+}
+
+// LeaderChanged returns a channel closed at the next change of leader,
+// this node's own leadership included.
+func (s *Store) LeaderChanged() <-chan struct{} { return s.leader.C() }
 
 func orDefault(v, def uint64) uint64 {
 	if v == 0 {
@@ -222,23 +251,19 @@ func orDefault(v, def uint64) uint64 {
 // waitFor returns once cond holds, re-checking it at each leader change
 // raft announces, or when ctx ends.
 func (s *Store) waitFor(ctx context.Context, cond func() bool) error {
-	obs := make(chan raft.Observation, 4)
-	o := raft.NewObserver(obs, false, func(o *raft.Observation) bool {
-		_, ok := o.Data.(raft.LeaderObservation)
-		return ok
-	})
-	s.raft.RegisterObserver(o)
-	defer s.raft.DeregisterObserver(o)
 	// Raft sets its state before it announces the new leader, so checking
-	// after each observation (and once after registering) cannot miss it.
-	for !cond() {
+	// after taking the channel cannot miss a change.
+	for {
+		changed := s.leader.C()
+		if cond() {
+			return nil
+		}
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
-		case <-obs:
+		case <-changed:
 		}
 	}
-	return nil
 }
 
 // Close shuts the node down and releases the data dir and the address.
@@ -246,6 +271,10 @@ func (s *Store) waitFor(ctx context.Context, cond func() bool) error {
 func (s *Store) Close() error {
 	s.closeOnce.Do(func() {
 		var errs []error
+		if s.obs != nil {
+			s.raft.DeregisterObserver(s.obs)
+			close(s.obsDone)
+		}
 		if s.raft != nil {
 			// Shutdown also closes the transport.
 			errs = append(errs, s.raft.Shutdown().Error())
@@ -292,19 +321,8 @@ func (s *Store) Snapshot() error {
 	return s.raft.Snapshot().Error()
 }
 
-func (s *Store) notify() {
-	s.mu.Lock()
-	close(s.changed)
-	s.changed = make(chan struct{})
-	s.mu.Unlock()
-}
-
 // Changed returns a channel closed at the next applied command.
-func (s *Store) Changed() <-chan struct{} {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.changed
-}
+func (s *Store) Changed() <-chan struct{} { return s.changed.C() }
 
 // Deployment returns a copy of one deployment.
 func (s *Store) Deployment(id string) (Deployment, error) {

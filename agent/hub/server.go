@@ -16,6 +16,7 @@ import (
 	"github.com/coder/websocket"
 
 	"github.com/drover-dev/drover/agent/wire"
+	"github.com/drover-dev/drover/internal/notify"
 	"github.com/drover-dev/drover/internal/pki"
 )
 
@@ -47,8 +48,9 @@ type Hub struct {
 	deadAfter    time.Duration
 	grace        time.Duration
 
-	mu     sync.Mutex
-	agents map[string]*agent // every agent seen since start
+	mu       sync.Mutex
+	agents   map[string]*agent // every agent seen since start
+	attached notify.Signal     // fires when a session starts
 }
 
 // agent is what the hub remembers of one agent name.
@@ -184,20 +186,18 @@ func (h *Hub) await(ctx context.Context, name string) (*session, error) {
 	}
 	deadline := time.NewTimer(h.grace)
 	defer deadline.Stop()
-	tick := time.NewTicker(50 * time.Millisecond)
-	defer tick.Stop()
 	for {
+		attached := h.attached.C()
+		s, lerr := h.live(name)
+		if lerr == nil {
+			return s, nil
+		}
 		select {
 		case <-ctx.Done():
-			return nil, err
+			return nil, lerr
 		case <-deadline.C:
-			return nil, err
-		case <-tick.C:
-			if s, lerr := h.live(name); lerr == nil {
-				return s, nil
-			} else {
-				err = lerr
-			}
+			return nil, lerr
+		case <-attached:
 		}
 	}
 }
@@ -314,6 +314,7 @@ func (h *Hub) serve(conn *websocket.Conn, name, remote string) {
 		MaxTerm:       hello.MaxTerm,
 	}
 	h.mu.Unlock()
+	h.attached.Fire()
 
 	if old != nil {
 		// The agent restarted (or its network moved): what it reports lost
