@@ -8,6 +8,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"github.com/drover-dev/drover/internal/syncbuf"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -46,7 +47,7 @@ func permOf(t *testing.T, path string) os.FileMode {
 
 func TestEnrollThenHello(t *testing.T) {
 	fc := newFakeCoord(t, newTestCA(t))
-	logs := &syncBuffer{}
+	logs := &syncbuf.Buffer{}
 	cfg := newConfig(t, fc, logs)
 	startAgent(t, cfg)
 
@@ -92,7 +93,7 @@ func TestEnrollThenHello(t *testing.T) {
 
 func TestEnrollReplayedToken(t *testing.T) {
 	fc := newFakeCoord(t, newTestCA(t))
-	cfg := newConfig(t, fc, &syncBuffer{})
+	cfg := newConfig(t, fc, &syncbuf.Buffer{})
 	if err := os.WriteFile(cfg.TokenFile, []byte(fc.newToken(true)), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -118,7 +119,7 @@ func TestEnrollReplayedToken(t *testing.T) {
 
 func TestNotEnrolledWithoutToken(t *testing.T) {
 	fc := newFakeCoord(t, newTestCA(t))
-	cfg := newConfig(t, fc, &syncBuffer{})
+	cfg := newConfig(t, fc, &syncbuf.Buffer{})
 	os.Remove(cfg.TokenFile)
 	if err := Enroll(context.Background(), cfg); !errors.Is(err, ErrNotEnrolled) {
 		t.Fatalf("err = %v, want ErrNotEnrolled", err)
@@ -127,7 +128,7 @@ func TestNotEnrolledWithoutToken(t *testing.T) {
 
 func TestRunStreamsOutputAndExitCode(t *testing.T) {
 	fc := newFakeCoord(t, newTestCA(t))
-	startAgent(t, newConfig(t, fc, &syncBuffer{}))
+	startAgent(t, newConfig(t, fc, &syncbuf.Buffer{}))
 	c, _ := fc.nextConn(t)
 
 	c.act(t, wire.Action{ID: "r1", Term: 1, Kind: wire.KindRun,
@@ -151,7 +152,7 @@ func TestRunStreamsOutputAndExitCode(t *testing.T) {
 
 func TestRunOutputBounded(t *testing.T) {
 	fc := newFakeCoord(t, newTestCA(t))
-	startAgent(t, newConfig(t, fc, &syncBuffer{}))
+	startAgent(t, newConfig(t, fc, &syncbuf.Buffer{}))
 	c, _ := fc.nextConn(t)
 
 	c.act(t, wire.Action{ID: "big", Term: 1, Kind: wire.KindRun, Command: "head -c 300000 /dev/zero; echo done >&2"})
@@ -173,7 +174,7 @@ func TestRunOutputBounded(t *testing.T) {
 
 func TestRunTimeoutKillsProcessGroup(t *testing.T) {
 	fc := newFakeCoord(t, newTestCA(t))
-	startAgent(t, newConfig(t, fc, &syncBuffer{}))
+	startAgent(t, newConfig(t, fc, &syncbuf.Buffer{}))
 	c, _ := fc.nextConn(t)
 
 	pidFile := filepath.Join(t.TempDir(), "pid")
@@ -234,7 +235,7 @@ func dirNames(t *testing.T, dir string) []string {
 
 func TestPut(t *testing.T) {
 	fc := newFakeCoord(t, newTestCA(t))
-	startAgent(t, newConfig(t, fc, &syncBuffer{}))
+	startAgent(t, newConfig(t, fc, &syncbuf.Buffer{}))
 	c, _ := fc.nextConn(t)
 
 	dir := filepath.Join(t.TempDir(), "srv", "app")
@@ -287,7 +288,7 @@ func TestPut(t *testing.T) {
 
 func TestCheck(t *testing.T) {
 	fc := newFakeCoord(t, newTestCA(t))
-	startAgent(t, newConfig(t, fc, &syncBuffer{}))
+	startAgent(t, newConfig(t, fc, &syncbuf.Buffer{}))
 	c, _ := fc.nextConn(t)
 
 	app := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -323,7 +324,7 @@ func TestCheck(t *testing.T) {
 
 func TestStaleTermRejectedAcrossRestart(t *testing.T) {
 	fc := newFakeCoord(t, newTestCA(t))
-	cfg := newConfig(t, fc, &syncBuffer{})
+	cfg := newConfig(t, fc, &syncbuf.Buffer{})
 	ta := startAgent(t, cfg)
 	c, _ := fc.nextConn(t)
 
@@ -383,7 +384,7 @@ func expectNoResult(t *testing.T, c *fakeConn, id string) {
 
 func TestActionInterruptedByRestartIsLost(t *testing.T) {
 	fc := newFakeCoord(t, newTestCA(t))
-	cfg := newConfig(t, fc, &syncBuffer{})
+	cfg := newConfig(t, fc, &syncbuf.Buffer{})
 	ta := startAgent(t, cfg)
 	c, _ := fc.nextConn(t)
 
@@ -418,7 +419,7 @@ func TestActionInterruptedByRestartIsLost(t *testing.T) {
 
 func TestReconnectAfterDropReportsLost(t *testing.T) {
 	fc := newFakeCoord(t, newTestCA(t))
-	startAgent(t, newConfig(t, fc, &syncBuffer{}))
+	startAgent(t, newConfig(t, fc, &syncbuf.Buffer{}))
 	c, _ := fc.nextConn(t)
 
 	c.act(t, wire.Action{ID: "long", Term: 1, Kind: wire.KindRun, Command: "echo started; sleep 30"})
@@ -442,7 +443,7 @@ func TestReconnectAfterSilence(t *testing.T) {
 	tun := defaultTuning
 	tun.deadAfter = 300 * time.Millisecond
 	tun.pingInterval = time.Hour // the agent's pings are not what is tested
-	startAgentTuned(t, newConfig(t, fc, &syncBuffer{}), tun)
+	startAgentTuned(t, newConfig(t, fc, &syncbuf.Buffer{}), tun)
 	fc.nextConn(t)
 	start := time.Now()
 	fc.nextConn(t) // the fake never pings: the agent gives up on it and redials
@@ -457,7 +458,7 @@ func TestLeaderRedirect(t *testing.T) {
 	follower := newFakeCoord(t, ca)
 	follower.leader = leader.addr
 	// Enrollment's token lives on the leader; the agent only knows the follower.
-	cfg := newConfig(t, leader, &syncBuffer{})
+	cfg := newConfig(t, leader, &syncbuf.Buffer{})
 	cfg.Coordinators = []string{follower.addr}
 	startAgent(t, cfg)
 
@@ -475,7 +476,7 @@ func TestCoordinatorFromAnotherCARefused(t *testing.T) {
 	good := newFakeCoord(t, ca)
 	impostor := newFakeCoord(t, newTestCA(t))
 
-	logs := &syncBuffer{}
+	logs := &syncbuf.Buffer{}
 	cfg := newConfig(t, good, logs)
 	cfg.Coordinators = []string{impostor.addr}
 	err := Enroll(context.Background(), cfg)
@@ -503,7 +504,7 @@ func TestCoordinatorFromAnotherCARefused(t *testing.T) {
 
 func TestInvalidActions(t *testing.T) {
 	fc := newFakeCoord(t, newTestCA(t))
-	startAgent(t, newConfig(t, fc, &syncBuffer{}))
+	startAgent(t, newConfig(t, fc, &syncbuf.Buffer{}))
 	c, _ := fc.nextConn(t)
 	c.act(t, wire.Action{ID: "k", Term: 1, Kind: "reboot"})
 	if res, _ := c.result(t, "k"); !strings.Contains(res.Error, `unknown action kind "reboot"`) {

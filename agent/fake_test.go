@@ -1,11 +1,11 @@
 package agent
 
 import (
-	"bytes"
 	"context"
 	"crypto/x509"
 	"encoding/json"
 	"fmt"
+	"github.com/drover-dev/drover/internal/syncbuf"
 	"io"
 	"log"
 	"log/slog"
@@ -276,24 +276,6 @@ func (c *fakeConn) result(t *testing.T, id string) (wire.Result, [][]byte) {
 	}
 }
 
-// syncBuffer collects an agent's logs, shown when a test fails.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // testAgent is a running agent daemon.
 type testAgent struct {
 	cancel context.CancelFunc
@@ -302,7 +284,7 @@ type testAgent struct {
 
 // newConfig returns a config for an agent named web1 of fc's cluster,
 // with a fresh join token and its own state dir.
-func newConfig(t *testing.T, fc *fakeCoord, logs *syncBuffer) Config {
+func newConfig(t *testing.T, fc *fakeCoord, logs *syncbuf.Buffer) Config {
 	t.Helper()
 	dir := t.TempDir()
 	tokFile := filepath.Join(dir, "join.token")

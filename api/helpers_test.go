@@ -8,6 +8,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"github.com/drover-dev/drover/internal/notify"
+	"github.com/drover-dev/drover/internal/syncbuf"
 	"io"
 	"log/slog"
 	"net"
@@ -545,27 +546,8 @@ func sha256Hex(b []byte) string {
 	return hex.EncodeToString(sum[:])
 }
 
-// logBuf collects a node's log; testLogger checks at the end of the test
-// that no secret was ever written to it.
-type logBuf struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *logBuf) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *logBuf) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 func testLogger(t *testing.T) *slog.Logger {
-	lb := &logBuf{}
+	lb := &syncbuf.Buffer{}
 	t.Cleanup(func() {
 		out := lb.String()
 		for _, secret := range []string{tokManage, tokRead, tokAgent, "wrong-token", "Bearer"} {

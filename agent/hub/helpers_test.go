@@ -1,13 +1,13 @@
 package hub
 
 import (
-	"bytes"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/drover-dev/drover/internal/syncbuf"
 	"log/slog"
 	"net"
 	"net/http"
@@ -105,29 +105,12 @@ func (l *fakeLeader) LeaderHTTP() string {
 	return s
 }
 
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.String()
-}
-
 type env struct {
 	t    *testing.T
 	ca   *testCA
 	reg  *fakeRegistry
 	lead *fakeLeader
-	logs *lockedBuffer
+	logs *syncbuf.Buffer
 	hub  *Hub
 	srv  *httptest.Server
 }
@@ -136,7 +119,7 @@ type env struct {
 // API. tune, when given, adjusts the hub before it serves.
 func newEnv(t *testing.T, tune ...func(*Hub)) *env {
 	t.Helper()
-	e := &env{t: t, ca: newTestCA(t), reg: &fakeRegistry{}, lead: &fakeLeader{}, logs: &lockedBuffer{}}
+	e := &env{t: t, ca: newTestCA(t), reg: &fakeRegistry{}, lead: &fakeLeader{}, logs: &syncbuf.Buffer{}}
 	e.hub = New(Config{
 		Registry: e.reg,
 		Leader:   e.lead,

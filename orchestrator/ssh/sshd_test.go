@@ -7,6 +7,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/drover-dev/drover/internal/syncbuf"
 	"io"
 	"net"
 	"os"
@@ -14,7 +15,6 @@ import (
 	"os/user"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -44,23 +44,6 @@ func requireSSHD(t *testing.T) {
 		t.Fatalf("CI=true, so this test must not skip: %s", reason)
 	}
 	t.Skip(reason)
-}
-
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }
 
 type realSSHD struct {
@@ -120,7 +103,7 @@ LogLevel VERBOSE
 		t.Fatal(err)
 	}
 
-	var logs lockedBuffer
+	var logs syncbuf.Buffer
 	cmd := exec.Command(sshdPath, "-D", "-e", "-f", cfgPath)
 	cmd.Stdout, cmd.Stderr = &logs, &logs
 	if err := cmd.Start(); err != nil {
