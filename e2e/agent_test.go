@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/drover-dev/drover/agent/wire"
 	"github.com/drover-dev/drover/api"
 	"github.com/drover-dev/drover/internal/pki"
 	"github.com/drover-dev/drover/lab"
@@ -132,8 +133,8 @@ func TestAgents(t *testing.T) {
 			d.stdout.waitFor(t, "web4 installing", func(ev orchestrator.Event) bool {
 				return ev.Kind == orchestrator.EventStage && ev.Host == "web4" && ev.Stage == "install"
 			})
-			time.Sleep(time.Second) // the upload is done; the hook sleeps
 			pid := c.agentPid("web4")
+			waitUntil(t, "web4's agent running the hook", 30*time.Second, func() bool { return runsCommand(pid, "sleep 2") })
 			if cmd, err := c.lab.SSH(context.Background(), "web4", "kill -9 "+pid); err != nil || cmd.Run() != nil {
 				t.Fatalf("kill the agent of web4 (pid %s): %v", pid, err)
 			}
@@ -196,7 +197,9 @@ func TestAgents(t *testing.T) {
 		}
 		// Revoked: its connection is dropped and it cannot come back.
 		c.cli(0, "agent", "revoke", "probe1")
-		time.Sleep(2 * time.Second) // reconnection attempts
+		waitUntil(t, "probe1 refused on reconnecting", 30*time.Second, func() bool {
+			return strings.Contains(first.stderr.String(), "HTTP 403")
+		})
 		d := c.startWith(c.env(), "hosts")
 		if code := d.wait(t); code != 0 {
 			t.Fatalf("drover hosts: exit %d", code)
@@ -224,14 +227,25 @@ func TestAgents(t *testing.T) {
 		must(t, err)
 		must(t, os.Rename(crt, filepath.Join(state, "agent.crt")))
 		must(t, os.Rename(key, filepath.Join(state, "agent.key")))
+		// The agent itself will not use a certificate its CA does not
+		// sign: it stops at once, saying why.
 		d := c.probeAgent("foreign", "")
-		time.Sleep(3 * time.Second) // several connection attempts
+		if code := d.wait(t); code == 0 || !strings.Contains(d.stderr.String(), "certificate") {
+			t.Errorf("the agent with a foreign certificate: exit %d, log:\n%s", code, d.stderr.String())
+		}
+		// A client that does present it to the leader is refused by the
+		// TLS handshake (curl offers the certificate whatever the CA).
+		ask := c.lab.Command(context.Background(), "curl", "-s", "-o", "/dev/null", "-w", "%{http_code}",
+			"--cacert", filepath.Join(c.tlsDir, "ca.crt"), "--cert", filepath.Join(state, "agent.crt"),
+			"--key", filepath.Join(state, "agent.key"), "https://"+apiAddr(c.nodes[0])+wire.ConnectPath)
+		out, err := ask.Output()
+		switch code := strings.TrimSpace(string(out)); code {
+		case "000", "401", "403": // the handshake failed, or the request was refused
+		default:
+			t.Errorf("connect with a foreign certificate: HTTP %s (curl: %v), want refused", code, err)
+		}
 		if _, ok := c.hostsOnline()["foreign"]; ok {
 			t.Fatal("an agent with a certificate from another CA is online")
-		}
-		d.stop(t)
-		if !strings.Contains(d.stderr.String(), "certificate") {
-			t.Errorf("the foreign agent's log does not say its certificate was refused:\n%s", d.stderr.String())
 		}
 	})
 
@@ -276,7 +290,7 @@ func TestAgents(t *testing.T) {
 		c.t = t
 		for _, a := range agents {
 			pid, _ := strconv.Atoi(c.agentPid(a))
-			t.Logf("agent %s idle RSS: %d KiB", a, rssKiB(pid))
+			t.Logf("agent %s idle RSS: %d KiB", a, lab.RSSKiB(pid))
 		}
 		agentCfg := c.probeConfig("rtt", probeAddr, "probe")
 		p, err := c.lab.Start(context.Background(), "web1", "probe-agent-rtt", []string{droverBin, "agent", "run", "--config", agentCfg}, nil)
@@ -312,43 +326,31 @@ func TestAgents(t *testing.T) {
 // probeAddr is where drover-lab agent-probe listens: the control node.
 const probeAddr = "10.200.0.1:7999"
 
-// probeConfig writes the config of an agent that dials addr.
+// probeConfig writes the config of a probe agent that dials addr.
 func (c *cluster) probeConfig(name, addr, token string) string {
 	c.t.Helper()
-	state := filepath.Join(c.lab.Dir, "probe-"+name+"-"+strconvI(time.Now().UnixNano()), "state")
+	dir := filepath.Join(c.lab.Dir, "probe-"+name+"-"+strconvI(time.Now().UnixNano()))
+	return c.agentConfig(dir, "probe-"+name, []string{addr}, token)
+}
+
+// agentConfig writes dir/agent.yaml for an agent named name that dials
+// coords, with its state in dir/state and a join token when token is set.
+func (c *cluster) agentConfig(dir, name string, coords []string, token string) string {
+	c.t.Helper()
+	state := filepath.Join(dir, "state")
 	must(c.t, os.MkdirAll(state, 0o700))
-	dir := filepath.Dir(state)
-	cfg := "name: probe-" + name + "\ncoordinators: [\"" + addr + "\"]\nca: " + filepath.Join(c.tlsDir, "ca.crt") +
-		"\nstate_dir: " + state + "\ntoken_file: " + filepath.Join(dir, "join.token") + "\n"
-	must(c.t, os.WriteFile(filepath.Join(dir, "join.token"), []byte(token+"\n"), 0o600))
+	cfg := fmt.Sprintf("name: %s\ncoordinators: [\"%s\"]\nca: %s\nstate_dir: %s\ntoken_file: %s\n",
+		name, strings.Join(coords, `", "`), filepath.Join(c.tlsDir, "ca.crt"), state, filepath.Join(dir, "join.token"))
+	if token != "" {
+		must(c.t, os.WriteFile(filepath.Join(dir, "join.token"), []byte(token+"\n"), 0o600))
+	}
 	must(c.t, os.WriteFile(filepath.Join(dir, "agent.yaml"), []byte(cfg), 0o600))
 	return filepath.Join(dir, "agent.yaml")
 }
 
-type probeReport struct {
-	Agents        int    `json:"agents"`
-	HeapBeforeKiB uint64 `json:"heap_before_kib"`
-	HeapAfterKiB  uint64 `json:"heap_after_kib"`
-	RSSBeforeKiB  uint64 `json:"rss_before_kib"`
-	RSSAfterKiB   uint64 `json:"rss_after_kib"`
-	Terms         []struct {
-		Term   uint64 `json:"term"`
-		Error  string `json:"error"`
-		Fenced bool   `json:"fenced"`
-		Output string `json:"output"`
-	} `json:"terms"`
-	AgentRoundTrip *roundTrip `json:"agent_round_trip"`
-	SSHRoundTrip   *roundTrip `json:"ssh_round_trip"`
-}
-
-type roundTrip struct {
-	MedianMS float64 `json:"median_ms"`
-	P90MS    float64 `json:"p90_ms"`
-}
-
 // runProbe runs drover-lab agent-probe in the control namespace and
 // returns its report.
-func (c *cluster) runProbe(args ...string) probeReport {
+func (c *cluster) runProbe(args ...string) lab.ProbeReport {
 	c.t.Helper()
 	args = append([]string{"agent-probe", "--listen", probeAddr, "--tls-dir", c.tlsDir}, args...)
 	cmd := c.lab.Command(context.Background(), os.Getenv("DROVER_LAB_BIN"), args...)
@@ -358,7 +360,7 @@ func (c *cluster) runProbe(args ...string) probeReport {
 	if err != nil {
 		c.t.Fatalf("agent-probe %v: %v\n%s", args, err, stderr.String())
 	}
-	var rep probeReport
+	var rep lab.ProbeReport
 	if err := json.Unmarshal(out, &rep); err != nil {
 		c.t.Fatalf("agent-probe report: %v\n%s", err, out)
 	}
@@ -366,21 +368,6 @@ func (c *cluster) runProbe(args ...string) probeReport {
 }
 
 func strconvI(n int64) string { return strconv.FormatInt(n, 10) }
-
-// rssKiB reads a process's resident set size.
-func rssKiB(pid int) uint64 {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
-		return 0
-	}
-	for _, l := range strings.Split(string(b), "\n") {
-		if v, ok := strings.CutPrefix(l, "VmRSS:"); ok {
-			n, _ := strconv.ParseUint(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 10, 64)
-			return n
-		}
-	}
-	return 0
-}
 
 // probeState is the state dir of a probe agent.
 func (c *cluster) probeState(name string) string {
@@ -395,28 +382,12 @@ func (c *cluster) probeState(name string) string {
 // token is set.
 func (c *cluster) probeAgent(name, token string) *drover {
 	c.t.Helper()
-	state := c.probeState(name)
-	dir := filepath.Dir(state)
-	var addrs []string
+	var coords []string
 	for _, n := range c.nodes {
-		addrs = append(addrs, `"`+apiAddr(n)+`"`)
+		coords = append(coords, apiAddr(n))
 	}
-	cfg := "name: " + name + "\ncoordinators: [" + strings.Join(addrs, ", ") + "]\nca: " + filepath.Join(c.tlsDir, "ca.crt") +
-		"\nstate_dir: " + state + "\ntoken_file: " + filepath.Join(dir, "join.token") + "\n"
-	must(c.t, os.WriteFile(filepath.Join(dir, "agent.yaml"), []byte(cfg), 0o600))
-	if token != "" {
-		must(c.t, os.WriteFile(filepath.Join(dir, "join.token"), []byte(token+"\n"), 0o600))
-	}
-	d := &drover{stdout: newEventTap(), done: make(chan struct{})}
-	d.cmd = c.lab.Command(context.Background(), droverBin, "agent", "run", "--config", filepath.Join(dir, "agent.yaml"))
-	d.cmd.Stdout = d.stdout
-	d.cmd.Stderr = &d.stderr
-	must(c.t, d.cmd.Start())
-	go func() {
-		d.err = d.cmd.Wait()
-		close(d.done)
-	}()
-	return d
+	cfg := c.agentConfig(filepath.Dir(c.probeState(name)), name, coords, token)
+	return c.launch(nil, "agent", "run", "--config", cfg)
 }
 
 // stop ends a long-running drover (an agent) and waits for it.
@@ -429,6 +400,61 @@ func (d *drover) stop(t *testing.T) {
 	}
 	d.cmd.Process.Signal(os.Interrupt)
 	d.wait(t)
+}
+
+// waitUntil polls cond (the state of other processes, which announce
+// nothing) until it holds, failing the test after limit.
+// show, when given, tells what was seen instead.
+func waitUntil(t *testing.T, what string, limit time.Duration, cond func() bool, show ...func() string) {
+	t.Helper()
+	deadline := time.Now().Add(limit)
+	for !cond() {
+		if time.Now().After(deadline) {
+			for _, f := range show {
+				t.Log(f())
+			}
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// runsCommand reports whether a descendant of pid (the PID space is the
+// machine's, shared by every lab host) runs exactly cmd.
+func runsCommand(pid, cmd string) bool {
+	want := strings.ReplaceAll(cmd, " ", "\x00") + "\x00"
+	procs, _ := filepath.Glob("/proc/[0-9]*/cmdline")
+	for _, p := range procs {
+		b, err := os.ReadFile(p)
+		if err != nil || string(b) != want {
+			continue
+		}
+		for dir := filepath.Dir(p); dir != "/proc"; {
+			ppid := parentPid(dir)
+			if ppid == "" || ppid == "0" || ppid == "1" {
+				break
+			}
+			if ppid == pid {
+				return true
+			}
+			dir = "/proc/" + ppid
+		}
+	}
+	return false
+}
+
+// parentPid reads the parent of the process whose /proc dir is dir.
+func parentPid(dir string) string {
+	b, err := os.ReadFile(filepath.Join(dir, "stat"))
+	if err != nil {
+		return ""
+	}
+	// pid (comm) state ppid ...: comm may hold spaces, so cut after ")".
+	_, rest, ok := strings.Cut(string(b), ") ")
+	if f := strings.Fields(rest); ok && len(f) > 1 {
+		return f[1]
+	}
+	return ""
 }
 
 func must(t *testing.T, err error) {

@@ -119,20 +119,7 @@ func (c *cluster) env(addrs ...lab.Coordinator) []string {
 // startWith runs drover with env in the control namespace.
 func (c *cluster) startWith(env []string, args ...string) *drover {
 	c.t.Helper()
-	args = append(args, "--output", "json")
-	d := &drover{stdout: newEventTap(), done: make(chan struct{})}
-	d.cmd = c.lab.Command(context.Background(), droverBin, args...)
-	d.cmd.Env = append(os.Environ(), env...)
-	d.cmd.Stdout = d.stdout
-	d.cmd.Stderr = &d.stderr
-	if err := d.cmd.Start(); err != nil {
-		c.t.Fatal(err)
-	}
-	go func() {
-		d.err = d.cmd.Wait()
-		close(d.done)
-	}()
-	return d
+	return c.launch(env, append(args, "--output", "json")...)
 }
 
 func (c *cluster) runWith(env []string, args ...string) (int, *drover) {
@@ -515,7 +502,9 @@ func TestCluster(t *testing.T) {
 			t.Fatalf("deploy over held hosts: exit %d, stderr %q; want exit 2 naming %s", code, d.stderr.String(), first)
 		}
 		waiting := c.startWith(c.env(), "deploy", other, "--lock-wait", "2m")
-		time.Sleep(300 * time.Millisecond)
+		waiting.stdout.waitFor(t, "the deploy waiting for the held hosts", func(ev orchestrator.Event) bool {
+			return ev.Kind == "note" && strings.Contains(ev.Message, "waiting up to")
+		})
 		c.cli(0, "abort", first)
 		if code := waiting.wait(t); code != 0 {
 			t.Fatalf("deploy with --lock-wait after the holder was aborted: exit %d\n%s\n%s", code, waiting.stdout.text(), waiting.stderr.String())

@@ -19,6 +19,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/drover-dev/drover/internal/syncbuf"
 	"github.com/drover-dev/drover/lab"
 	"github.com/drover-dev/drover/orchestrator"
 )
@@ -129,7 +130,7 @@ func (s *session) plan(version string, broken bool, batch string, extra ...func(
 type drover struct {
 	cmd    *exec.Cmd
 	stdout *eventTap
-	stderr bytes.Buffer
+	stderr syncbuf.Buffer // read while drover runs
 	done   chan struct{}
 	err    error
 }
@@ -137,9 +138,18 @@ type drover struct {
 // start runs `drover ARGS --data-dir D --output json` in the lab.
 func (s *session) start(args ...string) *drover {
 	s.t.Helper()
-	args = append(args, "--data-dir", s.dataDir, "--output", "json")
+	return s.launch(nil, append(args, "--data-dir", s.dataDir, "--output", "json")...)
+}
+
+// launch runs drover with args, and env added to this environment, in the
+// lab's control namespace.
+func (s *session) launch(env []string, args ...string) *drover {
+	s.t.Helper()
 	d := &drover{stdout: newEventTap(), done: make(chan struct{})}
 	d.cmd = s.lab.Command(context.Background(), droverBin, args...)
+	if env != nil {
+		d.cmd.Env = append(os.Environ(), env...)
+	}
 	d.cmd.Stdout = d.stdout
 	d.cmd.Stderr = &d.stderr
 	if err := d.cmd.Start(); err != nil {

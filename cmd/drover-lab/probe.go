@@ -26,6 +26,7 @@ import (
 	"github.com/drover-dev/drover/agent/wire"
 	"github.com/drover-dev/drover/internal/fence"
 	"github.com/drover-dev/drover/internal/pki"
+	"github.com/drover-dev/drover/lab"
 	"github.com/drover-dev/drover/orchestrator/ssh"
 )
 
@@ -93,7 +94,7 @@ func cmdAgentProbe(ctx context.Context, args []string, stdout, stderr io.Writer)
 	go srv.Serve(ln)
 	defer srv.Close()
 
-	rep := probeReport{}
+	rep := lab.ProbeReport{}
 	ms := memStats()
 	rep.HeapBeforeKiB, rep.RSSBeforeKiB = ms.heap, ms.rss
 	deadline := time.Now().Add(*wait)
@@ -136,7 +137,7 @@ func cmdAgentProbe(ctx context.Context, args []string, stdout, stderr io.Writer)
 			if err != nil {
 				return err
 			}
-			r := termResult{Term: term}
+			r := lab.ProbeTerm{Term: term}
 			var out strings.Builder
 			if err := target.Run(tctx, *cmd, &out); err != nil {
 				r.Error, r.Fenced = err.Error(), errors.Is(err, fence.ErrFenced)
@@ -173,32 +174,7 @@ func cmdAgentProbe(ctx context.Context, args []string, stdout, stderr io.Writer)
 	return enc.Encode(rep)
 }
 
-type probeReport struct {
-	Agent          string       `json:"agent"`
-	Agents         int          `json:"agents"`
-	HeapBeforeKiB  uint64       `json:"heap_before_kib"`
-	HeapAfterKiB   uint64       `json:"heap_after_kib"`
-	RSSBeforeKiB   uint64       `json:"rss_before_kib"`
-	RSSAfterKiB    uint64       `json:"rss_after_kib"`
-	Terms          []termResult `json:"terms,omitempty"`
-	AgentRoundTrip *roundTrips  `json:"agent_round_trip,omitempty"`
-	SSHRoundTrip   *roundTrips  `json:"ssh_round_trip,omitempty"`
-}
-
-type termResult struct {
-	Term   uint64 `json:"term"`
-	Error  string `json:"error,omitempty"`
-	Fenced bool   `json:"fenced,omitempty"`
-	Output string `json:"output,omitempty"`
-}
-
-type roundTrips struct {
-	N        int     `json:"n"`
-	MedianMS float64 `json:"median_ms"`
-	P90MS    float64 `json:"p90_ms"`
-}
-
-func timeRounds(n int, f func() error) (*roundTrips, error) {
+func timeRounds(n int, f func() error) (*lab.RoundTrips, error) {
 	ds := make([]time.Duration, 0, n)
 	for range n {
 		start := time.Now()
@@ -209,7 +185,7 @@ func timeRounds(n int, f func() error) (*roundTrips, error) {
 	}
 	slices.Sort(ds)
 	ms := func(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
-	return &roundTrips{N: n, MedianMS: ms(ds[n/2]), P90MS: ms(ds[n*9/10])}, nil
+	return &lab.RoundTrips{N: n, MedianMS: ms(ds[n/2]), P90MS: ms(ds[n*9/10])}, nil
 }
 
 type mem struct{ heap, rss uint64 }
@@ -219,22 +195,7 @@ func memStats() mem {
 	runtime.GC()
 	var m runtime.MemStats
 	runtime.ReadMemStats(&m)
-	return mem{heap: (m.HeapInuse + m.StackInuse) / 1024, rss: rssKiB(os.Getpid())}
-}
-
-// rssKiB reads VmRSS of a process.
-func rssKiB(pid int) uint64 {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
-		return 0
-	}
-	for _, l := range strings.Split(string(b), "\n") {
-		if v, ok := strings.CutPrefix(l, "VmRSS:"); ok {
-			n, _ := strconv.ParseUint(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 10, 64)
-			return n
-		}
-	}
-	return 0
+	return mem{heap: (m.HeapInuse + m.StackInuse) / 1024, rss: lab.RSSKiB(os.Getpid())}
 }
 
 // probeRegistry signs every enrollment and admits every agent certificate
