@@ -416,7 +416,7 @@ func TestPreflightFailureTouchesNothing(t *testing.T) {
 		t.Errorf("balancer touched: %v", f.lbLog)
 	}
 	d, _ := h.store.Deployment(id)
-	if touchedAny(d) {
+	if d.Touched() {
 		t.Errorf("a host was recorded as touched")
 	}
 	if r := h.store.HostRecord("web1"); r.Lock != "" {

@@ -126,7 +126,7 @@ func (r *run) run(ctx context.Context) (raftstore.DeploymentState, error) {
 	if d.State == raftstore.StateRollingBack {
 		return r.rollbackAll(ctx, "")
 	}
-	if !touchedAny(d) {
+	if !d.Touched() {
 		if err := r.preflight(ctx, d); err != nil {
 			msg := err.Error()
 			if serr := r.setState(ctx, raftstore.StateFailed, msg); serr != nil {
@@ -379,15 +379,6 @@ func needsRollback(hp *raftstore.HostProgress) bool {
 		return false
 	}
 	return !(hp.Phase == raftstore.PhaseRollback && hp.Stage.Settled())
-}
-
-func touchedAny(d raftstore.Deployment) bool {
-	for _, hp := range d.Hosts {
-		if hp.Touched {
-			return true
-		}
-	}
-	return false
 }
 
 func failedHosts(d raftstore.Deployment) []string {

@@ -162,6 +162,17 @@ func (d *Deployment) clone() Deployment {
 	return c
 }
 
+// Touched reports whether any host had a side effect: a deployment that
+// ended without touching one was refused before it began (its preflight).
+func (d *Deployment) Touched() bool {
+	for _, hp := range d.Hosts {
+		if hp.Touched {
+			return true
+		}
+	}
+	return false
+}
+
 // HostNames returns the deployment's hosts in batch order.
 func (d *Deployment) HostNames() []string {
 	var out []string

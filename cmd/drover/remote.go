@@ -172,21 +172,12 @@ func exitFor(d raftstore.Deployment) error {
 	case raftstore.StatePaused:
 		return withCode(exitPaused, fmt.Errorf("paused; continue with 'drover resume %s'", d.ID))
 	}
-	if d.State == raftstore.StateFailed && !touchedAny(d) {
+	if d.State == raftstore.StateFailed && !d.Touched() {
 		// Refused before touching anything (the preflight): as a local
 		// deploy, that is exit 2.
 		return withCode(exitUsage, fmt.Errorf("deployment %s: %s", d.State, d.Error))
 	}
 	return withCode(exitFailed, fmt.Errorf("deployment %s: %s", d.State, d.Error))
-}
-
-func touchedAny(d raftstore.Deployment) bool {
-	for _, hp := range d.Hosts {
-		if hp.Touched {
-			return true
-		}
-	}
-	return false
 }
 
 // eventConverter turns the replicated events into the engine's progress
