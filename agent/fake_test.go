@@ -5,11 +5,11 @@ import (
 	"crypto/x509"
 	"encoding/json"
 	"fmt"
+	"github.com/drover-dev/drover/internal/pki/pkitest"
 	"github.com/drover-dev/drover/internal/syncbuf"
 	"io"
 	"log"
 	"log/slog"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -26,25 +26,11 @@ import (
 )
 
 // testCA is a cluster CA in a temp dir.
-type testCA struct {
-	dir string
-	ca  *pki.CA
-}
+type testCA = pkitest.CA
 
-func newTestCA(t *testing.T) *testCA {
-	t.Helper()
-	dir := t.TempDir()
-	if err := pki.Init(dir); err != nil {
-		t.Fatal(err)
-	}
-	ca, err := pki.LoadCA(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return &testCA{dir: dir, ca: ca}
-}
+func newTestCA(t *testing.T) *testCA { return pkitest.New(t) }
 
-func (c *testCA) certFile() string { return filepath.Join(c.dir, pki.CAFile) }
+func caFile(c *testCA) string { return filepath.Join(c.Dir, pki.CAFile) }
 
 var serverSeq atomic.Int64
 
@@ -71,10 +57,7 @@ type fakeCoord struct {
 func newFakeCoord(t *testing.T, ca *testCA) *fakeCoord {
 	t.Helper()
 	name := fmt.Sprintf("coord%d", serverSeq.Add(1))
-	if _, _, err := ca.ca.Issue(ca.dir, pki.IssueRequest{Name: name, Role: pki.RoleServer, IPs: []net.IP{net.IPv4(127, 0, 0, 1)}}, false); err != nil {
-		t.Fatal(err)
-	}
-	tlsCfg, err := pki.APIServerConfig(pki.DirPaths(ca.dir, name))
+	tlsCfg, err := pki.APIServerConfig(ca.Issue(t, name, pki.RoleServer))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -155,12 +138,12 @@ func (fc *fakeCoord) enroll(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, 400, map[string]string{"error": err.Error(), "code": "bad_key"})
 		return
 	}
-	cert, err := fc.ca.ca.Sign(pub, pki.IssueRequest{Name: req.Name, Role: pki.RoleAgent})
+	cert, err := fc.ca.Sign(pub, pki.IssueRequest{Name: req.Name, Role: pki.RoleAgent})
 	if err != nil {
 		writeJSON(w, 400, map[string]string{"error": err.Error(), "code": "bad_request"})
 		return
 	}
-	caPEM, _ := os.ReadFile(fc.ca.certFile())
+	caPEM, _ := os.ReadFile(caFile(fc.ca))
 	writeJSON(w, 200, wire.EnrollResponse{Certificate: cert, CA: caPEM})
 }
 
@@ -299,7 +282,7 @@ func newConfig(t *testing.T, fc *fakeCoord, logs *syncbuf.Buffer) Config {
 	return Config{
 		Name:         "web1",
 		Coordinators: []string{fc.addr},
-		CA:           fc.ca.certFile(),
+		CA:           caFile(fc.ca),
 		StateDir:     filepath.Join(dir, "state"),
 		TokenFile:    tokFile,
 		Version:      "1.2.3-test",

@@ -8,6 +8,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"github.com/drover-dev/drover/internal/notify"
+	"github.com/drover-dev/drover/internal/pki/pkitest"
 	"github.com/drover-dev/drover/internal/syncbuf"
 	"io"
 	"log/slog"
@@ -38,31 +39,13 @@ type testPKI struct {
 
 func newPKI(t *testing.T) *testPKI {
 	t.Helper()
-	dir := t.TempDir()
-	if err := pki.Init(dir); err != nil {
-		t.Fatal(err)
-	}
-	ca, err := pki.LoadCA(dir)
+	ca := pkitest.New(t)
+	base, err := pki.ClientConfig(pki.Paths{CA: filepath.Join(ca.Dir, pki.CAFile)})
 	if err != nil {
 		t.Fatal(err)
 	}
-	base, err := pki.ClientConfig(pki.Paths{CA: filepath.Join(dir, pki.CAFile)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := &testPKI{dir: dir, base: base}
-	issue := func(name string, role pki.Role) tls.Certificate {
-		req := pki.IssueRequest{Name: name, Role: role, IPs: []net.IP{net.IPv4(127, 0, 0, 1)}}
-		certPath, keyPath, err := ca.Issue(dir, req, false)
-		if err != nil {
-			t.Fatal(err)
-		}
-		cert, err := tls.LoadX509KeyPair(certPath, keyPath)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return cert
-	}
+	p := &testPKI{dir: ca.Dir, base: base}
+	issue := func(name string, role pki.Role) tls.Certificate { return ca.Cert(t, name, role) }
 	p.server = issue("coord", pki.RoleServer)
 	p.client = issue("operator", pki.RoleClient)
 	p.agent = issue("web1", pki.RoleAgent)

@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
+	"github.com/drover-dev/drover/internal/pki/pkitest"
 	"io"
 	"log/slog"
 	"net"
@@ -51,23 +52,14 @@ func freeAddr(t *testing.T) string {
 func newTestCluster(t *testing.T, ids ...string) *testCluster {
 	t.Helper()
 	dir := t.TempDir()
-	tc := &testCluster{t: t, dir: dir, tlsDir: filepath.Join(dir, "tls"), nodes: map[string]*testNode{}}
-	if err := pki.Init(tc.tlsDir); err != nil {
-		t.Fatal(err)
+	tc := &testCluster{t: t, dir: dir, nodes: map[string]*testNode{}}
+	ca := pkitest.New(t)
+	tc.tlsDir = ca.Dir
+	ca.Issue(t, "ops", pki.RoleClient)
+	for _, id := range ids {
+		ca.Issue(t, id, pki.RoleServer)
 	}
-	ca, err := pki.LoadCA(tc.tlsDir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, id := range append([]string{"ops"}, ids...) {
-		role := pki.RoleServer
-		if id == "ops" {
-			role = pki.RoleClient
-		}
-		if _, _, err := ca.Issue(tc.tlsDir, pki.IssueRequest{Name: id, Role: role, IPs: []net.IP{net.IPv4(127, 0, 0, 1)}}, false); err != nil {
-			t.Fatal(err)
-		}
-	}
+	var err error
 	if tc.token, err = pki.ReadToken(filepath.Join(tc.tlsDir, pki.BootstrapTokenFile)); err != nil {
 		t.Fatal(err)
 	}

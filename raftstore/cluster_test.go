@@ -3,10 +3,9 @@ package raftstore
 import (
 	"context"
 	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"fmt"
-	"net"
+	"github.com/drover-dev/drover/internal/pki/pkitest"
 	"path/filepath"
 	"testing"
 	"time"
@@ -25,40 +24,19 @@ var testTiming = Timing{
 	Commit:      5 * time.Millisecond,
 }
 
-// testCA is a throwaway cluster CA, made by pki.Init in a temp dir; node
-// certificates are issued into the same dir.
-type testCA struct {
-	dir  string
-	ca   *pki.CA
-	pool *x509.CertPool
-}
+// testCA is a throwaway cluster CA; node certificates are issued into
+// its dir.
+type testCA = pkitest.CA
 
-func newTestCA(t *testing.T) *testCA {
-	t.Helper()
-	dir := t.TempDir()
-	if err := pki.Init(dir); err != nil {
-		t.Fatal(err)
-	}
-	ca, err := pki.LoadCA(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	pool := x509.NewCertPool()
-	pool.AddCert(ca.Cert)
-	return &testCA{dir: dir, ca: ca, pool: pool}
-}
+func newTestCA(t *testing.T) *testCA { return pkitest.New(t) }
 
 // tlsConfigs issues a server certificate for name, valid for 127.0.0.1,
 // and returns the node's mutual-TLS configurations. Every call issues a
 // new certificate (force replaces the files of an earlier one for the same
 // name; configurations made before keep theirs in memory).
-func (ca *testCA) tlsConfigs(t *testing.T, name string) (server, client *tls.Config) {
+func tlsConfigs(t *testing.T, ca *testCA, name string) (server, client *tls.Config) {
 	t.Helper()
-	req := pki.IssueRequest{Name: name, Role: pki.RoleServer, IPs: []net.IP{net.IPv4(127, 0, 0, 1)}}
-	if _, _, err := ca.ca.Issue(ca.dir, req, true); err != nil {
-		t.Fatal(err)
-	}
-	server, client, err := pki.PeerConfigs(pki.DirPaths(ca.dir, name))
+	server, client, err := pki.PeerConfigs(ca.Issue(t, name, pki.RoleServer))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -71,7 +49,7 @@ func nodeOpts(t *testing.T, ca *testCA, id, dir, addr string) Options {
 	if addr == "" {
 		addr = "127.0.0.1:0"
 	}
-	server, client := ca.tlsConfigs(t, id)
+	server, client := tlsConfigs(t, ca, id)
 	return Options{
 		Dir: dir, NodeID: id, RaftAddr: addr,
 		ServerTLS: server, ClientTLS: client,
@@ -421,8 +399,8 @@ func TestClusterRefusesForeignCA(t *testing.T) {
 	// A client that trusts our CA but shows a foreign certificate is
 	// refused by the listener's handshake.
 	refused := n1.stream.acceptFailures.Load()
-	_, foreign := other.tlsConfigs(t, "evil")
-	foreign.RootCAs = ca.pool
+	_, foreign := tlsConfigs(t, other, "evil")
+	foreign.RootCAs = ca.Pool
 	conn, err := tls.Dial("tcp", n1.Addr(), foreign)
 	if err == nil {
 		// TLS 1.3: the client finishes before the server checks it; the

@@ -7,9 +7,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/drover-dev/drover/internal/pki/pkitest"
 	"github.com/drover-dev/drover/internal/syncbuf"
 	"log/slog"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -27,45 +27,15 @@ import (
 
 // testCA is a throwaway cluster CA with the coordinator's server cert.
 type testCA struct {
-	dir    string
-	ca     *pki.CA
-	pool   *x509.CertPool
+	*pkitest.CA
 	server tls.Certificate
 }
 
 func newTestCA(t *testing.T) *testCA {
 	t.Helper()
-	dir := t.TempDir()
-	if err := pki.Init(dir); err != nil {
-		t.Fatal(err)
-	}
-	ca, err := pki.LoadCA(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	pool := x509.NewCertPool()
-	pool.AddCert(ca.Cert)
-	c := &testCA{dir: dir, ca: ca, pool: pool}
-	c.server = c.cert(t, "server", pki.RoleServer)
+	c := &testCA{CA: pkitest.New(t)}
+	c.server = c.Cert(t, "server", pki.RoleServer)
 	return c
-}
-
-// cert issues a certificate (name, role) from this CA.
-func (c *testCA) cert(t *testing.T, name string, role pki.Role) tls.Certificate {
-	t.Helper()
-	req := pki.IssueRequest{Name: name, Role: role}
-	if role == pki.RoleServer {
-		req.IPs = []net.IP{net.IPv4(127, 0, 0, 1)}
-	}
-	certPath, keyPath, err := c.ca.Issue(c.dir, req, true)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cert, err := tls.LoadX509KeyPair(certPath, keyPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return cert
 }
 
 type fakeRegistry struct {
@@ -134,7 +104,7 @@ func newEnv(t *testing.T, tune ...func(*Hub)) *env {
 		MinVersion:   tls.VersionTLS13,
 		Certificates: []tls.Certificate{e.ca.server},
 		ClientAuth:   tls.VerifyClientCertIfGiven,
-		ClientCAs:    e.ca.pool,
+		ClientCAs:    e.ca.Pool,
 	}
 	e.srv.StartTLS()
 	t.Cleanup(func() {
@@ -147,7 +117,7 @@ func newEnv(t *testing.T, tune ...func(*Hub)) *env {
 // client returns an HTTPS client trusting the test CA, presenting cert
 // when not nil.
 func (e *env) client(cert *tls.Certificate) *http.Client {
-	cfg := &tls.Config{MinVersion: tls.VersionTLS13, RootCAs: e.ca.pool}
+	cfg := &tls.Config{MinVersion: tls.VersionTLS13, RootCAs: e.ca.Pool}
 	if cert != nil {
 		// Present it even when the server asks for another CA's certificates.
 		c := *cert
@@ -187,7 +157,7 @@ func (e *env) dial(cert tls.Certificate) (*fakeAgent, error) {
 // until the hub serves it.
 func (e *env) connect(name string, hello wire.Hello) *fakeAgent {
 	e.t.Helper()
-	a, err := e.dial(e.ca.cert(e.t, name, pki.RoleAgent))
+	a, err := e.dial(e.ca.Cert(e.t, name, pki.RoleAgent))
 	if err != nil {
 		e.t.Fatal(err)
 	}

@@ -423,7 +423,7 @@ func TestConnectNotLeader(t *testing.T) {
 	e := newEnv(t)
 	e.lead.follower.Store(true)
 	e.lead.leader.Store("https://10.0.0.2:7443")
-	cert := e.ca.cert(t, "web1", pki.RoleAgent)
+	cert := e.ca.Cert(t, "web1", pki.RoleAgent)
 
 	resp, err := e.client(&cert).Get(e.url(wire.ConnectPath))
 	if err != nil {
@@ -469,7 +469,7 @@ func TestConnectRefusesWrongCertificates(t *testing.T) {
 	}
 
 	// A client (operator) certificate of the right CA.
-	op := e.ca.cert(t, "alice", pki.RoleClient)
+	op := e.ca.Cert(t, "alice", pki.RoleClient)
 	resp, err = e.client(&op).Get(e.url(wire.ConnectPath))
 	if err != nil {
 		t.Fatal(err)
@@ -482,7 +482,7 @@ func TestConnectRefusesWrongCertificates(t *testing.T) {
 	}
 
 	// An agent certificate from another CA: the handshake fails.
-	other := newTestCA(t).cert(t, "web1", pki.RoleAgent)
+	other := newTestCA(t).Cert(t, "web1", pki.RoleAgent)
 	if resp, err := e.client(&other).Get(e.url(wire.ConnectPath)); err == nil {
 		resp.Body.Close()
 		t.Fatalf("a certificate of another CA got %d", resp.StatusCode)
@@ -498,7 +498,7 @@ func TestConnectRefusesWrongCertificates(t *testing.T) {
 func TestConnectAdmitRefused(t *testing.T) {
 	e := newEnv(t)
 	e.reg.admitErr = fmt.Errorf("agent web1 is revoked: %w", ErrRefused)
-	cert := e.ca.cert(t, "web1", pki.RoleAgent)
+	cert := e.ca.Cert(t, "web1", pki.RoleAgent)
 	resp, err := e.client(&cert).Get(e.url(wire.ConnectPath))
 	if err != nil {
 		t.Fatal(err)
@@ -517,7 +517,7 @@ func TestConnectAdmitRefused(t *testing.T) {
 
 func TestHelloNameMismatch(t *testing.T) {
 	e := newEnv(t)
-	a, err := e.dial(e.ca.cert(t, "web1", pki.RoleAgent))
+	a, err := e.dial(e.ca.Cert(t, "web1", pki.RoleAgent))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -530,7 +530,7 @@ func TestHelloNameMismatch(t *testing.T) {
 	}
 
 	// A first frame that is not a hello.
-	a, err = e.dial(e.ca.cert(t, "web1", pki.RoleAgent))
+	a, err = e.dial(e.ca.Cert(t, "web1", pki.RoleAgent))
 	if err != nil {
 		t.Fatal(err)
 	}
