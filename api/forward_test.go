@@ -277,6 +277,7 @@ func TestForwardingCancelledWhenLeaderChanges(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer silent.Close()
+	reached := make(chan struct{}, 1)
 	go func() {
 		for {
 			c, err := silent.Accept()
@@ -284,12 +285,16 @@ func TestForwardingCancelledWhenLeaderChanges(t *testing.T) {
 				return
 			}
 			defer c.Close() // accepts, never answers
+			select {
+			case reached <- struct{}{}:
+			default:
+			}
 		}
 	}()
 	f := startNode(t, p, st, "n2", false)
 	f.setLeader(false, silent.Addr().String())
 	go func() {
-		time.Sleep(300 * time.Millisecond)
+		<-reached                         // the request is stuck at the silent leader
 		f.setLeader(false, "127.0.0.1:1") // the follower hears of a new leader
 	}()
 	start := time.Now()
