@@ -256,7 +256,7 @@ func TestAgents(t *testing.T) {
 		// sends actions under terms of the test's choosing.
 		agentCfg := c.probeConfig("stale", probeAddr, "probe")
 		start := func() *lab.Proc {
-			p, err := c.lab.Start(context.Background(), "web1", "probe-agent-"+strconvI(time.Now().UnixNano()),
+			p, err := c.lab.Start(context.Background(), "web1", "probe-agent-"+strconv.FormatInt(time.Now().UnixNano(), 10),
 				[]string{droverBin, "agent", "run", "--config", agentCfg}, nil)
 			must(t, err)
 			return p
@@ -329,7 +329,7 @@ const probeAddr = "10.200.0.1:7999"
 // probeConfig writes the config of a probe agent that dials addr.
 func (c *cluster) probeConfig(name, addr, token string) string {
 	c.t.Helper()
-	dir := filepath.Join(c.lab.Dir, "probe-"+name+"-"+strconvI(time.Now().UnixNano()))
+	dir := filepath.Join(c.lab.Dir, "probe-"+name+"-"+strconv.FormatInt(time.Now().UnixNano(), 10))
 	return c.agentConfig(dir, "probe-"+name, []string{addr}, token)
 }
 
@@ -366,8 +366,6 @@ func (c *cluster) runProbe(args ...string) lab.ProbeReport {
 	}
 	return rep
 }
-
-func strconvI(n int64) string { return strconv.FormatInt(n, 10) }
 
 // probeState is the state dir of a probe agent.
 func (c *cluster) probeState(name string) string {

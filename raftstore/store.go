@@ -355,14 +355,3 @@ func (s *Store) HostRecord(name string) HostRecord {
 	}
 	return HostRecord{Name: name}
 }
-
-// Hosts returns every known host record, by name.
-func (s *Store) Hosts() []HostRecord {
-	s.fsm.mu.RLock()
-	defer s.fsm.mu.RUnlock()
-	out := make([]HostRecord, 0, len(s.fsm.state.Hosts))
-	for _, k := range sortedKeys(s.fsm.state.Hosts) {
-		out = append(out, *s.fsm.state.Hosts[k])
-	}
-	return out
-}

@@ -3,7 +3,6 @@ package pki
 import (
 	"crypto/rand"
 	"crypto/sha256"
-	"crypto/subtle"
 	"encoding/base64"
 	"encoding/hex"
 	"fmt"
@@ -36,16 +35,6 @@ func NewToken() (string, error) {
 func HashToken(tok string) string {
 	sum := sha256.Sum256([]byte(tokenHashContext + tok))
 	return hex.EncodeToString(sum[:])
-}
-
-// TokenMatches reports whether tok hashes to hash, in constant time so that
-// response timing reveals nothing about how much of a guess was right. An
-// empty token or hash never matches.
-func TokenMatches(hash, tok string) bool {
-	if hash == "" || tok == "" {
-		return false
-	}
-	return subtle.ConstantTimeCompare([]byte(strings.ToLower(hash)), []byte(HashToken(tok))) == 1
 }
 
 // ReadToken reads a token from a file such as bootstrap.token, ignoring
