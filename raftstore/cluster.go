@@ -275,19 +275,11 @@ func (s *Store) AddVoter(ctx context.Context, id, addr string) error {
 	if id == "" || addr == "" {
 		return fmt.Errorf("%s: id and address are required", what)
 	}
-	if !s.IsLeader() {
-		return fmt.Errorf("%s: %w", what, ErrNotLeader)
-	}
-	timeout, err := timeoutOf(ctx)
+	conf, index, timeout, err := s.leaderConfig(ctx, what)
 	if err != nil {
-		return fmt.Errorf("%s: %w", what, err)
+		return err
 	}
-	f := s.raft.GetConfiguration()
-	if err := f.Error(); err != nil {
-		return fmt.Errorf("%s: read configuration: %w", what, err)
-	}
-	index := f.Index()
-	for _, srv := range f.Configuration().Servers {
+	for _, srv := range conf.Servers {
 		switch {
 		case string(srv.ID) == id && string(srv.Address) == addr && srv.Suffrage == raft.Voter:
 			return nil
@@ -310,29 +302,40 @@ func (s *Store) AddVoter(ctx context.Context, id, addr string) error {
 	return nil
 }
 
+// leaderConfig is what a membership change starts from, on the leader:
+// raft's configuration, its index (changes are made against it) and the
+// time ctx leaves.
+func (s *Store) leaderConfig(ctx context.Context, what string) (raft.Configuration, uint64, time.Duration, error) {
+	if !s.IsLeader() {
+		return raft.Configuration{}, 0, 0, fmt.Errorf("%s: %w", what, ErrNotLeader)
+	}
+	timeout, err := timeoutOf(ctx)
+	if err != nil {
+		return raft.Configuration{}, 0, 0, fmt.Errorf("%s: %w", what, err)
+	}
+	f := s.raft.GetConfiguration()
+	if err := f.Error(); err != nil {
+		return raft.Configuration{}, 0, 0, fmt.Errorf("%s: read configuration: %w", what, err)
+	}
+	return f.Configuration(), f.Index(), timeout, nil
+}
+
 // RemoveServer removes id from the cluster. Leader only; ErrUnknownMember
 // when id is not a member.
 func (s *Store) RemoveServer(ctx context.Context, id string) error {
 	what := "remove server " + id
-	if !s.IsLeader() {
-		return fmt.Errorf("%s: %w", what, ErrNotLeader)
-	}
-	timeout, err := timeoutOf(ctx)
+	conf, index, timeout, err := s.leaderConfig(ctx, what)
 	if err != nil {
-		return fmt.Errorf("%s: %w", what, err)
-	}
-	f := s.raft.GetConfiguration()
-	if err := f.Error(); err != nil {
-		return fmt.Errorf("%s: read configuration: %w", what, err)
+		return err
 	}
 	found := false
-	for _, srv := range f.Configuration().Servers {
+	for _, srv := range conf.Servers {
 		found = found || string(srv.ID) == id
 	}
 	if !found {
 		return fmt.Errorf("%s: %w", what, ErrUnknownMember)
 	}
-	if err := await(ctx, s.raft.RemoveServer(raft.ServerID(id), f.Index(), timeout)); err != nil {
+	if err := await(ctx, s.raft.RemoveServer(raft.ServerID(id), index, timeout)); err != nil {
 		return raftError(what, err)
 	}
 	return nil

@@ -32,6 +32,21 @@ type deployStep struct {
 
 func (d *deployStep) ok() bool { return d.ran && d.err == nil && d.exit == d.wantExit }
 
+// finished records how a run that began at start ended: err is what
+// running drover returned, dctx the context that bounded it.
+func (d *deployStep) finished(dctx context.Context, start time.Time, err error) {
+	d.duration, d.ran = time.Since(start), true
+	var ee *exec.ExitError
+	switch {
+	case dctx.Err() != nil:
+		d.exit, d.err = -1, fmt.Errorf("stopped: %w", dctx.Err())
+	case errors.As(err, &ee) && ee.ExitCode() >= 0:
+		d.exit = ee.ExitCode()
+	case err != nil:
+		d.exit, d.err = -1, err
+	}
+}
+
 // cmdDemo: up a lab, install v1, then under load roll out v2 (batch 2) and a
 // broken v3 that must roll back; print a summary and fail on any surprise.
 func cmdDemo(ctx context.Context, args []string, stdout, stderr io.Writer) (err error) {
@@ -195,19 +210,8 @@ func runDeploy(ctx context.Context, l *lab.Lab, drover, dataDir string, s *deplo
 	cmd.Stdout = pw
 	cmd.Stderr = pw
 	start := time.Now()
-	err := cmd.Run()
-	s.duration = time.Since(start)
+	s.finished(dctx, start, cmd.Run())
 	pw.flush()
-	s.ran = true
-	var ee *exec.ExitError
-	switch {
-	case dctx.Err() != nil:
-		s.exit, s.err = -1, fmt.Errorf("stopped: %w", dctx.Err())
-	case errors.As(err, &ee) && ee.ExitCode() >= 0:
-		s.exit = ee.ExitCode()
-	case err != nil:
-		s.exit, s.err = -1, err
-	}
 	fmt.Fprintf(stdout, "== exit %d after %v\n", s.exit, s.duration.Round(time.Millisecond))
 }
 

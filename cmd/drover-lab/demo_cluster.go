@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -145,19 +144,8 @@ func runClusterDeploy(ctx context.Context, l *lab.Lab, drover string, s *deployS
 		pw.Write([]byte(fmt.Sprintf("== demo: killed the leader %s (kill -9) while batch 2 was in flight\n", lead)))
 		killed <- err
 	}()
-	err = cmd.Wait()
-	s.duration = time.Since(t0)
+	s.finished(dctx, t0, cmd.Wait())
 	pw.flush()
-	s.ran = true
-	var ee *exec.ExitError
-	switch {
-	case dctx.Err() != nil:
-		s.exit, s.err = -1, fmt.Errorf("stopped: %w", dctx.Err())
-	case errors.As(err, &ee) && ee.ExitCode() >= 0:
-		s.exit = ee.ExitCode()
-	case err != nil:
-		s.exit, s.err = -1, err
-	}
 	select {
 	case kerr := <-killed:
 		if kerr != nil {
