@@ -236,8 +236,8 @@ func TestAgents(t *testing.T) {
 		// A client that does present it to the leader is refused by the
 		// TLS handshake (curl offers the certificate whatever the CA).
 		ask := c.lab.Command(context.Background(), "curl", "-s", "-o", "/dev/null", "-w", "%{http_code}",
-			"--cacert", filepath.Join(c.tlsDir, "ca.crt"), "--cert", filepath.Join(state, "agent.crt"),
-			"--key", filepath.Join(state, "agent.key"), "https://"+apiAddr(c.nodes[0])+wire.ConnectPath)
+			"--cacert", filepath.Join(c.TLSDir, "ca.crt"), "--cert", filepath.Join(state, "agent.crt"),
+			"--key", filepath.Join(state, "agent.key"), "https://"+lab.APIAddr(c.nodes[0])+wire.ConnectPath)
 		out, err := ask.Output()
 		switch code := strings.TrimSpace(string(out)); code {
 		case "000", "401", "403": // the handshake failed, or the request was refused
@@ -311,7 +311,7 @@ func TestAgents(t *testing.T) {
 		// and RSS with 200 agents connected (real agents, in one process).
 		const n = 200
 		load := c.lab.Command(context.Background(), os.Getenv("DROVER_LAB_BIN"), "agent-load", "--coordinator", probeAddr,
-			"--ca", filepath.Join(c.tlsDir, "ca.crt"), "--n", strconv.Itoa(n))
+			"--ca", filepath.Join(c.TLSDir, "ca.crt"), "--n", strconv.Itoa(n))
 		must(t, load.Start())
 		defer func() { load.Process.Signal(os.Interrupt); load.Wait() }()
 		rep = c.runProbe("--agents", strconv.Itoa(n))
@@ -340,7 +340,7 @@ func (c *cluster) agentConfig(dir, name string, coords []string, token string) s
 	state := filepath.Join(dir, "state")
 	must(c.t, os.MkdirAll(state, 0o700))
 	cfg := fmt.Sprintf("name: %s\ncoordinators: [\"%s\"]\nca: %s\nstate_dir: %s\ntoken_file: %s\n",
-		name, strings.Join(coords, `", "`), filepath.Join(c.tlsDir, "ca.crt"), state, filepath.Join(dir, "join.token"))
+		name, strings.Join(coords, `", "`), filepath.Join(c.TLSDir, "ca.crt"), state, filepath.Join(dir, "join.token"))
 	if token != "" {
 		must(c.t, os.WriteFile(filepath.Join(dir, "join.token"), []byte(token+"\n"), 0o600))
 	}
@@ -352,7 +352,7 @@ func (c *cluster) agentConfig(dir, name string, coords []string, token string) s
 // returns its report.
 func (c *cluster) runProbe(args ...string) lab.ProbeReport {
 	c.t.Helper()
-	args = append([]string{"agent-probe", "--listen", probeAddr, "--tls-dir", c.tlsDir}, args...)
+	args = append([]string{"agent-probe", "--listen", probeAddr, "--tls-dir", c.TLSDir}, args...)
 	cmd := c.lab.Command(context.Background(), os.Getenv("DROVER_LAB_BIN"), args...)
 	var stderr strings.Builder
 	cmd.Stderr = &stderr
@@ -382,7 +382,7 @@ func (c *cluster) probeAgent(name, token string) *drover {
 	c.t.Helper()
 	var coords []string
 	for _, n := range c.nodes {
-		coords = append(coords, apiAddr(n))
+		coords = append(coords, lab.APIAddr(n))
 	}
 	cfg := c.agentConfig(filepath.Dir(c.probeState(name)), name, coords, token)
 	return c.launch(nil, "agent", "run", "--config", cfg)

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"math/rand"
 	"os"
-	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -25,31 +24,18 @@ import (
 // namespace on its own lab address, Raft and the API over mutual TLS.
 type cluster struct {
 	*session
-	tlsDir string
-	token  string
-	nodes  []lab.Coordinator
-	procs  map[string]*lab.Proc
+	*lab.DroverCluster
+	nodes []lab.Coordinator
 }
-
-const (
-	raftPort = 7000
-	apiPort  = 7443
-)
 
 func newCluster(t *testing.T, hosts int) *cluster {
 	t.Helper()
 	s := newSessionWith(t, lab.Options{Hosts: hosts, Coordinators: 3})
-	c := &cluster{session: s, tlsDir: filepath.Join(s.lab.Dir, "tls"), nodes: s.lab.Coordinators, procs: map[string]*lab.Proc{}}
-	c.cli(0, "tls", "init", "--dir", c.tlsDir)
-	for _, n := range c.nodes {
-		c.cli(0, "tls", "issue", "server", n.Name, "--ip", n.Address, "--dir", c.tlsDir)
-	}
-	c.cli(0, "tls", "issue", "client", "ops", "--dir", c.tlsDir)
-	tok, err := os.ReadFile(filepath.Join(c.tlsDir, "bootstrap.token"))
+	dc, err := s.lab.NewDroverCluster(context.Background(), droverBin)
 	if err != nil {
 		t.Fatal(err)
 	}
-	c.token = strings.TrimSpace(string(tok))
+	c := &cluster{session: s, DroverCluster: dc, nodes: s.lab.Coordinators}
 	for i, n := range c.nodes {
 		c.startServer(n.Name, i == 0)
 		if i == 0 {
@@ -70,51 +56,16 @@ func (c *cluster) node(name string) lab.Coordinator {
 	return lab.Coordinator{}
 }
 
-func apiAddr(n lab.Coordinator) string { return fmt.Sprintf("%s:%d", n.Address, apiPort) }
-
-// startServer runs `drover server` for node name in its namespace, on its
-// data dir (a restart finds its state there).
+// startServer runs `drover server` for node name (see DroverCluster.Start).
 func (c *cluster) startServer(name string, bootstrap bool) {
 	c.t.Helper()
-	n := c.node(name)
-	args := []string{droverBin, "server", "--node-id", name,
-		"--data-dir", filepath.Join(c.lab.Dir, "coord", name), "--tls-dir", c.tlsDir,
-		"--raft-addr", fmt.Sprintf("%s:%d", n.Address, raftPort), "--http-addr", apiAddr(n)}
-	if bootstrap {
-		args = append(args, "--bootstrap")
-	} else {
-		var join []string
-		for _, o := range c.nodes {
-			if o.Name != name {
-				join = append(join, apiAddr(o))
-			}
-		}
-		args = append(args, "--join", strings.Join(join, ","))
+	if _, err := c.Start(context.Background(), name, bootstrap); err != nil {
+		c.t.Fatal(err)
 	}
-	p, err := c.lab.Start(context.Background(), name, "drover-"+name, args, nil)
-	if err != nil {
-		c.t.Fatalf("start %s: %v", name, err)
-	}
-	c.procs[name] = p
 }
 
 // env is what an operator exports to talk to the cluster.
-func (c *cluster) env(addrs ...lab.Coordinator) []string {
-	if len(addrs) == 0 {
-		addrs = c.nodes
-	}
-	var as []string
-	for _, n := range addrs {
-		as = append(as, apiAddr(n))
-	}
-	return []string{
-		"DROVER_ADDR=" + strings.Join(as, ","),
-		"DROVER_CA=" + filepath.Join(c.tlsDir, "ca.crt"),
-		"DROVER_CLIENT_CERT=" + filepath.Join(c.tlsDir, "ops.crt"),
-		"DROVER_CLIENT_KEY=" + filepath.Join(c.tlsDir, "ops.key"),
-		"DROVER_TOKEN=" + c.token,
-	}
-}
+func (c *cluster) env(nodes ...lab.Coordinator) []string { return c.Env(nodes...) }
 
 // startWith runs drover with env in the control namespace.
 func (c *cluster) startWith(env []string, args ...string) *drover {
@@ -332,7 +283,7 @@ func TestCluster(t *testing.T) {
 				})
 				killed = c.waitLeader(c.nodes)
 				tKill = time.Now()
-				if err := c.procs[killed].Kill(); err != nil {
+				if err := c.Procs[killed].Kill(); err != nil {
 					t.Fatalf("kill -9 %s: %v", killed, err)
 				}
 				if code := d.wait(t); code != 0 {
@@ -396,7 +347,7 @@ func TestCluster(t *testing.T) {
 			if code := d.wait(t); code != 0 {
 				t.Fatalf("deploy with the leader cut off: exit %d\n%s\n%s", code, d.stdout.text(), d.stderr.String())
 			}
-			if c.procs[old].Exited() {
+			if c.Procs[old].Exited() {
 				t.Fatalf("the old leader %s exited: the test needs it alive and cut off", old)
 			}
 			time.Sleep(time.Second) // the old leader keeps running, cut off
@@ -430,11 +381,11 @@ func TestCluster(t *testing.T) {
 				return ev.Kind == orchestrator.EventBatch && ev.Batch == 2
 			})
 			for _, n := range c.nodes {
-				c.procs[n.Name].Signal(syscall.SIGTERM)
+				c.Procs[n.Name].Signal(syscall.SIGTERM)
 			}
 			for _, n := range c.nodes {
 				ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-				if err := c.procs[n.Name].Wait(ctx); err != nil && ctx.Err() != nil {
+				if err := c.Procs[n.Name].Wait(ctx); err != nil && ctx.Err() != nil {
 					t.Fatalf("%s did not stop: %v", n.Name, err)
 				}
 				cancel()
@@ -540,7 +491,7 @@ func (c *cluster) electedAfter(killed string, t time.Time) time.Duration {
 		if n.Name == killed {
 			continue
 		}
-		b, err := os.ReadFile(c.procs[n.Name].LogPath())
+		b, err := os.ReadFile(c.Procs[n.Name].LogPath())
 		if err != nil {
 			continue
 		}

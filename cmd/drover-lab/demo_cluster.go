@@ -13,6 +13,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/drover-dev/drover/api"
 	"github.com/drover-dev/drover/lab"
 )
 
@@ -22,54 +23,17 @@ import (
 // killed (kill -9) when the second batch starts, and another coordinator
 // finishes the rollout.
 func runClusterDeploy(ctx context.Context, l *lab.Lab, drover string, s *deployStep, stdout io.Writer) error {
-	tlsDir := filepath.Join(l.Dir, "tls")
-	quiet := func(args ...string) error {
-		out, err := l.Command(ctx, drover, args...).CombinedOutput()
-		if err != nil {
-			return fmt.Errorf("drover %s: %v\n%s", strings.Join(args, " "), err, out)
-		}
-		return nil
-	}
-	if err := quiet("tls", "init", "--dir", tlsDir); err != nil {
-		return err
-	}
-	for _, c := range l.Coordinators {
-		if err := quiet("tls", "issue", "server", c.Name, "--ip", c.Address, "--dir", tlsDir); err != nil {
-			return err
-		}
-	}
-	if err := quiet("tls", "issue", "client", "ops", "--dir", tlsDir); err != nil {
-		return err
-	}
-	tok, err := os.ReadFile(filepath.Join(tlsDir, "bootstrap.token"))
+	dc, err := l.NewDroverCluster(ctx, drover)
 	if err != nil {
 		return err
 	}
+	env := append(os.Environ(), dc.Env()...)
 	var addrs []string
-	for _, c := range l.Coordinators {
-		addrs = append(addrs, c.Address+":7443")
-	}
-	env := append(os.Environ(),
-		"DROVER_ADDR="+strings.Join(addrs, ","),
-		"DROVER_CA="+filepath.Join(tlsDir, "ca.crt"),
-		"DROVER_CLIENT_CERT="+filepath.Join(tlsDir, "ops.crt"),
-		"DROVER_CLIENT_KEY="+filepath.Join(tlsDir, "ops.key"),
-		"DROVER_TOKEN="+strings.TrimSpace(string(tok)),
-	)
-	procs := map[string]*lab.Proc{}
 	for i, c := range l.Coordinators {
-		args := []string{drover, "server", "--node-id", c.Name, "--data-dir", filepath.Join(l.Dir, "coord", c.Name),
-			"--tls-dir", tlsDir, "--raft-addr", c.Address + ":7000", "--http-addr", c.Address + ":7443"}
-		if i == 0 {
-			args = append(args, "--bootstrap")
-		} else {
-			args = append(args, "--join", addrs[0])
-		}
-		p, err := l.Start(ctx, c.Name, "drover-"+c.Name, args, nil)
-		if err != nil {
+		addrs = append(addrs, lab.APIAddr(c))
+		if _, err := dc.Start(ctx, c.Name, i == 0); err != nil {
 			return err
 		}
-		procs[c.Name] = p
 	}
 	leader := func() (string, error) {
 		cmd := l.Command(ctx, drover, "cluster", "members", "--output", "json")
@@ -78,11 +42,7 @@ func runClusterDeploy(ctx context.Context, l *lab.Lab, drover string, s *deployS
 		if err != nil {
 			return "", err
 		}
-		var ms []struct {
-			ID        string `json:"id"`
-			Leader    bool   `json:"leader"`
-			Reachable bool   `json:"reachable"`
-		}
+		var ms []api.Member
 		if err := json.Unmarshal(out, &ms); err != nil {
 			return "", err
 		}
@@ -140,7 +100,7 @@ func runClusterDeploy(ctx context.Context, l *lab.Lab, drover string, s *deployS
 			killed <- err
 			return
 		}
-		err = procs[lead].Kill()
+		err = dc.Procs[lead].Kill()
 		pw.Write([]byte(fmt.Sprintf("== demo: killed the leader %s (kill -9) while batch 2 was in flight\n", lead)))
 		killed <- err
 	}()
