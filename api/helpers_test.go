@@ -97,7 +97,7 @@ type store struct {
 	order     []string
 	events    []raftstore.Event
 	seq       uint64
-	changed   chan struct{}
+	changed   notify.Signal
 	tokens    map[string]raftstore.Token // by clear text
 	artifacts map[string][]byte
 	members   []Member
@@ -108,8 +108,7 @@ type store struct {
 func newStore() *store {
 	now := time.Date(2025, 1, 2, 3, 4, 5, 0, time.UTC)
 	return &store{
-		deps:    map[string]*raftstore.Deployment{},
-		changed: make(chan struct{}),
+		deps: map[string]*raftstore.Deployment{},
 		tokens: map[string]raftstore.Token{
 			tokManage: {Name: "admin", Role: raftstore.RoleManage, Hash: "h1", Created: now},
 			tokRead:   {Name: "ci", Role: raftstore.RoleRead, Hash: "h2", Created: now},
@@ -121,10 +120,7 @@ func newStore() *store {
 }
 
 // bump wakes the watchers; callers hold mu.
-func (s *store) bump() {
-	close(s.changed)
-	s.changed = make(chan struct{})
-}
+func (s *store) bump() { s.changed.Fire() }
 
 // write records an accepted write, unless the test made op's verb fail.
 func (s *store) write(op string) error {
@@ -352,7 +348,7 @@ func (n *fakeNode) Events(id string, after uint64) ([]raftstore.Event, uint64) {
 func (n *fakeNode) Changed() <-chan struct{} {
 	n.st.mu.Lock()
 	defer n.st.mu.Unlock()
-	return n.st.changed
+	return n.st.changed.C()
 }
 
 func (n *fakeNode) Has(sha string) bool {

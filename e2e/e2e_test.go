@@ -19,6 +19,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/drover-dev/drover/internal/notify"
 	"github.com/drover-dev/drover/internal/syncbuf"
 	"github.com/drover-dev/drover/lab"
 	"github.com/drover-dev/drover/orchestrator"
@@ -196,12 +197,12 @@ type eventTap struct {
 	buf    bytes.Buffer
 	events []orchestrator.Event
 	w      *io.PipeWriter
-	notify chan struct{}
+	added  notify.Signal // fires at each new event
 }
 
 func newEventTap() *eventTap {
 	pr, pw := io.Pipe()
-	e := &eventTap{w: pw, notify: make(chan struct{})}
+	e := &eventTap{w: pw}
 	go func() {
 		sc := bufio.NewScanner(pr)
 		sc.Buffer(make([]byte, 1<<20), 1<<20)
@@ -212,8 +213,7 @@ func newEventTap() *eventTap {
 			}
 			e.mu.Lock()
 			e.events = append(e.events, ev)
-			close(e.notify)
-			e.notify = make(chan struct{})
+			e.added.Fire()
 			e.mu.Unlock()
 		}
 	}()
@@ -240,7 +240,7 @@ func (e *eventTap) waitFor(t *testing.T, what string, match func(orchestrator.Ev
 	seen := 0
 	for {
 		e.mu.Lock()
-		evs, ch := e.events[seen:], e.notify
+		evs, ch := e.events[seen:], e.added.C()
 		e.mu.Unlock()
 		for _, ev := range evs {
 			seen++
