@@ -69,13 +69,18 @@ func HAProxyBalancer(p *plans.Plan) (Balancer, error) {
 	if lb.HAProxy == nil {
 		return nil, nil
 	}
-	return haproxy.New(haproxy.Config{
+	d, err := haproxy.New(haproxy.Config{
 		Socket:        lb.HAProxy.Socket,
 		Address:       lb.HAProxy.Address,
 		DrainTimeout:  lb.DrainTimeout,
 		EnableTimeout: lb.EnableTimeout,
 		Force:         lb.OnDrainTimeout == plans.DrainTimeoutForce,
 	})
+	if err != nil {
+		return nil, err
+	}
+	instance := lb.HAProxy.Socket + lb.HAProxy.Address // exactly one is set
+	return haproxyBalancer{Driver: d, instance: "haproxy " + instance}, nil
 }
 
 // PlanHealth builds the plan's health check for one host at one release.

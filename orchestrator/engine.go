@@ -37,6 +37,9 @@ var (
 type Store interface {
 	Apply(ctx context.Context, c raftstore.Command) error
 	Deployment(id string) (raftstore.Deployment, error)
+	// Deployments lists every deployment in creation order (rollback finds
+	// the plan that deployed the release it returns to).
+	Deployments() []raftstore.Deployment
 	HostRecord(name string) raftstore.HostRecord
 }
 
@@ -208,6 +211,55 @@ func (e *Engine) SubmitRollback(ctx context.Context, of string) (string, error) 
 		return "", fmt.Errorf("record rollback: %w", err)
 	}
 	return d.ID, nil
+}
+
+// ErrNothingToRepair means no host of the plan has a recorded release to
+// bring it back to.
+var ErrNothingToRepair = errors.New("nothing to repair")
+
+// SubmitRepair records a deployment that brings every host of p to the
+// release the store records for it (HostRecord.Current), healthy and in
+// rotation, batch by batch with p's strategy: hosts already so are left
+// alone, hosts out of rotation are verified and enabled, unhealthy ones are
+// restarted, and hosts on another release are switched back (see
+// reconcile). Hosts without a recorded release are not guessed at: they
+// are returned in skipped.
+func (e *Engine) SubmitRepair(ctx context.Context, p *plans.Plan) (id string, skipped []string, err error) {
+	planJSON, err := json.Marshal(p)
+	if err != nil {
+		return "", nil, fmt.Errorf("encode plan: %w", err)
+	}
+	now := e.d.Now().UTC()
+	d := raftstore.Deployment{
+		ID:      newID(p.Name, now),
+		Name:    p.Name,
+		Version: "recorded releases",
+		Kind:    raftstore.KindRepair,
+		Plan:    planJSON,
+		Hosts:   map[string]*raftstore.HostProgress{},
+	}
+	for _, b := range p.Batches() {
+		var names []string
+		for _, h := range b {
+			rec := e.d.Store.HostRecord(h.Name)
+			if rec.Current == "" {
+				skipped = append(skipped, h.Name)
+				continue
+			}
+			names = append(names, h.Name)
+			d.Hosts[h.Name] = &raftstore.HostProgress{Name: h.Name, Target: rec.Current, Phase: raftstore.PhaseRollout}
+		}
+		if len(names) > 0 {
+			d.Batches = append(d.Batches, names)
+		}
+	}
+	if len(d.Batches) == 0 {
+		return "", skipped, fmt.Errorf("no host of %s has a recorded release (deploy it first): %w", p.Name, ErrNothingToRepair)
+	}
+	if err := e.d.Store.Apply(ctx, &raftstore.CreateDeployment{Deployment: d, At: now}); err != nil {
+		return "", skipped, fmt.Errorf("record repair: %w", err)
+	}
+	return d.ID, skipped, nil
 }
 
 func newID(name string, now time.Time) string {

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"maps"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -93,6 +94,9 @@ func (h *fakeHost) Run(ctx context.Context, cmd string, out io.Writer) error {
 		h.installed[reMove.FindStringSubmatch(cmd)[1]] = true
 	case reLink.MatchString(cmd):
 		h.current = reLink.FindStringSubmatch(cmd)[1]
+		if strings.Contains(cmd, "exit 7") { // a plan whose restart is broken
+			return fmt.Errorf("exit 7: %w", errRemote)
+		}
 		if strings.Contains(cmd, "restart") {
 			h.running = h.current
 		}
@@ -137,12 +141,46 @@ func (f *fleet) Enable(ctx context.Context, server string) error {
 
 func (f *fleet) Check(ctx context.Context, server string) error { return nil }
 
+// State: a drained server is MAINT; one whose host runs nothing is DOWN.
+func (f *fleet) State(ctx context.Context, server string) (LBStates, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return LBStates{f.stateLocked(server)}, nil
+}
+
+func (f *fleet) stateLocked(server string) LBState {
+	st := LBState{Instance: "fake", Server: server, Admin: AdminReady, Status: "UP"}
+	_, name, _ := strings.Cut(server, "/")
+	if h := f.hosts[name]; h == nil || h.running == "" || h.running == "crashed" {
+		st.Status = "DOWN"
+	}
+	if f.out[server] {
+		st.Admin, st.Status = AdminMaint, "MAINT"
+	}
+	st.InRotation = st.Admin == AdminReady && st.Status == "UP"
+	return st
+}
+
+func (f *fleet) Backend(ctx context.Context, backend string) (LBStates, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var out LBStates
+	for _, n := range slices.Sorted(maps.Keys(f.hosts)) {
+		out = append(out, f.stateLocked(backend+"/"+n))
+	}
+	return out, nil
+}
+
 type fakeCheck struct {
-	h       *fakeHost
-	version string
+	h         *fakeHost
+	version   string
+	wrongPort bool // the plan's check probes a port nothing listens on
 }
 
 func (c fakeCheck) Check(ctx context.Context) error {
+	if c.wrongPort {
+		return fmt.Errorf("%s:9: connection refused", c.h.name)
+	}
 	c.h.f.mu.Lock()
 	defer c.h.f.mu.Unlock()
 	if c.h.running != c.version {
@@ -179,7 +217,7 @@ func newHarness(t testing.TB, f *fleet) *harness {
 		Connector: func(*plans.Plan) (Connector, error) { return f, nil },
 		Balancer:  func(*plans.Plan) (Balancer, error) { return f, nil },
 		Health: func(p *plans.Plan, ph plans.Host, version string, host Host) (health.Checker, health.Policy, error) {
-			return fakeCheck{h: f.hosts[ph.Name], version: version},
+			return fakeCheck{h: f.hosts[ph.Name], version: version, wrongPort: p.Health.TCP != nil && p.Health.TCP.Port == 9},
 				health.Policy{Interval: time.Millisecond, Timeout: time.Second, Deadline: 30 * time.Millisecond, Threshold: 1}, nil
 		},
 		Events: func(ev Event) {

@@ -20,6 +20,7 @@ const (
 	EventHostSkipped EventKind = "host_skipped" // a host needed no work
 	EventRollback    EventKind = "rollback"     // the deployment is rolling back
 	EventWarning     EventKind = "warning"      // something to know that changes nothing
+	EventNote        EventKind = "note"         // how the engine chose to act (which checks, why a host is re-enabled)
 	EventPaused      EventKind = "paused"       // stopped at a safe point
 	EventFinished    EventKind = "finished"     // reached a terminal state
 )

@@ -60,6 +60,16 @@ func (r *run) drive(ctx context.Context, name string, ph raftstore.Phase, target
 	}
 	for ; i < len(stages); i++ {
 		st := stages[i]
+		if st == raftstore.StageDrain {
+			// Before the drain is recorded: a host refused here stays
+			// untouched.
+			if err := r.admit(ctx, r.hosts[name]); err != nil {
+				if isFatal(ctx, err) {
+					return err
+				}
+				return &StageError{Host: name, Stage: st, Err: err}
+			}
+		}
 		// verify only reads (health probes): it needs no record of its own,
 		// which saves an fsynced Raft round trip per host. A host that dies
 		// in verify is resumed from activate, which is safe to repeat.
@@ -101,17 +111,19 @@ func (r *run) mark(name string, ev Event) {
 
 func (r *run) stage(ctx context.Context, name string, st raftstore.Stage, ph raftstore.Phase, target string) error {
 	h := r.hosts[name]
+	// The restart, health checks and hooks that go with target.
+	p := r.checks(name, ph, target)
 	switch st {
 	case raftstore.StageDrain:
 		return r.drain(ctx, h, ph, target)
 	case raftstore.StageInstall:
 		return r.install(ctx, h, ph, target)
 	case raftstore.StageActivate:
-		return r.activate(ctx, h, target)
+		return r.activate(ctx, p, h, ph, target)
 	case raftstore.StageVerify:
-		return r.verify(ctx, h, target)
+		return r.verify(ctx, p, h, target)
 	case raftstore.StageEnable:
-		return r.enable(ctx, h, target)
+		return r.enable(ctx, p, h, ph, target)
 	}
 	return fmt.Errorf("unknown stage %q", st)
 }
@@ -254,7 +266,7 @@ func (r *run) install(ctx context.Context, h plans.Host, ph raftstore.Phase, tar
 }
 
 func (r *run) afterInstall(ph raftstore.Phase) []string {
-	if ph == raftstore.PhaseRollback {
+	if ph == raftstore.PhaseRollback || r.kind != raftstore.KindDeploy {
 		return nil // the old release's install already ran them
 	}
 	return r.plan.Hooks.AfterInstall
@@ -262,25 +274,25 @@ func (r *run) afterInstall(ph raftstore.Phase) []string {
 
 // activate points `current` at the release with an atomic rename, then
 // restarts. Idempotent: the link is re-pointed and the restart re-run.
-func (r *run) activate(ctx context.Context, h plans.Host, target string) error {
+func (r *run) activate(ctx context.Context, p *plans.Plan, h plans.Host, ph raftstore.Phase, target string) error {
 	base := r.plan.Release.Path
 	link := r.plan.CurrentLink()
 	tmp := path.Join(base, ".current.drover-tmp")
 	// One session for both steps: each session costs a round trip and a
 	// remote shell start.
 	script := fmt.Sprintf("set -e\nln -sfn %s %s\nmv -Tf %s %s\ncd %s\n%s",
-		shq(path.Join("releases", target)), shq(tmp), shq(tmp), shq(link), shq(link), r.plan.Release.Restart)
+		shq(path.Join("releases", target)), shq(tmp), shq(tmp), shq(link), shq(link), p.Release.Restart)
 	if _, err := r.exec(ctx, h, raftstore.StageActivate, "switch current and restart", script); err != nil {
 		return err
 	}
-	return r.hooks(ctx, h, raftstore.StageActivate, raftstore.PhaseRollout, target, r.plan.Hooks.AfterActivate)
+	return r.hooks(ctx, h, raftstore.StageActivate, ph, target, p.Hooks.AfterActivate)
 }
 
 // verify waits for the plan's health check to pass on the host.
-func (r *run) verify(ctx context.Context, h plans.Host, target string) error {
+func (r *run) verify(ctx context.Context, p *plans.Plan, h plans.Host, target string) error {
 	// The connection is only dialled if the check runs a command: an HTTP
 	// or TCP check must work even when the host's SSH does not.
-	chk, pol, err := r.e.d.Health(r.plan, h, target, &lazyHost{r: r, h: h})
+	chk, pol, err := r.e.d.Health(p, h, target, &lazyHost{r: r, h: h})
 	if err != nil {
 		return err
 	}
@@ -288,13 +300,14 @@ func (r *run) verify(ctx context.Context, h plans.Host, target string) error {
 }
 
 // enable puts the host back and waits until the balancer reports it UP.
-func (r *run) enable(ctx context.Context, h plans.Host, target string) error {
+func (r *run) enable(ctx context.Context, p *plans.Plan, h plans.Host, ph raftstore.Phase, target string) error {
 	if r.lb != nil && h.LBServer != "" {
 		if err := r.lb.Enable(ctx, h.LBServer); err != nil {
 			return err // the driver names the server
 		}
+		r.release(h) // back in rotation: hosts waiting on min_in_service may go
 	}
-	return r.hooks(ctx, h, raftstore.StageEnable, raftstore.PhaseRollout, target, r.plan.Hooks.AfterEnable)
+	return r.hooks(ctx, h, raftstore.StageEnable, ph, target, p.Hooks.AfterEnable)
 }
 
 // preflight checks every host before anything is touched: reachable with a

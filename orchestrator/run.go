@@ -33,6 +33,10 @@ type run struct {
 	began map[string]time.Time // when each host entered its current stage
 	// observed is the release each host's `current` pointed at in preflight.
 	observed map[string]string
+	// verifyPlans caches checks(): by host and release.
+	verifyPlans map[string]*plans.Plan
+
+	rot rotation // strategy.min_in_service
 }
 
 func (e *Engine) newRun(ctx context.Context, d raftstore.Deployment, stop <-chan struct{}) (*run, error) {
@@ -43,6 +47,7 @@ func (e *Engine) newRun(ctx context.Context, d raftstore.Deployment, stop <-chan
 	r := &run{
 		e: e, id: d.ID, kind: d.Kind, plan: &p, stop: stop,
 		hosts: map[string]plans.Host{}, conns: map[string]Host{}, began: map[string]time.Time{}, observed: map[string]string{},
+		verifyPlans: map[string]*plans.Plan{}, rot: rotation{out: map[string]bool{}},
 	}
 	for _, h := range p.Hosts {
 		r.hosts[h.Name] = h
@@ -154,6 +159,9 @@ func (r *run) run(ctx context.Context) (raftstore.DeploymentState, error) {
 		}
 		if failed := failedHosts(d); len(failed) > budget {
 			msg := fmt.Sprintf("%d host(s) failed (%s), more than max_failures=%d", len(failed), strings.Join(failed, ", "), budget)
+			if r.kind == raftstore.KindRepair {
+				return r.finish(ctx, raftstore.StateFailed, msg+"; repair stopped: see each host's error")
+			}
 			if !r.plan.Rollback.Automatic {
 				return r.finish(ctx, raftstore.StateFailed, msg+"; automatic rollback is off: hosts left as they are")
 			}
@@ -192,6 +200,19 @@ func (r *run) pause(ctx context.Context, batch int) (raftstore.DeploymentState, 
 }
 
 func (r *run) finish(ctx context.Context, st raftstore.DeploymentState, msg string) (raftstore.DeploymentState, error) {
+	if st == raftstore.StateSucceeded || st == raftstore.StateRolledBack {
+		// Never "succeeded" (nor "rolled back cleanly") while a host is
+		// out of rotation, whatever the stages say.
+		out, err := r.outOfRotation(ctx)
+		switch {
+		case err != nil && ctx.Err() != nil:
+			return raftstore.StateRunning, ctx.Err()
+		case err != nil:
+			st, msg = raftstore.StateFailed, joinMsg(msg, fmt.Sprintf("could not confirm that every host is in rotation: %v", err))
+		case len(out) > 0:
+			st, msg = raftstore.StateFailed, joinMsg(msg, fmt.Sprintf("%s at the end: %s", ErrOutOfRotation, strings.Join(out, ", ")))
+		}
+	}
 	if err := r.setState(ctx, st, msg); err != nil {
 		return raftstore.StateRunning, err
 	}
@@ -199,11 +220,21 @@ func (r *run) finish(ctx context.Context, st raftstore.DeploymentState, msg stri
 	return st, nil
 }
 
+func joinMsg(a, b string) string {
+	if a == "" {
+		return b
+	}
+	return a + "; " + b
+}
+
 // runBatch drives every host of a batch at once and returns only errors
 // that stop the engine itself (store, cancellation); host failures are
 // recorded in the store.
 func (r *run) runBatch(ctx context.Context, batch []string) error {
-	return errors.Join(each(batch, func(name string) error { return r.host(ctx, name) })...)
+	return errors.Join(each(batch, func(name string) error {
+		defer r.release(r.hosts[name])
+		return r.host(ctx, name)
+	})...)
 }
 
 // each calls fn for every item at once and returns the errors by position.
@@ -237,23 +268,28 @@ func (r *run) host(ctx context.Context, name string) error {
 	case hp.Stage == raftstore.StageDone || hp.Stage == raftstore.StageSkipped:
 		return nil
 	case hp.Stage == raftstore.StageFailed:
-		if r.plan.Rollback.Automatic {
+		if r.rollsBack() {
 			return r.rollbackHost(ctx, hp)
 		}
 		return nil
-	case hp.Stage == raftstore.StagePending && !d.Force && r.kind == raftstore.KindDeploy && r.alreadyOn(name, hp.Target):
-		why := "already on " + hp.Target
-		r.emit(Event{Kind: EventHostSkipped, Host: name, Message: why})
-		return r.record(ctx, name, raftstore.StageSkipped, raftstore.PhaseRollout, hp.Target, why)
 	}
-	err = r.drive(ctx, name, raftstore.PhaseRollout, hp.Target, hp.Stage, pipeline)
+	stages, from := pipeline, hp.Stage
+	if hp.Stage == raftstore.StagePending && (r.kind == raftstore.KindRepair ||
+		!d.Force && r.kind == raftstore.KindDeploy && r.alreadyOn(name, hp.Target)) {
+		var done bool
+		if stages, done, err = r.reconcile(ctx, hp); done || err != nil {
+			return err
+		}
+		from = stages[0]
+	}
+	err = r.drive(ctx, name, raftstore.PhaseRollout, hp.Target, from, stages)
 	if err == nil || isFatal(ctx, err) {
 		return fatalOnly(ctx, err)
 	}
 	if err := r.fail(ctx, name, raftstore.PhaseRollout, hp.Target, err); err != nil {
 		return err
 	}
-	if !r.plan.Rollback.Automatic {
+	if !r.rollsBack() {
 		return nil
 	}
 	if d, err = r.deployment(); err != nil {
@@ -262,9 +298,19 @@ func (r *run) host(ctx context.Context, name string) error {
 	return r.rollbackHost(ctx, d.Hosts[name])
 }
 
+// rollsBack: a failed host is taken back to its previous release. A repair
+// has no other release to go to: its failures stay as they are, reported.
+func (r *run) rollsBack() bool {
+	return r.plan.Rollback.Automatic && r.kind != raftstore.KindRepair
+}
+
 // rollbackHost takes one host back to the stable release it had before
 // this deployment, through the same pipeline.
 func (r *run) rollbackHost(ctx context.Context, hp *raftstore.HostProgress) error {
+	if !hp.Touched {
+		// Refused before its first stage (min_in_service): nothing changed.
+		return r.record(ctx, hp.Name, raftstore.StageSkipped, raftstore.PhaseRollback, hp.FromCurrent, "never touched: nothing to roll back")
+	}
 	if hp.FromCurrent == "" {
 		msg := "no previous release is known (first deploy): left out of rotation for an operator"
 		r.emit(Event{Kind: EventHostFailed, Host: hp.Name, Phase: raftstore.PhaseRollback, Error: msg})
@@ -279,6 +325,11 @@ func (r *run) rollbackHost(ctx context.Context, hp *raftstore.HostProgress) erro
 		// The old release never stopped serving: prove it is healthy and
 		// put it back, without touching the host (whose SSH may be what failed).
 		stages = []raftstore.Stage{raftstore.StageDrain, raftstore.StageVerify, raftstore.StageEnable}
+		if start == raftstore.StageDrain && r.inRotation(ctx, r.hosts[hp.Name]) {
+			// Never drained (it failed before, in a hook or refused by
+			// min_in_service): draining it now would only cost capacity.
+			stages, start = stages[1:], raftstore.StageVerify
+		}
 	}
 	err := r.drive(ctx, hp.Name, raftstore.PhaseRollback, hp.FromCurrent, start, stages)
 	if err == nil || isFatal(ctx, err) {
@@ -328,7 +379,10 @@ func (r *run) rollbackAll(ctx context.Context, why string) (raftstore.Deployment
 			continue
 		}
 		r.emit(Event{Kind: EventBatch, Phase: raftstore.PhaseRollback, Batch: b + 1, Batches: len(d.Batches), Hosts: names(group)})
-		if err := errors.Join(each(group, func(hp *raftstore.HostProgress) error { return r.rollbackHost(ctx, hp) })...); err != nil {
+		if err := errors.Join(each(group, func(hp *raftstore.HostProgress) error {
+			defer r.release(r.hosts[hp.Name])
+			return r.rollbackHost(ctx, hp)
+		})...); err != nil {
 			return raftstore.StateRollingBack, err
 		}
 	}
@@ -364,7 +418,7 @@ func (r *run) firstOpenBatch(d raftstore.Deployment) int {
 			hp := d.Hosts[name]
 			switch {
 			case hp.Stage == raftstore.StageDone, hp.Stage == raftstore.StageSkipped:
-			case hp.Stage == raftstore.StageFailed && (hp.Phase == raftstore.PhaseRollback || !r.plan.Rollback.Automatic):
+			case hp.Stage == raftstore.StageFailed && (hp.Phase == raftstore.PhaseRollback || !r.rollsBack()):
 			default:
 				return b
 			}

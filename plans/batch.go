@@ -38,3 +38,28 @@ func (p *Plan) HostByName(name string) (Host, bool) {
 	}
 	return Host{}, false
 }
+
+// BackendSizes counts the plan's hosts in each load-balancer backend.
+func (p *Plan) BackendSizes() map[string]int {
+	out := map[string]int{}
+	for _, h := range p.Hosts {
+		if b := h.Backend(); b != "" {
+			out[b]++
+		}
+	}
+	return out
+}
+
+// MinInService is how many servers of backend must stay in rotation: 0
+// when the plan has no balancer or allows a full outage, else
+// strategy.min_in_service resolved against the backend's servers in the
+// plan (a plan decoded from an older record, without the key, keeps 0).
+func (p *Plan) MinInService(backend string) int {
+	if !p.hasBalancer() || p.Strategy.AllowFullOutage {
+		return 0
+	}
+	return p.Strategy.MinInService.Of(p.BackendSizes()[backend])
+}
+
+// hasBalancer: hosts are drained through a load balancer.
+func (p *Plan) hasBalancer() bool { return p.LoadBalancer.HAProxy != nil }

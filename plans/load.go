@@ -4,12 +4,14 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"maps"
 	"net"
 	"os"
 	"os/user"
 	"path"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -59,7 +61,7 @@ var (
 	sshKeys      = []string{"user", "identity_file", "known_hosts", "host_key_checking", "connect_timeout", "command_timeout"}
 	lbKeys       = []string{"haproxy", "drain_timeout", "on_drain_timeout", "enable_timeout"}
 	haproxyKeys  = []string{"socket", "address"}
-	strategyKeys = []string{"batch", "batches", "max_failures", "pause"}
+	strategyKeys = []string{"batch", "batches", "max_failures", "pause", "min_in_service", "allow_full_outage"}
 	releaseKeys  = []string{"artifact", "strip_components", "path", "restart", "keep"}
 	healthKeys   = []string{"http", "tcp", "command", "interval", "timeout", "healthy_threshold", "deadline", "min_healthy_time"}
 	httpKeys     = []string{"url", "status", "body_contains"}
@@ -180,7 +182,7 @@ func (l *loader) load(data []byte) *Plan {
 	hasLB := l.loadBalancer(top, p)
 	hostsOK := l.hosts(top, p, hasLB)
 	l.ssh(top, p)
-	l.strategy(top, p)
+	batchAt, minAt := l.strategy(top, p)
 	l.release(top, p)
 	l.health(top, p, hostsOK)
 	if rb, ok := top.optMapping("rollback", rollbackKeys...); ok {
@@ -194,6 +196,11 @@ func (l *loader) load(data []byte) *Plan {
 		p.Hooks.AfterInstall, _ = hk.strList("after_install", "shell commands")
 		p.Hooks.AfterActivate, _ = hk.strList("after_activate", "shell commands")
 		p.Hooks.AfterEnable, _ = hk.strList("after_enable", "shell commands")
+	}
+	// A check across keys, on a plan that decoded cleanly only: on a
+	// half-decoded one it would be noise.
+	if len(l.errs) == 0 {
+		l.checkOutage(p, batchAt, minAt)
 	}
 	return p
 }
@@ -609,11 +616,15 @@ func fileProblem(p string, err error) string {
 
 // ---- strategy ----
 
-func (l *loader) strategy(top *mapping, p *Plan) {
-	p.Strategy = Strategy{Batches: []Size{{N: 1}}}
+func (l *loader) strategy(top *mapping, p *Plan) (at []sizeAt, minAt sizeAt) {
+	p.Strategy = Strategy{Batches: []Size{{N: 1}}, MinInService: Size{N: 1}}
+	// Where each ramp entry and min_in_service were written, for the
+	// outage check (no strategy block: both are defaults, at the top).
+	at = []sizeAt{{top.p, "strategy.batch (default 1)"}}
+	minAt = sizeAt{top.p, "strategy.min_in_service (default 1)"}
 	sm, ok := top.optMapping("strategy", strategyKeys...)
 	if !ok || sm == nil {
-		return
+		return at, minAt
 	}
 	switch {
 	case sm.has("batch") && sm.has("batches"):
@@ -626,6 +637,7 @@ func (l *loader) strategy(top *mapping, p *Plan) {
 		if v, _, ok := sm.get("batch"); ok {
 			if s, ok := l.size(sm.d, v, "strategy.batch", true); ok {
 				p.Strategy.Batches = []Size{s}
+				at = []sizeAt{{v.p, "strategy.batch"}}
 			}
 		}
 	case sm.has("batches"):
@@ -634,6 +646,7 @@ func (l *loader) strategy(top *mapping, p *Plan) {
 				l.errorf(v.p, "strategy.batches: must be a non-empty list of batch sizes like [1, 5, \"20%%\"], got %s", v)
 			} else {
 				var ramp []Size
+				var rampAt []sizeAt
 				good := true
 				for i, e := range v.n.(*ast.SequenceNode).Values {
 					path := index("strategy.batches", i)
@@ -645,9 +658,10 @@ func (l *loader) strategy(top *mapping, p *Plan) {
 					s, ok := l.size(sm.d, ev, path, true)
 					good = good && ok
 					ramp = append(ramp, s)
+					rampAt = append(rampAt, sizeAt{ev.p, path})
 				}
 				if good {
-					p.Strategy.Batches = ramp
+					p.Strategy.Batches, at = ramp, rampAt
 				}
 			}
 		}
@@ -662,6 +676,63 @@ func (l *loader) strategy(top *mapping, p *Plan) {
 		}
 	}
 	p.Strategy.Pause, _, _ = sm.duration("pause", 0, nonNegative)
+	if v, _, ok := sm.get("min_in_service"); ok {
+		if s, ok := l.size(sm.d, v, "strategy.min_in_service", true); ok {
+			p.Strategy.MinInService, minAt = s, sizeAt{v.p, "strategy.min_in_service"}
+		}
+	}
+	p.Strategy.AllowFullOutage, _ = sm.boolean("allow_full_outage", false)
+	return at, minAt
+}
+
+// sizeAt is where a batch size (or min_in_service) was written.
+type sizeAt struct {
+	p    pos
+	path string
+}
+
+// checkOutage refuses a batch that would leave fewer than min_in_service
+// servers of a backend in rotation (with the default of 1: a batch that
+// drains a whole backend), unless allow_full_outage is set. It counts the
+// servers the plan names; the engine counts the balancer's own view, and
+// servers already down, as it goes.
+func (l *loader) checkOutage(p *Plan, at []sizeAt, minAt sizeAt) {
+	if !p.hasBalancer() || p.Strategy.AllowFullOutage || len(p.Hosts) == 0 {
+		return
+	}
+	total := p.BackendSizes()
+	reported := map[string]bool{}
+	for i, batch := range p.Batches() {
+		where := at[min(i, len(at)-1)]
+		inBatch := map[string]int{}
+		for _, h := range batch {
+			if b := h.Backend(); b != "" {
+				inBatch[b]++
+			}
+		}
+		for _, b := range slices.Sorted(maps.Keys(inBatch)) {
+			n, k := total[b], inBatch[b]
+			need := p.MinInService(b)
+			if n-k >= need || reported[b] {
+				continue
+			}
+			reported[b] = true
+			switch {
+			case n-k == 0 && n <= need:
+				l.errorf(where.p, "%s: backend %s has %s in this plan, so any batch takes it all out of rotation (an outage); add servers, or set strategy.allow_full_outage: true to accept an outage",
+					where.path, b, plural(n, "server"))
+			case n-k == 0:
+				l.errorf(where.p, "%s: batch %d takes all %s of backend %s out of rotation at once (an outage); use at most %d, or set strategy.allow_full_outage: true to accept an outage",
+					where.path, i+1, plural(n, "server"), b, n-need)
+			case n <= need:
+				l.errorf(minAt.p, "%s: %d of backend %s's %s must stay in rotation, which leaves none to deploy to; lower it, or set strategy.allow_full_outage: true to accept an outage",
+					minAt.path, need, b, plural(n, "server"))
+			default:
+				l.errorf(where.p, "%s: batch %d takes %d of backend %s's %s out of rotation, leaving %d, fewer than strategy.min_in_service=%d; use at most %d per batch, or set strategy.allow_full_outage: true",
+					where.path, i+1, k, b, plural(n, "server"), n-k, need, n-need)
+			}
+		}
+	}
 }
 
 // size decodes a count or a percentage. A batch size must be positive; a

@@ -21,6 +21,7 @@ release:
   restart: bin/restart
 health:
   http: {url: "http://{{.Host}}:8080/health"}
+strategy: {allow_full_outage: true} # one server: draining it is an outage
 `
 
 // A plan read on a coordinator finds its artifact by digest, and a CLI

@@ -4,6 +4,7 @@ package plans
 
 import (
 	"fmt"
+	"strings"
 	"time"
 )
 
@@ -30,6 +31,15 @@ type Plan struct {
 	Health       Health       `json:"health"`
 	Rollback     Rollback     `json:"rollback"`
 	Hooks        Hooks        `json:"hooks"`
+}
+
+// Backend is the HAProxy backend of the host's lb_server, "" without one.
+func (h Host) Backend() string {
+	b, _, ok := strings.Cut(h.LBServer, "/")
+	if !ok {
+		return ""
+	}
+	return b
 }
 
 // Transport says how the coordinator reaches a host.
@@ -119,6 +129,13 @@ type Strategy struct {
 	Batches     []Size        `json:"batches"` // the last one repeats; `batch: N` is a one-element ramp
 	MaxFailures Size          `json:"max_failures"`
 	Pause       time.Duration `json:"pause"`
+	// MinInService is how many servers of each backend stay in rotation
+	// while hosts are drained (default 1), counting servers already down;
+	// a percentage is of the backend's servers in the plan.
+	MinInService Size `json:"min_in_service"`
+	// AllowFullOutage lifts MinInService: batches may drain a whole
+	// backend (first installs, maintenance windows).
+	AllowFullOutage bool `json:"allow_full_outage,omitempty"`
 }
 
 // Release is what is installed on each host.

@@ -113,7 +113,7 @@ func TestParseDefaults(t *testing.T) {
 			OnDrainTimeout: DrainTimeoutFail,
 			EnableTimeout:  30 * time.Second,
 		},
-		Strategy: Strategy{Batches: []Size{{N: 1}}},
+		Strategy: Strategy{Batches: []Size{{N: 1}}, MinInService: Size{N: 1}},
 		Release: Release{
 			Artifact: filepath.Join(f.dir, "app.tar.gz"),
 			Path:     "/srv/app",
@@ -238,9 +238,10 @@ hooks:
 		t.Errorf("LoadBalancer = %+v", p.LoadBalancer)
 	}
 	wantStrategy := Strategy{
-		Batches:     []Size{{N: 1}, {N: 50, Percent: true}},
-		MaxFailures: Size{N: 34, Percent: true},
-		Pause:       250 * time.Millisecond,
+		Batches:      []Size{{N: 1}, {N: 50, Percent: true}},
+		MaxFailures:  Size{N: 34, Percent: true},
+		Pause:        250 * time.Millisecond,
+		MinInService: Size{N: 1},
 	}
 	if !reflect.DeepEqual(p.Strategy, wantStrategy) {
 		t.Errorf("Strategy = %+v", p.Strategy)
@@ -348,7 +349,7 @@ load_balancer: {haproxy: {socket: /run/haproxy.sock}}
 		{
 			name: "haproxy socket relative to the plan",
 			src: head + "hosts: [{name: web1, address: 10.0.0.1, lb_server: be/web1}]\n" + tail +
-				"load_balancer: {haproxy: {socket: run/admin.sock}}\n",
+				"load_balancer: {haproxy: {socket: run/admin.sock}}\nstrategy: {allow_full_outage: true}\n",
 			check: func(t *testing.T, p *Plan) {
 				if p.LoadBalancer.HAProxy == nil || p.LoadBalancer.HAProxy.Socket != filepath.Join(p.Dir, "run", "admin.sock") {
 					t.Errorf("HAProxy = %+v", p.LoadBalancer.HAProxy)

@@ -261,8 +261,10 @@ func (s *State) setHostStage(c *SetHostStage) error {
 	if c.Target != "" {
 		hp.Target = c.Target
 	}
+	// A failure is not a side effect: a host refused before its first
+	// stage (min_in_service) stays untouched, and needs no rollback.
 	switch c.Stage {
-	case StagePending, StageSkipped:
+	case StagePending, StageSkipped, StageFailed:
 	default:
 		hp.Touched = true
 	}

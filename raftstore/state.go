@@ -37,6 +37,9 @@ type Kind string
 const (
 	KindDeploy   Kind = "deploy"   // roll a new release out
 	KindRollback Kind = "rollback" // take the hosts of an earlier deployment back
+	// KindRepair brings hosts back to their recorded release, healthy and
+	// in rotation (`drover repair`): each host's Target is its Current.
+	KindRepair Kind = "repair"
 )
 
 // Stage is a host's place in the pipeline.
