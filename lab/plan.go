@@ -23,7 +23,16 @@ type PlanParams struct {
 	Batch          string        // "2", "25%"; default "1"
 	MaxFailures    string        // "0", "10%"; default "0"
 	MinHealthyTime time.Duration // default 0
-	Hosts          []string      // a subset of the lab's web hosts, by name; default all
+	// MinInService is strategy.min_in_service ("2", "50%"); default unset.
+	MinInService string
+	// AllowFullOutage sets strategy.allow_full_outage (a first install in
+	// one batch).
+	AllowFullOutage bool
+	// Restart replaces the release's restart command; HealthPort the port
+	// of the health URL (default the app's). Plan mistakes, for tests.
+	Restart    string
+	HealthPort int
+	Hosts      []string // a subset of the lab's web hosts, by name; default all
 	// HAProxyTCP: load_balancer.haproxy.address is the audited TCP relay
 	// (Lab.HAProxyAddress, reachable from coordinators) instead of socket.
 	HAProxyTCP bool
@@ -73,8 +82,10 @@ type planHAProxy struct {
 }
 
 type planStrat struct {
-	Batch       any `yaml:"batch"`
-	MaxFailures any `yaml:"max_failures"`
+	Batch           any  `yaml:"batch"`
+	MaxFailures     any  `yaml:"max_failures"`
+	MinInService    any  `yaml:"min_in_service,omitempty"`
+	AllowFullOutage bool `yaml:"allow_full_outage,omitempty"`
 }
 
 type planRelease struct {
@@ -139,6 +150,20 @@ func (l *Lab) Plan(p PlanParams) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
+	var minIn any
+	if p.MinInService != "" {
+		if minIn, err = sizeValue("min_in_service", p.MinInService, ""); err != nil {
+			return nil, err
+		}
+	}
+	restart := l.ReleasePath + "/current/bin/restart"
+	if p.Restart != "" {
+		restart = p.Restart
+	}
+	healthPort := l.AppPort
+	if p.HealthPort != 0 {
+		healthPort = p.HealthPort
+	}
 	hosts := l.Hosts
 	if len(p.Hosts) > 0 {
 		hosts = nil
@@ -160,16 +185,16 @@ func (l *Lab) Plan(p PlanParams) ([]byte, error) {
 			HostKeyChecking: "strict",
 		},
 		LoadBalancer: planLB{HAProxy: planHAProxy{Socket: l.HAProxySocket}, DrainTimeout: "10s"},
-		Strategy:     planStrat{Batch: batch, MaxFailures: maxFail},
+		Strategy:     planStrat{Batch: batch, MaxFailures: maxFail, MinInService: minIn, AllowFullOutage: p.AllowFullOutage},
 		Release: planRelease{
 			Artifact: artifact,
 			Path:     l.ReleasePath,
-			Restart:  l.ReleasePath + "/current/bin/restart",
+			Restart:  restart,
 			Keep:     3,
 		},
 		Health: planHealth{
 			HTTP: planHTTP{
-				URL:          fmt.Sprintf("http://{{.Host}}:%d/health", l.AppPort),
+				URL:          fmt.Sprintf("http://{{.Host}}:%d/health", healthPort),
 				Status:       200,
 				BodyContains: "ok",
 			},

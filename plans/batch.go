@@ -1,5 +1,10 @@
 package plans
 
+import (
+	"maps"
+	"slices"
+)
+
 // Batches groups the hosts, in plan order, by the strategy's ramp: each
 // entry of Strategy.Batches sizes one batch and the last one repeats.
 // Percentages are of the whole fleet, rounded up. A batch is never empty,
@@ -63,3 +68,28 @@ func (p *Plan) MinInService(backend string) int {
 
 // hasBalancer: hosts are drained through a load balancer.
 func (p *Plan) hasBalancer() bool { return p.LoadBalancer.HAProxy != nil }
+
+// Outages lists, for each batch (by index) that takes every server of a
+// backend out of rotation at once, those backends. Only a plan with
+// strategy.allow_full_outage can have one.
+func (p *Plan) Outages() map[int][]string {
+	if !p.hasBalancer() {
+		return nil
+	}
+	total := p.BackendSizes()
+	out := map[int][]string{}
+	for i, batch := range p.Batches() {
+		in := map[string]int{}
+		for _, h := range batch {
+			if b := h.Backend(); b != "" {
+				in[b]++
+			}
+		}
+		for _, b := range slices.Sorted(maps.Keys(in)) {
+			if in[b] == total[b] {
+				out[i] = append(out[i], b)
+			}
+		}
+	}
+	return out
+}

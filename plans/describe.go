@@ -87,6 +87,18 @@ func (p *Plan) Describe(w io.Writer) error {
 	pf("\n")
 	pf("  failure budget: %d of %d hosts may fail (max_failures %s); one more stops the rollout\n",
 		p.MaxFailures(), len(p.Hosts), p.Strategy.MaxFailures)
+	outages := p.Outages()
+	switch {
+	case !p.hasBalancer():
+	case len(outages) > 0:
+		pf("  in service:     allow_full_outage: true: THIS DEPLOY CAUSES AN OUTAGE: %d of %d batches take every server of a backend out of rotation at once\n",
+			len(outages), len(batches))
+	case p.Strategy.AllowFullOutage:
+		pf("  in service:     allow_full_outage: true, though no batch drains a whole backend\n")
+	default:
+		pf("  in service:     at least %s of each backend's servers stay in rotation (strategy.min_in_service), counting servers\n", p.Strategy.MinInService)
+		pf("                  already down; a host waits for one in flight to come back, or is refused\n")
+	}
 	if p.Rollback.Automatic {
 		pf("  rollback:       automatic, to each host's previous release\n")
 	} else {
@@ -113,6 +125,9 @@ func (p *Plan) Describe(w io.Writer) error {
 			names[i] = h.Name
 		}
 		pf("\nbatch %d of %d (%s: %s)\n", bi+1, len(batches), plural(len(batch), "host"), strings.Join(names, ", "))
+		if b := outages[bi]; len(b) > 0 {
+			pf("  OUTAGE: every server of backend %s is out of rotation during this batch\n", strings.Join(b, ", "))
+		}
 		for _, h := range batch {
 			p.describeHost(pf, h, urls[n], sum)
 			n++

@@ -105,7 +105,7 @@ func cmdDemo(ctx context.Context, args []string, stdout, stderr io.Writer) (err 
 		{title: fmt.Sprintf("v3 broken, batch %s, under load", b), wantExit: 3},
 	}
 	params := []lab.PlanParams{
-		{Version: "v1", Artifact: paths["v1"], Batch: "100%"},
+		{Version: "v1", Artifact: paths["v1"], Batch: "100%", AllowFullOutage: true}, // nothing serves yet
 		{Version: "v2", Artifact: paths["v2"], Batch: b},
 		{Version: "v3", Artifact: paths["v3"], Batch: b},
 	}

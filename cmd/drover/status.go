@@ -27,7 +27,7 @@ func newStatusCmd(g *globalFlags) *cobra.Command {
 				if err != nil {
 					return err
 				}
-				printDeployment(os.Stdout, nil, d)
+				printDeployment(os.Stdout, nil, nil, d)
 				return nil
 			}); handled {
 				return err
@@ -37,7 +37,7 @@ func newStatusCmd(g *globalFlags) *cobra.Command {
 				if err != nil {
 					return err
 				}
-				printDeployment(os.Stdout, c.store, d)
+				printDeployment(os.Stdout, c.store, lbStates(ctx, d), d)
 				return nil
 			})
 		},
@@ -183,7 +183,7 @@ are listed: 'drover rollback' or a new deploy brings them back.`,
 					return withCode(exitUsage, err)
 				}
 				d, _ = c.store.Deployment(d.ID)
-				printDeployment(os.Stdout, c.store, d)
+				printDeployment(os.Stdout, c.store, lbStates(ctx, d), d)
 				return nil
 			})
 		},
@@ -271,7 +271,9 @@ type hostRecords interface {
 	HostRecord(name string) raftstore.HostRecord
 }
 
-func printDeployment(w io.Writer, st hostRecords, d raftstore.Deployment) {
+// printDeployment shows d; lb, when not nil, is each host's state on the
+// load balancer(s) now, shown next to the release it runs.
+func printDeployment(w io.Writer, st hostRecords, lb map[string]string, d raftstore.Deployment) {
 	fmt.Fprintf(w, "deployment %s (%s of %s %s)\n", d.ID, d.Kind, d.Name, d.Version)
 	fmt.Fprintf(w, "state:     %s", d.State)
 	if d.State == raftstore.StateRunning || d.State == raftstore.StatePaused {
@@ -282,7 +284,11 @@ func printDeployment(w io.Writer, st hostRecords, d raftstore.Deployment) {
 		fmt.Fprintf(w, "reason:    %s\n", d.Error)
 	}
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "BATCH\tHOST\tSTAGE\tPHASE\tTARGET\tNOW RUNS\tERROR")
+	lbCol := ""
+	if lb != nil {
+		lbCol = "LOAD BALANCER\t"
+	}
+	fmt.Fprintf(tw, "BATCH\tHOST\tSTAGE\tPHASE\tTARGET\tNOW RUNS\t%sERROR\n", lbCol)
 	for i, b := range d.Batches {
 		for _, h := range b {
 			hp := d.Hosts[h]
@@ -294,7 +300,11 @@ func printDeployment(w io.Writer, st hostRecords, d raftstore.Deployment) {
 			if note == "" {
 				note = hp.Skipped
 			}
-			fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\t%s\n", i+1, h, hp.Stage, hp.Phase, hp.Target, orNone(now), oneLine(note))
+			lbState := ""
+			if lb != nil {
+				lbState = orNone(lb[h]) + "\t"
+			}
+			fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\t%s%s\n", i+1, h, hp.Stage, hp.Phase, hp.Target, orNone(now), lbState, oneLine(note))
 		}
 	}
 	tw.Flush()

@@ -172,7 +172,7 @@ func (v *view) event(ev orchestrator.Event) {
 		// The table shows stages; only what the table cannot show is printed.
 		switch ev.Kind {
 		case orchestrator.EventHostFailed, orchestrator.EventRollback, orchestrator.EventWarning,
-			orchestrator.EventPaused, orchestrator.EventPreflight:
+			orchestrator.EventNote, orchestrator.EventPaused, orchestrator.EventPreflight:
 			v.clear()
 			fmt.Fprintln(v.w, v.line(ev))
 			if ev.Output != "" {
@@ -207,7 +207,12 @@ func (v *view) line(ev orchestrator.Event) string {
 	case orchestrator.EventRollback:
 		return fmt.Sprintf("%s rolling back: %s", ts, ev.Message)
 	case orchestrator.EventWarning:
+		if ev.Error == "" {
+			return fmt.Sprintf("%s warning: %s %s", ts, ev.Host, ev.Message)
+		}
 		return fmt.Sprintf("%s warning: %s %s: %s", ts, ev.Host, ev.Message, ev.Error)
+	case orchestrator.EventNote:
+		return fmt.Sprintf("%s %-10s %s", ts, ev.Host, ev.Message)
 	case orchestrator.EventPaused:
 		return fmt.Sprintf("%s %s", ts, ev.Message)
 	case orchestrator.EventFinished:

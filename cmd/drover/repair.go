@@ -1,0 +1,91 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+
+	"github.com/drover-dev/drover/api"
+	"github.com/drover-dev/drover/plans"
+	"github.com/drover-dev/drover/raftstore"
+	"github.com/spf13/cobra"
+)
+
+func newRepairCmd(g *globalFlags) *cobra.Command {
+	return &cobra.Command{
+		Use:   "repair [PLAN|ID]",
+		Short: "Bring every host of a plan back to its recorded release, healthy and in rotation",
+		Long: `Bring every host of a plan to a consistent state: on the release drover
+recorded for it, healthy, and in rotation on every load balancer. For when a
+person or a crash left things half done (a server drained by hand, an app
+that died, a deployment aborted mid-batch).
+
+Batch by batch, with the plan's strategy (min_in_service included), each host
+is looked at and only what it needs is done:
+  on its release, in rotation, healthy   left alone
+  healthy but out of rotation            verify, enable
+  not healthy                            drain, restart, verify, enable
+  on another release                     drain, switch back, restart, verify, enable
+Nothing is uploaded: a release missing from a host fails that host. Each
+release is checked with the restart, health checks and hooks of the
+deployment that installed it. Hosts without a recorded release are left
+alone and listed.
+
+PLAN is a plan file (its hosts, ssh and load balancer); ID is a deployment
+whose plan is used; default: the plan of the latest deployment.
+Exit codes: 0 every host consistent, 1 some host could not be repaired.`,
+		Example: `  drover repair web.yaml
+  drover repair web-20261129-171500-ab12`,
+		Args: cobra.MaximumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if handled, err := withCluster(cmd.Context(), &g.cluster, func(ctx context.Context, cl *api.Client) error {
+				return withCode(exitUsage, errors.New("repair runs with the embedded coordinator only for now (without --server)"))
+			}); handled {
+				return err
+			}
+			return withLocal(cmd.Context(), g, func(ctx context.Context, c *local) error {
+				p, err := repairPlan(c.store, args)
+				if err != nil {
+					return err
+				}
+				id, skipped, err := c.engine.SubmitRepair(ctx, p)
+				if len(skipped) > 0 {
+					c.view.note(fmt.Sprintf("left alone, no release recorded for them: %s", strings.Join(skipped, ", ")))
+				}
+				if err != nil {
+					return withCode(exitUsage, submitError(err))
+				}
+				return c.drive(ctx, id)
+			})
+		},
+	}
+}
+
+// repairPlan reads the plan named by args: a plan file, a deployment ID,
+// or the latest deployment's.
+func repairPlan(st *raftstore.Store, args []string) (*plans.Plan, error) {
+	if len(args) == 1 {
+		if fi, err := os.Stat(args[0]); err == nil && !fi.IsDir() {
+			p, err := plans.Load(args[0])
+			if err != nil {
+				return nil, withCode(exitUsage, err)
+			}
+			return p, nil
+		}
+	}
+	d, err := pick(st, args, func(raftstore.Deployment) bool { return true })
+	if err != nil {
+		if len(args) == 1 {
+			return nil, withCode(exitUsage, fmt.Errorf("%s is neither a plan file nor a deployment: %w", args[0], err))
+		}
+		return nil, err
+	}
+	var p plans.Plan
+	if err := json.Unmarshal(d.Plan, &p); err != nil {
+		return nil, withCode(exitFailed, fmt.Errorf("plan of %s: %w", d.ID, err))
+	}
+	return &p, nil
+}
