@@ -63,71 +63,55 @@ func TestPlanMistakeRollsBackCleanly(t *testing.T) {
 
 // TestOutageRefusedAtValidate: a batch as large as the fleet, or one that
 // breaks min_in_service, is refused before anything is touched; at run time
-// min_in_service holds counting a server already down.
+// min_in_service holds counting a server already down. One load runs
+// through all of it (a refusal alone is over too fast to sample).
 func TestOutageRefusedAtValidate(t *testing.T) {
 	s := newSession(t, 4)
 	if code, d := s.run("deploy", s.plan("v1", false, "2")); code != 0 {
 		t.Fatalf("deploy v1: exit %d\n%s", code, d.stdout.text())
 	}
-	where := regexp.MustCompile(`plan-v[0-9]+\.yaml:[0-9]+:[0-9]+: strategy\.`)
-	for _, tc := range []struct {
-		name, version, batch string
-		extra                func(*lab.PlanParams)
-		want                 string
-	}{
-		{"batch as large as the fleet", "v2", "10", nil, "takes all 4 servers of backend web out of rotation"},
-		{"min_in_service", "v3", "2", func(p *lab.PlanParams) { p.MinInService = "3" }, "leaving 2, fewer than strategy.min_in_service=3"},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			s.t = t
-			var extra []func(*lab.PlanParams)
-			if tc.extra != nil {
-				extra = append(extra, tc.extra)
-			}
-			plan := s.plan(tc.version, false, tc.batch, extra...)
-			out, err := s.lab.Command(context.Background(), droverBin, "plan", "validate", plan).CombinedOutput()
-			if code := exitCode(err); code != 2 || !where.Match(out) || !strings.Contains(string(out), tc.want) {
-				t.Errorf("plan validate: exit %d, want 2 with FILE:LINE:COL and %q:\n%s", code, tc.want, out)
-			}
-			res, _ := s.underLoad(0, func() {
-				code, d := s.run("deploy", plan)
-				if code != 2 || !strings.Contains(d.stderr.String(), tc.want) {
-					t.Errorf("deploy: exit %d, want 2 with %q\n%s", code, tc.want, d.stderr.String())
-				}
-				for _, ev := range d.stdout.all() {
-					if ev.Kind == orchestrator.EventStage {
-						t.Errorf("a stage ran: %+v", ev)
-					}
-				}
-			})
-			t.Logf("%s: %d requests through HAProxy, %d failed", tc.name, res.Requests, res.Failures)
-			s.expectAllOn("v1")
-		})
+	plan := s.plan("v4", false, "4", func(p *lab.PlanParams) { p.AllowFullOutage = true })
+	out, err := s.lab.Command(context.Background(), droverBin, "plan", "show", plan).CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "THIS DEPLOY CAUSES AN OUTAGE") {
+		t.Errorf("plan show of allow_full_outage: %v\n%s", err, out)
 	}
 
-	t.Run("allow_full_outage is shown as an outage", func(t *testing.T) {
-		s.t = t
-		plan := s.plan("v4", false, "4", func(p *lab.PlanParams) { p.AllowFullOutage = true })
-		out, err := s.lab.Command(context.Background(), droverBin, "plan", "show", plan).CombinedOutput()
-		if err != nil || !strings.Contains(string(out), "THIS DEPLOY CAUSES AN OUTAGE") {
-			t.Errorf("plan show: %v\n%s", err, out)
+	s.killApp("web4") // DOWN in HAProxy before the load starts
+	where := regexp.MustCompile(`plan-v[0-9]+\.yaml:[0-9]+:[0-9]+: strategy\.`)
+	res, _ := s.underLoad(2, func() {
+		for _, tc := range []struct {
+			name, version, batch string
+			extra                func(*lab.PlanParams)
+			want                 string
+		}{
+			{"batch as large as the fleet", "v2", "10", func(*lab.PlanParams) {}, "takes all 4 servers of backend web out of rotation"},
+			{"min_in_service", "v3", "2", func(p *lab.PlanParams) { p.MinInService = "3" }, "leaving 2, fewer than strategy.min_in_service=3"},
+		} {
+			plan := s.plan(tc.version, false, tc.batch, tc.extra)
+			out, err := s.lab.Command(context.Background(), droverBin, "plan", "validate", plan).CombinedOutput()
+			if code := exitCode(err); code != 2 || !where.Match(out) || !strings.Contains(string(out), tc.want) {
+				t.Errorf("%s: plan validate: exit %d, want 2 with FILE:LINE:COL and %q:\n%s", tc.name, code, tc.want, out)
+			}
+			code, d := s.run("deploy", plan)
+			if code != 2 || !strings.Contains(d.stderr.String(), tc.want) {
+				t.Errorf("%s: deploy: exit %d, want 2 with %q\n%s", tc.name, code, tc.want, d.stderr.String())
+			}
+			for _, ev := range d.stdout.all() {
+				if ev.Kind == orchestrator.EventStage {
+					t.Errorf("%s: a stage ran: %+v", tc.name, ev)
+				}
+			}
+		}
+		// batch 2 and min_in_service 2, with web4 down: web1 and web2
+		// (batch 1) may only leave one at a time, so at most 2 servers
+		// (web4 and one) are ever out.
+		code, d := s.run("deploy", s.plan("v5", false, "2", func(p *lab.PlanParams) { p.MinInService = "2" }))
+		if code != 0 {
+			t.Fatalf("deploy v5 with web4 down: exit %d\n%s", code, d.stdout.text())
 		}
 	})
-
-	t.Run("min_in_service counts a server already down", func(t *testing.T) {
-		s.t = t
-		s.killApp("web4")
-		// batch 2 and min_in_service 2, with web4 down: web1 and web2
-		// (batch 1) may only leave one at a time.
-		res, _ := s.underLoad(2, func() {
-			code, d := s.run("deploy", s.plan("v5", false, "2", func(p *lab.PlanParams) { p.MinInService = "2" }))
-			if code != 0 {
-				t.Fatalf("deploy v5: exit %d\n%s", code, d.stdout.text())
-			}
-		})
-		t.Logf("min_in_service: %d requests through HAProxy, %d failed", res.Requests, res.Failures)
-		s.expectAllOn("v5")
-	})
+	t.Logf("refusals, then v5 with web4 down: %d requests through HAProxy, %d failed", res.Requests, res.Failures)
+	s.expectAllOn("v5")
 }
 
 // TestRepair: a server drained by hand and an app killed are brought back
