@@ -51,7 +51,7 @@ func (h fencedHost) Put(ctx context.Context, path string, r io.Reader, mode fs.F
 	return h.Host.Put(ctx, path, r, mode)
 }
 
-// fencedBalancer fences Drain and Enable; Check only reads.
+// fencedBalancer fences Drain and Enable; Check, State and Backend only read.
 type fencedBalancer struct {
 	Balancer
 	fence fence.Func

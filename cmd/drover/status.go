@@ -27,7 +27,7 @@ func newStatusCmd(g *globalFlags) *cobra.Command {
 				if err != nil {
 					return err
 				}
-				printDeployment(os.Stdout, nil, nil, d)
+				printWithLB(ctx, os.Stdout, nil, d)
 				return nil
 			}); handled {
 				return err
@@ -37,7 +37,7 @@ func newStatusCmd(g *globalFlags) *cobra.Command {
 				if err != nil {
 					return err
 				}
-				printDeployment(os.Stdout, c.store, lbStates(ctx, d), d)
+				printWithLB(ctx, os.Stdout, c.store, d)
 				return nil
 			})
 		},
@@ -183,7 +183,7 @@ are listed: 'drover rollback' or a new deploy brings them back.`,
 					return withCode(exitUsage, err)
 				}
 				d, _ = c.store.Deployment(d.ID)
-				printDeployment(os.Stdout, c.store, lbStates(ctx, d), d)
+				printWithLB(ctx, os.Stdout, c.store, d)
 				return nil
 			})
 		},

@@ -1,0 +1,38 @@
+package main
+
+import (
+	"regexp"
+	"strings"
+	"testing"
+
+	"github.com/drover-dev/drover/raftstore"
+)
+
+func TestPrintDeploymentShowsTheLoadBalancer(t *testing.T) {
+	d := raftstore.Deployment{ID: "web-1", Kind: raftstore.KindDeploy, Name: "web", Version: "v1", State: raftstore.StateSucceeded,
+		Batches: [][]string{{"web1", "web2"}},
+		Hosts: map[string]*raftstore.HostProgress{
+			"web1": {Name: "web1", Stage: raftstore.StageDone, Phase: raftstore.PhaseRollout, Target: "v1"},
+			"web2": {Name: "web2", Stage: raftstore.StageDone, Phase: raftstore.PhaseRollout, Target: "v1"},
+		}}
+	for _, tc := range []struct {
+		name string
+		lb   map[string]string
+		want []string
+	}{
+		{"no balancer", nil, []string{`(?m)^BATCH +HOST +STAGE +PHASE +TARGET +NOW RUNS +ERROR$`, `(?m)^1 +web2 +done +rollout +v1 +v1 *$`}},
+		{"one instance", map[string]string{"web1": "UP", "web2": "MAINT"},
+			[]string{`LOAD BALANCER`, `(?m)^1 +web1 +done +rollout +v1 +v1 +UP *$`, `(?m)^1 +web2 +done +rollout +v1 +v1 +MAINT *$`}},
+		{"two instances", map[string]string{"web1": "lb1 UP, lb2 DRAIN"}, []string{`(?m)^1 +web1 .* v1 +lb1 UP, lb2 DRAIN *$`, `(?m)^1 +web2 .* v1 +- *$`}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var b strings.Builder
+			printDeployment(&b, nil, tc.lb, d)
+			for _, re := range tc.want {
+				if !regexp.MustCompile(re).MatchString(b.String()) {
+					t.Errorf("output lacks %s:\n%s", re, b.String())
+				}
+			}
+		})
+	}
+}
