@@ -24,12 +24,7 @@ func (b haproxyBalancer) State(ctx context.Context, server string) (LBStates, er
 	if err != nil {
 		return nil, fmt.Errorf("state of %s: %w", server, err)
 	}
-	var out LBStates
-	for _, s := range all {
-		if s.Server == server {
-			out = append(out, s)
-		}
-	}
+	out := all.Of(server)
 	if len(out) == 0 {
 		return nil, fmt.Errorf("state of %s: %w", server, haproxy.ErrUnknownServer)
 	}

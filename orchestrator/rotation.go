@@ -147,12 +147,7 @@ func (r *run) readOutOfRotation(ctx context.Context) ([]string, error) {
 			byBackend[b] = states
 		}
 		if !states.InRotation(h.LBServer) {
-			var mine LBStates
-			for _, s := range states {
-				if s.Server == h.LBServer {
-					mine = append(mine, s)
-				}
-			}
+			mine := states.Of(h.LBServer)
 			word := "unknown to the load balancer"
 			if len(mine) > 0 {
 				word = mine.String()

@@ -102,6 +102,17 @@ func (ss LBStates) InRotation(server string) bool {
 	return seen
 }
 
+// Of returns the entries of one server.
+func (ss LBStates) Of(server string) LBStates {
+	var out LBStates
+	for _, s := range ss {
+		if s.Server == server {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
 // Servers lists the distinct servers, in order of first appearance.
 func (ss LBStates) Servers() []string {
 	var out []string

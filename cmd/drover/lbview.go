@@ -44,12 +44,7 @@ func lbStates(ctx context.Context, d raftstore.Deployment) (map[string]string, e
 			}
 			backends[b] = states
 		}
-		var mine orchestrator.LBStates
-		for _, s := range states {
-			if s.Server == h.LBServer {
-				mine = append(mine, s)
-			}
-		}
+		mine := states.Of(h.LBServer)
 		out[h.Name] = "not in the load balancer"
 		if len(mine) > 0 {
 			out[h.Name] = mine.String()
