@@ -159,6 +159,11 @@ func (r *run) run(ctx context.Context) (raftstore.DeploymentState, error) {
 		}
 		if failed := failedHosts(d); len(failed) > budget {
 			msg := fmt.Sprintf("%d host(s) failed (%s), more than max_failures=%d", len(failed), strings.Join(failed, ", "), budget)
+			if !d.Touched() {
+				// Refused before any side effect (min_in_service): there
+				// is nothing to roll back.
+				return r.finish(ctx, raftstore.StateFailed, msg+"; no host was touched")
+			}
 			if r.kind == raftstore.KindRepair {
 				return r.finish(ctx, raftstore.StateFailed, msg+"; repair stopped: see each host's error")
 			}

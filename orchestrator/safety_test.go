@@ -198,8 +198,32 @@ func TestMinInServiceRefusalTouchesNothing(t *testing.T) {
 	if d.Hosts["web1"].Touched || len(f.lbLog) != 0 || f.hosts["web1"].running != "v1" {
 		t.Errorf("web1 touched %v, balancer %v, runs %s", d.Hosts["web1"].Touched, f.lbLog, f.hosts["web1"].running)
 	}
-	if !strings.Contains(d.Error, "out of rotation at the end: web2 (DOWN), web3 (DOWN)") {
-		t.Errorf("error = %q, want the hosts out of rotation named", d.Error)
+	if !strings.Contains(d.Error, "no host was touched") {
+		t.Errorf("error = %q", d.Error)
+	}
+}
+
+// A deployment that would end "succeeded" or "rolled back" with a host out
+// of rotation ends failed, naming it.
+func TestNeverSucceededOutOfRotation(t *testing.T) {
+	f := newFleet(hostsNamed(3)...)
+	h := newHarness(t, f)
+	h.mustDeploy(h.plan("v1", plans.Size{N: 1}, 0))
+	// web2's app dies while web3 is deployed: nothing the engine did.
+	f.onStage = func(host string, st raftstore.Stage, ph raftstore.Phase) {
+		if host == "web3" && st == raftstore.StageEnable {
+			f.mu.Lock()
+			f.hosts["web2"].running = "crashed"
+			f.mu.Unlock()
+		}
+	}
+	id, st, err := h.deploy(h.plan("v2", plans.Size{N: 1}, 0), nil)
+	if err != nil || st != raftstore.StateFailed {
+		t.Fatalf("state %s, err %v, want failed", st, err)
+	}
+	d, _ := h.store.Deployment(id)
+	if !strings.Contains(d.Error, "out of rotation at the end: web2 (DOWN)") {
+		t.Errorf("error = %q, want web2 named", d.Error)
 	}
 }
 

@@ -203,6 +203,13 @@ func (c *local) drive(ctx context.Context, id string) error {
 		return withCode(exitRolledBack, errors.New("deployment failed and was rolled back: "+d.Error))
 	case raftstore.StatePaused:
 		return withCode(exitPaused, fmt.Errorf("paused; continue with 'drover resume %s'", id))
+	case raftstore.StateFailed:
+		if !d.Touched() {
+			// Refused before touching anything (min_in_service), as a
+			// cluster deploy reports it too.
+			return withCode(exitUsage, fmt.Errorf("deployment %s: %s", st, d.Error))
+		}
+		return withCode(exitFailed, fmt.Errorf("deployment %s: %s", st, d.Error))
 	default:
 		return withCode(exitFailed, fmt.Errorf("deployment %s: %s", st, d.Error))
 	}
