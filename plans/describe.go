@@ -148,6 +148,7 @@ func (p *Plan) Describe(w io.Writer) error {
 	if p.Rollback.Automatic {
 		pf("  rollback (automatic): when the rollout stops, every host it touched goes back to its previous release\n")
 		pf("  through the same pipeline (drain, activate the previous release, run restart, verify, enable),\n")
+		pf("  with the restart, health checks and hooks of the deployment that installed that release (not this plan's),\n")
 		pf("  never taking more hosts out of rotation than a batch allows.\n")
 	} else {
 		pf("  rollback (manual): the rollout stops and hosts stay as they are; run drover rollback ID to restore the previous release.\n")
