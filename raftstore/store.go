@@ -216,13 +216,15 @@ func open(opts Options, timing Timing, transport func(*Store) (raft.Transport, e
 	return s, nil
 }
 
-// watchLeader turns raft's leader observations into the leader signal.
+// watchLeader turns raft's observations of the leader and of this node's
+// role into the leader signal. Both are needed: when a leader steps down,
+// raft announces "no leader" *before* it changes its own state, so a
+// waiter woken by that announcement can still see IsLeader true; only the
+// state change that follows (a RaftState observation) tells it that this
+// node no longer leads.
 func (s *Store) watchLeader() {
 	ch := make(chan raft.Observation, 16)
-	s.obs = raft.NewObserver(ch, false, func(o *raft.Observation) bool {
-		_, ok := o.Data.(raft.LeaderObservation)
-		return ok
-	})
+	s.obs = raft.NewObserver(ch, false, leaderEvent)
 	s.obsDone = make(chan struct{})
 	s.raft.RegisterObserver(s.obs)
 	go func() {
@@ -235,6 +237,15 @@ func (s *Store) watchLeader() {
 			}
 		}
 	}()
+}
+
+// leaderEvent selects the observations that fire the leader signal.
+func leaderEvent(o *raft.Observation) bool {
+	switch o.Data.(type) {
+	case raft.LeaderObservation, raft.RaftState:
+		return true
+	}
+	return false
 }
 
 // LeaderChanged returns a channel closed at the next change of leader,
@@ -251,8 +262,9 @@ func orDefault(v, def uint64) uint64 {
 // waitFor returns once cond holds, re-checking it at each leader change
 // raft announces, or when ctx ends.
 func (s *Store) waitFor(ctx context.Context, cond func() bool) error {
-	// Raft sets its state before it announces the new leader, so checking
-	// after taking the channel cannot miss a change.
+	// The signal fires after raft changes its leader and after it changes
+	// this node's state, so checking after taking the channel cannot miss
+	// a change.
 	for {
 		changed := s.leader.C()
 		if cond() {
