@@ -15,6 +15,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -38,8 +39,23 @@ type ClientConfig struct {
 
 const (
 	defaultClientTimeout = 30 * time.Second
-	defaultWatchIdle     = 35 * time.Second // 3.5 server heartbeats
 	maxRoundBackoff      = 2 * time.Second
+	// electingBackoff caps the pause between rounds while some node
+	// answers "no leader": the cluster is electing one, which takes well
+	// under a second, so the next round comes soon after the election.
+	electingBackoff = 500 * time.Millisecond
+	// dialTimeout and handshakeTimeout bound connecting to one address:
+	// an address that silently drops packets must not hold a call (or a
+	// watcher's reconnect) longer than that.
+	dialTimeout      = 2 * time.Second
+	handshakeTimeout = 3 * time.Second
+	// failedCooldown is how long an address that just failed (no
+	// connection, no answer, a stream gone silent) is tried only after the
+	// others.
+	failedCooldown = 5 * time.Second
+	// hedgeDelay is how long a read waits for one address before it also
+	// tries the next.
+	hedgeDelay = 300 * time.Millisecond
 )
 
 // Client talks to a coordinator cluster. It tries the addresses in turn,
@@ -52,7 +68,34 @@ type Client struct {
 	hc      *http.Client
 	stale   bool
 	next    *atomic.Int64 // index into addrs of the last address that answered
+	failed  *failures     // addresses that just failed, shared with Stale copies
 	idle    time.Duration // Watch drops a stream silent this long
+}
+
+// failures remembers when each address last failed to answer.
+type failures struct {
+	mu sync.Mutex
+	at map[string]time.Time
+}
+
+func (f *failures) mark(addr string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.at[addr] = time.Now()
+}
+
+func (f *failures) clear(addr string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	delete(f.at, addr)
+}
+
+// cooling reports whether addr failed less than failedCooldown ago.
+func (f *failures) cooling(addr string) bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	at, ok := f.at[addr]
+	return ok && time.Since(at) < failedCooldown
 }
 
 // ParseAddrs splits DROVER_ADDR: comma-separated "host:port" (an https://
@@ -117,12 +160,15 @@ func NewClient(cfg ClientConfig) (*Client, error) {
 	if timeout <= 0 {
 		timeout = defaultClientTimeout
 	}
-	dialTimeout := min(timeout, 10*time.Second)
 	tr := &http.Transport{
-		DialContext:         (&net.Dialer{Timeout: dialTimeout, KeepAlive: 30 * time.Second}).DialContext,
+		DialContext:         (&net.Dialer{Timeout: min(timeout, dialTimeout), KeepAlive: 5 * time.Second}).DialContext,
 		TLSClientConfig:     cfg.TLS.Clone(),
-		TLSHandshakeTimeout: dialTimeout,
+		TLSHandshakeTimeout: min(timeout, handshakeTimeout),
 		ForceAttemptHTTP2:   true,
+		// A connection whose peer went silent (a node cut off, a machine
+		// hung) is closed within two seconds rather than holding every
+		// request multiplexed on it until TCP gives up.
+		HTTP2:               &http.HTTP2Config{SendPingTimeout: time.Second, PingTimeout: time.Second},
 		MaxIdleConnsPerHost: 4,
 		IdleConnTimeout:     90 * time.Second,
 	}
@@ -132,7 +178,8 @@ func NewClient(cfg ClientConfig) (*Client, error) {
 		timeout: timeout,
 		hc:      &http.Client{Transport: tr},
 		next:    new(atomic.Int64),
-		idle:    defaultWatchIdle,
+		failed:  &failures{at: map[string]time.Time{}},
+		idle:    streamIdle,
 	}, nil
 }
 
@@ -318,11 +365,13 @@ func (c *Client) Watch(ctx context.Context, id string, after uint64, fn func(raf
 		case ctx.Err() != nil:
 			return ctx.Err()
 		}
-		// The stream dropped: resume after last.
+		// The stream dropped (its node died, went silent, or stopped
+		// leading): resume after last, starting elsewhere.
+		c.failed.mark(resp.Request.URL.Host)
 		if last > before {
 			pause = 100 * time.Millisecond
 		} else {
-			pause = min(2*pause, maxRoundBackoff)
+			pause = min(2*pause, maxWatchPause)
 		}
 		if err := sleep(ctx, pause); err != nil {
 			return err
@@ -331,7 +380,7 @@ func (c *Client) Watch(ctx context.Context, id string, after uint64, fn func(raf
 }
 
 // consume reads one event stream, closing it when it goes silent longer
-// than c.idle (the server sends a heartbeat every 10 s).
+// than c.idle (the server sends a heartbeat every streamHeartbeat).
 func (c *Client) consume(resp *http.Response, last *uint64, fn func(raftstore.Event) error) error {
 	defer resp.Body.Close()
 	t := time.AfterFunc(c.idle, func() { resp.Body.Close() })
@@ -404,56 +453,177 @@ func (c *Client) send(ctx context.Context, rq request) (*http.Response, error) {
 		rq.query.Set("stale", "true")
 	}
 	giveUp := time.Now().Add(c.timeout)
-	start := int(c.next.Load())
-	n := len(c.addrs)
-	var tried []string
-	seen := map[string]bool{}
-	var lastErr error
+	r := &rounds{rq: rq, seen: map[string]bool{}}
 	backoff := 50 * time.Millisecond
-	for round := 0; ; round++ {
-		for i := range n {
-			idx := (start + i) % n
-			addr := c.addrs[idx]
-			if !seen[addr] {
-				seen[addr] = true
-				tried = append(tried, addr)
-			}
-			resp, sent, err := c.attempt(ctx, addr, rq)
-			if err != nil {
-				if ctx.Err() != nil {
-					return nil, c.unavailable(tried, lastErr, ctx.Err())
-				}
-				lastErr = fmt.Errorf("%s: %w", addr, err)
-				if sent && !rq.retry {
-					return nil, fmt.Errorf("api: %s %s on %s: %w (the request may have been applied)",
-						rq.method, rq.path, addr, err)
-				}
-				continue
-			}
-			if resp.StatusCode >= 200 && resp.StatusCode < 300 {
-				c.next.Store(int64(idx))
-				return resp, nil
-			}
-			e := readError(resp)
-			if rq.method == http.MethodHead && e.Code == "" && resp.StatusCode == http.StatusNotFound {
-				e.Message = "not found"
-			}
-			resp.Body.Close()
-			if moveOn(e, rq) {
-				lastErr = fmt.Errorf("%s: %w", addr, e)
-				continue
-			}
-			c.next.Store(int64(idx))
-			return nil, e
+	for {
+		if resp, done, err := c.round(ctx, r); done {
+			return resp, err
 		}
-		if time.Now().Add(backoff).After(giveUp) {
-			return nil, c.unavailable(tried, lastErr, nil)
+		wait := backoff
+		if r.answered {
+			wait = min(wait, electingBackoff)
 		}
-		if err := sleep(ctx, backoff+rand.N(backoff/2)); err != nil {
-			return nil, c.unavailable(tried, lastErr, err)
+		if time.Now().Add(wait).After(giveUp) {
+			return nil, c.unavailable(r.tried, r.lastErr, nil)
+		}
+		if err := sleep(ctx, wait+rand.N(wait/2)); err != nil {
+			return nil, c.unavailable(r.tried, r.lastErr, err)
 		}
 		backoff = min(2*backoff, maxRoundBackoff)
 	}
+}
+
+// rounds is what send's rounds learn.
+type rounds struct {
+	rq       request
+	tried    []string // addresses, in the order first tried
+	seen     map[string]bool
+	lastErr  error
+	answered bool // in the last round, a node answered without a leader to offer
+}
+
+// outcome is one attempt's result.
+type outcome struct {
+	idx  int
+	resp *http.Response
+	sent bool
+	err  error
+}
+
+// round tries each address once, in order(), and reports done with the
+// answer or error that ends the call. A read that may be repeated goes on
+// to the next address when one has not answered within hedgeDelay, while
+// still waiting for it: a node that silently drops packets then costs
+// hedgeDelay, not a dial timeout. An address that just failed is skipped
+// when another one answered: the cluster is up and electing, and it would
+// only delay the next round.
+func (c *Client) round(ctx context.Context, r *rounds) (*http.Response, bool, error) {
+	rq := r.rq
+	hedge := rq.retry && rq.open == nil && (rq.method == http.MethodGet || rq.method == http.MethodHead)
+	order := c.order()
+	results := make(chan outcome, len(order))
+	cancels := map[int]context.CancelFunc{}
+	pending, next := 0, 0
+	r.answered = false
+	launch := func() {
+		for next < len(order) {
+			idx := order[next]
+			next++
+			addr := c.addrs[idx]
+			if r.answered && c.failed.cooling(addr) {
+				continue
+			}
+			if !r.seen[addr] {
+				r.seen[addr] = true
+				r.tried = append(r.tried, addr)
+			}
+			actx, cancel := context.WithCancel(ctx)
+			cancels[idx] = cancel
+			pending++
+			go func() {
+				resp, sent, err := c.attempt(actx, addr, rq)
+				results <- outcome{idx, resp, sent, err}
+			}()
+			return
+		}
+	}
+	// finish cancels every attempt but the winner's and closes the answers
+	// that arrive after it.
+	finish := func(winner int) {
+		for idx, cancel := range cancels {
+			if idx != winner {
+				cancel()
+			}
+		}
+		if pending > 0 {
+			go func(n int) {
+				for range n {
+					if o := <-results; o.resp != nil {
+						o.resp.Body.Close()
+					}
+				}
+			}(pending)
+		}
+	}
+	hedgeT := time.NewTimer(hedgeDelay)
+	defer hedgeT.Stop()
+	launch()
+	for pending > 0 {
+		var hedgeC <-chan time.Time
+		if hedge && next < len(order) {
+			hedgeC = hedgeT.C
+		}
+		var o outcome
+		select {
+		case <-hedgeC:
+			launch()
+			hedgeT.Reset(hedgeDelay)
+			continue
+		case o = <-results:
+			pending--
+		}
+		addr := c.addrs[o.idx]
+		if o.err != nil {
+			if ctx.Err() != nil {
+				finish(-1)
+				return nil, true, c.unavailable(r.tried, r.lastErr, ctx.Err())
+			}
+			c.failed.mark(addr)
+			r.lastErr = fmt.Errorf("%s: %w", addr, o.err)
+			if o.sent && !rq.retry {
+				finish(-1)
+				return nil, true, fmt.Errorf("api: %s %s on %s: %w (the request may have been applied)",
+					rq.method, rq.path, addr, o.err)
+			}
+			launch()
+			hedgeT.Reset(hedgeDelay)
+			continue
+		}
+		c.failed.clear(addr)
+		if o.resp.StatusCode >= 200 && o.resp.StatusCode < 300 {
+			c.next.Store(int64(o.idx))
+			finish(o.idx)
+			o.resp.Body = &cancelBody{ReadCloser: o.resp.Body, done: cancels[o.idx]}
+			return o.resp, true, nil
+		}
+		e := readError(o.resp)
+		if rq.method == http.MethodHead && e.Code == "" && o.resp.StatusCode == http.StatusNotFound {
+			e.Message = "not found"
+		}
+		o.resp.Body.Close()
+		if moveOn(e, rq) {
+			r.answered = true
+			r.lastErr = fmt.Errorf("%s: %w", addr, e)
+			launch()
+			hedgeT.Reset(hedgeDelay)
+			continue
+		}
+		c.next.Store(int64(o.idx))
+		finish(-1)
+		return nil, true, e
+	}
+	for _, cancel := range cancels {
+		cancel()
+	}
+	return nil, false, nil
+}
+
+// order is the order in which send tries the addresses: from the last one
+// that answered, those that failed a moment ago last.
+func (c *Client) order() []int {
+	start := int(c.next.Load())
+	n := len(c.addrs)
+	out := make([]int, 0, n)
+	var cooling []int
+	for i := range n {
+		idx := (start + i) % n
+		if c.failed.cooling(c.addrs[idx]) {
+			cooling = append(cooling, idx)
+			continue
+		}
+		out = append(out, idx)
+	}
+	return append(out, cooling...)
 }
 
 // moveOn reports whether an answer invites trying another address: the

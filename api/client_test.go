@@ -8,10 +8,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -105,13 +107,19 @@ func TestClientFailover(t *testing.T) {
 
 // breaker accepts a request, then drops the connection without answering.
 func breaker(t *testing.T, p *testPKI) string {
-	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	return serveTLS(t, p, func(w http.ResponseWriter, r *http.Request) {
 		io.Copy(io.Discard, r.Body)
 		conn, _, err := http.NewResponseController(w).Hijack()
 		if err == nil {
 			conn.Close()
 		}
-	}))
+	})
+}
+
+// serveTLS serves h over the test PKI's TLS and returns its address.
+func serveTLS(t *testing.T, p *testPKI, h http.HandlerFunc) string {
+	t.Helper()
+	srv := httptest.NewUnstartedServer(h)
 	srv.TLS = p.serverTLS(t)
 	srv.StartTLS()
 	t.Cleanup(srv.Close)
@@ -366,4 +374,106 @@ func TestDurationJSON(t *testing.T) {
 	if err := json.Unmarshal(b, &r); err != nil || r.TTL != Duration(90*time.Second) {
 		t.Fatalf("%+v %v", r, err)
 	}
+}
+
+// blackHole accepts connections and never answers: a node that hangs, or
+// whose replies are lost.
+func blackHole(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	var conns []net.Conn
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			conns = append(conns, c)
+			mu.Unlock()
+		}
+	}()
+	t.Cleanup(func() {
+		l.Close()
+		mu.Lock()
+		defer mu.Unlock()
+		for _, c := range conns {
+			c.Close()
+		}
+	})
+	return l.Addr().String()
+}
+
+// silentStream answers an event stream with its first event, then sends
+// nothing more, not even heartbeats: a node that went silent mid-stream.
+func silentStream(t *testing.T, p *testPKI, first raftstore.Event) string {
+	t.Helper()
+	return serveTLS(t, p, func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/event-stream")
+		b, _ := json.Marshal(first)
+		fmt.Fprintf(w, "id: %d\nevent: %s\ndata: %s\n\n", first.Seq, first.Kind, b)
+		http.NewResponseController(w).Flush()
+		<-r.Context().Done()
+	})
+}
+
+// A watcher whose node goes silent or hangs moves to another node at once
+// instead of waiting for TCP: no sticky preference for the address that
+// just failed.
+func TestClientPassesOverSilentNodes(t *testing.T) {
+	p := newPKI(t)
+
+	t.Run("a read does not wait for a node that never answers", func(t *testing.T) {
+		st := newStore()
+		l := startNode(t, p, st, "n1", true)
+		c := newTestClient(t, p, tokRead, blackHole(t), l.addr)
+		// Well under the handshake timeout the black hole would cost.
+		ctx, cancel := context.WithTimeout(context.Background(), handshakeTimeout-time.Second)
+		defer cancel()
+		for i := range 3 {
+			if _, err := c.Deployments(ctx); err != nil {
+				t.Fatalf("read %d: %v", i, err)
+			}
+		}
+		if len(l.requests()) != 3 {
+			t.Fatalf("the leader saw %+v", l.requests())
+		}
+	})
+
+	t.Run("a silent stream resumes on another node after the last event", func(t *testing.T) {
+		st := newStore()
+		l := startNode(t, p, st, "n1", true)
+		st.addDeployment("d1") // 1
+		st.stage("d1", "web1") // 2
+		st.mu.Lock()
+		first := st.events[0]
+		st.mu.Unlock()
+		silent := silentStream(t, p, first)
+		c := newTestClient(t, p, tokRead, silent, l.addr)
+		c.idle = 200 * time.Millisecond
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		defer cancel()
+		var got []uint64
+		err := c.Watch(ctx, "d1", 0, func(ev raftstore.Event) error {
+			got = append(got, ev.Seq)
+			if ev.Seq == 2 {
+				st.finish("d1", raftstore.StateSucceeded) // 3
+			}
+			return nil
+		})
+		if err != nil {
+			t.Fatalf("watch: %v (events %v)", err, got)
+		}
+		if !slices.Equal(got, []uint64{1, 2, 3}) {
+			t.Fatalf("events %v, want 1 2 3", got)
+		}
+		reqs := l.requests()
+		if len(reqs) == 0 || reqs[0].lastEventID != "1" {
+			t.Fatalf("the other node saw %+v, want a resume after event 1", reqs)
+		}
+	})
 }

@@ -29,6 +29,20 @@ const (
 	sseError = "error"
 )
 
+// A stream's liveness: the server writes a comment line every
+// streamHeartbeat, so a client that reads nothing for streamIdle knows the
+// stream is dead (its node killed, hung or cut off, which a TCP connection
+// may not notice for minutes) and reconnects elsewhere. Short, so that a
+// watcher follows a failover within about a second; a false alarm on a
+// stalled machine costs one reconnect that resumes where it stopped.
+const (
+	streamHeartbeat = 300 * time.Millisecond
+	streamIdle      = 4 * streamHeartbeat
+	// maxWatchPause caps Watch's wait before reconnecting a stream that
+	// keeps ending without news.
+	maxWatchPause = time.Second
+)
+
 // endData is the payload of the end event.
 type endData struct {
 	ID    string                    `json:"id"`

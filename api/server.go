@@ -31,7 +31,7 @@ const OUServer = "drover-server"
 
 const (
 	maxJSONBody      = 4 << 20 // bytes of a JSON request body
-	defaultHeartbeat = 10 * time.Second
+	defaultHeartbeat = streamHeartbeat
 	defaultProbe     = time.Second
 )
 
