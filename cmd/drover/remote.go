@@ -187,10 +187,22 @@ type eventConverter struct {
 	batchOf map[string]int
 	opened  map[string]bool // batch (per phase) announced
 	last    map[string]time.Time
+	reached map[string]int // host/phase -> furthest stage seen (stageRank)
+}
+
+// rerun is how the view marks a stage the engine runs a second time: a
+// new leader resumes a host from its last recorded stage, which the old
+// leader may have begun.
+const rerun = "re-run by the new leader"
+
+// stageRank orders a host's pipeline stages (verify is not recorded).
+var stageRank = map[raftstore.Stage]int{
+	raftstore.StageDrain: 1, raftstore.StageInstall: 2, raftstore.StageActivate: 3,
+	raftstore.StageVerify: 4, raftstore.StageEnable: 5,
 }
 
 func newEventConverter(d raftstore.Deployment) *eventConverter {
-	c := &eventConverter{d: d, batchOf: map[string]int{}, opened: map[string]bool{}, last: map[string]time.Time{}}
+	c := &eventConverter{d: d, batchOf: map[string]int{}, opened: map[string]bool{}, last: map[string]time.Time{}, reached: map[string]int{}}
 	for i, b := range d.Batches {
 		for _, h := range b {
 			c.batchOf[h] = i
@@ -244,6 +256,13 @@ func (c *eventConverter) convert(ev raftstore.Event) []orchestrator.Event {
 			return out
 		default:
 			base.Kind, base.Stage = orchestrator.EventStage, ev.Stage
+			hk := ev.Host + "/" + string(ev.Phase)
+			if r := stageRank[ev.Stage]; r > 0 {
+				if r <= c.reached[hk] {
+					base.Message = rerun
+				}
+				c.reached[hk] = max(c.reached[hk], r)
+			}
 		}
 		out = append(out, base)
 	}

@@ -17,9 +17,12 @@ import (
 // view renders a deployment's progress: a live table on a terminal, one
 // line per event otherwise, or JSON lines.
 type view struct {
-	mu    sync.Mutex
-	w     io.Writer
-	mode  string // live, text, json
+	mu   sync.Mutex
+	w    io.Writer
+	mode string // live, text, json
+	// start is when the deployment was recorded (its Created), or this
+	// view's creation until begin knows it: the text view stamps each
+	// event with its own time since then, not with when it arrived.
 	start time.Time
 
 	// live table state
@@ -61,12 +64,19 @@ func (v *view) begin(d raftstore.Deployment) {
 	v.mu.Lock()
 	defer v.mu.Unlock()
 	v.order, v.rows, v.batchOf = nil, map[string]*row{}, map[string]int{}
+	if !d.Created.IsZero() {
+		v.start = d.Created
+	}
 	for i, b := range d.Batches {
 		for _, h := range b {
 			hp := d.Hosts[h]
 			v.order = append(v.order, h)
 			v.batchOf[h] = i + 1
-			v.rows[h] = &row{stage: hp.Stage, phase: hp.Phase, version: hp.Target, since: time.Now()}
+			since := hp.Since
+			if since.IsZero() {
+				since = time.Now()
+			}
+			v.rows[h] = &row{stage: hp.Stage, phase: hp.Phase, version: hp.Target, since: since}
 		}
 	}
 	if v.mode == "json" {
@@ -119,7 +129,9 @@ func (v *view) end(d raftstore.Deployment) {
 		}
 		counts[key] = append(counts[key], h)
 	}
-	fmt.Fprintf(v.w, "deployment %s %s after %s\n", d.ID, strings.ReplaceAll(string(d.State), "_", " "), time.Since(v.start).Round(time.Millisecond))
+	// The deployment's own record says how long it took, whatever this
+	// watcher saw of it.
+	fmt.Fprintf(v.w, "deployment %s %s after %s\n", d.ID, strings.ReplaceAll(string(d.State), "_", " "), duration(d))
 	for k, hs := range counts {
 		fmt.Fprintf(v.w, "  %-22s %d: %s\n", k, len(hs), strings.Join(hs, " "))
 	}
@@ -148,12 +160,12 @@ func (v *view) event(ev orchestrator.Event) {
 	if r := v.rows[ev.Host]; r != nil {
 		switch ev.Kind {
 		case orchestrator.EventStage:
-			r.stage, r.phase, r.version, r.since = ev.Stage, ev.Phase, ev.Version, time.Now()
+			r.stage, r.phase, r.version, r.since = ev.Stage, ev.Phase, ev.Version, when(ev)
 			if r.started.IsZero() {
 				r.started = r.since
 			}
 		case orchestrator.EventHostDone:
-			r.stage, r.phase, r.took = raftstore.StageDone, ev.Phase, time.Since(r.started)
+			r.stage, r.phase, r.took = raftstore.StageDone, ev.Phase, when(ev).Sub(r.started)
 		case orchestrator.EventHostFailed:
 			r.stage, r.err = raftstore.StageFailed, ev.Error
 		case orchestrator.EventHostSkipped:
@@ -183,11 +195,23 @@ func (v *view) event(ev orchestrator.Event) {
 	}
 }
 
+// when is the time ev happened: its own stamp (from the engine, or from
+// the replicated log for a cluster deploy), now when it has none.
+func when(ev orchestrator.Event) time.Time {
+	if ev.Time.IsZero() {
+		return time.Now()
+	}
+	return ev.Time
+}
+
 func (v *view) line(ev orchestrator.Event) string {
-	ts := fmt.Sprintf("[%6.2fs]", time.Since(v.start).Seconds())
+	ts := fmt.Sprintf("[%6.2fs]", when(ev).Sub(v.start).Seconds())
 	phase := ""
 	if ev.Phase == raftstore.PhaseRollback {
 		phase = " (rollback)"
+	}
+	if ev.Kind == orchestrator.EventStage && ev.Message != "" {
+		phase += " (" + ev.Message + ")"
 	}
 	switch ev.Kind {
 	case orchestrator.EventStarted:
