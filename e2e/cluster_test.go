@@ -296,14 +296,9 @@ func TestCluster(t *testing.T) {
 			c.noReinstallAfterDone(es, tKill.Add(-time.Minute), version)
 			// Failover: from the kill to the new leader's first action on
 			// a host or the balancer, as the host or HAProxy recorded it.
-			killedIP := c.node(killed).Address
-			failover := time.Duration(-1)
-			for _, e := range changes(es) {
-				if e.Time.After(tKill) && e.From != killedIP && slices.ContainsFunc(c.nodes, func(n lab.Coordinator) bool { return n.Address == e.From }) {
-					failover = e.Time.Sub(tKill)
-					failovers = append(failovers, failover)
-					break
-				}
+			failover := c.firstActionAfter(es, tKill, killed)
+			if failover >= 0 {
+				failovers = append(failovers, failover)
 			}
 			if failover < 0 {
 				t.Fatalf("run %d: no host or HAProxy change by another coordinator after the kill", i)
@@ -480,6 +475,19 @@ func TestCluster(t *testing.T) {
 			t.Errorf("status does not say rolled back:\n%s", out)
 		}
 	})
+}
+
+// firstActionAfter is the time from t to the first change a coordinator
+// other than old made on a host or the balancer, as the host or HAProxy
+// recorded it (-1 when none did).
+func (c *cluster) firstActionAfter(es []auditEntry, t time.Time, old string) time.Duration {
+	oldIP := c.node(old).Address
+	for _, e := range changes(es) {
+		if e.Time.After(t) && e.From != oldIP && slices.ContainsFunc(c.nodes, func(n lab.Coordinator) bool { return n.Address == e.From }) {
+			return e.Time.Sub(t)
+		}
+	}
+	return -1
 }
 
 // electedAfter reads the other coordinators' logs for the first time one

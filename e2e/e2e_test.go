@@ -134,6 +134,7 @@ type drover struct {
 	stderr syncbuf.Buffer // read while drover runs
 	done   chan struct{}
 	err    error
+	exited time.Time // when Wait returned, set before done closes
 }
 
 // start runs `drover ARGS --data-dir D --output json` in the lab.
@@ -158,6 +159,7 @@ func (s *session) launch(env []string, args ...string) *drover {
 	}
 	go func() {
 		d.err = d.cmd.Wait()
+		d.exited = time.Now()
 		close(d.done)
 	}()
 	return d
