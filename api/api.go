@@ -111,10 +111,14 @@ func (d *Duration) UnmarshalText(b []byte) error {
 // Node is the coordinator serving the request.
 type Node interface {
 	Status() NodeStatus
+	// IsLeader reports whether this node leads and has caught up with
+	// what was committed before its term: only then does it answer for
+	// the cluster.
 	IsLeader() bool
 	// LeaderHTTP is the leader's API address ("host:port"), "" when unknown.
 	LeaderHTTP() string
-	// LeaderChanged returns a channel closed at the next change of leader.
+	// LeaderChanged returns a channel closed at the next change of leader
+	// or of IsLeader.
 	LeaderChanged() <-chan struct{}
 }
 

@@ -123,6 +123,18 @@ func TestForwarding(t *testing.T) {
 			status: 503, code: "not_leader",
 		},
 		{
+			// A leader killed and restarted at once, its state not caught
+			// up yet, receives what a follower still forwards to it.
+			name: "a forwarded request with a token this follower does not know yet",
+			setup: func(t *testing.T, st *store) (*testNode, *testNode) {
+				f := startNode(t, p, st, "n1", false)
+				return f, nil
+			},
+			method: "GET", path: "/v1/deployments/d1/events",
+			header: map[string]string{HeaderForwardedBy: "n2", "Authorization": "Bearer drv_not-applied-here-yet"},
+			status: 503, code: "not_leader",
+		},
+		{
 			name: "no known leader",
 			setup: func(t *testing.T, st *store) (*testNode, *testNode) {
 				f := startNode(t, p, st, "n2", false)

@@ -176,8 +176,15 @@ func (s *server) wrap(rt route) http.Handler {
 		if err := s.authorize(r, rt.access); err != nil {
 			// A token created a moment ago may not have reached this
 			// follower yet: the leader, which stored it, decides.
-			if err.Code == codeUnauthorized && s.hasBearer(r) && r.Header.Get(HeaderForwardedBy) == "" && !s.cfg.Node.IsLeader() {
-				switch {
+			if err.Code == codeUnauthorized && s.hasBearer(r) && !s.cfg.Node.IsLeader() {
+				switch by := r.Header.Get(HeaderForwardedBy); {
+				case by != "":
+					// Forwarded here as to the leader, by a node that has
+					// not yet seen this one stop leading (it restarted with
+					// its state not caught up): not ours to refuse.
+					writeError(w, &Error{http.StatusServiceUnavailable, codeNotLeader,
+						fmt.Sprintf("node %s is not the leader (request forwarded by %s)", s.cfg.NodeID, by)})
+					return
 				case s.cfg.Node.LeaderHTTP() != "":
 					s.forward(w, r, leader)
 					return

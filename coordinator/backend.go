@@ -33,8 +33,10 @@ func (c *Coordinator) Status() api.NodeStatus {
 	}
 }
 
-// IsLeader reports whether this node leads.
-func (c *Coordinator) IsLeader() bool { return c.store.IsLeader() }
+// IsLeader reports whether this node leads and has caught up with the
+// log (its barrier, in lead): a leader elected a moment ago, not yet
+// caught up, is not one the API serves reads or checks tokens on.
+func (c *Coordinator) IsLeader() bool { return c.store.Serving() }
 
 // LeaderChanged returns a channel closed at the next change of leader.
 func (c *Coordinator) LeaderChanged() <-chan struct{} { return c.store.LeaderChanged() }

@@ -194,15 +194,31 @@ func (s *Store) Term() uint64 { return s.raft.CurrentTerm() }
 
 // Barrier returns once every entry committed before it is applied to the
 // local state. A new leader calls it before it reads the state. Leader only.
+//
+// A leader's first Barrier of its term makes it Serving, and fires the
+// leader signal.
 func (s *Store) Barrier(ctx context.Context) error {
 	timeout, err := timeoutOf(ctx)
 	if err != nil {
 		return fmt.Errorf("barrier: %w", err)
 	}
+	term := s.raft.CurrentTerm()
 	if err := await(ctx, s.raft.Barrier(timeout)); err != nil {
 		return raftError("barrier", err)
 	}
+	if s.caughtUp.Swap(term) != term {
+		s.leader.Fire()
+	}
 	return nil
+}
+
+// Serving reports whether this node leads and has applied everything
+// committed before its term (a Barrier in this term returned). A new
+// leader's state may lag the cluster's until then (a node restarted a
+// moment ago has only its snapshot applied): it must not answer reads, or
+// refuse tokens, for the cluster before.
+func (s *Store) Serving() bool {
+	return s.IsLeader() && s.caughtUp.Load() == s.raft.CurrentTerm()
 }
 
 // Member is one server of the cluster's configuration.

@@ -13,6 +13,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/drover-dev/drover/internal/notify"
@@ -82,9 +83,11 @@ type Store struct {
 	closeErr  error
 
 	changed notify.Signal // fires on every applied command
-	leader  notify.Signal // fires on every change of leader or of this node's role
+	leader  notify.Signal // fires on every change of leader or of this node's role, and once Serving
 	obs     *raft.Observer
 	obsDone chan struct{}
+
+	caughtUp atomic.Uint64 // the term in which this node's Barrier last returned
 }
 
 // singleTiming is OpenSingle's: one node has nobody to wait for, so short
