@@ -32,6 +32,7 @@ demo: deps build
 bench: deps build
 	bench/run.sh
 	bench/failover.sh
+	bench/watch.sh
 	bench/agent.sh
 
 fmt:

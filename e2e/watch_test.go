@@ -67,12 +67,14 @@ func envInt(t *testing.T, name string, def int) int {
 }
 
 // TestWatchThroughFailover is an operator watching `drover deploy --server`
-// while the leader is killed (kill -9), or its link silently cut (packets
-// dropped, no RST), at seeded moments of the rollout: every time the CLI
+// while the leader is killed (kill -9), killed and started again at once,
+// or its link silently cut (packets dropped, no RST), at seeded moments of
+// the rollout: every time the CLI
 // shows each event once and in order, and exits within watchLag of the
 // deployment's recorded end (from the coordinators' own logs).
-// DROVER_WATCH_KILLS and DROVER_WATCH_CUTS set how many runs of each
-// (default 20 and 4; bench/watch.sh runs more), DROVER_E2E_SEED the moments.
+// DROVER_WATCH_KILLS, DROVER_WATCH_RESTARTS and DROVER_WATCH_CUTS set how
+// many runs of each (default 20, 4 and 4; bench/watch.sh runs more),
+// DROVER_E2E_SEED the moments.
 func TestWatchThroughFailover(t *testing.T) {
 	c := newCluster(t, 4)
 	plan := func(version string) string {
@@ -94,6 +96,21 @@ func TestWatchThroughFailover(t *testing.T) {
 			t.Fatalf("kill -9 %s: %v", leader, err)
 		}
 		return func() { c.startServer(leader, false) }
+	}
+	// Killed and started again at once, as a supervisor would: its state
+	// is behind the cluster's until it catches up, while its peers may
+	// still forward to it.
+	restart := func(t *testing.T, leader string) func() {
+		if err := c.Procs[leader].Kill(); err != nil {
+			t.Fatalf("kill -9 %s: %v", leader, err)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if err := c.Procs[leader].Wait(ctx); ctx.Err() != nil {
+			t.Fatalf("%s did not die: %v", leader, err)
+		}
+		c.startServer(leader, false)
+		return func() {}
 	}
 	// A cut leader is still running; it loses every path: to its peers, the
 	// operator, the balancer and the hosts.
@@ -118,15 +135,19 @@ func TestWatchThroughFailover(t *testing.T) {
 		name   string
 		n      int
 		strike func(*testing.T, string) func()
+		back   bool // the struck node may lead again: its actions count for the failover
 	}{
-		{"kill", envInt(t, "DROVER_WATCH_KILLS", 20), kill},
-		{"cut", envInt(t, "DROVER_WATCH_CUTS", 4), cut},
+		{"kill", envInt(t, "DROVER_WATCH_KILLS", 20), kill, false},
+		{"restart", envInt(t, "DROVER_WATCH_RESTARTS", 4), restart, true},
+		{"cut", envInt(t, "DROVER_WATCH_CUTS", 4), cut, false},
 	} {
 		for i, m := range watchMoments(rng, hosts, k.n, min(4, k.n/4)) {
 			name := fmt.Sprintf("%s %d at %s", k.name, i, m)
 			t.Run(name, func(t *testing.T) {
 				c.t = t
-				r := c.watchDuring(t, plan(fmt.Sprintf("%s%d", k.name[:1], i)), m, k.strike)
+				// Odd runs: the CLI's first address is the leader's, so
+				// that its stream goes to the struck node itself.
+				r := c.watchDuring(t, plan(fmt.Sprintf("%s%d", k.name[:1], i)), m, i%2 == 1, k.strike, k.back)
 				r.kind = k.name
 				t.Logf("%s: deployment end -> CLI exit %v; %s -> next host action %v", name, r.lag, k.name, r.failover)
 				report(t, fmt.Sprintf("%s\t%d\t%s\t%.1f\t%.1f\n", k.name, i, m, ms(r.lag), ms(r.failover)))
@@ -134,7 +155,7 @@ func TestWatchThroughFailover(t *testing.T) {
 			})
 		}
 	}
-	for _, kind := range []string{"kill", "cut"} {
+	for _, kind := range []string{"kill", "restart", "cut"} {
 		var lags []time.Duration
 		for _, r := range runs {
 			if r.kind == kind {
@@ -157,13 +178,19 @@ type watchRun struct {
 	failover time.Duration // strike -> next host or balancer action
 }
 
-// watchDuring deploys plan with a watching CLI, strikes the leader when the
-// CLI shows moment m, and checks what the CLI showed and when it ended.
-// strike returns what undoes it, run once the CLI has exited.
-func (c *cluster) watchDuring(t *testing.T, plan string, m moment, strike func(*testing.T, string) func()) watchRun {
+// watchDuring deploys plan with a watching CLI (given the leader's address
+// first when leaderFirst, else last), strikes the leader when the CLI
+// shows moment m, and checks what the CLI showed and when it ended. strike
+// returns what undoes it, run once the CLI has exited; back says the struck
+// node may lead again (its host actions count for the failover figure).
+func (c *cluster) watchDuring(t *testing.T, plan string, m moment, leaderFirst bool, strike func(*testing.T, string) func(), back bool) watchRun {
 	t.Helper()
 	leader := c.waitLeader(c.nodes)
-	d := c.startWith(c.env(), "deploy", plan)
+	addrs := append(c.others(leader), c.node(leader))
+	if leaderFirst {
+		addrs = append([]lab.Coordinator{c.node(leader)}, c.others(leader)...)
+	}
+	d := c.startWith(c.env(addrs...), "deploy", plan)
 	d.stdout.waitFor(t, m.String(), func(ev orchestrator.Event) bool {
 		return ev.Kind == orchestrator.EventStage && ev.Host == m.host && ev.Stage == m.stage
 	})
@@ -185,7 +212,11 @@ func (c *cluster) watchDuring(t *testing.T, plan string, m moment, strike func(*
 	if !ok {
 		t.Fatalf("no coordinator logged the end of %s", id)
 	}
-	r := watchRun{lag: d.exited.Sub(end), failover: c.firstActionAfter(c.audit(), struck, leader)}
+	actor := leader
+	if back {
+		actor = ""
+	}
+	r := watchRun{lag: d.exited.Sub(end), failover: c.firstActionAfter(c.audit(), struck, actor)}
 	if r.lag > watchLag {
 		t.Errorf("the CLI exited %v after the deployment's recorded end (%s), want <= %v\n%s\n%s",
 			r.lag, end.Format("15:04:05.000"), watchLag, d.stdout.text(), d.stderr.String())
