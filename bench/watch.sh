@@ -25,6 +25,9 @@ awk -F '\t' '{ printf "%-8s %-4s %-16s %16s %16s\n", $1, $2, $3, $4, $5 }' "$tmp
 echo
 for kind in kill restart cut; do
 	for col in 4 5; do
+		# A restarted leader may lead again: the next action by another
+		# coordinator is no failover figure then.
+		[ "$kind.$col" = restart.5 ] && continue
 		grep "^$kind	" "$tmp/report.tsv" | cut -f "$col" | sort -n | awk -v kind="$kind" -v col="$col" '
 			{ v[NR] = $1 }
 			END {

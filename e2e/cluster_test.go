@@ -478,13 +478,10 @@ func TestCluster(t *testing.T) {
 }
 
 // firstActionAfter is the time from t to the first change a coordinator
-// other than old ("": any) made on a host or the balancer, as the host or
-// HAProxy recorded it (-1 when none did).
+// other than old made on a host or the balancer, as the host or HAProxy
+// recorded it (-1 when none did).
 func (c *cluster) firstActionAfter(es []auditEntry, t time.Time, old string) time.Duration {
-	oldIP := ""
-	if old != "" {
-		oldIP = c.node(old).Address
-	}
+	oldIP := c.node(old).Address
 	for _, e := range changes(es) {
 		if e.Time.After(t) && e.From != oldIP && slices.ContainsFunc(c.nodes, func(n lab.Coordinator) bool { return n.Address == e.From }) {
 			return e.Time.Sub(t)

@@ -148,6 +148,7 @@ func (s *session) start(args ...string) *drover {
 func (s *session) launch(env []string, args ...string) *drover {
 	s.t.Helper()
 	d := &drover{stdout: newEventTap(), done: make(chan struct{})}
+	d.stdout.stderr = &d.stderr
 	d.cmd = s.lab.Command(context.Background(), droverBin, args...)
 	if env != nil {
 		d.cmd.Env = append(os.Environ(), env...)
@@ -160,6 +161,7 @@ func (s *session) launch(env []string, args ...string) *drover {
 	go func() {
 		d.err = d.cmd.Wait()
 		d.exited = time.Now()
+		d.stdout.w.Close()
 		close(d.done)
 	}()
 	return d
@@ -200,12 +202,15 @@ type eventTap struct {
 	events []orchestrator.Event
 	w      *io.PipeWriter
 	added  notify.Signal // fires at each new event
+	eof    chan struct{} // closed once the writer closed and every event is in
+	stderr fmt.Stringer  // what the writing process said, for failures
 }
 
 func newEventTap() *eventTap {
 	pr, pw := io.Pipe()
-	e := &eventTap{w: pw}
+	e := &eventTap{w: pw, eof: make(chan struct{})}
 	go func() {
+		defer close(e.eof)
 		sc := bufio.NewScanner(pr)
 		sc.Buffer(make([]byte, 1<<20), 1<<20)
 		for sc.Scan() {
@@ -252,6 +257,17 @@ func (e *eventTap) waitFor(t *testing.T, what string, match func(orchestrator.Ev
 		}
 		select {
 		case <-ch:
+		case <-e.eof:
+			// Every event is in: one more look, then fail.
+			e.mu.Lock()
+			evs := e.events[seen:]
+			e.mu.Unlock()
+			for _, ev := range evs {
+				if match(ev) {
+					return ev
+				}
+			}
+			t.Fatalf("no event %s: drover exited; output:\n%s\nstderr:\n%s", what, e.text(), e.stderr)
 		case <-deadline:
 			t.Fatalf("no event %s; output:\n%s", what, e.text())
 		}
