@@ -69,9 +69,9 @@ func envInt(t *testing.T, name string, def int) int {
 // TestWatchThroughFailover is an operator watching `drover deploy --server`
 // while the leader is killed (kill -9), killed and started again at once,
 // or its link silently cut (packets dropped, no RST), at seeded moments of
-// the rollout: every time the CLI
-// shows each event once and in order, and exits within watchLag of the
-// deployment's recorded end (from the coordinators' own logs).
+// the rollout: every time the CLI shows each event once and in order, and
+// exits within watchLag of the deployment's recorded end (from the
+// coordinators' own logs).
 // DROVER_WATCH_KILLS, DROVER_WATCH_RESTARTS and DROVER_WATCH_CUTS set how
 // many runs of each (default 20, 4 and 4; bench/watch.sh runs more),
 // DROVER_E2E_SEED the moments.
