@@ -35,6 +35,8 @@ type fakeHAProxy struct {
 	before func(f *fakeHAProxy, cmd string)
 	// hang makes the fake accept connections and never answer.
 	hang bool
+	// open and maxOpen count connections being answered, now and at most.
+	open, maxOpen int
 }
 
 func newFake(t *testing.T, servers ...*fakeServer) *fakeHAProxy {
@@ -65,25 +67,37 @@ func newFakeTCP(t *testing.T, servers ...*fakeServer) *fakeHAProxy {
 }
 
 func (f *fakeHAProxy) serve() {
+	f.mu.Lock()
+	ln := f.ln
+	f.mu.Unlock()
 	var wg sync.WaitGroup
 	done := make(chan struct{})
 	f.t.Cleanup(func() {
 		close(done)
-		f.ln.Close()
+		ln.Close()
 		wg.Wait()
 	})
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
 		for {
-			c, err := f.ln.Accept()
+			c, err := ln.Accept()
 			if err != nil {
 				return
 			}
+			f.mu.Lock()
+			f.open++
+			f.maxOpen = max(f.maxOpen, f.open)
+			f.mu.Unlock()
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				defer c.Close()
+				defer func() {
+					f.mu.Lock()
+					f.open--
+					f.mu.Unlock()
+					c.Close()
+				}()
 				line, err := bufio.NewReader(c).ReadString('\n')
 				if err != nil {
 					return
@@ -99,6 +113,19 @@ func (f *fakeHAProxy) serve() {
 			}()
 		}
 	}()
+}
+
+// relisten serves again on the unix socket after f.ln was closed.
+func (f *fakeHAProxy) relisten() {
+	ln, err := net.Listen("unix", f.path)
+	if err != nil {
+		f.t.Error(err)
+		return
+	}
+	f.mu.Lock()
+	f.ln = ln
+	f.mu.Unlock()
+	f.serve()
 }
 
 func (f *fakeHAProxy) driver(t *testing.T, cfg Config) *Driver {

@@ -6,6 +6,17 @@
 // mode HAProxy answers one command and closes. The socket must be declared
 // with `level admin`; Check verifies that before a deployment starts.
 //
+// The driver is built for fleets far larger than HAProxy's stats socket:
+// that socket accepts `stats maxconn` connections at once (10 by default)
+// and refuses more with EAGAIN. So a Driver holds at most Config.MaxConns
+// connections at once (default 3) however many hosts call it; one shared
+// poller reads `show stat` for every Drain, Enable and Check that waits on
+// the same HAProxy (one read serves them all); and a connection that fails
+// (EAGAIN, refused, dropped) is retried with backoff, never reported as the
+// host's failure unless HAProxy stays unreachable for Config.RetryTimeout
+// or the wait's own timeout. Group drives several HAProxy instances that
+// front the same servers.
+//
 // Semantics chosen here (the engine relies on them):
 //
 //   - Drain sets the server to DRAIN (no new requests; sessions in flight
@@ -42,10 +53,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/drover-dev/drover/internal/fence"
 	"net"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
+
+	"github.com/drover-dev/drover/internal/fence"
 )
 
 // Errors callers can test with errors.Is.
@@ -71,6 +85,8 @@ const (
 	DefaultDrainTimeout  = 30 * time.Second
 	DefaultEnableTimeout = 30 * time.Second
 	DefaultPollInterval  = 10 * time.Millisecond
+	DefaultMaxConns      = 3
+	DefaultRetryTimeout  = 10 * time.Second
 )
 
 // Config addresses the runtime API and sets the driver's timeouts.
@@ -85,6 +101,13 @@ type Config struct {
 	Force bool
 	// PollInterval is the pause between `show stat` polls; default 10ms.
 	PollInterval time.Duration
+	// MaxConns bounds the connections the driver holds to the runtime API at
+	// once; default 3, well under HAProxy's default `stats maxconn 10`, which
+	// other tools (monitoring, a second coordinator's reads) share.
+	MaxConns int
+	// RetryTimeout is how long one command keeps retrying a runtime API it
+	// cannot reach (EAGAIN, refused, reset) before failing; default 10s.
+	RetryTimeout time.Duration
 
 	// OnDrainForced, if set, is called when a drain timed out and Force put
 	// the server in MAINT with sessions still open, so the caller can record
@@ -92,12 +115,16 @@ type Config struct {
 	OnDrainForced func(server string, sessions int)
 }
 
-// Driver talks to one HAProxy process. It holds no connection and is safe
-// for concurrent use.
+// Driver talks to one HAProxy process. It is safe for concurrent use; it
+// holds no connection between commands, and at most MaxConns during them.
 type Driver struct {
 	cfg           Config
 	network, addr string
 	dialer        net.Dialer
+	slots         chan struct{} // one per connection in use
+	poller        poller
+	probeMu       sync.Mutex  // one admin probe at a time, until one succeeds
+	admin         atomic.Bool // a probe proved the socket is at level admin
 }
 
 // New validates cfg and returns a driver. It does not connect; call Check to
@@ -107,8 +134,8 @@ func New(cfg Config) (*Driver, error) {
 	if err != nil {
 		return nil, err
 	}
-	if cfg.DrainTimeout < 0 || cfg.EnableTimeout < 0 || cfg.PollInterval < 0 {
-		return nil, errors.New("haproxy: negative timeout or poll interval")
+	if cfg.DrainTimeout < 0 || cfg.EnableTimeout < 0 || cfg.PollInterval < 0 || cfg.MaxConns < 0 || cfg.RetryTimeout < 0 {
+		return nil, errors.New("haproxy: negative timeout, poll interval or connection count")
 	}
 	if cfg.DrainTimeout == 0 {
 		cfg.DrainTimeout = DefaultDrainTimeout
@@ -119,8 +146,19 @@ func New(cfg Config) (*Driver, error) {
 	if cfg.PollInterval == 0 {
 		cfg.PollInterval = DefaultPollInterval
 	}
-	return &Driver{cfg: cfg, network: network, addr: addr}, nil
+	if cfg.MaxConns == 0 {
+		cfg.MaxConns = DefaultMaxConns
+	}
+	if cfg.RetryTimeout == 0 {
+		cfg.RetryTimeout = DefaultRetryTimeout
+	}
+	d := &Driver{cfg: cfg, network: network, addr: addr, slots: make(chan struct{}, cfg.MaxConns)}
+	d.poller.d = d
+	return d, nil
 }
+
+// Name is the runtime API the driver talks to: its socket path or address.
+func (d *Driver) Name() string { return d.addr }
 
 // AdminState is a server's administrative state, set by operators (or by
 // this driver), as opposed to its health.
@@ -164,14 +202,8 @@ func (d *Driver) Drain(ctx context.Context, server string) error {
 	if err := d.setState(ctx, backend, name, "drain"); err != nil {
 		return fmt.Errorf("drain %s: %w", server, err)
 	}
-	var last statRow
-	err = d.poll(ctx, d.cfg.DrainTimeout, func(ctx context.Context) (bool, error) {
-		row, err := d.stat(ctx, backend, name)
-		if err != nil {
-			return false, err
-		}
-		last = row
-		return row.scur == 0 && row.qcur == 0, nil
+	last, err := d.await(ctx, d.cfg.DrainTimeout, backend, name, func(row statRow) bool {
+		return row.scur == 0 && row.qcur == 0
 	})
 	var timeout *pollTimeout
 	switch {
@@ -206,14 +238,8 @@ func (d *Driver) Enable(ctx context.Context, server string) error {
 	if err := d.setState(ctx, backend, name, "ready"); err != nil {
 		return fmt.Errorf("enable %s: %w", server, err)
 	}
-	var last statRow
-	err = d.poll(ctx, d.cfg.EnableTimeout, func(ctx context.Context) (bool, error) {
-		row, err := d.stat(ctx, backend, name)
-		if err != nil {
-			return false, err
-		}
-		last = row
-		return isConfirmedUp(row.status), nil
+	last, err := d.await(ctx, d.cfg.EnableTimeout, backend, name, func(row statRow) bool {
+		return isConfirmedUp(row.status)
 	})
 	var timeout *pollTimeout
 	switch {
@@ -237,25 +263,86 @@ func (d *Driver) Enable(ctx context.Context, server string) error {
 // The admin probe is `set server B/S state` without a state: HAProxy checks
 // the level first ("Permission denied"), then looks the server up ("No such
 // backend." / "No such server."), then rejects the missing argument, so the
-// command proves both and can change nothing.
+// command proves both and can change nothing. Once a probe has proved the
+// level, later Checks only look for their server in the shared `show stat`
+// read, so that checking a whole fleet costs a few commands, not two per
+// host.
 func (d *Driver) Check(ctx context.Context, server string) error {
 	backend, name, err := splitServer(server)
 	if err != nil {
 		return fmt.Errorf("check %s: %w", server, err)
 	}
-	reply, err := d.command(ctx, fmt.Sprintf("set server %s/%s state", backend, name))
+	if err := d.probeAdmin(ctx, backend, name); err != nil {
+		return fmt.Errorf("check %s: %w", server, err)
+	}
+	var lastErr error
+	err = d.poller.watch(ctx, backend, func(s snapshot) (bool, error) {
+		var ce *connError
+		switch {
+		case errors.As(s.err, &ce):
+			// command already retried for RetryTimeout: HAProxy is down.
+			return false, s.err
+		case s.err != nil:
+			return false, nameServer(s.err, backend, name)
+		}
+		_, lastErr = s.row(backend, name)
+		return true, lastErr
+	})
 	if err != nil {
 		return fmt.Errorf("check %s: %w", server, err)
+	}
+	return nil
+}
+
+// probeAdmin proves the socket's level with `set server B/S state`, unless
+// an earlier probe did.
+func (d *Driver) probeAdmin(ctx context.Context, backend, name string) error {
+	if d.admin.Load() {
+		return nil
+	}
+	d.probeMu.Lock()
+	defer d.probeMu.Unlock()
+	if d.admin.Load() {
+		return nil
+	}
+	reply, err := d.command(ctx, fmt.Sprintf("set server %s/%s state", backend, name))
+	if err != nil {
+		return err
 	}
 	// Any other reply (the usage text) means the level and the server are fine.
 	if err := replyError(reply); errors.Is(err, ErrPermission) || errors.Is(err, errNoServer) ||
 		errors.Is(err, errNoBackend) || errors.Is(err, ErrUnknownCommand) {
-		return fmt.Errorf("check %s: %w", server, nameServer(err, backend, name))
+		return nameServer(err, backend, name)
 	}
-	if _, err := d.stat(ctx, backend, name); err != nil {
-		return fmt.Errorf("check %s: %w", server, err)
-	}
+	d.admin.Store(true)
 	return nil
+}
+
+// View reads one server's state as this HAProxy sees it: status, admin
+// state and sessions.
+func (d *Driver) View(ctx context.Context, server string) (Server, error) {
+	backend, name, err := splitServer(server)
+	if err != nil {
+		return Server{}, fmt.Errorf("view %s: %w", server, err)
+	}
+	row, err := d.stat(ctx, backend, name)
+	if err != nil {
+		return Server{}, fmt.Errorf("view %s: %w", server, err)
+	}
+	reply, err := d.command(ctx, "show servers state "+backend)
+	if err != nil {
+		return Server{}, fmt.Errorf("view %s: %w", server, err)
+	}
+	admin, err := parseServersState(reply)
+	if err != nil {
+		return Server{}, fmt.Errorf("view %s: %w", server, nameServer(err, backend, name))
+	}
+	s := Server{Backend: backend, Name: name, Status: row.status, Sessions: row.scur, Queued: row.qcur}
+	var ok bool
+	if s.Admin, ok = admin[server]; !ok {
+		s.Admin = adminFromStatus(row.status)
+	}
+	return s, nil
 }
 
 // Servers lists every server of every backend with its status, admin state
@@ -338,8 +425,8 @@ func (d *Driver) stat(ctx context.Context, backend, name string) (statRow, error
 	return statRow{}, nameServer(errNoServer, backend, name)
 }
 
-// pollTimeout is poll's timeout; it carries the last connection error seen,
-// if the socket was unreachable at the end.
+// pollTimeout is await's timeout; it carries the last connection error
+// seen, if the socket was unreachable at the end.
 type pollTimeout struct{ lastConnErr error }
 
 func (e *pollTimeout) Error() string { return "timed out" + e.suffix() }
@@ -351,34 +438,37 @@ func (e *pollTimeout) suffix() string {
 	return "; last error: " + e.lastConnErr.Error()
 }
 
-// poll runs probe now and then every PollInterval until it reports done
-// (nil), the timeout passes (*pollTimeout), ctx ends, or probe fails with
-// anything but a connection error, which is retried.
-func (d *Driver) poll(ctx context.Context, timeout time.Duration, probe func(context.Context) (bool, error)) error {
-	deadline := time.NewTimer(timeout)
-	defer deadline.Stop()
-	tick := time.NewTicker(d.cfg.PollInterval)
-	defer tick.Stop()
+// await watches the shared poller's snapshots of a server until done
+// reports true (nil), the timeout passes (*pollTimeout), ctx ends, or a
+// read fails with anything but a connection error, which is retried. It
+// returns the last row seen.
+func (d *Driver) await(ctx context.Context, timeout time.Duration, backend, name string, done func(statRow) bool) (statRow, error) {
+	ctx, cancel := context.WithTimeoutCause(ctx, timeout, errAwaitTimeout)
+	defer cancel()
+	var last statRow
 	var lastConnErr error
-	for {
-		done, err := probe(ctx)
+	err := d.poller.watch(ctx, backend, func(s snapshot) (bool, error) {
 		var ce *connError
-		switch {
-		case err == nil && done:
-			return nil
-		case err == nil:
-			lastConnErr = nil
-		case errors.As(err, &ce):
-			lastConnErr = err
-		default:
-			return err
+		if errors.As(s.err, &ce) {
+			lastConnErr = s.err
+			return false, nil
 		}
-		select {
-		case <-ctx.Done():
-			return ctxErr(ctx)
-		case <-deadline.C:
-			return &pollTimeout{lastConnErr: lastConnErr}
-		case <-tick.C:
+		if s.err != nil {
+			return false, nameServer(s.err, backend, name)
 		}
+		lastConnErr = nil
+		row, err := s.row(backend, name)
+		if err != nil {
+			return false, err
+		}
+		last = row
+		return done(row), nil
+	})
+	if err != nil && errors.Is(context.Cause(ctx), errAwaitTimeout) && ctx.Err() != nil && !errors.Is(err, ErrUnknownServer) {
+		return last, &pollTimeout{lastConnErr: lastConnErr}
 	}
+	return last, err
 }
+
+// errAwaitTimeout tells await's own timeout from the caller's deadline.
+var errAwaitTimeout = errors.New("haproxy: wait timed out")

@@ -3,8 +3,11 @@ package haproxy
 import (
 	"context"
 	"errors"
+	"fmt"
 	"slices"
 	"strings"
+	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -139,7 +142,13 @@ func TestDrainWaitsForSessions(t *testing.T) {
 	if s1.admin != AdminMaint || s1.scur != 0 || s1.qcur != 0 {
 		t.Fatalf("s1 = %+v, want maint with no sessions", s1)
 	}
-	if cmds[0] != "set server web/s1 state drain" || cmds[len(cmds)-1] != "set server web/s1 state maint" {
+	var sets []string
+	for _, c := range cmds {
+		if strings.HasPrefix(c, "set server") {
+			sets = append(sets, c)
+		}
+	}
+	if !slices.Equal(sets, []string{"set server web/s1 state drain", "set server web/s1 state maint"}) {
 		t.Fatalf("commands = %q", cmds)
 	}
 	if n := countPrefix(cmds, "show stat web 4 -1"); n < 3 {
@@ -468,7 +477,7 @@ func TestContextCancelDuringDrain(t *testing.T) {
 }
 
 func TestUnreachableSocket(t *testing.T) {
-	d, err := New(Config{Socket: t.TempDir() + "/missing.sock"})
+	d, err := New(Config{Socket: t.TempDir() + "/missing.sock", RetryTimeout: 50 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -478,33 +487,89 @@ func TestUnreachableSocket(t *testing.T) {
 	}
 }
 
-func TestPollRetriesConnectionErrors(t *testing.T) {
-	d, _ := New(Config{Socket: "/unused", PollInterval: time.Millisecond})
-	calls := 0
-	err := d.poll(context.Background(), time.Second, func(context.Context) (bool, error) {
-		calls++
-		if calls < 3 {
-			return false, &connError{errors.New("connection refused")}
+// TestCommandRetriesConnectionErrors: a runtime API that refuses
+// connections for a while (HAProxy's socket full with EAGAIN, or gone while
+// it reloads) delays the command instead of failing it.
+func TestCommandRetriesConnectionErrors(t *testing.T) {
+	f := newFake(t, &fakeServer{backend: "web", name: "s1", op: "UP", admin: AdminReady})
+	d := f.driver(t, Config{PollInterval: time.Millisecond})
+	// Take the socket away; bring it back after the driver failed a few times.
+	f.ln.Close()
+	var failures atomic.Int64
+	d.dialer.Control = func(network, address string, c syscall.RawConn) error {
+		if failures.Add(1) == 4 {
+			f.relisten()
 		}
-		return true, nil
-	})
-	if err != nil || calls != 3 {
-		t.Fatalf("err = %v after %d calls", err, calls)
+		return nil
 	}
-	err = d.poll(context.Background(), 20*time.Millisecond, func(context.Context) (bool, error) {
-		return false, &connError{errors.New("connection refused")}
-	})
-	var pt *pollTimeout
-	if !errors.As(err, &pt) || !strings.Contains(err.Error(), "connection refused") {
-		t.Fatalf("err = %v, want a timeout naming the last connection error", err)
+	if err := d.Drain(context.Background(), "web/s1"); err != nil {
+		t.Fatalf("drain across a socket that came back: %v", err)
 	}
-	// A refusal is not retried.
-	calls = 0
-	err = d.poll(context.Background(), time.Second, func(context.Context) (bool, error) {
-		calls++
-		return false, ErrPermission
-	})
-	if !errors.Is(err, ErrPermission) || calls != 1 {
-		t.Fatalf("err = %v after %d calls", err, calls)
+	if s1, _ := f.snapshot("web/s1"); s1.admin != AdminMaint {
+		t.Fatalf("s1 = %+v, want maint", s1)
 	}
+	if failures.Load() < 4 {
+		t.Fatalf("%d dials, want at least 4", failures.Load())
+	}
+}
+
+// TestFleetSharesConnectionsAndReads: a batch of 40 hosts drained and
+// enabled at once holds at most MaxConns connections to the runtime API
+// (HAProxy's stats socket takes 10 by default), and their waits share
+// `show stat` reads instead of polling once per host.
+func TestFleetSharesConnectionsAndReads(t *testing.T) {
+	const hosts = 40
+	var servers []*fakeServer
+	for i := range hosts {
+		servers = append(servers, &fakeServer{backend: "web", name: fmt.Sprintf("s%d", i), op: "UP", admin: AdminReady, scur: 2})
+	}
+	f := newFake(t, servers...)
+	// Each read finishes one session of every draining server.
+	f.before = func(f *fakeHAProxy, cmd string) {
+		if strings.HasPrefix(cmd, "show stat") {
+			for _, s := range f.servers {
+				if s.admin == AdminDrain && s.scur > 0 {
+					s.scur--
+				}
+			}
+		}
+	}
+	d := f.driver(t, Config{PollInterval: time.Millisecond, DrainTimeout: 10 * time.Second})
+	ctx := context.Background()
+	run := func(what string, call func(string) error) {
+		t.Helper()
+		errs := make(chan error, hosts)
+		for _, s := range servers {
+			go func() { errs <- call(s.backend + "/" + s.name) }()
+		}
+		for range hosts {
+			if err := <-errs; err != nil {
+				t.Fatalf("%s: %v", what, err)
+			}
+		}
+	}
+	run("check", func(s string) error { return d.Check(ctx, s) })
+	run("drain", func(s string) error { return d.Drain(ctx, s) })
+	run("enable", func(s string) error { return d.Enable(ctx, s) })
+
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.maxOpen > DefaultMaxConns {
+		t.Errorf("%d connections open at once, want <= %d", f.maxOpen, DefaultMaxConns)
+	}
+	// Every drain needs 3 reads of its own (2 sessions to finish, then 0);
+	// polled per host that is 3*40 reads at least.
+	reads := countPrefix(f.commands, "show stat")
+	if reads >= hosts {
+		t.Errorf("%d show stat reads for %d hosts' check, drain and enable, want them shared", reads, hosts)
+	}
+	if n := countPrefix(f.commands, "set server"); n != 1+2*hosts+hosts {
+		t.Errorf("%d set server commands, want one admin probe, drain+maint and ready per host: %d", n, 1+3*hosts)
+	}
+	for _, s := range servers {
+		if s.admin != AdminReady {
+			t.Errorf("%s/%s = %+v", s.backend, s.name, s)
+		}
+	}
+	t.Logf("%d hosts: %d commands, %d show stat reads, at most %d connections", hosts, len(f.commands), reads, f.maxOpen)
 }

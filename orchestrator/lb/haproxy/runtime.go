@@ -26,10 +26,66 @@ type connError struct{ err error }
 func (e *connError) Error() string { return e.err.Error() }
 func (e *connError) Unwrap() error { return e.err }
 
-// command sends one command on a fresh connection and returns the whole
-// reply. HAProxy's runtime API, in its default non-interactive mode, answers
-// one line and closes the connection, so the reply ends at EOF.
-func (d *Driver) command(parent context.Context, cmd string) (string, error) {
+// command sends one command and returns the whole reply. Failures to talk
+// to HAProxy at all (connErrors: EAGAIN when its stats socket already holds
+// `stats maxconn` connections, refused or missing while it reloads, a
+// dropped connection) are retried with backoff for up to RetryTimeout:
+// every command the driver sends is idempotent, so sending one again is
+// safe. Replies that refuse are returned at once.
+func (d *Driver) command(ctx context.Context, cmd string) (string, error) {
+	return d.commandUntil(ctx, nil, cmd)
+}
+
+// commandUntil is command that also stops retrying (but lets an exchange
+// in flight finish, so that HAProxy never holds a connection the driver
+// has stopped counting) once giveUp is closed.
+func (d *Driver) commandUntil(ctx context.Context, giveUp <-chan struct{}, cmd string) (string, error) {
+	var retry *time.Timer
+	backoff := minBackoff
+	for {
+		reply, err := d.commandOnce(ctx, cmd)
+		var ce *connError
+		if err == nil || !errors.As(err, &ce) {
+			return reply, err
+		}
+		if retry == nil {
+			retry = time.NewTimer(d.cfg.RetryTimeout)
+			defer retry.Stop()
+		}
+		wait := time.NewTimer(backoff)
+		select {
+		case <-ctx.Done():
+			wait.Stop()
+			return "", fmt.Errorf("runtime API %s: %w (last error: %v)", d.addr, ctxErr(ctx), err)
+		case <-retry.C:
+			wait.Stop()
+			return "", err
+		case <-giveUp:
+			wait.Stop()
+			return "", err
+		case <-wait.C:
+		}
+		backoff = min(2*backoff, maxBackoff)
+	}
+}
+
+// Backoff between attempts to reach a runtime API that refused a connection.
+const (
+	minBackoff = 5 * time.Millisecond
+	maxBackoff = 250 * time.Millisecond
+)
+
+// commandOnce sends one command on a fresh connection, holding one of the
+// driver's MaxConns slots. HAProxy's runtime API, in its default
+// non-interactive mode, answers one line and closes the connection, so the
+// reply ends at EOF.
+func (d *Driver) commandOnce(parent context.Context, cmd string) (string, error) {
+	select {
+	case d.slots <- struct{}{}:
+	case <-parent.Done():
+		return "", fmt.Errorf("runtime API %s: %w", d.addr, ctxErr(parent))
+	}
+	defer func() { <-d.slots }()
 	ctx, cancel := context.WithTimeout(parent, commandTimeout)
 	defer cancel()
 	// fail reports err as the caller's cancellation when that is what

@@ -1,0 +1,106 @@
+package haproxy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+)
+
+// Group drives several HAProxy instances that front the same servers, as
+// production runs them (a pair behind keepalived, DNS or anycast, each with
+// its own runtime API). A server is out of rotation only when every
+// instance has taken it out, and back only when every instance sends it
+// traffic, so each call acts on all instances at once:
+//
+//   - Drain returns when the server is drained, at 0 sessions and in MAINT
+//     on every instance; an instance that fails fails the call (the others
+//     stay drained: the engine's rollback enables the server again).
+//   - Enable returns when every instance reports the server UP.
+//   - Check verifies that every instance is reachable at level admin and
+//     knows the server.
+//
+// Errors name the instance when there are several.
+type Group struct {
+	drivers []*Driver
+}
+
+// NewGroup returns a group of one driver per config (at least one).
+func NewGroup(cfgs ...Config) (*Group, error) {
+	if len(cfgs) == 0 {
+		return nil, errors.New("haproxy: no instance configured")
+	}
+	g := &Group{}
+	seen := map[string]bool{}
+	for i, cfg := range cfgs {
+		d, err := New(cfg)
+		if err != nil {
+			return nil, fmt.Errorf("haproxy instance %d: %w", i+1, err)
+		}
+		if seen[d.Name()] {
+			return nil, fmt.Errorf("haproxy instance %d: %s is listed twice", i+1, d.Name())
+		}
+		seen[d.Name()] = true
+		g.drivers = append(g.drivers, d)
+	}
+	return g, nil
+}
+
+// Drivers returns the group's instances, in configuration order.
+func (g *Group) Drivers() []*Driver { return append([]*Driver(nil), g.drivers...) }
+
+// Drain takes server out of rotation on every instance.
+func (g *Group) Drain(ctx context.Context, server string) error {
+	return g.each(func(_ int, d *Driver) error { return d.Drain(ctx, server) })
+}
+
+// Enable puts server back in rotation on every instance.
+func (g *Group) Enable(ctx context.Context, server string) error {
+	return g.each(func(_ int, d *Driver) error { return d.Enable(ctx, server) })
+}
+
+// Check verifies that every instance can drive server.
+func (g *Group) Check(ctx context.Context, server string) error {
+	return g.each(func(_ int, d *Driver) error { return d.Check(ctx, server) })
+}
+
+// InstanceView is one instance's view of a server.
+type InstanceView struct {
+	Instance string // the runtime API's socket or address
+	Server
+}
+
+// View reads server's state on every instance, in configuration order.
+func (g *Group) View(ctx context.Context, server string) ([]InstanceView, error) {
+	out := make([]InstanceView, len(g.drivers))
+	err := g.each(func(i int, d *Driver) error {
+		s, err := d.View(ctx, server)
+		out[i] = InstanceView{Instance: d.Name(), Server: s}
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// each runs fn on every instance at once and joins the failures, each
+// naming its instance when there are several.
+func (g *Group) each(fn func(int, *Driver) error) error {
+	if len(g.drivers) == 1 {
+		return fn(0, g.drivers[0])
+	}
+	errs := make([]error, len(g.drivers))
+	var wg sync.WaitGroup
+	for i, d := range g.drivers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := fn(i, d); err != nil {
+				errs[i] = fmt.Errorf("haproxy %s: %w", d.Name(), err)
+			}
+		}()
+	}
+	wg.Wait()
+	return errors.Join(errs...)
+}
