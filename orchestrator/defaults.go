@@ -63,24 +63,28 @@ func (h termHost) Run(ctx context.Context, cmd string, out io.Writer) error {
 	return h.Host.Run(ctx, cmd, out)
 }
 
-// HAProxyBalancer returns the plan's HAProxy driver, or nil without one.
+// HAProxyBalancer returns the plan's HAProxy instances as one balancer
+// (haproxy.Group), or nil without any.
 func HAProxyBalancer(p *plans.Plan) (Balancer, error) {
 	lb := p.LoadBalancer
-	if lb.HAProxy == nil {
+	if len(lb.HAProxy) == 0 {
 		return nil, nil
 	}
-	d, err := haproxy.New(haproxy.Config{
-		Socket:        lb.HAProxy.Socket,
-		Address:       lb.HAProxy.Address,
-		DrainTimeout:  lb.DrainTimeout,
-		EnableTimeout: lb.EnableTimeout,
-		Force:         lb.OnDrainTimeout == plans.DrainTimeoutForce,
-	})
+	cfgs := make([]haproxy.Config, len(lb.HAProxy))
+	for i, h := range lb.HAProxy {
+		cfgs[i] = haproxy.Config{
+			Socket:        h.Socket,
+			Address:       h.Address,
+			DrainTimeout:  lb.DrainTimeout,
+			EnableTimeout: lb.EnableTimeout,
+			Force:         lb.OnDrainTimeout == plans.DrainTimeoutForce,
+		}
+	}
+	g, err := haproxy.NewGroup(cfgs...)
 	if err != nil {
 		return nil, err
 	}
-	instance := lb.HAProxy.Socket + lb.HAProxy.Address // exactly one is set
-	return haproxyBalancer{Driver: d, instance: "haproxy " + instance}, nil
+	return haproxyBalancer{g}, nil
 }
 
 // PlanHealth builds the plan's health check for one host at one release.

@@ -240,7 +240,7 @@ func (h *harness) plan(version string, batch plans.Size, maxFail int) *plans.Pla
 	p := &plans.Plan{
 		Name: "web", Version: version,
 		SSH:          plans.SSH{CommandTimeout: 5 * time.Second},
-		LoadBalancer: plans.LoadBalancer{HAProxy: &plans.HAProxy{Socket: "/fake"}},
+		LoadBalancer: plans.LoadBalancer{HAProxy: plans.HAProxies{{Socket: "/fake"}}},
 		Strategy:     plans.Strategy{Batches: []plans.Size{batch}, MaxFailures: plans.Size{N: maxFail}},
 		Release:      plans.Release{Artifact: art, Path: "/srv/app", Restart: "bin/restart", Keep: 3},
 		Rollback:     plans.Rollback{Automatic: true},

@@ -8,47 +8,50 @@ import (
 	"github.com/drover-dev/drover/orchestrator/lb/haproxy"
 )
 
-// haproxyBalancer is the single-instance HAProxy driver with the two reads
-// the engine needs (State, Backend) built on its Servers listing. A driver
-// that talks to several instances implements them itself, one entry per
+// haproxyBalancer is the plan's HAProxy instances (haproxy.Group) with the
+// two reads the engine needs, State and Backend, one entry per server per
 // instance.
 type haproxyBalancer struct {
-	*haproxy.Driver
-	instance string // the runtime API's socket or address
+	*haproxy.Group
 }
 
-// State reads server's row; an unknown server is an error.
+// State reads server's row on every instance; a server that an instance
+// does not know is an error.
 func (b haproxyBalancer) State(ctx context.Context, server string) (LBStates, error) {
-	backend, _, _ := strings.Cut(server, "/")
-	all, err := b.Backend(ctx, backend)
+	views, err := b.View(ctx, server)
 	if err != nil {
 		return nil, fmt.Errorf("state of %s: %w", server, err)
 	}
-	out := all.Of(server)
-	if len(out) == 0 {
-		return nil, fmt.Errorf("state of %s: %w", server, haproxy.ErrUnknownServer)
-	}
-	return out, nil
+	return lbStates(views), nil
 }
 
-// Backend reads every server of backend.
+// Backend reads every server of backend on every instance.
 func (b haproxyBalancer) Backend(ctx context.Context, backend string) (LBStates, error) {
-	servers, err := b.Servers(ctx)
-	if err != nil {
-		return nil, err
-	}
-	var out LBStates
-	for _, s := range servers {
-		if s.Backend != backend {
-			continue
+	var views []haproxy.InstanceView
+	for _, d := range b.Drivers() {
+		all, err := d.Servers(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("haproxy %s: %w", d.Name(), err)
 		}
-		out = append(out, LBState{
-			Instance:   b.instance,
-			Server:     s.ID(),
-			Admin:      strings.ToUpper(string(s.Admin)),
-			Status:     s.Status,
-			InRotation: s.InRotation(),
-		})
+		for _, s := range all {
+			if s.Backend == backend {
+				views = append(views, haproxy.InstanceView{Instance: d.Name(), Server: s})
+			}
+		}
 	}
-	return out, nil
+	return lbStates(views), nil
+}
+
+func lbStates(views []haproxy.InstanceView) LBStates {
+	out := make(LBStates, len(views))
+	for i, v := range views {
+		out[i] = LBState{
+			Instance:   "haproxy " + v.Instance,
+			Server:     v.ID(),
+			Admin:      strings.ToUpper(string(v.Admin)),
+			Status:     v.Status,
+			InRotation: v.InRotation(),
+		}
+	}
+	return out
 }

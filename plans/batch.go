@@ -67,7 +67,7 @@ func (p *Plan) MinInService(backend string) int {
 }
 
 // hasBalancer: hosts are drained through a load balancer.
-func (p *Plan) hasBalancer() bool { return p.LoadBalancer.HAProxy != nil }
+func (p *Plan) hasBalancer() bool { return len(p.LoadBalancer.HAProxy) > 0 }
 
 // Outages lists, for each batch (by index) that takes every server of a
 // backend out of rotation at once, those backends. Only a plan with

@@ -104,12 +104,20 @@ func (p *Plan) Describe(w io.Writer) error {
 	} else {
 		pf("  rollback:       manual (drover rollback ID)\n")
 	}
-	if lb := p.LoadBalancer.HAProxy; lb != nil {
-		where := "socket " + lb.Socket
-		if lb.Address != "" {
-			where = "address " + lb.Address
+	if lbs := p.LoadBalancer.HAProxy; len(lbs) > 0 {
+		var where []string
+		for _, lb := range lbs {
+			if lb.Address != "" {
+				where = append(where, "address "+lb.Address)
+			} else {
+				where = append(where, "socket "+lb.Socket)
+			}
 		}
-		pf("  load balancer:  haproxy runtime API at %s\n", where)
+		if len(where) == 1 {
+			pf("  load balancer:  haproxy runtime API at %s\n", where[0])
+		} else {
+			pf("  load balancer:  %d haproxy instances, runtime API at %s (every host is drained and enabled on each)\n", len(where), strings.Join(where, ", "))
+		}
 	} else {
 		pf("  load balancer:  none (hosts are not drained)\n")
 	}
@@ -190,15 +198,15 @@ func (p *Plan) describeHost(pf func(string, ...any), h Host, url, sum string) {
 			p.SSH.User, h.Address, p.SSH.HostKeyChecking, p.SSH.KnownHosts, fmtDuration(p.SSH.ConnectTimeout))
 	}
 	step("preflight: check tar and sha256sum are installed and the disk under %s has room for the release", p.Release.Path)
-	if lb.HAProxy != nil {
-		step("preflight: lb: check %s exists in haproxy", h.LBServer)
+	if len(lb.HAProxy) > 0 {
+		step("preflight: lb: check %s exists in haproxy%s", h.LBServer, instances(lb))
 	}
 	for _, c := range p.Hooks.BeforeDrain {
 		step("hook before_drain: %s (in %s)", oneLine(c), p.Release.Path)
 	}
-	if lb.HAProxy != nil {
-		step("lb: drain %s (set server state drain, wait for 0 sessions, then maint; timeout %s, on timeout: %s)",
-			h.LBServer, fmtDuration(lb.DrainTimeout), lb.OnDrainTimeout)
+	if len(lb.HAProxy) > 0 {
+		step("lb: drain %s%s (set server state drain, wait for 0 sessions, then maint; timeout %s, on timeout: %s)",
+			h.LBServer, instances(lb), fmtDuration(lb.DrainTimeout), lb.OnDrainTimeout)
 	} else {
 		step("lb: none configured, the host is not drained and keeps its traffic")
 	}
@@ -231,13 +239,22 @@ func (p *Plan) describeHost(pf func(string, ...any), h Host, url, sum string) {
 	}
 	step("verify: %s (timeout %s each), %d consecutive passes every %s within %s, then watch %s",
 		check, fmtDuration(hc.Timeout), hc.HealthyThreshold, fmtDuration(hc.Interval), fmtDuration(hc.Deadline), fmtDuration(hc.MinHealthyTime))
-	if lb.HAProxy != nil {
-		step("lb: enable %s (set server state ready), wait until UP (timeout %s)", h.LBServer, fmtDuration(lb.EnableTimeout))
+	if len(lb.HAProxy) > 0 {
+		step("lb: enable %s%s (set server state ready), wait until UP (timeout %s)", h.LBServer, instances(lb), fmtDuration(lb.EnableTimeout))
 	}
 	for _, c := range p.Hooks.AfterEnable {
 		step("hook after_enable: %s (in %s)", oneLine(c), rel)
 	}
 	step("prune releases beyond keep=%d in %s/releases (never the current or the previous one)", p.Release.Keep, p.Release.Path)
+}
+
+// instances says, when there are several HAProxy instances, that a step
+// acts on each.
+func instances(lb LoadBalancer) string {
+	if len(lb.HAProxy) < 2 {
+		return ""
+	}
+	return fmt.Sprintf(" (on each of the %d instances)", len(lb.HAProxy))
 }
 
 func plural(n int, word string) string {

@@ -230,6 +230,49 @@ load_balancer: {haproxy: {address: 127.0.0.1}}
 			want: `plan.yaml:4:36: load_balancer.haproxy.address: must be host:port of the runtime API, like 127.0.0.1:9999, got "127.0.0.1"`,
 		},
 		{
+			name: "haproxy list: the second instance without a port",
+			src: head + `hosts: [{name: web1, address: 10.0.0.1, lb_server: web/web1}]
+load_balancer:
+  haproxy:
+    - socket: /run/haproxy.sock
+    - address: 10.0.0.3
+` + tail,
+			want: `plan.yaml:7:16: load_balancer.haproxy[1].address: must be host:port of the runtime API, like 127.0.0.1:9999, got "10.0.0.3"`,
+		},
+		{
+			name: "haproxy list: the same instance twice",
+			src: head + `hosts: [{name: web1, address: 10.0.0.1, lb_server: web/web1}]
+load_balancer:
+  haproxy:
+    - {address: 10.0.0.3:9999}
+    - {address: 10.0.0.3:9999}
+` + tail,
+			want: `plan.yaml:7:7: load_balancer.haproxy[1]: the same runtime API as an earlier instance (10.0.0.3:9999)`,
+		},
+		{
+			name: "haproxy list: empty",
+			src: head + `hosts: [{name: web1, address: 10.0.0.1, lb_server: web/web1}]
+load_balancer: {haproxy: []}
+` + tail,
+			want: `plan.yaml:4:26: load_balancer.haproxy: an empty list; give the runtime API of each HAProxy instance, like [{socket: /run/haproxy/admin.sock}]`,
+		},
+		{
+			name: "haproxy list: an entry that is not a mapping",
+			src: head + `hosts: [{name: web1, address: 10.0.0.1, lb_server: web/web1}]
+load_balancer:
+  haproxy:
+    - /run/haproxy.sock
+` + tail,
+			want: `plan.yaml:6:7: load_balancer.haproxy[0]: must be a mapping with socket (a unix socket path) or address (host:port), got "/run/haproxy.sock"`,
+		},
+		{
+			name: "haproxy: a string",
+			src: head + `hosts: [{name: web1, address: 10.0.0.1, lb_server: web/web1}]
+load_balancer: {haproxy: /run/haproxy.sock}
+` + tail,
+			want: `plan.yaml:4:26: load_balancer.haproxy: must be the runtime API (a mapping with socket or address) or a list of them, one per HAProxy instance, got "/run/haproxy.sock"`,
+		},
+		{
 			name: "bad on_drain_timeout",
 			src: head + `hosts: [{name: web1, address: 10.0.0.1, lb_server: web/web1}]
 load_balancer:

@@ -460,24 +460,66 @@ func (l *loader) loadBalancer(top *mapping, p *Plan) bool {
 	if !ok {
 		return true
 	}
-	hm, ok := lb.d.mapping(hv, "load_balancer.haproxy", haproxyKeys...)
-	if !ok {
+	// One instance is a mapping; several (an HAProxy pair) are a list of them.
+	var items []value
+	var paths []string
+	switch hv.k {
+	case kMap:
+		items, paths = []value{hv}, []string{"load_balancer.haproxy"}
+	case kSeq:
+		for i, e := range hv.n.(*ast.SequenceNode).Values {
+			path := index("load_balancer.haproxy", i)
+			if ev, ok := lb.d.value(e, path); ok {
+				items, paths = append(items, ev), append(paths, path)
+			}
+		}
+		if len(hv.n.(*ast.SequenceNode).Values) == 0 {
+			l.errorf(hv.p, "load_balancer.haproxy: an empty list; give the runtime API of each HAProxy instance, like [{socket: /run/haproxy/admin.sock}]")
+			return true
+		}
+	default:
+		l.errorf(hv.p, "load_balancer.haproxy: must be the runtime API (a mapping with socket or address) or a list of them, one per HAProxy instance, got %s", hv)
 		return true
 	}
-	hp := &HAProxy{}
+	seen := map[string]bool{}
+	for i, item := range items {
+		if hp, ok := l.haproxy(lb.d, item, paths[i]); ok {
+			if key := hp.Socket + hp.Address; seen[key] {
+				l.errorf(item.p, "%s: the same runtime API as an earlier instance (%s)", paths[i], key)
+			} else {
+				seen[key] = true
+				p.LoadBalancer.HAProxy = append(p.LoadBalancer.HAProxy, hp)
+			}
+		}
+	}
+	return true
+}
+
+// haproxy reads one instance's runtime API at path.
+func (l *loader) haproxy(d *doc, v value, path string) (HAProxy, bool) {
+	var hp HAProxy
+	if v.k != kMap {
+		l.errorf(v.p, "%s: must be a mapping with socket (a unix socket path) or address (host:port), got %s", path, v)
+		return hp, false
+	}
+	hm, ok := d.mapping(v, path, haproxyKeys...)
+	if !ok {
+		return hp, false
+	}
 	switch {
 	case hm.has("socket") && hm.has("address"):
 		later := "address"
 		if hm.keyPos("socket").line > hm.keyPos("address").line {
 			later = "socket"
 		}
-		l.errorf(hm.keyPos(later), "load_balancer.haproxy: set socket or address, not both")
+		l.errorf(hm.keyPos(later), "%s: set socket or address, not both", path)
 	case hm.has("socket"):
 		if s, sp, ok := hm.nonEmpty("socket", false, ""); ok {
 			if abs, msg := l.localPath(s); msg != "" {
-				l.errorf(sp, "load_balancer.haproxy.socket: %s", msg)
+				l.errorf(sp, "%s.socket: %s", path, msg)
 			} else {
 				hp.Socket = abs
+				return hp, true
 			}
 		}
 	case hm.has("address"):
@@ -485,16 +527,16 @@ func (l *loader) loadBalancer(top *mapping, p *Plan) bool {
 			h, port, err := net.SplitHostPort(s)
 			n, perr := strconv.Atoi(port)
 			if err != nil || h == "" || perr != nil || n < 1 || n > 65535 {
-				l.errorf(sp, "load_balancer.haproxy.address: must be host:port of the runtime API, like 127.0.0.1:9999, got %s", quote(s))
+				l.errorf(sp, "%s.address: must be host:port of the runtime API, like 127.0.0.1:9999, got %s", path, quote(s))
 			} else {
 				hp.Address = s
+				return hp, true
 			}
 		}
 	default:
-		l.errorf(hm.p, "load_balancer.haproxy: needs socket (a unix socket path) or address (host:port) of the runtime API")
+		l.errorf(hm.p, "%s: needs socket (a unix socket path) or address (host:port) of the runtime API", path)
 	}
-	p.LoadBalancer.HAProxy = hp
-	return true
+	return hp, false
 }
 
 // ---- ssh ----

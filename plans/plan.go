@@ -3,6 +3,8 @@
 package plans
 
 import (
+	"bytes"
+	"encoding/json"
 	"fmt"
 	"strings"
 	"time"
@@ -87,9 +89,11 @@ const (
 	DrainTimeoutForce DrainTimeoutAction = "force"
 )
 
-// LoadBalancer is the balancer in front of the hosts. HAProxy nil means none.
+// LoadBalancer is the balancer in front of the hosts. No HAProxy means none.
 type LoadBalancer struct {
-	HAProxy        *HAProxy           `json:"haproxy,omitempty"`
+	// HAProxy lists the runtime API of every HAProxy instance that fronts
+	// the hosts (an HAProxy pair: two); a host is drained and enabled on all.
+	HAProxy        HAProxies          `json:"haproxy,omitempty"`
 	DrainTimeout   time.Duration      `json:"drain_timeout"` // default 30s
 	OnDrainTimeout DrainTimeoutAction `json:"on_drain_timeout"`
 	EnableTimeout  time.Duration      `json:"enable_timeout"` // default 30s: how long to wait for UP
@@ -99,6 +103,29 @@ type LoadBalancer struct {
 type HAProxy struct {
 	Socket  string `json:"socket,omitempty"`  // unix socket path
 	Address string `json:"address,omitempty"` // host:port
+}
+
+// HAProxies are the instances of a load balancer. They decode from JSON as
+// a list or as one object, the form of plans recorded before lists (the
+// replicated log keeps them).
+type HAProxies []HAProxy
+
+// UnmarshalJSON accepts a list of instances or a single one.
+func (h *HAProxies) UnmarshalJSON(b []byte) error {
+	if t := bytes.TrimSpace(b); len(t) > 0 && t[0] == '{' {
+		var one HAProxy
+		if err := json.Unmarshal(t, &one); err != nil {
+			return err
+		}
+		*h = HAProxies{one}
+		return nil
+	}
+	var list []HAProxy
+	if err := json.Unmarshal(b, &list); err != nil {
+		return err
+	}
+	*h = list
+	return nil
 }
 
 // Size is a count of hosts or a percentage of a total.

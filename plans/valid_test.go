@@ -1,6 +1,7 @@
 package plans
 
 import (
+	"encoding/json"
 	"errors"
 	"io/fs"
 	"os"
@@ -229,7 +230,7 @@ hooks:
 		t.Errorf("SSH = %+v", p.SSH)
 	}
 	wantLB := LoadBalancer{
-		HAProxy:        &HAProxy{Address: "127.0.0.1:9999"},
+		HAProxy:        HAProxies{{Address: "127.0.0.1:9999"}},
 		DrainTimeout:   45 * time.Second,
 		OnDrainTimeout: DrainTimeoutForce,
 		EnableTimeout:  5 * time.Second,
@@ -351,8 +352,19 @@ load_balancer: {haproxy: {socket: /run/haproxy.sock}}
 			src: head + "hosts: [{name: web1, address: 10.0.0.1, lb_server: be/web1}]\n" + tail +
 				"load_balancer: {haproxy: {socket: run/admin.sock}}\nstrategy: {allow_full_outage: true}\n",
 			check: func(t *testing.T, p *Plan) {
-				if p.LoadBalancer.HAProxy == nil || p.LoadBalancer.HAProxy.Socket != filepath.Join(p.Dir, "run", "admin.sock") {
+				if len(p.LoadBalancer.HAProxy) != 1 || p.LoadBalancer.HAProxy[0].Socket != filepath.Join(p.Dir, "run", "admin.sock") {
 					t.Errorf("HAProxy = %+v", p.LoadBalancer.HAProxy)
+				}
+			},
+		},
+		{
+			name: "an haproxy pair as a list",
+			src: head + "hosts: [{name: web1, address: 10.0.0.1, lb_server: be/web1}, {name: web2, address: 10.0.0.2, lb_server: be/web2}]\n" + tail +
+				"load_balancer:\n  haproxy:\n    - socket: run/admin.sock\n    - {address: 10.0.0.3:9999}\n",
+			check: func(t *testing.T, p *Plan) {
+				want := HAProxies{{Socket: filepath.Join(p.Dir, "run", "admin.sock")}, {Address: "10.0.0.3:9999"}}
+				if !reflect.DeepEqual(p.LoadBalancer.HAProxy, want) {
+					t.Errorf("HAProxy = %+v, want %+v", p.LoadBalancer.HAProxy, want)
 				}
 			},
 		},
@@ -366,5 +378,38 @@ load_balancer: {haproxy: {socket: /run/haproxy.sock}}
 			}
 			tc.check(t, p)
 		})
+	}
+}
+
+// TestHAProxiesJSON: plans recorded in the replicated log before lists
+// held one HAProxy object; they still decode, and lists round-trip.
+func TestHAProxiesJSON(t *testing.T) {
+	for _, tc := range []struct {
+		in   string
+		want HAProxies
+	}{
+		{`{"haproxy":{"socket":"/run/a.sock"}}`, HAProxies{{Socket: "/run/a.sock"}}},
+		{`{"haproxy":[{"socket":"/run/a.sock"},{"address":"10.0.0.3:9999"}]}`, HAProxies{{Socket: "/run/a.sock"}, {Address: "10.0.0.3:9999"}}},
+		{`{}`, nil},
+	} {
+		var lb LoadBalancer
+		if err := json.Unmarshal([]byte(tc.in), &lb); err != nil {
+			t.Fatalf("%s: %v", tc.in, err)
+		}
+		if !reflect.DeepEqual(lb.HAProxy, tc.want) {
+			t.Errorf("%s: HAProxy = %+v, want %+v", tc.in, lb.HAProxy, tc.want)
+		}
+		b, err := json.Marshal(lb)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var again LoadBalancer
+		if err := json.Unmarshal(b, &again); err != nil || !reflect.DeepEqual(again.HAProxy, tc.want) {
+			t.Errorf("round trip of %s: %s -> %+v, %v", tc.in, b, again.HAProxy, err)
+		}
+	}
+	var lb LoadBalancer
+	if err := json.Unmarshal([]byte(`{"haproxy":"x"}`), &lb); err == nil {
+		t.Errorf("a string decoded as HAProxy: %+v", lb.HAProxy)
 	}
 }
