@@ -309,36 +309,50 @@ func (s *session) expectAllOn(version string) {
 	}
 }
 
-// underLoad runs fn with HTTP load through HAProxy and a sampler of the
-// runtime API, and checks the invariants users care about.
+// underLoad runs fn with HTTP load through every HAProxy instance and a
+// sampler of their runtime APIs, and checks the invariants users care
+// about: no failed request through any instance, never more than maxOut
+// servers out of rotation on any of them. It returns the load seen through
+// the first instance.
 func (s *session) underLoad(maxOut int, fn func()) (lab.Result, int) {
 	s.t.Helper()
-	ld, err := s.lab.StartLoad(context.Background(), 4)
-	if err != nil {
-		s.t.Fatal(err)
+	var loads []*lab.Load
+	for _, inst := range s.lab.HAProxies {
+		ld, err := s.lab.StartLoadAt(context.Background(), inst.FrontendURL, 4)
+		if err != nil {
+			s.t.Fatal(err)
+		}
+		loads = append(loads, ld)
 	}
 	smp := s.lab.StartSampler(20 * time.Millisecond)
 	fn()
 	worst, samples := smp.Stop()
-	res, err := ld.Stop()
-	if err != nil {
-		s.t.Fatal(err)
+	var first lab.Result
+	for i, ld := range loads {
+		res, err := ld.Stop()
+		if err != nil {
+			s.t.Fatal(err)
+		}
+		name := s.lab.HAProxies[i].Name
+		s.t.Logf("load through %s: %d requests, %d failed, by version %v", name, res.Requests, res.Failures, res.ByVersion)
+		if res.Requests == 0 {
+			s.t.Errorf("the load generator sent no request through %s", name)
+		}
+		if res.Failures != 0 {
+			s.t.Errorf("%d failed requests through %s: %v", res.Failures, name, res.FirstErrors)
+		}
+		if i == 0 {
+			first = res
+		}
 	}
-	s.t.Logf("load: %d requests, %d failed, by version %v; sampler: %d samples, max %d out of rotation",
-		res.Requests, res.Failures, res.ByVersion, samples, worst)
-	if res.Requests == 0 {
-		s.t.Errorf("the load generator sent no request")
-	}
-	if res.Failures != 0 {
-		s.t.Errorf("%d failed requests: %v", res.Failures, res.FirstErrors)
-	}
+	s.t.Logf("sampler (every HAProxy instance): %d samples, max %d out of rotation", samples, worst)
 	if samples < 10 {
 		s.t.Errorf("sampler took only %d samples", samples)
 	}
 	if worst > maxOut {
 		s.t.Errorf("up to %d servers out of rotation, want <= %d", worst, maxOut)
 	}
-	return res, worst
+	return first, worst
 }
 
 // TestRollingDeploy is the spine: v1, then v2 under load, then a broken v3

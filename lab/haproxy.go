@@ -17,12 +17,43 @@ import (
 	"github.com/drover-dev/drover/orchestrator/lb/haproxy"
 )
 
-func (l *Lab) haproxyConfig() string {
+// HAProxyInstance is one HAProxy process of the lab. A lab runs one by
+// default; Options.HAProxies: 2 runs a pair, as production does, each
+// with its own frontend and runtime API in front of the same web hosts.
+type HAProxyInstance struct {
+	Name        string `json:"name"`         // "haproxy", "haproxy2", ...
+	Socket      string `json:"socket"`       // runtime API, stock settings (stats maxconn 10)
+	FrontendURL string `json:"frontend_url"` // where clients send requests
+}
+
+// haproxyInstances names the instances of a lab: the first keeps the
+// historical names (haproxy.sock, the topology's frontend port), the
+// others take the next ports in the same balancer namespace.
+func (l *Lab) haproxyInstances(n int) []HAProxyInstance {
+	var out []HAProxyInstance
+	for i := range n {
+		name := "haproxy"
+		if i > 0 {
+			name = fmt.Sprintf("haproxy%d", i+1)
+		}
+		out = append(out, HAProxyInstance{
+			Name:        name,
+			Socket:      filepath.Join(l.Dir, name+".sock"),
+			FrontendURL: frontendURLPort(l.topo, l.topo.Balancer.FrontendPort+i),
+		})
+	}
+	return out
+}
+
+// haproxyConfig is instance i's configuration. The runtime API keeps
+// HAProxy's stock limits (no `stats maxconn`, no `stats timeout`): what a
+// production HAProxy has, and what drover must cope with.
+func (l *Lab) haproxyConfig(i int) string {
+	inst := l.HAProxies[i]
 	var b strings.Builder
-	fmt.Fprintf(&b, `# drover lab %s: HAProxy in namespace %s
+	fmt.Fprintf(&b, `# drover lab %s: HAProxy %s in namespace %s
 global
     stats socket %s mode 600 level admin
-    stats timeout 30s
     maxconn 4096
 
 defaults
@@ -43,7 +74,7 @@ frontend fe
 
 backend %s
     balance roundrobin
-`, l.ID, l.LBNS, l.HAProxySocket, l.topo.BalancerNode().Address, l.topo.Balancer.FrontendPort, l.Backend, l.Backend)
+`, l.ID, inst.Name, l.LBNS, inst.Socket, l.topo.BalancerNode().Address, l.topo.Balancer.FrontendPort+i, l.Backend, l.Backend)
 	for _, h := range l.Hosts {
 		_, server, _ := strings.Cut(h.LBServer, "/")
 		fmt.Fprintf(&b, "    server %s %s:%d check inter 100ms fall 2 rise 1\n", server, h.Address, l.AppPort)
@@ -51,29 +82,42 @@ backend %s
 	return b.String()
 }
 
-// startHAProxy starts `haproxy -f cfg -db` in the balancer namespace, waits
-// for its runtime socket and for every server to be DOWN (no app runs yet).
-func (l *Lab) startHAProxy(ctx context.Context) error {
-	cfg := filepath.Join(l.Dir, "haproxy.cfg")
-	if err := os.WriteFile(cfg, []byte(l.haproxyConfig()), 0o644); err != nil {
+// startHAProxies starts every instance, one after the other.
+func (l *Lab) startHAProxies(ctx context.Context) error {
+	for i := range l.HAProxies {
+		if err := l.startHAProxy(ctx, i); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// startHAProxy starts instance i (`haproxy -f cfg -db`) in the balancer
+// namespace, waits for its runtime socket and for every server to be DOWN
+// (no app runs yet).
+func (l *Lab) startHAProxy(ctx context.Context, i int) error {
+	inst := l.HAProxies[i]
+	cfg := filepath.Join(l.Dir, inst.Name+".cfg")
+	if err := os.WriteFile(cfg, []byte(l.haproxyConfig(i)), 0o644); err != nil {
 		return err
 	}
+	logPath := filepath.Join(l.Dir, inst.Name+".log")
 	cmd := exec.Command("ip", "netns", "exec", l.LBNS, "haproxy", "-f", cfg, "-db")
-	d, err := startDaemon("haproxy", filepath.Join(l.Dir, "haproxy.log"), cmd)
+	d, err := startDaemon(inst.Name, logPath, cmd)
 	if err != nil {
 		return err
 	}
 	l.mu.Lock()
-	l.daemons["haproxy"] = d
+	l.daemons[inst.Name] = d
 	l.mu.Unlock()
 	// -db (foreground) writes no pidfile; ip netns exec execs haproxy, so the
 	// process we started is haproxy itself.
-	if err := os.WriteFile(filepath.Join(l.Dir, "haproxy.pid"), []byte(strconv.Itoa(d.pid())+"\n"), 0o644); err != nil {
+	if err := os.WriteFile(filepath.Join(l.Dir, inst.Name+".pid"), []byte(strconv.Itoa(d.pid())+"\n"), 0o644); err != nil {
 		return err
 	}
 	deadline := time.Now().Add(10 * time.Second)
 	for {
-		states, err := l.ServerStates(ctx)
+		states, err := l.instanceStates(ctx, inst.Socket)
 		if err == nil && len(states) == len(l.Hosts) {
 			up := 0
 			for _, s := range states {
@@ -86,11 +130,11 @@ func (l *Lab) startHAProxy(ctx context.Context) error {
 			}
 		}
 		if d.exited() {
-			b, _ := os.ReadFile(filepath.Join(l.Dir, "haproxy.log"))
-			return fmt.Errorf("haproxy %w: %s", errDaemonExited, strings.TrimSpace(string(b)))
+			b, _ := os.ReadFile(logPath)
+			return fmt.Errorf("%s %w: %s", inst.Name, errDaemonExited, strings.TrimSpace(string(b)))
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("haproxy not ready within 10s (servers %v, last error %v)", states, err)
+			return fmt.Errorf("%s not ready within 10s (servers %v, last error %v)", inst.Name, states, err)
 		}
 		select {
 		case <-ctx.Done():
@@ -98,6 +142,20 @@ func (l *Lab) startHAProxy(ctx context.Context) error {
 		case <-time.After(10 * time.Millisecond):
 		}
 	}
+}
+
+// StopHAProxy kills HAProxy instance name ("haproxy2") and waits until it
+// is gone: an instance that is down, as when its machine fails.
+func (l *Lab) StopHAProxy(name string) error {
+	l.mu.Lock()
+	d := l.daemons[name]
+	l.mu.Unlock()
+	if d == nil {
+		return fmt.Errorf("lab: no HAProxy instance %q", name)
+	}
+	_ = d.cmd.Process.Kill()
+	<-d.done
+	return nil
 }
 
 // HAProxy sends one command (or several separated by ";") to the runtime API
@@ -125,10 +183,27 @@ func (l *Lab) HAProxy(ctx context.Context, command string) (string, error) {
 }
 
 // ServerStates returns the status column of `show stat` (UP, DOWN, DRAIN,
-// MAINT, "UP 1/2", ...) of every server of the lab's backend, read with the
-// same runtime-API driver drover uses.
+// MAINT, "UP 1/2", ...) of every server of the lab's backend on the first
+// HAProxy instance, read with the same runtime-API driver drover uses.
 func (l *Lab) ServerStates(ctx context.Context) (map[string]string, error) {
-	d, err := haproxy.New(haproxy.Config{Socket: l.HAProxySocket})
+	return l.instanceStates(ctx, l.HAProxySocket)
+}
+
+// InstanceStates is ServerStates of every HAProxy instance, by instance name.
+func (l *Lab) InstanceStates(ctx context.Context) (map[string]map[string]string, error) {
+	out := map[string]map[string]string{}
+	for _, inst := range l.HAProxies {
+		states, err := l.instanceStates(ctx, inst.Socket)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", inst.Name, err)
+		}
+		out[inst.Name] = states
+	}
+	return out, nil
+}
+
+func (l *Lab) instanceStates(ctx context.Context, socket string) (map[string]string, error) {
+	d, err := haproxy.New(haproxy.Config{Socket: socket, MaxConns: 1, RetryTimeout: time.Second})
 	if err != nil {
 		return nil, err
 	}
@@ -150,26 +225,32 @@ func (l *Lab) ServerStates(ctx context.Context) (map[string]string, error) {
 // NOLB do not.
 func inRotation(status string) bool { return strings.HasPrefix(status, "UP") }
 
-// OutOfRotation reads the runtime API and returns how many of the backend's
-// servers take no new requests (not UP, or admin state drain/maint) and their
-// names, sorted.
+// OutOfRotation reads the runtime API of every HAProxy instance and returns
+// how many of the backend's servers take no new requests from at least one
+// of them (not UP, or admin state drain/maint) and their names, sorted.
 func (l *Lab) OutOfRotation(ctx context.Context) (int, []string, error) {
-	states, err := l.ServerStates(ctx)
+	all, err := l.InstanceStates(ctx)
 	if err != nil {
 		return 0, nil, err
 	}
-	var out []string
-	for s, st := range states {
-		if !inRotation(st) {
-			out = append(out, s)
+	set := map[string]bool{}
+	for _, states := range all {
+		for s, st := range states {
+			if !inRotation(st) {
+				set[s] = true
+			}
 		}
+	}
+	out := make([]string, 0, len(set))
+	for s := range set {
+		out = append(out, s)
 	}
 	sort.Strings(out)
 	return len(out), out, nil
 }
 
 // WaitInRotation waits until the named HAProxy servers (all of the lab's when
-// none are named) are UP.
+// none are named) are UP on every instance.
 func (l *Lab) WaitInRotation(ctx context.Context, servers ...string) error {
 	if len(servers) == 0 {
 		for _, h := range l.Hosts {
@@ -178,11 +259,13 @@ func (l *Lab) WaitInRotation(ctx context.Context, servers ...string) error {
 		}
 	}
 	for {
-		states, err := l.ServerStates(ctx)
+		all, err := l.InstanceStates(ctx)
 		if err == nil {
 			ok := true
-			for _, s := range servers {
-				ok = ok && inRotation(states[s])
+			for _, states := range all {
+				for _, s := range servers {
+					ok = ok && inRotation(states[s])
+				}
 			}
 			if ok {
 				return nil
@@ -190,7 +273,7 @@ func (l *Lab) WaitInRotation(ctx context.Context, servers ...string) error {
 		}
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("waiting for %v to be UP (now %v): %w", servers, states, ctx.Err())
+			return fmt.Errorf("waiting for %v to be UP (now %v): %w", servers, all, ctx.Err())
 		case <-time.After(20 * time.Millisecond):
 		}
 	}

@@ -36,7 +36,10 @@ type Options struct {
 	Hosts        int       // the first N web hosts; 0: all
 	Coordinators int       // the first N coordinator namespaces (addresses only); default 0
 	Dir          string    // lab directory; "": a new temp dir that Down removes
-	Log          io.Writer // progress lines; nil: discarded
+	// HAProxies is how many HAProxy instances front the web hosts (2: a
+	// pair, as in production); default 1. See HAProxyInstance.
+	HAProxies int
+	Log       io.Writer // progress lines; nil: discarded
 }
 
 // Host is a web host of a running lab.
@@ -66,7 +69,9 @@ type Lab struct {
 	LBNS          string        `json:"lb_ns"`
 	Hosts         []Host        `json:"hosts"`
 	Coordinators  []Coordinator `json:"coordinators,omitempty"`
-	HAProxySocket string        `json:"haproxy_socket"`
+	HAProxySocket string        `json:"haproxy_socket"` // the first instance's
+	// HAProxies are every HAProxy instance, the first one included.
+	HAProxies []HAProxyInstance `json:"haproxies"`
 	// HAProxyAddress is HAProxy's runtime API over TCP ("10.200.0.2:9999"),
 	// reachable from every node: a relay in the balancer namespace logs each
 	// command (LBAudit) and passes it on to HAProxySocket.
@@ -169,12 +174,21 @@ func Up(ctx context.Context, opts Options) (_ *Lab, err error) {
 		}
 		return nil, fmt.Errorf("lab: dir %q: sshd_config cannot hold blanks, quotes, '%%' or '#' in paths", l.Dir)
 	}
-	l.HAProxySocket = filepath.Join(l.Dir, "haproxy.sock")
-	if len(l.HAProxySocket) >= 104 {
+	if opts.HAProxies < 0 || opts.HAProxies > 9 {
 		if l.rec.RemoveDir {
 			os.RemoveAll(l.Dir)
 		}
-		return nil, fmt.Errorf("lab: socket path %s is too long for a unix socket; use a shorter Dir", l.HAProxySocket)
+		return nil, fmt.Errorf("lab: %d HAProxy instances asked, want 1 to 9", opts.HAProxies)
+	}
+	l.HAProxies = l.haproxyInstances(max(opts.HAProxies, 1))
+	l.HAProxySocket = l.HAProxies[0].Socket
+	for _, inst := range l.HAProxies {
+		if len(inst.Socket) >= 104 {
+			if l.rec.RemoveDir {
+				os.RemoveAll(l.Dir)
+			}
+			return nil, fmt.Errorf("lab: socket path %s is too long for a unix socket; use a shorter Dir", inst.Socket)
+		}
 	}
 	l.HAProxyAddress = net.JoinHostPort(topo.BalancerNode().Address.String(), strconv.Itoa(haproxyAdminPort))
 	l.IdentityFile = filepath.Join(l.Dir, "id_ed25519")
@@ -230,10 +244,10 @@ func Up(ctx context.Context, opts Options) (_ *Lab, err error) {
 	}
 	fmt.Fprintf(log, "lab %s: keys and %d sshd (%v)\n", id, len(l.Hosts), since(step))
 	step = time.Now()
-	if err := l.startHAProxy(ctx); err != nil {
+	if err := l.startHAProxies(ctx); err != nil {
 		return nil, fmt.Errorf("lab %s: haproxy: %w", id, err)
 	}
-	fmt.Fprintf(log, "lab %s: haproxy (%v)\n", id, since(step))
+	fmt.Fprintf(log, "lab %s: %d haproxy (%v)\n", id, len(l.HAProxies), since(step))
 	step = time.Now()
 	<-toolDone
 	if toolErr != nil {
@@ -252,10 +266,12 @@ func Up(ctx context.Context, opts Options) (_ *Lab, err error) {
 
 func since(t time.Time) time.Duration { return time.Since(t).Round(time.Millisecond) }
 
-func frontendURL(t *Topology) string {
+func frontendURL(t *Topology) string { return frontendURLPort(t, t.Balancer.FrontendPort) }
+
+func frontendURLPort(t *Topology, port int) string {
 	a := t.BalancerNode().Address.String()
-	if t.Balancer.FrontendPort != 80 {
-		a = net.JoinHostPort(a, strconv.Itoa(t.Balancer.FrontendPort))
+	if port != 80 {
+		a = net.JoinHostPort(a, strconv.Itoa(port))
 	}
 	return "http://" + a + "/"
 }

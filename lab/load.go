@@ -140,16 +140,22 @@ type Load struct {
 	resErr error
 }
 
-// StartLoad starts `drover-lab load` against the frontend in the control
-// namespace (with no explicit duration; it stops itself after 10 minutes).
-// Stop it with Stop; cancelling ctx stops it too.
+// StartLoad starts `drover-lab load` against the (first) frontend in the
+// control namespace (with no explicit duration; it stops itself after 10
+// minutes). Stop it with Stop; cancelling ctx stops it too.
 func (l *Lab) StartLoad(ctx context.Context, concurrency int) (*Load, error) {
+	return l.StartLoadAt(ctx, l.FrontendURL, concurrency)
+}
+
+// StartLoadAt is StartLoad against url, for example the frontend of one of
+// the lab's HAProxy instances (HAProxies[i].FrontendURL).
+func (l *Lab) StartLoadAt(ctx context.Context, url string, concurrency int) (*Load, error) {
 	tool, err := l.Tool(ctx)
 	if err != nil {
 		return nil, err
 	}
 	ld := &Load{done: make(chan struct{})}
-	ld.cmd = l.Command(ctx, tool, "load", "--url", l.FrontendURL, "--concurrency", strconv.Itoa(concurrency))
+	ld.cmd = l.Command(ctx, tool, "load", "--url", url, "--concurrency", strconv.Itoa(concurrency))
 	ld.cmd.Cancel = func() error { return ld.cmd.Process.Signal(syscall.SIGTERM) }
 	ld.cmd.WaitDelay = 15 * time.Second
 	ld.cmd.Stdout = &ld.stdout

@@ -72,8 +72,8 @@ type planSSH struct {
 }
 
 type planLB struct {
-	HAProxy      planHAProxy `yaml:"haproxy"`
-	DrainTimeout string      `yaml:"drain_timeout"`
+	HAProxy      any    `yaml:"haproxy"` // planHAProxy, or []planHAProxy for several instances
+	DrainTimeout string `yaml:"drain_timeout"`
 }
 
 type planHAProxy struct {
@@ -211,6 +211,15 @@ func (l *Lab) Plan(p PlanParams) ([]byte, error) {
 			return nil, errors.New("lab: HAProxyTCP, but the lab has no HAProxyAddress")
 		}
 		doc.LoadBalancer.HAProxy = planHAProxy{Address: l.HAProxyAddress}
+	}
+	if len(l.HAProxies) > 1 {
+		// Every instance, as production lists an HAProxy pair; the first
+		// through the relay when asked.
+		list := []planHAProxy{doc.LoadBalancer.HAProxy.(planHAProxy)}
+		for _, inst := range l.HAProxies[1:] {
+			list = append(list, planHAProxy{Socket: inst.Socket})
+		}
+		doc.LoadBalancer.HAProxy = list
 	}
 	for _, h := range hosts {
 		ph := planHost{Name: h.Name, Address: h.Address, LBServer: h.LBServer}

@@ -91,10 +91,11 @@ func cmdUp(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	dir := fs.String("dir", "", "lab directory (default: a new temp dir)")
 	topoPath := fs.String("topology", "", "topology file (default: the embedded lab/topology.yaml)")
 	detach := fs.Bool("detach", false, "leave the lab running and print its ID")
+	haproxies := fs.Int("haproxies", 1, "HAProxy instances in front of the web hosts (2: a pair, each with its own frontend port and runtime API)")
 	if err := parse(fs, args, stderr); err != nil {
 		return err
 	}
-	opts := lab.Options{Hosts: *hosts, Coordinators: *coords, Dir: *dir, Log: stderr}
+	opts := lab.Options{Hosts: *hosts, Coordinators: *coords, Dir: *dir, HAProxies: *haproxies, Log: stderr}
 	if *topoPath != "" {
 		t, err := lab.LoadTopology(*topoPath)
 		if err != nil {

@@ -123,7 +123,8 @@ type Driver struct {
 	dialer        net.Dialer
 	slots         chan struct{} // one per connection in use
 	poller        poller
-	probeMu       sync.Mutex  // one admin probe at a time, until one succeeds
+	probeMu       sync.Mutex  // guards probing
+	probing       *probeCall  // the admin probe in flight, if any
 	admin         atomic.Bool // a probe proved the socket is at level admin
 }
 
@@ -295,16 +296,49 @@ func (d *Driver) Check(ctx context.Context, server string) error {
 }
 
 // probeAdmin proves the socket's level with `set server B/S state`, unless
-// an earlier probe did.
+// an earlier probe did. One probe runs at a time and those who wait share
+// its outcome when HAProxy could not be reached (each would only wait out
+// RetryTimeout again); a refusal that names another server makes the next
+// caller probe with its own.
 func (d *Driver) probeAdmin(ctx context.Context, backend, name string) error {
-	if d.admin.Load() {
-		return nil
+	for {
+		if d.admin.Load() {
+			return nil
+		}
+		d.probeMu.Lock()
+		if c := d.probing; c != nil {
+			d.probeMu.Unlock()
+			select {
+			case <-c.done:
+			case <-ctx.Done():
+				return ctxErr(ctx)
+			}
+			var ce *connError
+			if errors.As(c.err, &ce) {
+				return c.err
+			}
+			continue
+		}
+		c := &probeCall{done: make(chan struct{})}
+		d.probing = c
+		d.probeMu.Unlock()
+
+		c.err = d.probe(ctx, backend, name)
+		d.probeMu.Lock()
+		d.probing = nil
+		d.probeMu.Unlock()
+		close(c.done)
+		return c.err
 	}
-	d.probeMu.Lock()
-	defer d.probeMu.Unlock()
-	if d.admin.Load() {
-		return nil
-	}
+}
+
+// probeCall is a probe in flight, shared by those who wait for it.
+type probeCall struct {
+	done chan struct{}
+	err  error // set before done is closed
+}
+
+func (d *Driver) probe(ctx context.Context, backend, name string) error {
 	reply, err := d.command(ctx, fmt.Sprintf("set server %s/%s state", backend, name))
 	if err != nil {
 		return err
