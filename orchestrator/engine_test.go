@@ -36,6 +36,12 @@ type fleet struct {
 	drainDelay time.Duration
 	// onStage, when set, is called at each host stage (to inject failures).
 	onStage func(host string, st raftstore.Stage, ph raftstore.Phase)
+	// fleetWork, when set, is how long a dial, a preflight and a prune
+	// take; busy and maxBusy count those in progress, now and at most.
+	fleetWork     time.Duration
+	busy, maxBusy int
+	dials, closes map[string]int
+	closedAt      map[string]int // len(lbLog) when the host was last closed
 }
 
 type fakeHost struct {
@@ -51,7 +57,7 @@ type fakeHost struct {
 
 func newFleet(names ...string) *fleet {
 	f := &fleet{hosts: map[string]*fakeHost{}, broken: map[string]bool{}, out: map[string]bool{}, dialFail: map[string]error{},
-		drainDelay: 2 * time.Millisecond}
+		drainDelay: 2 * time.Millisecond, dials: map[string]int{}, closes: map[string]int{}, closedAt: map[string]int{}}
 	for _, n := range names {
 		f.hosts[n] = &fakeHost{f: f, name: n, installed: map[string]bool{}}
 	}
@@ -59,12 +65,33 @@ func newFleet(names ...string) *fleet {
 }
 
 func (f *fleet) Connect(ctx context.Context, h plans.Host) (Host, error) {
+	f.work()
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if err := f.dialFail[h.Name]; err != nil {
 		return nil, err
 	}
+	f.dials[h.Name]++
 	return f.hosts[h.Name], nil
+}
+
+// work lasts fleetWork, counted in busy: the fleet-wide steps (dial,
+// preflight, prune) that the engine must bound.
+func (f *fleet) work() {
+	f.mu.Lock()
+	d := f.fleetWork
+	if d > 0 {
+		f.busy++
+		f.maxBusy = max(f.maxBusy, f.busy)
+	}
+	f.mu.Unlock()
+	if d == 0 {
+		return
+	}
+	time.Sleep(d) // the work itself, not a wait for a condition
+	f.mu.Lock()
+	f.busy--
+	f.mu.Unlock()
 }
 
 var (
@@ -75,6 +102,9 @@ var (
 )
 
 func (h *fakeHost) Run(ctx context.Context, cmd string, out io.Writer) error {
+	if strings.Contains(cmd, "df -Pk") || strings.Contains(cmd, "ls -1t") {
+		h.f.work()
+	}
 	h.f.mu.Lock()
 	defer h.f.mu.Unlock()
 	if h.dead {
@@ -118,7 +148,13 @@ func (h *fakeHost) Put(ctx context.Context, path string, r io.Reader, mode fs.Fi
 	return err
 }
 
-func (h *fakeHost) Close() error { return nil }
+func (h *fakeHost) Close() error {
+	h.f.mu.Lock()
+	defer h.f.mu.Unlock()
+	h.f.closes[h.name]++
+	h.f.closedAt[h.name] = len(h.f.lbLog)
+	return nil
+}
 
 func (f *fleet) Drain(ctx context.Context, server string) error {
 	f.mu.Lock()
@@ -608,5 +644,62 @@ func TestHostThatFailsBeforeActivateIsOnlyPutBack(t *testing.T) {
 	}
 	if len(f.out) != 0 {
 		t.Errorf("left out of rotation: %v", f.out)
+	}
+}
+
+// TestFleetWorkIsBounded: preflight, dials and prunes of a 20-host fleet
+// run at most strategy.concurrency at once; each host is dialled once and
+// let go (pruned, then disconnected) as soon as its batch is done, not at
+// the end of the deployment.
+func TestFleetWorkIsBounded(t *testing.T) {
+	f := newFleet(hostsNamed(20)...)
+	h := newHarness(t, f)
+	h.mustDeploy(h.plan("v1", plans.Size{N: 5}, 0))
+	f.mu.Lock()
+	f.fleetWork = 5 * time.Millisecond
+	f.maxBusy, f.lbLog = 0, nil
+	clear(f.dials)
+	clear(f.closes)
+	for _, fh := range f.hosts {
+		fh.cmds = nil
+	}
+	f.mu.Unlock()
+
+	p := h.plan("v2", plans.Size{N: 5}, 0)
+	p.Strategy.Concurrency = 4
+	h.mustDeploy(p)
+	allOn(t, h.running(), "v2")
+
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.maxBusy > 4 {
+		t.Errorf("%d dials, preflights and prunes at once, want <= 4 (strategy.concurrency)", f.maxBusy)
+	}
+	// Hosts sort as web1, web10..web13 | ... | web5..web9: the last batch
+	// begins at the first drain of one of web5..web9.
+	lastBatch := len(f.lbLog)
+	for _, n := range []string{"web5", "web6", "web7", "web8", "web9"} {
+		if i := slices.Index(f.lbLog, "drain web/"+n); i >= 0 {
+			lastBatch = min(lastBatch, i)
+		}
+	}
+	for _, n := range hostsNamed(20) {
+		if f.dials[n] != 1 || f.closes[n] != 1 {
+			t.Errorf("%s: %d dials, %d closes, want 1 and 1", n, f.dials[n], f.closes[n])
+		}
+		prunes := 0
+		for _, c := range f.hosts[n].cmds {
+			if strings.Contains(c, "ls -1t") {
+				prunes++
+			}
+		}
+		if prunes != 1 {
+			t.Errorf("%s pruned %d times, want 1", n, prunes)
+		}
+	}
+	for _, n := range []string{"web1", "web10", "web11", "web12", "web13"} { // the first batch
+		if i, ok := f.closedAt[n]; !ok || i > lastBatch {
+			t.Errorf("%s of the first batch was disconnected after %d balancer actions, after the last batch began (%d): %q", n, i, lastBatch, f.lbLog)
+		}
 	}
 }

@@ -128,29 +128,14 @@ func (r *run) stage(ctx context.Context, name string, st raftstore.Stage, ph raf
 	return fmt.Errorf("unknown stage %q", st)
 }
 
-// conn returns the host's connection, dialling it once per deployment run.
+// conn returns the host's connection, dialling it once per deployment run
+// (or again after the run let go of it), once a prune of the host has
+// finished with it.
 func (r *run) conn(ctx context.Context, h plans.Host) (Host, error) {
-	r.mu.Lock()
-	c := r.conns[h.Name]
-	r.mu.Unlock()
-	if c != nil {
-		return c, nil
+	if err := r.waitPrune(ctx, h.Name); err != nil {
+		return nil, err
 	}
-	c, err := r.connector.Connect(ctx, h)
-	if err != nil {
-		return nil, fmt.Errorf("connect %s (%s): %w", h.Name, h.Address, err)
-	}
-	if r.e.d.Fence != nil {
-		c = fencedHost{c, r.e.d.Fence}
-	}
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if old := r.conns[h.Name]; old != nil {
-		c.Close()
-		return old, nil
-	}
-	r.conns[h.Name] = c
-	return c, nil
+	return r.openConn(ctx, h)
 }
 
 // exec runs cmd on h with the plan's command timeout, capturing output.
@@ -159,6 +144,11 @@ func (r *run) exec(ctx context.Context, h plans.Host, st raftstore.Stage, what, 
 	if err != nil {
 		return "", &StageError{Host: h.Name, Stage: st, Err: err}
 	}
+	return r.execOn(ctx, c, h, st, what, cmd)
+}
+
+// execOn is exec on connection c.
+func (r *run) execOn(ctx context.Context, c Host, h plans.Host, st raftstore.Stage, what, cmd string) (string, error) {
 	ctx, cancel := context.WithTimeout(ctx, r.plan.SSH.CommandTimeout)
 	defer cancel()
 	out := tail.New(maxOutput)
@@ -313,7 +303,7 @@ func (r *run) enable(ctx context.Context, p *plans.Plan, h plans.Host, ph raftst
 // preflight checks every host before anything is touched: reachable with a
 // verified host key, known to the balancer, tools present, disk enough.
 func (r *run) preflight(ctx context.Context, d raftstore.Deployment) error {
-	errs := each(d.HostNames(), func(name string) error { return r.preflightHost(ctx, r.hosts[name]) })
+	errs := eachLimit(d.HostNames(), r.plan.HostConcurrency(), func(name string) error { return r.preflightHost(ctx, r.hosts[name]) })
 	var msgs []string
 	var first error
 	for _, err := range errs {
@@ -385,32 +375,6 @@ echo "free=$(df -Pk "$d" | awk 'NR==2 {print $4}')"`, shq(path.Join(r.plan.Relea
 			h.Name, r.plan.Release.Path, freeKB, need/1024)
 	}
 	return nil
-}
-
-// prune removes releases beyond `keep` on every host, never the current or
-// previous one. It is best effort: a failure is a warning.
-func (r *run) prune(ctx context.Context, d raftstore.Deployment) {
-	var settled []string
-	for _, name := range d.HostNames() {
-		if st := d.Hosts[name].Stage; st == raftstore.StageDone || st == raftstore.StageSkipped {
-			settled = append(settled, name)
-		}
-	}
-	each(settled, func(name string) error {
-		rec := r.e.d.Store.HostRecord(name)
-		script := fmt.Sprintf(`cd %s 2>/dev/null || exit 0
-n=0
-for rel in $(ls -1t); do
-  n=$((n+1))
-  case "$rel" in %s|%s) continue;; esac
-  [ "$n" -gt %d ] && rm -rf -- "$rel"
-done
-exit 0`, shq(path.Join(r.plan.Release.Path, "releases")), shq(rec.Current), shq(orDash(rec.Previous)), r.plan.Release.Keep)
-		if _, err := r.exec(ctx, r.hosts[name], raftstore.StageDone, "prune old releases", script); err != nil {
-			r.emit(Event{Kind: EventWarning, Host: name, Message: "prune old releases", Error: err.Error()})
-		}
-		return nil
-	})
 }
 
 func orDash(s string) string {

@@ -28,9 +28,14 @@ type run struct {
 	lb        Balancer
 	art       *Artifact // nil for an operator's rollback: nothing to upload
 
-	mu    sync.Mutex
-	conns map[string]Host
-	began map[string]time.Time // when each host entered its current stage
+	dials      chan struct{} // connection set-ups in flight (see hosts.go)
+	pruneSlots chan struct{} // prunes in flight
+	prunes     sync.WaitGroup
+
+	mu      sync.Mutex
+	conns   map[string]Host
+	pruning map[string]chan struct{} // hosts whose prune this run started; closed when it ends
+	began   map[string]time.Time     // when each host entered its current stage
 	// observed is the release each host's `current` pointed at in preflight.
 	observed map[string]string
 	// verifyPlans caches checks(): by host and release.
@@ -48,6 +53,8 @@ func (e *Engine) newRun(ctx context.Context, d raftstore.Deployment, stop <-chan
 		e: e, id: d.ID, kind: d.Kind, plan: &p, stop: stop,
 		hosts: map[string]plans.Host{}, conns: map[string]Host{}, began: map[string]time.Time{}, observed: map[string]string{},
 		verifyPlans: map[string]*plans.Plan{}, rot: rotation{out: map[string]bool{}},
+		dials: make(chan struct{}, p.HostConcurrency()), pruneSlots: make(chan struct{}, p.HostConcurrency()),
+		pruning: map[string]chan struct{}{},
 	}
 	for _, h := range p.Hosts {
 		r.hosts[h.Name] = h
@@ -83,6 +90,7 @@ func (e *Engine) newRun(ctx context.Context, d raftstore.Deployment, stop <-chan
 }
 
 func (r *run) close() {
+	r.prunes.Wait()
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	for _, c := range r.conns {
@@ -238,7 +246,11 @@ func joinMsg(a, b string) string {
 func (r *run) runBatch(ctx context.Context, batch []string) error {
 	return errors.Join(each(batch, func(name string) error {
 		defer r.release(r.hosts[name])
-		return r.host(ctx, name)
+		if err := r.host(ctx, name); err != nil {
+			return err
+		}
+		r.finishedWith(ctx, name)
+		return nil
 	})...)
 }
 
@@ -386,7 +398,11 @@ func (r *run) rollbackAll(ctx context.Context, why string) (raftstore.Deployment
 		r.emit(Event{Kind: EventBatch, Phase: raftstore.PhaseRollback, Batch: b + 1, Batches: len(d.Batches), Hosts: names(group)})
 		if err := errors.Join(each(group, func(hp *raftstore.HostProgress) error {
 			defer r.release(r.hosts[hp.Name])
-			return r.rollbackHost(ctx, hp)
+			if err := r.rollbackHost(ctx, hp); err != nil {
+				return err
+			}
+			r.finishedWith(ctx, hp.Name)
+			return nil
 		})...); err != nil {
 			return raftstore.StateRollingBack, err
 		}

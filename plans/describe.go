@@ -71,11 +71,14 @@ func (p *Plan) Describe(w io.Writer) error {
 		pf(", strip %d leading path components", p.Release.StripComponents)
 	}
 	pf(")\n")
+	pf("  hosts:          %d", len(p.Hosts))
 	if p.Inventory != "" {
-		pf("  hosts:          %d, from inventory %s\n", len(p.Hosts), p.Inventory)
-	} else {
-		pf("  hosts:          %d\n", len(p.Hosts))
+		pf(", from inventory %s", p.Inventory)
 	}
+	if n := p.HostConcurrency(); len(p.Hosts) > n {
+		pf(" (connected to, checked in preflight and pruned %d at a time: strategy.concurrency)", n)
+	}
+	pf("\n")
 	sizes := make([]string, len(batches))
 	for i, b := range batches {
 		sizes[i] = strconv.Itoa(len(b))
@@ -254,7 +257,7 @@ func instances(lb LoadBalancer) string {
 	if len(lb.HAProxy) < 2 {
 		return ""
 	}
-	return fmt.Sprintf(" (on each of the %d instances)", len(lb.HAProxy))
+	return fmt.Sprintf(" on each of the %d instances", len(lb.HAProxy))
 }
 
 func plural(n int, word string) string {

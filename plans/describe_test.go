@@ -101,9 +101,11 @@ func TestDescribe(t *testing.T) {
 	}
 }
 
-func TestDescribeWithoutBalancer(t *testing.T) {
+// describe parses src and returns its plan and what plan show prints.
+func describe(t *testing.T, src string) (*Plan, string) {
+	t.Helper()
 	f := newFixture(t, nil)
-	p, err := f.parse(head + hostsLine + releaseLine + "health: {tcp: {port: 8080}}\nrollback: {automatic: false}\n")
+	p, err := f.parse(src)
 	if err != nil {
 		t.Fatal(f.problems(t, err))
 	}
@@ -111,18 +113,28 @@ func TestDescribeWithoutBalancer(t *testing.T) {
 	if err := p.Describe(&b); err != nil {
 		t.Fatal(err)
 	}
-	out := b.String()
-	for _, want := range []string{
+	return p, b.String()
+}
+
+// mustContain fails t for each of wants that out lacks.
+func mustContain(t *testing.T, out string, wants ...string) {
+	t.Helper()
+	for _, want := range wants {
+		if !strings.Contains(out, want) {
+			t.Errorf("output lacks %q\n%s", want, out)
+		}
+	}
+}
+
+func TestDescribeWithoutBalancer(t *testing.T) {
+	p, out := describe(t, head+hostsLine+releaseLine+"health: {tcp: {port: 8080}}\nrollback: {automatic: false}\n")
+	mustContain(t, out,
 		"  load balancer:  none (hosts are not drained)\n",
 		"    lb: none configured, the host is not drained and keeps its traffic\n",
 		"    verify: tcp connect to 10.0.0.1:8080 (timeout 2s each), 3 consecutive passes every 1s within 60s, then watch 0s\n",
 		"  budget: no failures allowed: the first failed host stops the rollout; no further batch starts.\n",
 		"  rollback (manual): the rollout stops and hosts stay as they are; run drover rollback ID to restore the previous release.\n",
-	} {
-		if !strings.Contains(out, want) {
-			t.Errorf("output lacks %q\n%s", want, out)
-		}
-	}
+	)
 	if strings.Contains(out, "lb: enable") || strings.Contains(out, "lb: drain") {
 		t.Errorf("balancer actions without a balancer:\n%s", out)
 	}
@@ -171,4 +183,21 @@ func TestFmtDuration(t *testing.T) {
 			t.Errorf("fmtDuration(%s) = %s, want %s", d, got, want)
 		}
 	}
+}
+
+// TestDescribeHAProxyPairAndConcurrency: plan show names every HAProxy
+// instance, says each step acts on all of them, and tells how many hosts
+// are set up at once when the fleet is larger than strategy.concurrency.
+func TestDescribeHAProxyPairAndConcurrency(t *testing.T) {
+	src := strings.Replace(samplePlan, "  haproxy: {socket: /run/haproxy/admin.sock}\n",
+		"  haproxy:\n    - {socket: /run/haproxy/admin.sock}\n    - {address: 10.200.0.3:9999}\n", 1)
+	src = strings.Replace(src, "  pause: 5s\n", "  pause: 5s\n  concurrency: 2\n", 1)
+	_, out := describe(t, src)
+	mustContain(t, out,
+		"  hosts:          3 (connected to, checked in preflight and pruned 2 at a time: strategy.concurrency)",
+		"  load balancer:  2 haproxy instances, runtime API at socket /run/haproxy/admin.sock, address 10.200.0.3:9999 (every host is drained and enabled on each)",
+		"preflight: lb: check web/web1 exists in haproxy on each of the 2 instances",
+		"lb: drain web/web1 on each of the 2 instances (set server state drain",
+		"lb: enable web/web1 on each of the 2 instances (set server state ready)",
+	)
 }

@@ -273,6 +273,13 @@ load_balancer: {haproxy: /run/haproxy.sock}
 			want: `plan.yaml:4:26: load_balancer.haproxy: must be the runtime API (a mapping with socket or address) or a list of them, one per HAProxy instance, got "/run/haproxy.sock"`,
 		},
 		{
+			name: "concurrency 0",
+			src: head + `hosts: [{name: web1, address: 10.0.0.1}]
+strategy: {concurrency: 0}
+` + tail,
+			want: `plan.yaml:4:25: strategy.concurrency: must be between 1 and 1024, got 0`,
+		},
+		{
 			name: "bad on_drain_timeout",
 			src: head + `hosts: [{name: web1, address: 10.0.0.1, lb_server: web/web1}]
 load_balancer:

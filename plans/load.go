@@ -33,6 +33,11 @@ const (
 	DefaultDeadline         = 60 * time.Second
 	DefaultHTTPStatus       = 200
 	DefaultSSHPort          = "22"
+	// DefaultConcurrency bounds the hosts set up, checked or pruned at once
+	// outside the batches. Sized for a 2-core coordinator and fleets of a
+	// few hundred hosts: 32 SSH handshakes in flight keep both cores busy
+	// without piling up memory, descriptors or sshd start-ups.
+	DefaultConcurrency = 32
 )
 
 // safeNameRE is what a plan name, a version and a host name must match: they
@@ -61,7 +66,7 @@ var (
 	sshKeys      = []string{"user", "identity_file", "known_hosts", "host_key_checking", "connect_timeout", "command_timeout"}
 	lbKeys       = []string{"haproxy", "drain_timeout", "on_drain_timeout", "enable_timeout"}
 	haproxyKeys  = []string{"socket", "address"}
-	strategyKeys = []string{"batch", "batches", "max_failures", "pause", "min_in_service", "allow_full_outage"}
+	strategyKeys = []string{"batch", "batches", "max_failures", "pause", "min_in_service", "allow_full_outage", "concurrency"}
 	releaseKeys  = []string{"artifact", "strip_components", "path", "restart", "keep"}
 	healthKeys   = []string{"http", "tcp", "command", "interval", "timeout", "healthy_threshold", "deadline", "min_healthy_time"}
 	httpKeys     = []string{"url", "status", "body_contains"}
@@ -659,7 +664,7 @@ func fileProblem(p string, err error) string {
 // ---- strategy ----
 
 func (l *loader) strategy(top *mapping, p *Plan) (at []sizeAt, minAt sizeAt) {
-	p.Strategy = Strategy{Batches: []Size{{N: 1}}, MinInService: Size{N: 1}}
+	p.Strategy = Strategy{Batches: []Size{{N: 1}}, MinInService: Size{N: 1}, Concurrency: DefaultConcurrency}
 	// Where each ramp entry and min_in_service were written, for the
 	// outage check (no strategy block: both are defaults, at the top).
 	at = []sizeAt{{top.p, "strategy.batch (default 1)"}}
@@ -724,6 +729,7 @@ func (l *loader) strategy(top *mapping, p *Plan) (at []sizeAt, minAt sizeAt) {
 		}
 	}
 	p.Strategy.AllowFullOutage, _ = sm.boolean("allow_full_outage", false)
+	p.Strategy.Concurrency, _, _ = sm.integer("concurrency", DefaultConcurrency, 1, 1024)
 	return at, minAt
 }
 

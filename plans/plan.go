@@ -163,6 +163,18 @@ type Strategy struct {
 	// AllowFullOutage lifts MinInService: batches may drain a whole
 	// backend (first installs, maintenance windows).
 	AllowFullOutage bool `json:"allow_full_outage,omitempty"`
+	// Concurrency bounds how many hosts are connected to, checked in
+	// preflight or pruned at once (batches are sized by Batches). 0, in
+	// plans recorded before the key existed, means DefaultConcurrency.
+	Concurrency int `json:"concurrency,omitempty"`
+}
+
+// HostConcurrency is Strategy.Concurrency with its default applied.
+func (p *Plan) HostConcurrency() int {
+	if p.Strategy.Concurrency > 0 {
+		return p.Strategy.Concurrency
+	}
+	return DefaultConcurrency
 }
 
 // Release is what is installed on each host.

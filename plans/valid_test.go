@@ -114,7 +114,7 @@ func TestParseDefaults(t *testing.T) {
 			OnDrainTimeout: DrainTimeoutFail,
 			EnableTimeout:  30 * time.Second,
 		},
-		Strategy: Strategy{Batches: []Size{{N: 1}}, MinInService: Size{N: 1}},
+		Strategy: Strategy{Batches: []Size{{N: 1}}, MinInService: Size{N: 1}, Concurrency: DefaultConcurrency},
 		Release: Release{
 			Artifact: filepath.Join(f.dir, "app.tar.gz"),
 			Path:     "/srv/app",
@@ -175,6 +175,7 @@ strategy:
   batches: [1, "50%"]
   max_failures: "34%"
   pause: 250ms
+  concurrency: 8
 
 release:
   artifact: ./app.tar.gz
@@ -243,6 +244,7 @@ hooks:
 		MaxFailures:  Size{N: 34, Percent: true},
 		Pause:        250 * time.Millisecond,
 		MinInService: Size{N: 1},
+		Concurrency:  8,
 	}
 	if !reflect.DeepEqual(p.Strategy, wantStrategy) {
 		t.Errorf("Strategy = %+v", p.Strategy)
