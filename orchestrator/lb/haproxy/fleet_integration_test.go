@@ -175,7 +175,7 @@ func TestRealHAProxyStockSocketFleet(t *testing.T) {
 		}
 	}
 
-	t.Run("an instance that is down fails the check, named", func(t *testing.T) {
+	t.Run("an instance that is down fails check and drain, named", func(t *testing.T) {
 		b.stop()
 		short, err := NewGroup(Config{Socket: a.socket}, Config{Socket: b.socket, RetryTimeout: 200 * time.Millisecond})
 		if err != nil {
@@ -188,6 +188,15 @@ func TestRealHAProxyStockSocketFleet(t *testing.T) {
 		}
 		if strings.Contains(err.Error(), a.socket+":") {
 			t.Errorf("the error blames the instance that is up: %v", err)
+		}
+		// Mid-deploy: a drain fails (the host fails), naming the instance;
+		// the instance that is up has drained the server all the same.
+		err = short.Drain(ctx, "web/s1")
+		if !errors.As(err, &ce) || !strings.Contains(err.Error(), "haproxy "+b.socket+": drain web/s1: ") {
+			t.Fatalf("drain with instance 2 down = %v, want a connection error naming it", err)
+		}
+		if s, err := g.Drivers()[0].View(ctx, "web/s1"); err != nil || s.Admin != AdminMaint {
+			t.Errorf("web/s1 on the instance that is up = %+v, %v; want maint", s, err)
 		}
 	})
 }
