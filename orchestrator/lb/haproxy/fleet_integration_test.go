@@ -174,6 +174,18 @@ func TestRealHAProxyStockSocketFleet(t *testing.T) {
 			t.Errorf("%s: enabled web/s7 = %+v", v.Instance, v.Server)
 		}
 	}
+	backend, err := g.Backend(ctx, "web")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(backend) != 2*hosts || backend[0].Instance != a.socket || backend[hosts].Instance != b.socket {
+		t.Fatalf("Backend(web) = %d entries, want %d, instance a's then b's: %+v", len(backend), 2*hosts, backend)
+	}
+	for _, v := range backend {
+		if !v.InRotation() {
+			t.Errorf("%s: enabled %s = %+v", v.Instance, v.ID(), v.Server)
+		}
+	}
 
 	t.Run("an instance that is down fails check and drain, named", func(t *testing.T) {
 		b.stop()

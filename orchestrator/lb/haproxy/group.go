@@ -84,6 +84,32 @@ func (g *Group) View(ctx context.Context, server string) ([]InstanceView, error)
 	return out, nil
 }
 
+// Backend reads every server of backend on every instance: the servers of
+// the first instance, then those of the second, and so on.
+func (g *Group) Backend(ctx context.Context, backend string) ([]InstanceView, error) {
+	per := make([][]InstanceView, len(g.drivers))
+	err := g.each(func(i int, d *Driver) error {
+		all, err := d.Servers(ctx)
+		if err != nil {
+			return err
+		}
+		for _, s := range all {
+			if s.Backend == backend {
+				per[i] = append(per[i], InstanceView{Instance: d.Name(), Server: s})
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	var out []InstanceView
+	for _, vs := range per {
+		out = append(out, vs...)
+	}
+	return out, nil
+}
+
 // each runs fn on every instance at once and joins the failures, each
 // naming its instance when there are several.
 func (g *Group) each(fn func(int, *Driver) error) error {
