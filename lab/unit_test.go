@@ -245,3 +245,26 @@ func TestReadProcStat(t *testing.T) {
 		t.Error("sameProcessAlive ignores the start time")
 	}
 }
+
+// TestPlanHAProxyPair: a lab with two HAProxy instances writes a plan that
+// lists both runtime APIs (the first through the relay when asked).
+func TestPlanHAProxyPair(t *testing.T) {
+	l := planLab()
+	l.HAProxyAddress = "10.200.0.2:9999"
+	l.HAProxies = []HAProxyInstance{{Name: "haproxy", Socket: "/lab/haproxy.sock"}, {Name: "haproxy2", Socket: "/lab/haproxy2.sock"}}
+	for _, tc := range []struct {
+		tcp  bool
+		want string
+	}{
+		{false, "  haproxy:\n    - socket: /lab/haproxy.sock\n    - socket: /lab/haproxy2.sock\n"},
+		{true, "  haproxy:\n    - address: 10.200.0.2:9999\n    - socket: /lab/haproxy2.sock\n"},
+	} {
+		b, err := l.Plan(PlanParams{Version: "v1", Artifact: "/a.tgz", HAProxyTCP: tc.tcp})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !strings.Contains(string(b), tc.want) {
+			t.Errorf("HAProxyTCP %v: plan lacks\n%s\n%s", tc.tcp, tc.want, b)
+		}
+	}
+}
