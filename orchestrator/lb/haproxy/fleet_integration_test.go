@@ -22,7 +22,7 @@ type stockHAProxy struct {
 	stop   func() // kills the process; idempotent
 }
 
-func startStockHAProxy(t *testing.T, servers int, appPort string) *stockHAProxy {
+func startStockHAProxy(t testing.TB, servers int, appPort string) *stockHAProxy {
 	t.Helper()
 	bin := haproxyBinary(t)
 	dir, err := os.MkdirTemp("", "hstock") // short: unix socket paths are limited
@@ -47,7 +47,7 @@ frontend fe
 backend web
 `, dir, freePort(t))
 	for i := range servers {
-		fmt.Fprintf(&b, "    server s%d 127.0.0.1:%s check inter 50ms\n", i, appPort)
+		fmt.Fprintf(&b, "    server s%d 127.0.0.1:%s check inter 100ms\n", i, appPort)
 	}
 	cfg := filepath.Join(dir, "haproxy.cfg")
 	if err := os.WriteFile(cfg, []byte(b.String()), 0o600); err != nil {
@@ -212,3 +212,22 @@ func TestRealHAProxyStockSocketFleet(t *testing.T) {
 		}
 	})
 }
+
+// BenchmarkSharedRead200: one read of the shared poller (`show stat` of a
+// 200-server backend, parsed) against a real HAProxy: what one poll
+// interval costs, however many hosts wait on it.
+func BenchmarkSharedRead200(b *testing.B) {
+	app := newApp(b, "app", nil)
+	h := startStockHAProxy(b, 200, app.port())
+	d, err := New(Config{Socket: h.socket})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.ResetTimer()
+	for range b.N {
+		if s := d.poller.read(nil, "web"); s.err != nil || len(s.rows) != 200 {
+			b.Fatalf("read: %d rows, %v", len(s.rows), s.err)
+		}
+	}
+}
+

@@ -23,7 +23,7 @@ import (
 // HAProxy is not installed, except under CI=true, where it fails instead.
 
 // haproxyBinary finds HAProxy: $HAPROXY, /usr/sbin/haproxy, then $PATH.
-func haproxyBinary(t *testing.T) string {
+func haproxyBinary(t testing.TB) string {
 	t.Helper()
 	for _, p := range []string{os.Getenv("HAPROXY"), "/usr/sbin/haproxy"} {
 		if p == "" {
@@ -54,7 +54,7 @@ type app struct {
 	stop    chan struct{} // closed at cleanup: finish every /slow request
 }
 
-func newApp(t *testing.T, name string, ln net.Listener) *app {
+func newApp(t testing.TB, name string, ln net.Listener) *app {
 	a := &app{name: name, started: make(chan struct{}, 16), release: make(chan struct{}, 16), stop: make(chan struct{})}
 	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path == "/slow" {
@@ -89,7 +89,7 @@ func (a *app) port() string {
 }
 
 // freePort returns a loopback port that nothing listens on (now).
-func freePort(t *testing.T) string {
+func freePort(t testing.TB) string {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
