@@ -230,4 +230,3 @@ func BenchmarkSharedRead200(b *testing.B) {
 		}
 	}
 }
-

@@ -306,6 +306,10 @@ func (d *Driver) probeAdmin(ctx context.Context, backend, name string) error {
 			return nil
 		}
 		d.probeMu.Lock()
+		if d.admin.Load() { // a probe ended since the check above
+			d.probeMu.Unlock()
+			return nil
+		}
 		if c := d.probing; c != nil {
 			d.probeMu.Unlock()
 			select {
