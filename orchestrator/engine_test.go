@@ -36,6 +36,8 @@ type fleet struct {
 	drainDelay time.Duration
 	// onStage, when set, is called at each host stage (to inject failures).
 	onStage func(host string, st raftstore.Stage, ph raftstore.Phase)
+	// onFinished, when set, is called when a deployment finishes.
+	onFinished func()
 	// fleetWork, when set, is how long a dial, a preflight and a prune
 	// take; busy and maxBusy count those in progress, now and at most.
 	fleetWork     time.Duration
@@ -262,6 +264,9 @@ func newHarness(t testing.TB, f *fleet) *harness {
 			h.mu.Unlock()
 			if ev.Kind == EventStage && f.onStage != nil {
 				f.onStage(ev.Host, ev.Stage, ev.Phase)
+			}
+			if ev.Kind == EventFinished && f.onFinished != nil {
+				f.onFinished()
 			}
 		},
 	})
@@ -665,6 +670,12 @@ func TestFleetWorkIsBounded(t *testing.T) {
 	}
 	f.mu.Unlock()
 
+	atFinish := -1
+	f.onFinished = func() {
+		f.mu.Lock()
+		atFinish = sideEffects(f)
+		f.mu.Unlock()
+	}
 	p := h.plan("v2", plans.Size{N: 5}, 0)
 	p.Strategy.Concurrency = 4
 	h.mustDeploy(p)
@@ -672,6 +683,9 @@ func TestFleetWorkIsBounded(t *testing.T) {
 
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	if n := sideEffects(f); n != atFinish {
+		t.Errorf("%d host or balancer actions when the deployment was recorded finished, %d after", atFinish, n)
+	}
 	if f.maxBusy > 4 {
 		t.Errorf("%d dials, preflights and prunes at once, want <= 4 (strategy.concurrency)", f.maxBusy)
 	}

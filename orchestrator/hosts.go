@@ -150,9 +150,10 @@ func (r *run) waitPrune(ctx context.Context, name string) error {
 	}
 }
 
-// prune, when a deployment has succeeded, prunes every settled host this
-// run has not pruned yet (those a previous leader finished) and waits for
-// every prune to end.
+// prune, when a deployment has succeeded and before it is recorded so,
+// prunes every settled host this run has not pruned yet (those a previous
+// leader finished) and waits for every prune to end: once a deployment is
+// finished, nothing touches its hosts any more.
 func (r *run) prune(ctx context.Context, d raftstore.Deployment) {
 	for _, name := range d.HostNames() {
 		if st := d.Hosts[name].Stage; st == raftstore.StageDone || st == raftstore.StageSkipped {

@@ -189,11 +189,10 @@ func (r *run) run(ctx context.Context) (raftstore.DeploymentState, error) {
 			}
 		}
 	}
-	st, err := r.finish(ctx, raftstore.StateSucceeded, "")
-	if err == nil && r.kind == raftstore.KindDeploy {
+	if r.kind == raftstore.KindDeploy {
 		r.prune(ctx, d)
 	}
-	return st, err
+	return r.finish(ctx, raftstore.StateSucceeded, "")
 }
 
 func (r *run) pause(ctx context.Context, batch int) (raftstore.DeploymentState, error) {
@@ -204,6 +203,7 @@ func (r *run) pause(ctx context.Context, batch int) (raftstore.DeploymentState, 
 	if d.AbortRequested {
 		return r.finish(ctx, raftstore.StateAborted, "aborted by operator")
 	}
+	r.prunes.Wait() // paused, like finished, means nothing touches a host any more
 	if err := r.setState(ctx, raftstore.StatePaused, ""); err != nil {
 		return raftstore.StateRunning, err
 	}
@@ -213,6 +213,7 @@ func (r *run) pause(ctx context.Context, batch int) (raftstore.DeploymentState, 
 }
 
 func (r *run) finish(ctx context.Context, st raftstore.DeploymentState, msg string) (raftstore.DeploymentState, error) {
+	r.prunes.Wait() // the prunes of hosts done in the last batch
 	if st == raftstore.StateSucceeded || st == raftstore.StateRolledBack {
 		// Never "succeeded" (nor "rolled back cleanly") while a host is
 		// out of rotation, whatever the stages say.
