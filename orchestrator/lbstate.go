@@ -27,17 +27,9 @@ func (b haproxyBalancer) State(ctx context.Context, server string) (LBStates, er
 
 // Backend reads every server of backend on every instance.
 func (b haproxyBalancer) Backend(ctx context.Context, backend string) (LBStates, error) {
-	var views []haproxy.InstanceView
-	for _, d := range b.Drivers() {
-		all, err := d.Servers(ctx)
-		if err != nil {
-			return nil, fmt.Errorf("haproxy %s: %w", d.Name(), err)
-		}
-		for _, s := range all {
-			if s.Backend == backend {
-				views = append(views, haproxy.InstanceView{Instance: d.Name(), Server: s})
-			}
-		}
+	views, err := b.Group.Backend(ctx, backend)
+	if err != nil {
+		return nil, err
 	}
 	return lbStates(views), nil
 }
