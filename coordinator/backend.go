@@ -115,6 +115,7 @@ func (c *Coordinator) Submit(ctx context.Context, req api.SubmitRequest) (string
 			}
 			return c.arts.Path(ctx, req.ArtifactSHA256)
 		},
+		Files: &plans.AllowedFiles{Paths: c.cfg.PlanFiles},
 	})
 	if err != nil {
 		return "", badRequest{err}

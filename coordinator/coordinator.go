@@ -44,6 +44,10 @@ type Config struct {
 	// CADir, when it holds the CA key (ca.key), lets this node sign the
 	// certificates of enrolling agents.
 	CADir string
+	// PlanFiles are the files, and directories of files, on this node that
+	// submitted plans may name (inventory, SSH key and known_hosts, HAProxy
+	// socket); nothing else is read, probed or written for a plan.
+	PlanFiles []string
 }
 
 // Coordinator is a running node.

@@ -70,7 +70,9 @@ func (c *DroverCluster) Start(ctx context.Context, name string, bootstrap bool) 
 	}
 	args := []string{c.drover, "server", "--node-id", name,
 		"--data-dir", filepath.Join(c.lab.Dir, "coord", name), "--tls-dir", c.TLSDir,
-		"--raft-addr", fmt.Sprintf("%s:%d", n.Address, RaftPort), "--http-addr", APIAddr(n)}
+		"--raft-addr", fmt.Sprintf("%s:%d", n.Address, RaftPort), "--http-addr", APIAddr(n),
+		// What the lab's plans name; the TLS dir (bootstrap token, CA key) stays out.
+		"--plan-files", c.lab.IdentityFile, "--plan-files", c.lab.KnownHosts, "--plan-files", c.lab.HAProxySocket}
 	if bootstrap {
 		args = append(args, "--bootstrap")
 	} else {

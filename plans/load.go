@@ -103,6 +103,10 @@ type Options struct {
 	// SkipCoordinatorFiles leaves unchecked the files that the coordinators
 	// read (ssh.identity_file): a CLI talking to a cluster cannot see them.
 	SkipCoordinatorFiles bool
+	// Files, when set, is the only set of coordinator files the plan may
+	// name: a cluster sets it from its operator's --plan-files (see
+	// AllowedFiles). nil (the local CLI) allows any file.
+	Files *AllowedFiles
 }
 
 // ParseWith is Parse with Options.
@@ -226,6 +230,9 @@ func (l *loader) hosts(top *mapping, p *Plan, hasLB bool) bool {
 			return false
 		}
 		resolved, msg := l.localPath(file)
+		if msg == "" {
+			msg = l.coordinatorFile(resolved)
+		}
 		if msg != "" {
 			l.errorf(fp, "inventory: %s", msg)
 			return false
@@ -522,6 +529,8 @@ func (l *loader) haproxy(d *doc, v value, path string) (HAProxy, bool) {
 		if s, sp, ok := hm.nonEmpty("socket", false, ""); ok {
 			if abs, msg := l.localPath(s); msg != "" {
 				l.errorf(sp, "%s.socket: %s", path, msg)
+			} else if msg := l.coordinatorFile(abs); msg != "" {
+				l.errorf(sp, "%s.socket: %s", path, msg)
 			} else {
 				hp.Socket = abs
 				return hp, true
@@ -579,6 +588,8 @@ func (l *loader) ssh(top *mapping, p *Plan) {
 	if s, sp, ok := sm.nonEmpty("identity_file", false, ""); ok {
 		if abs, msg := l.localPath(s); msg != "" {
 			l.errorf(sp, "ssh.identity_file: %s", msg)
+		} else if msg := l.coordinatorFile(abs); msg != "" {
+			l.errorf(sp, "ssh.identity_file: %s", msg)
 		} else if msg := regularFile(abs); msg != "" && !l.opts.SkipCoordinatorFiles {
 			l.errorf(sp, "ssh.identity_file: %s", msg)
 		} else {
@@ -587,6 +598,8 @@ func (l *loader) ssh(top *mapping, p *Plan) {
 	}
 	if s, sp, ok := sm.nonEmpty("known_hosts", false, ""); ok {
 		if abs, msg := l.localPath(s); msg != "" {
+			l.errorf(sp, "ssh.known_hosts: %s", msg)
+		} else if msg := l.coordinatorFile(abs); msg != "" {
 			l.errorf(sp, "ssh.known_hosts: %s", msg)
 		} else {
 			p.SSH.KnownHosts = abs

@@ -47,10 +47,18 @@ DIR/bootstrap.token as the first management token. When DIR also holds the CA
 key (ca.key), the node signs the certificates of enrolling host agents.
 
 Raft timeouts are tuned for a LAN (heartbeat 300ms, election 300ms, leader
-lease 200ms): a dead leader is replaced in about a second.`,
+lease 200ms): a dead leader is replaced in about a second.
+
+Plans are written by API clients, so a submitted plan may only name files on
+this node that --plan-files allows (repeat it: a file, or a directory and all
+below it): its inventory, ssh.identity_file, ssh.known_hosts (which accept-new
+appends to) and load_balancer.haproxy.socket. Any other path is refused with
+one message, whether it exists or not. A plan that leaves ssh.known_hosts out
+uses this node's ~/.ssh/known_hosts.`,
 		Example: `  drover tls init && drover tls issue server c1 --ip 10.0.0.5
   drover server --node-id c1 --data-dir /var/lib/drover --tls-dir tls \
-      --raft-addr 10.0.0.5:7000 --http-addr 10.0.0.5:7443 --bootstrap
+      --raft-addr 10.0.0.5:7000 --http-addr 10.0.0.5:7443 --bootstrap \
+      --plan-files /etc/drover/ssh --plan-files /run/haproxy/admin.sock
   drover server --node-id c2 --data-dir /var/lib/drover --tls-dir tls \
       --raft-addr 10.0.0.6:7000 --http-addr 10.0.0.6:7443 --join 10.0.0.5:7443`,
 		Args: cobra.NoArgs,
@@ -85,6 +93,13 @@ lease 200ms): a dead leader is replaced in about a second.`,
 				return withCode(exitUsage, errors.New("TLS is required: --tls-dir DIR, or --ca, --cert and --key (see 'drover tls --help')"))
 			}
 			cfg.TLS = p
+			for i, f := range cfg.PlanFiles {
+				abs, err := filepath.Abs(f)
+				if err != nil {
+					return withCode(exitUsage, fmt.Errorf("--plan-files %s: %w", f, err))
+				}
+				cfg.PlanFiles[i] = abs
+			}
 			if tokenFile != "" {
 				tok, err := pki.ReadToken(tokenFile)
 				if err != nil {
@@ -126,6 +141,7 @@ lease 200ms): a dead leader is replaced in about a second.`,
 	f.StringVar(&p.Cert, "cert", "", "this node's server certificate (overrides --tls-dir)")
 	f.StringVar(&p.Key, "key", "", "this node's key (overrides --tls-dir)")
 	f.StringVar(&tokenFile, "bootstrap-token-file", "", "management token to store if the cluster has none (default: --tls-dir's bootstrap.token)")
+	f.StringArrayVar(&cfg.PlanFiles, "plan-files", nil, "a file, or a directory of files, that submitted plans may name (inventory, ssh.identity_file, ssh.known_hosts, haproxy socket); repeat it; default none")
 	f.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
 	f.DurationVar(&timing.Heartbeat, "raft-heartbeat-timeout", 0, "follower's wait for the leader before an election (default 300ms)")
 	f.DurationVar(&timing.Election, "raft-election-timeout", 0, "candidate's wait for votes (default 300ms)")
