@@ -121,7 +121,7 @@ func (c *Coordinator) Submit(ctx context.Context, req api.SubmitRequest) (string
 		return "", badRequest{err}
 	}
 	id, err := c.engine.Submit(ctx, p, orchestrator.SubmitOptions{Force: req.Force})
-	if errors.Is(err, orchestrator.ErrBadArtifact) {
+	if errors.Is(err, orchestrator.ErrBadArtifact) || errors.Is(err, orchestrator.ErrUnsafeArtifact) {
 		return "", badRequest{err}
 	}
 	return id, err

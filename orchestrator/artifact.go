@@ -10,6 +10,8 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path"
+	"strings"
 )
 
 // Artifact is a release archive as the engine uploads it.
@@ -23,10 +25,18 @@ type Artifact struct {
 // ErrBadArtifact means the release archive is not a readable tar (optionally gzipped).
 var ErrBadArtifact = errors.New("artifact is not a readable tar or tar.gz archive")
 
+// ErrUnsafeArtifact means the archive holds an entry that unpacking as root
+// on a host must not create (see checkEntry).
+var ErrUnsafeArtifact = errors.New("artifact holds an entry drover will not unpack")
+
+// markerName is the file install writes into a complete release.
+const markerName = ".drover-release"
+
 // InspectArtifact checksums the archive and walks it once, so that a corrupt
-// archive is refused before any host is touched.
-func InspectArtifact(path string) (Artifact, error) {
-	f, err := os.Open(path)
+// or unsafe archive is refused before any host is touched. strip is the
+// plan's release.strip_components: entries are judged where they land.
+func InspectArtifact(file string, strip int) (Artifact, error) {
+	f, err := os.Open(file)
 	if err != nil {
 		return Artifact{}, fmt.Errorf("open artifact: %w", err)
 	}
@@ -37,11 +47,11 @@ func InspectArtifact(path string) (Artifact, error) {
 	if magic, _ := br.Peek(2); len(magic) == 2 && magic[0] == 0x1f && magic[1] == 0x8b {
 		gz, err := gzip.NewReader(br)
 		if err != nil {
-			return Artifact{}, fmt.Errorf("%s: %w: %v", path, ErrBadArtifact, err)
+			return Artifact{}, fmt.Errorf("%s: %w: %v", file, ErrBadArtifact, err)
 		}
 		r = gz
 	}
-	a := Artifact{Path: path}
+	a := Artifact{Path: file}
 	tr := tar.NewReader(r)
 	entries := 0
 	for {
@@ -50,13 +60,16 @@ func InspectArtifact(path string) (Artifact, error) {
 			break
 		}
 		if err != nil {
-			return Artifact{}, fmt.Errorf("%s: %w: %v", path, ErrBadArtifact, err)
+			return Artifact{}, fmt.Errorf("%s: %w: %v", file, ErrBadArtifact, err)
+		}
+		if err := checkEntry(hdr, strip); err != nil {
+			return Artifact{}, fmt.Errorf("%s: %w", file, err)
 		}
 		entries++
 		a.Unpacked += hdr.Size
 	}
 	if entries == 0 {
-		return Artifact{}, fmt.Errorf("%s: %w: it is empty", path, ErrBadArtifact)
+		return Artifact{}, fmt.Errorf("%s: %w: it is empty", file, ErrBadArtifact)
 	}
 	// Hash whatever trails the archive too: the checksum covers the file.
 	if _, err := io.Copy(io.Discard, br); err != nil {
@@ -69,4 +82,62 @@ func InspectArtifact(path string) (Artifact, error) {
 	a.Size = st.Size()
 	a.SHA256 = hex.EncodeToString(h.Sum(nil))
 	return a, nil
+}
+
+// checkEntry is the rule for what a release may contain, since the unpack
+// runs as root on every host: regular files, directories, and symbolic
+// links whose target stays inside the release; no name with .. or a
+// leading /; no file named like the release marker (a link there would
+// make install write through it); no devices, fifos or hard links; no
+// setuid or setgid bits. The entry is judged after strip leading
+// components, as tar --strip-components places it.
+func checkEntry(hdr *tar.Header, strip int) error {
+	name := hdr.Name
+	bad := func(why string) error { return fmt.Errorf("%w: %q %s", ErrUnsafeArtifact, name, why) }
+	if strings.HasPrefix(name, "/") {
+		return bad("has an absolute name")
+	}
+	parts := strings.Split(strings.TrimSuffix(name, "/"), "/")
+	for _, p := range parts {
+		if p == ".." {
+			return bad("has a .. element")
+		}
+		if p == markerName {
+			return bad("is named like drover's release marker " + markerName)
+		}
+	}
+	switch hdr.Typeflag {
+	case tar.TypeXGlobalHeader:
+		return nil // metadata only (git archive writes one); nothing is created
+	case tar.TypeReg, tar.TypeDir:
+	case tar.TypeSymlink:
+		if path.IsAbs(hdr.Linkname) {
+			return bad("is a symbolic link to an absolute path " + hdr.Linkname)
+		}
+		// Where the link lands, relative to the release root.
+		landed := parts
+		if len(landed) <= strip {
+			return nil // tar drops it
+		}
+		landed = landed[strip:]
+		to := path.Join(path.Join(landed[:len(landed)-1]...), hdr.Linkname)
+		if to == ".." || strings.HasPrefix(to, "../") {
+			return bad("is a symbolic link out of the release (to " + hdr.Linkname + ")")
+		}
+		if path.Base(to) == markerName {
+			return bad("is a symbolic link to the release marker " + markerName)
+		}
+	case tar.TypeLink:
+		return bad("is a hard link")
+	case tar.TypeChar, tar.TypeBlock:
+		return bad("is a device node")
+	case tar.TypeFifo:
+		return bad("is a fifo")
+	default:
+		return bad(fmt.Sprintf("has an unsupported type %q", hdr.Typeflag))
+	}
+	if hdr.Mode&(04000|02000) != 0 {
+		return bad(fmt.Sprintf("has the setuid or setgid bit (mode %o)", hdr.Mode))
+	}
+	return nil
 }

@@ -78,24 +78,25 @@ type Engine struct {
 // size or modification time, and is inspected again.
 type artifactKey struct {
 	path  string
+	strip int // the entries are judged where they land
 	size  int64
 	mtime time.Time
 }
 
 // artifact inspects the archive at path once per file version.
-func (e *Engine) artifact(path string) (Artifact, error) {
+func (e *Engine) artifact(path string, strip int) (Artifact, error) {
 	st, err := os.Stat(path)
 	if err != nil {
 		return Artifact{}, fmt.Errorf("artifact: %w", err)
 	}
-	k := artifactKey{path, st.Size(), st.ModTime()}
+	k := artifactKey{path, strip, st.Size(), st.ModTime()}
 	e.mu.Lock()
 	a, ok := e.artifacts[k]
 	e.mu.Unlock()
 	if ok {
 		return a, nil
 	}
-	if a, err = InspectArtifact(path); err != nil {
+	if a, err = InspectArtifact(path, strip); err != nil {
 		return Artifact{}, err
 	}
 	e.mu.Lock()
@@ -127,7 +128,7 @@ type SubmitOptions struct {
 // Submit records a new deployment of p and returns its ID. Nothing is done
 // to any host until Run.
 func (e *Engine) Submit(ctx context.Context, p *plans.Plan, opts SubmitOptions) (string, error) {
-	art, err := e.artifact(p.Release.Artifact)
+	art, err := e.artifact(p.Release.Artifact, p.Release.StripComponents)
 	if err != nil {
 		return "", err
 	}

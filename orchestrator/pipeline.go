@@ -244,7 +244,7 @@ func (r *run) install(ctx context.Context, h plans.Host, ph raftstore.Phase, tar
 		"set -e",
 		fmt.Sprintf("echo %s | sha256sum -c --quiet -", shq(r.art.SHA256+"  "+staging)),
 		fmt.Sprintf("rm -rf %s && mkdir -p %s", shq(tmp), shq(tmp)),
-		fmt.Sprintf("tar -xf %s -C %s --strip-components=%d --no-same-owner", shq(staging), shq(tmp), r.plan.Release.StripComponents),
+		fmt.Sprintf("tar -xf %s -C %s --strip-components=%d --no-same-owner --no-same-permissions", shq(staging), shq(tmp), r.plan.Release.StripComponents),
 		fmt.Sprintf("echo %s > %s/.drover-release", shq(r.art.SHA256), shq(tmp)),
 		fmt.Sprintf("rm -rf %s && mv %s %s", shq(dir), shq(tmp), shq(dir)),
 		fmt.Sprintf("rm -f %s", shq(staging)),

@@ -76,7 +76,7 @@ func (e *Engine) newRun(ctx context.Context, d raftstore.Deployment, stop <-chan
 				return nil, fmt.Errorf("artifact of %s: %w", d.ID, err)
 			}
 		}
-		a, err := e.artifact(file)
+		a, err := e.artifact(file, p.Release.StripComponents)
 		if err != nil {
 			return nil, err
 		}

@@ -89,7 +89,7 @@ func deployRemote(ctx context.Context, cl *api.Client, g *globalFlags, file stri
 	if err != nil {
 		return withCode(exitUsage, err)
 	}
-	art, err := orchestrator.InspectArtifact(p.Release.Artifact)
+	art, err := orchestrator.InspectArtifact(p.Release.Artifact, p.Release.StripComponents)
 	if err != nil {
 		return withCode(exitUsage, err)
 	}
