@@ -4,6 +4,7 @@ import (
 	"archive/tar"
 	"compress/gzip"
 	"io"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -98,4 +99,68 @@ func TestSymlinkedMarkerArchiveRefused(t *testing.T) {
 		t.Errorf("%s = %q: written through the link", victim, b)
 	}
 	s.expectAllOn("v1")
+}
+
+// freeLoopback is a free port on 127.0.0.1 (a drover server refuses :0).
+func freeLoopback(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+// TestDamagedRaftDBExitCode: the real binary, embedded (`drover status`)
+// and as a coordinator (`drover server`), answers a damaged raft.db with
+// exit code 4, the file's name and the way back, not a Go panic
+// (security.md, finding 7).
+func TestDamagedRaftDBExitCode(t *testing.T) {
+	dir := t.TempDir()
+	data := filepath.Join(dir, "state")
+	if code, _, stderr := runDrover(t, dir, "history", "--data-dir", data); code != 0 {
+		t.Fatalf("history on a new data dir: exit %d\n%s", code, stderr)
+	}
+	db := filepath.Join(data, "raft.db")
+	b, err := os.ReadFile(db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for off := 2 * 4096; off+32 <= len(b); off += 4096 {
+		copy(b[off:], strings.Repeat("\xde\xad\xbe\xef", 8))
+	}
+	if err := os.WriteFile(db, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if code, _, stderr := runDrover(t, dir, "tls", "init", "--dir", "tls"); code != 0 {
+		t.Fatalf("tls init: exit %d\n%s", code, stderr)
+	}
+	if code, _, stderr := runDrover(t, dir, "tls", "issue", "server", "c1", "--ip", "127.0.0.1", "--dir", "tls"); code != 0 {
+		t.Fatalf("tls issue: exit %d\n%s", code, stderr)
+	}
+	tests := []struct {
+		name string
+		args []string
+	}{
+		{"embedded", []string{"status", "--data-dir", data}},
+		{"server", []string{"server", "--node-id", "c1", "--data-dir", data, "--tls-dir", "tls",
+			"--raft-addr", freeLoopback(t), "--http-addr", freeLoopback(t), "--bootstrap"}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			code, _, stderr := runDrover(t, dir, tc.args...)
+			if code != 4 {
+				t.Fatalf("exit %d, want 4\n%s", code, stderr)
+			}
+			for _, want := range []string{"raft.db is damaged", "drover cluster restore"} {
+				if !strings.Contains(stderr, want) {
+					t.Errorf("stderr lacks %q:\n%s", want, stderr)
+				}
+			}
+			if strings.Contains(stderr, "goroutine") {
+				t.Errorf("a Go panic:\n%s", stderr)
+			}
+		})
+	}
 }

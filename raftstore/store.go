@@ -157,6 +157,12 @@ func open(opts Options, timing Timing, transport func(*Store) (raft.Transport, e
 		return nil, err
 	}
 
+	if err := checkBolt(filepath.Join(opts.Dir, "raft.db")); err != nil {
+		if errors.Is(err, ErrDataDirInUse) {
+			return fail(fmt.Errorf("%s: %w", opts.Dir, ErrDataDirInUse))
+		}
+		return fail(err)
+	}
 	bolt, err := raftboltdb.New(raftboltdb.Options{
 		Path:        filepath.Join(opts.Dir, "raft.db"),
 		BoltOptions: &bbolt.Options{Timeout: 300 * time.Millisecond, NoFreelistSync: true, FreelistType: bbolt.FreelistMapType},

@@ -8,6 +8,7 @@ import (
 	"os"
 
 	"github.com/drover-dev/drover/plans"
+	"github.com/drover-dev/drover/raftstore"
 	"github.com/spf13/cobra"
 )
 
@@ -17,8 +18,19 @@ const (
 	exitFailed     = 1
 	exitUsage      = 2
 	exitRolledBack = 3
+	exitDamaged    = 4   // the data dir is damaged (raft.db): see damagedHelp
 	exitPaused     = 130 // stopped by Ctrl-C at a safe point; `drover resume` continues
 )
+
+// damagedHelp is the way back from a damaged data dir, for a coordinator
+// and for the embedded one.
+const damagedHelp = `the node cannot start from this data dir. Move the data dir aside (keep it for
+inspection) and then:
+  - a cluster node: start it with an empty --data-dir and --join: it catches up
+    from the other members; if no healthy member is left, start a new cluster
+    and load your latest backup with 'drover cluster restore FILE' (docs/cluster.md);
+  - the embedded coordinator (no --server): run again with an empty --data-dir;
+    the deployment history kept there is lost, the hosts keep their releases`
 
 // version is set at build time (-ldflags "-X main.version=...").
 var version = "dev"
@@ -49,6 +61,9 @@ func main() {
 	var ee *exitError
 	if errors.As(err, &ee) {
 		code = ee.code
+	}
+	if errors.Is(err, raftstore.ErrCorrupt) {
+		code, err = exitDamaged, fmt.Errorf("%w\n%s", err, damagedHelp)
 	}
 	switch msg := err.Error(); {
 	case msg == "":
@@ -82,7 +97,8 @@ DROVER_CLIENT_CERT, DROVER_CLIENT_KEY, DROVER_TOKEN. Without it, drover runs an
 embedded single-node coordinator whose replicated log lives in --data-dir.
 
 Exit codes: 0 deployed, 1 failed, 2 bad input or usage, 3 failed and rolled
-back cleanly, 130 paused by Ctrl-C (continue with 'drover resume').`,
+back cleanly, 4 the data dir is damaged, 130 paused by Ctrl-C (continue with
+'drover resume').`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
