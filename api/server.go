@@ -419,6 +419,7 @@ func (s *server) backup(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *server) restore(w http.ResponseWriter, r *http.Request) {
+	r.Body = http.MaxBytesReader(w, r.Body, raftstore.MaxBackupBytes)
 	if err := s.cfg.Cluster.Restore(r.Context(), r.Body); err != nil {
 		writeError(w, err)
 		return

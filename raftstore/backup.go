@@ -29,7 +29,9 @@ func (s *Store) Backup(w io.Writer) error {
 // Restore replaces the cluster's state with a backup, through Raft: the
 // leader installs it as a snapshot and every follower follows. It refuses
 // while a deployment runs (its engine would act on a state that vanished),
-// and refuses bytes that are not a drover state.
+// and refuses bytes that are not a drover state, more than MaxBackupBytes,
+// or a state that breaks apply's rules (ErrInconsistent), before Raft
+// installs anything.
 func (s *Store) Restore(ctx context.Context, r io.Reader) error {
 	if !s.IsLeader() {
 		return ErrNotLeader
@@ -39,15 +41,23 @@ func (s *Store) Restore(ctx context.Context, r io.Reader) error {
 			return fmt.Errorf("restore: %s is %s: %w", d.ID, d.State, ErrBusy)
 		}
 	}
-	b, err := io.ReadAll(r)
+	b, err := io.ReadAll(io.LimitReader(r, backupLimit+1))
 	if err != nil {
 		return fmt.Errorf("read backup: %w", err)
+	}
+	if int64(len(b)) > backupLimit {
+		return fmt.Errorf("%w: the backup is larger than %d bytes", ErrBadCommand, backupLimit)
 	}
 	var st State
 	dec := json.NewDecoder(bytes.NewReader(b))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&st); err != nil || st.Deployments == nil {
 		return fmt.Errorf("%w: not a drover backup (%v)", ErrBadCommand, err)
+	}
+	// Every node would install it and fail at the same entry: judge it
+	// whole, here, before Raft sees it.
+	if err := st.validate(); err != nil {
+		return fmt.Errorf("%w: refused backup: %w", ErrBadCommand, err)
 	}
 	timeout := 30 * time.Second
 	if dl, ok := ctx.Deadline(); ok {

@@ -245,6 +245,9 @@ func (s *State) setHostStage(c *SetHostStage) error {
 	if hp == nil {
 		return fmt.Errorf("%s in %s: %w", c.Host, c.ID, ErrUnknownHost)
 	}
+	if s.Hosts[c.Host] == nil {
+		return fmt.Errorf("%w: host %s of %s has no record", ErrInconsistent, c.Host, c.ID)
+	}
 	hp.Stage, hp.Phase, hp.Since = c.Stage, c.Phase, c.At
 	if c.Error != "" && hp.Error == "" {
 		hp.Error = c.Error

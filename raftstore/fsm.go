@@ -31,7 +31,7 @@ func (f *fsm) Apply(l *raft.Log) any {
 		return err
 	}
 	f.mu.Lock()
-	err = f.state.apply(c)
+	err = f.state.safeApply(c)
 	f.mu.Unlock()
 	if f.onApply != nil {
 		f.onApply()
@@ -73,6 +73,11 @@ func (f *fsm) Restore(rc io.ReadCloser) error {
 	if s.Agents == nil {
 		s.Agents = map[string]*Agent{}
 	}
+	// A snapshot this node cannot apply commands on is refused; raft then
+	// keeps the state it had (or tries an older snapshot at start).
+	if err := s.validate(); err != nil {
+		return fmt.Errorf("restore snapshot: %w", err)
+	}
 	f.mu.Lock()
 	f.state = s
 	f.mu.Unlock()
@@ -80,6 +85,19 @@ func (f *fsm) Restore(rc io.ReadCloser) error {
 		f.onApply()
 	}
 	return nil
+}
+
+// safeApply is apply, with a panic (a state that breaks a rule validate
+// did not foresee) turned into the command's error: every node meets it
+// at the same entry, so they stay alike, and none of them crashes on it
+// at every restart.
+func (s *State) safeApply(c Command) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("%w: %T could not be applied: %v", ErrInconsistent, c, r)
+		}
+	}()
+	return s.apply(c)
 }
 
 type snapshot []byte
