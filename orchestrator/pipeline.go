@@ -156,7 +156,8 @@ func (r *run) execOn(ctx context.Context, c Host, h plans.Host, st raftstore.Sta
 		if errors.Is(err, context.DeadlineExceeded) && ctx.Err() != nil {
 			err = fmt.Errorf("timed out after %s: %w", r.plan.SSH.CommandTimeout, err)
 		}
-		return out.String(), &StageError{Host: h.Name, Stage: st, Output: out.String(), Err: fmt.Errorf("%s: %w", what, err)}
+		return out.String(), &StageError{Host: h.Name, Stage: st, Output: recordedOutput(out.String(), r.plan.Secrets),
+			Err: fmt.Errorf("%s: %w", redacted(what, r.plan.Secrets), err)}
 	}
 	return out.String(), nil
 }

@@ -61,7 +61,7 @@ var (
 
 // Top-level and section keys, in the order the format documents them.
 var (
-	topKeys      = []string{"name", "version", "hosts", "inventory", "ssh", "load_balancer", "strategy", "release", "health", "rollback", "hooks"}
+	topKeys      = []string{"name", "version", "hosts", "inventory", "ssh", "load_balancer", "strategy", "release", "health", "rollback", "hooks", "secrets"}
 	hostKeys     = []string{"name", "address", "lb_server", "transport"}
 	sshKeys      = []string{"user", "identity_file", "known_hosts", "host_key_checking", "connect_timeout", "command_timeout"}
 	lbKeys       = []string{"haproxy", "drain_timeout", "on_drain_timeout", "enable_timeout"}
@@ -200,6 +200,7 @@ func (l *loader) load(data []byte) *Plan {
 			p.Rollback.Automatic, _ = rb.boolean("automatic", true)
 		}
 	}
+	l.secrets(top, p)
 	if hk, ok := top.optMapping("hooks", hookKeys...); ok && hk != nil {
 		p.Hooks.BeforeDrain, _ = hk.strList("before_drain", "shell commands")
 		p.Hooks.AfterInstall, _ = hk.strList("after_install", "shell commands")

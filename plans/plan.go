@@ -33,6 +33,9 @@ type Plan struct {
 	Health       Health       `json:"health"`
 	Rollback     Rollback     `json:"rollback"`
 	Hooks        Hooks        `json:"hooks"`
+	// Secrets names variables whose values are blanked out of the command
+	// output drover records (events, errors, the replicated state).
+	Secrets []string `json:"secrets,omitempty"`
 }
 
 // Backend is the HAProxy backend of the host's lb_server, "" without one.

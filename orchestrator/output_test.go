@@ -1,0 +1,103 @@
+package orchestrator
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"strings"
+	"testing"
+
+	"github.com/drover-dev/drover/plans"
+	"github.com/drover-dev/drover/raftstore"
+)
+
+func TestRecordedOutput(t *testing.T) {
+	long := strings.Repeat("x", 3000)
+	var many []string
+	for i := range 30 {
+		many = append(many, fmt.Sprintf("line %d", i))
+	}
+	tests := []struct {
+		name    string
+		in      string
+		secrets []string
+		want    string
+	}{
+		{"short output unchanged", "boom\n", nil, "boom\n"},
+		{"listed secret", "MY_VAR=abc other=1\n", []string{"my_var"}, "MY_VAR=[redacted] other=1\n"},
+		{"conventional names", `DB_PASSWORD="p w" api_key: k1 GITHUB_TOKEN=t Error: x`, nil,
+			`DB_PASSWORD=[redacted] api_key: [redacted] GITHUB_TOKEN=[redacted] Error: x`},
+		{"last 20 lines", strings.Join(many, "\n") + "\n", nil,
+			"[... 70 bytes cut]\n" + strings.Join(many[10:], "\n") + "\n"},
+		{"last 2 KiB", long, nil, "[... 952 bytes cut]\n" + long[952:]},
+		{"redacted before the cut", "SECRET=" + long, nil, "SECRET=[redacted]"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := recordedOutput(tc.in, tc.secrets); got != tc.want {
+				t.Fatalf("got  %q\nwant %q", got, tc.want)
+			}
+		})
+	}
+}
+
+// chattyHost fails hooks that say "exit 9" after printing much output
+// with secrets in it.
+type chattyHost struct{ *fakeHost }
+
+func (h chattyHost) Run(ctx context.Context, cmd string, out io.Writer) error {
+	if !strings.Contains(cmd, "exit 9") {
+		return h.fakeHost.Run(ctx, cmd, out)
+	}
+	for i := range 500 {
+		fmt.Fprintf(out, "migrating row %d\n", i)
+	}
+	fmt.Fprintln(out, "connect with API_TOKEN=tok-s3cr3t DB_PASS=hunter2 failed")
+	return fmt.Errorf("exit 9: %w", errRemote)
+}
+
+type chattyFleet struct{ *fleet }
+
+func (f chattyFleet) Connect(ctx context.Context, h plans.Host) (Host, error) {
+	c, err := f.fleet.Connect(ctx, h)
+	if err != nil {
+		return nil, err
+	}
+	return chattyHost{c.(*fakeHost)}, nil
+}
+
+// A failed command's output reaches the replicated events only as a
+// bounded, redacted tail (security.md, finding 11).
+func TestFailedOutputIsBoundedAndRedacted(t *testing.T) {
+	f := newFleet(hostsNamed(1)...)
+	h := newHarness(t, f)
+	h.engine.d.Connector = func(*plans.Plan) (Connector, error) { return chattyFleet{f}, nil }
+	p := h.plan("v1", plans.Size{N: 1}, 0)
+	p.Secrets = []string{"DB_PASS"}
+	p.Hooks.AfterInstall = []string{"DB_PASS=hunter2 ./migrate; exit 9"}
+	if _, st, _ := h.deploy(p, nil); st == raftstore.StateSucceeded {
+		t.Fatal("the failing hook did not fail the deployment")
+	}
+	evs, _ := h.store.Events("", 0)
+	var failed *raftstore.Event
+	for i, ev := range evs {
+		if ev.Stage == raftstore.StageFailed {
+			failed = &evs[i]
+			break
+		}
+	}
+	if failed == nil {
+		t.Fatalf("no failed stage among %d events", len(evs))
+	}
+	for _, secret := range []string{"tok-s3cr3t", "hunter2"} {
+		if strings.Contains(failed.Output, secret) || strings.Contains(failed.Error, secret) {
+			t.Errorf("%q in the replicated event:\nerror: %s\noutput: %s", secret, failed.Error, failed.Output)
+		}
+	}
+	if len(failed.Output) > 2<<10+64 || strings.Count(failed.Output, "\n") > 21 {
+		t.Errorf("output of %d bytes, %d lines: not bounded", len(failed.Output), strings.Count(failed.Output, "\n"))
+	}
+	if !strings.Contains(failed.Output, "API_TOKEN=[redacted] DB_PASS=[redacted] failed") {
+		t.Errorf("the end of the output, redacted, is missing:\n%s", failed.Output)
+	}
+}
