@@ -283,12 +283,6 @@ func (c *Client) Submit(ctx context.Context, req SubmitRequest) (string, error) 
 	return out.ID, c.call(ctx, http.MethodPost, "/v1/deployments", req, &out)
 }
 
-// Deployments lists the deployments, newest last.
-func (c *Client) Deployments(ctx context.Context) ([]raftstore.Deployment, error) {
-	var ds []raftstore.Deployment
-	return ds, c.call(ctx, http.MethodGet, "/v1/deployments", nil, &ds)
-}
-
 // Deployment returns one deployment.
 func (c *Client) Deployment(ctx context.Context, id string) (raftstore.Deployment, error) {
 	var d raftstore.Deployment

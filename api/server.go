@@ -521,6 +521,9 @@ func (s *server) submit(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *server) list(w http.ResponseWriter, r *http.Request) {
+	if s.listPage(w, r) {
+		return
+	}
 	ds := s.cfg.Deployments.List()
 	if ds == nil {
 		ds = []raftstore.Deployment{}

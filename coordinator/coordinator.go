@@ -48,6 +48,9 @@ type Config struct {
 	// submitted plans may name (inventory, SSH key and known_hosts, HAProxy
 	// socket); nothing else is read, probed or written for a plan.
 	PlanFiles []string
+	// KeepDeployments is how many finished deployments the cluster keeps
+	// (0: raftstore.DefaultKeepFinished).
+	KeepDeployments int
 }
 
 // Coordinator is a running node.
@@ -134,6 +137,7 @@ func Start(ctx context.Context, cfg Config) (*Coordinator, error) {
 	}
 	c.hub = hub.New(hub.Config{Registry: agentRegistry{c}, Leader: c, Log: cfg.Log})
 	deps := orchestrator.DefaultDeps(timedStore{c.store, c.metrics}, c.onEvent)
+	deps.KeepFinished = cfg.KeepDeployments
 	deps.Connector = c.connector
 	deps.Health = c.health
 	deps.Fence = c.store.VerifyLeader

@@ -64,6 +64,9 @@ type Deps struct {
 	// SHA-256 (a coordinator fetches it from its peers if it lacks it);
 	// otherwise the plan's release.artifact path is used.
 	ArtifactPath func(ctx context.Context, sha256 string) (string, error)
+	// KeepFinished is how many finished deployments the state keeps; each
+	// new deployment prunes older ones first (0: raftstore's default).
+	KeepFinished int
 }
 
 // Engine runs deployments recorded in the store.
@@ -154,6 +157,9 @@ func (e *Engine) Submit(ctx context.Context, p *plans.Plan, opts SubmitOptions) 
 		}
 		d.Batches = append(d.Batches, names)
 	}
+	if err := e.prune(ctx, now); err != nil {
+		return "", err
+	}
 	if err := e.d.Store.Apply(ctx, &raftstore.CreateDeployment{Deployment: d, At: now}); err != nil {
 		return "", fmt.Errorf("record deployment: %w", err)
 	}
@@ -208,6 +214,9 @@ func (e *Engine) SubmitRollback(ctx context.Context, of string) (string, error) 
 		}
 		return "", fmt.Errorf("%s: %w", msg, ErrNothingToRollBack)
 	}
+	if err := e.prune(ctx, now); err != nil {
+		return "", err
+	}
 	if err := e.d.Store.Apply(ctx, &raftstore.CreateDeployment{Deployment: d, At: now}); err != nil {
 		return "", fmt.Errorf("record rollback: %w", err)
 	}
@@ -257,10 +266,21 @@ func (e *Engine) SubmitRepair(ctx context.Context, p *plans.Plan) (id string, sk
 	if len(d.Batches) == 0 {
 		return "", skipped, fmt.Errorf("no host of %s has a recorded release (deploy it first): %w", p.Name, ErrNothingToRepair)
 	}
+	if err := e.prune(ctx, now); err != nil {
+		return "", skipped, err
+	}
 	if err := e.d.Store.Apply(ctx, &raftstore.CreateDeployment{Deployment: d, At: now}); err != nil {
 		return "", skipped, fmt.Errorf("record repair: %w", err)
 	}
 	return d.ID, skipped, nil
+}
+
+// prune bounds the history before a deployment is added to it.
+func (e *Engine) prune(ctx context.Context, now time.Time) error {
+	if err := e.d.Store.Apply(ctx, &raftstore.Prune{KeepFinished: e.d.KeepFinished, At: now}); err != nil {
+		return fmt.Errorf("prune the history: %w", err)
+	}
+	return nil
 }
 
 func newID(name string, now time.Time) string {

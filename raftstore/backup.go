@@ -22,8 +22,7 @@ func (s *Store) Backup(w io.Writer) error {
 	if err != nil {
 		return err
 	}
-	_, err = w.Write(snap.(snapshot))
-	return err
+	return snap.(snapshot).writeTo(w)
 }
 
 // Restore replaces the cluster's state with a backup, through Raft: the

@@ -37,6 +37,7 @@ type Token struct {
 	// uses the token (never with a clock inside Apply).
 	Expires time.Time `json:"expires,omitzero"`
 	Used    bool      `json:"used,omitempty"` // single-use tokens: spent
+	UsedAt  time.Time `json:"used_at,omitzero"`
 }
 
 // EventKind says what an Event records.
@@ -48,6 +49,9 @@ const (
 	EvStage   EventKind = "stage"   // a host entered a stage
 	EvState   EventKind = "state"   // the deployment's state changed
 	EvRequest EventKind = "request" // an operator asked to pause, resume or abort
+	// EvTrimmed says that events after the watcher's last one were dropped
+	// from the bounded history before it asked.
+	EvTrimmed EventKind = "trimmed"
 )
 
 // Event is one change to a deployment, numbered in apply order. Seq is the
@@ -222,7 +226,7 @@ func (s *State) spendToken(c *SpendToken) error {
 		case !t.Expires.IsZero() && !c.At.Before(t.Expires):
 			return ErrTokenExpired
 		}
-		t.Used = true
+		t.Used, t.UsedAt = true, c.At
 		return nil
 	}
 	return ErrNoToken
@@ -233,15 +237,28 @@ func (s *State) record(ev Event) {
 	ev.Seq = s.Seq
 	s.Events = append(s.Events, ev)
 	if n := len(s.Events) - maxEvents; n > 0 {
+		s.TrimmedThrough = s.Events[n-1].Seq
 		s.Events = append(s.Events[:0:0], s.Events[n:]...)
 	}
 }
 
 // eventsAfter returns the events of deployment id (all deployments when
 // id is "") with Seq > after.
+//
+// When events the caller has not seen were trimmed from the history, the
+// answer starts with an EvTrimmed event saying so (its Seq is the last
+// trimmed one), instead of silently going on after the gap.
 func (s *State) eventsAfter(id string, after uint64) []Event {
 	i := sort.Search(len(s.Events), func(i int) bool { return s.Events[i].Seq > after })
 	var out []Event
+	if after < s.TrimmedThrough {
+		d := s.Deployments[id]
+		if id == "" || d == nil || d.Seq <= s.TrimmedThrough {
+			out = append(out, Event{Seq: s.TrimmedThrough, Deployment: id, Kind: EvTrimmed,
+				Message: fmt.Sprintf("events %d to %d are no longer kept (the history holds the last %d); the deployment's record (drover status) is complete",
+					after+1, s.TrimmedThrough, maxEvents)})
+		}
+	}
 	for _, ev := range s.Events[i:] {
 		if id == "" || ev.Deployment == id {
 			out = append(out, ev)

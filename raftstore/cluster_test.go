@@ -305,7 +305,9 @@ func TestClusterInstallsSnapshotOnNewNode(t *testing.T) {
 	if err := n1.AddVoter(ctx, "n4", n4.Addr()); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "n4 to catch up", func() bool { return len(n4.Deployments()) == n })
+	// The FSM holds the state a moment before raft's stats record how it
+	// got there: wait for both.
+	waitFor(t, "n4 to catch up", func() bool { return len(n4.Deployments()) == n && n4.Stats().AppliedIndex > 0 })
 	if st := n4.Stats(); st.LastSnapshotIndex == 0 {
 		t.Fatalf("n4 caught up without installing a snapshot: %+v", st)
 	}

@@ -133,6 +133,8 @@ func decode(b []byte) (Command, error) {
 		c = &EnrollAgent{}
 	case CmdRevokeAgent:
 		c = &RevokeAgent{}
+	case CmdPrune:
+		c = &Prune{}
 	default:
 		return nil, fmt.Errorf("%w: unknown type %d", ErrBadCommand, e.Type)
 	}
@@ -171,6 +173,8 @@ func (s *State) apply(c Command) error {
 		return s.enrollAgent(c)
 	case *RevokeAgent:
 		return s.revokeAgent(c)
+	case *Prune:
+		return s.prune(c)
 	}
 	return fmt.Errorf("%w: %T", ErrBadCommand, c)
 }
@@ -219,6 +223,7 @@ func (s *State) create(c *CreateDeployment) error {
 		d.State = StateRunning
 	}
 	d.Created, d.Updated = c.At, c.At
+	d.Seq = s.Seq
 	s.Deployments[d.ID] = &d
 	s.Order = append(s.Order, d.ID)
 	s.record(Event{Time: c.At, Deployment: d.ID, Kind: EvCreated, State: d.State, Target: d.Version})

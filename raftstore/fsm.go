@@ -39,16 +39,14 @@ func (f *fsm) Apply(l *raft.Log) any {
 	return err
 }
 
-// Snapshot implements raft.FSM: it captures an encoded copy under the read
-// lock; Persist only writes bytes.
+// Snapshot implements raft.FSM. Under the read lock it only copies what
+// apply changes in place (deployments' progress, host records, tokens...);
+// the plans and events it shares are never modified after they are
+// recorded. Persist encodes the copy while commands go on being applied.
 func (f *fsm) Snapshot() (raft.FSMSnapshot, error) {
 	f.mu.RLock()
 	defer f.mu.RUnlock()
-	b, err := json.Marshal(f.state)
-	if err != nil {
-		return nil, fmt.Errorf("snapshot state: %w", err)
-	}
-	return snapshot(b), nil
+	return snapshot{f.state.snapshotCopy()}, nil
 }
 
 // Restore implements raft.FSM, replacing all state.
@@ -100,14 +98,25 @@ func (s *State) safeApply(c Command) (err error) {
 	return s.apply(c)
 }
 
-type snapshot []byte
+// snapshot is a copy of the state, encoded when persisted.
+type snapshot struct{ st *State }
 
 func (s snapshot) Persist(sink raft.SnapshotSink) error {
-	if _, err := sink.Write(s); err != nil {
+	if err := s.writeTo(sink); err != nil {
 		sink.Cancel()
 		return fmt.Errorf("persist snapshot: %w", err)
 	}
 	return sink.Close()
+}
+
+// writeTo encodes the state: the bytes of a snapshot and of a backup.
+func (s snapshot) writeTo(w io.Writer) error {
+	b, err := json.Marshal(s.st)
+	if err != nil {
+		return fmt.Errorf("encode state: %w", err)
+	}
+	_, err = w.Write(b)
+	return err
 }
 
 func (snapshot) Release() {}

@@ -98,6 +98,9 @@ type Deployment struct {
 	Created        time.Time `json:"created"`
 	Updated        time.Time `json:"updated"`
 	Ended          time.Time `json:"ended,omitempty"`
+	// Seq is the sequence number of the command that created it: whether
+	// its first events are still in the event history.
+	Seq uint64 `json:"seq,omitempty"`
 }
 
 // HostProgress is one host's progress inside a deployment.
@@ -138,11 +141,14 @@ type State struct {
 	// Order lists deployments in creation order.
 	Order []string `json:"order"`
 	// Seq counts applied commands; events carry it.
-	Seq    uint64            `json:"seq"`
-	Events []Event           `json:"events,omitempty"`
-	Nodes  map[string]*Node  `json:"nodes,omitempty"`
-	Tokens map[string]*Token `json:"tokens,omitempty"`
-	Agents map[string]*Agent `json:"agents,omitempty"`
+	Seq    uint64  `json:"seq"`
+	Events []Event `json:"events,omitempty"`
+	// TrimmedThrough is the Seq of the newest event dropped from Events
+	// (bounded by maxEvents): a watcher resuming before it has missed some.
+	TrimmedThrough uint64            `json:"trimmed_through,omitempty"`
+	Nodes          map[string]*Node  `json:"nodes,omitempty"`
+	Tokens         map[string]*Token `json:"tokens,omitempty"`
+	Agents         map[string]*Agent `json:"agents,omitempty"`
 }
 
 func newState() *State {
@@ -205,4 +211,30 @@ func (d *Deployment) OpenBatch() int {
 		}
 	}
 	return len(d.Batches)
+}
+
+// snapshotCopy copies what apply mutates in place, sharing what it never
+// changes once recorded: each deployment's plan (raw JSON) and the events
+// (appended to, or replaced by a new slice when trimmed, never rewritten).
+func (s *State) snapshotCopy() *State {
+	c := &State{Deployments: make(map[string]*Deployment, len(s.Deployments)), Hosts: make(map[string]*HostRecord, len(s.Hosts)),
+		Order: append([]string(nil), s.Order...), Seq: s.Seq, Events: s.Events[:len(s.Events):len(s.Events)],
+		TrimmedThrough: s.TrimmedThrough, Nodes: make(map[string]*Node, len(s.Nodes)),
+		Tokens: make(map[string]*Token, len(s.Tokens)), Agents: make(map[string]*Agent, len(s.Agents))}
+	for k, d := range s.Deployments {
+		dc := d.clone()
+		c.Deployments[k] = &dc
+	}
+	copyRecords(c.Hosts, s.Hosts)
+	copyRecords(c.Nodes, s.Nodes)
+	copyRecords(c.Tokens, s.Tokens)
+	copyRecords(c.Agents, s.Agents)
+	return c
+}
+
+func copyRecords[V any](dst, src map[string]*V) {
+	for k, v := range src {
+		vc := *v
+		dst[k] = &vc
+	}
 }

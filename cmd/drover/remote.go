@@ -221,6 +221,9 @@ func (c *eventConverter) convert(ev raftstore.Event) []orchestrator.Event {
 	case raftstore.EvRequest:
 		base.Kind, base.Message = orchestrator.EventWarning, "operator asked to "+ev.Message
 		out = append(out, base)
+	case raftstore.EvTrimmed:
+		base.Kind, base.Message = orchestrator.EventWarning, ev.Message
+		out = append(out, base)
 	case raftstore.EvState:
 		switch {
 		case ev.State == raftstore.StateRollingBack:

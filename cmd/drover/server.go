@@ -93,6 +93,9 @@ uses this node's ~/.ssh/known_hosts.`,
 				return withCode(exitUsage, errors.New("TLS is required: --tls-dir DIR, or --ca, --cert and --key (see 'drover tls --help')"))
 			}
 			cfg.TLS = p
+			if cfg.KeepDeployments < 1 {
+				return withCode(exitUsage, fmt.Errorf("--keep-deployments %d: want 1 or more", cfg.KeepDeployments))
+			}
 			for i, f := range cfg.PlanFiles {
 				abs, err := filepath.Abs(f)
 				if err != nil {
@@ -142,6 +145,7 @@ uses this node's ~/.ssh/known_hosts.`,
 	f.StringVar(&p.Key, "key", "", "this node's key (overrides --tls-dir)")
 	f.StringVar(&tokenFile, "bootstrap-token-file", "", "management token to store if the cluster has none (default: --tls-dir's bootstrap.token)")
 	f.StringArrayVar(&cfg.PlanFiles, "plan-files", nil, "a file, or a directory of files, that submitted plans may name (inventory, ssh.identity_file, ssh.known_hosts, haproxy socket); repeat it; default none")
+	f.IntVar(&cfg.KeepDeployments, "keep-deployments", raftstore.DefaultKeepFinished, "finished deployments kept in the replicated state (running and paused ones always are)")
 	f.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
 	f.DurationVar(&timing.Heartbeat, "raft-heartbeat-timeout", 0, "follower's wait for the leader before an election (default 300ms)")
 	f.DurationVar(&timing.Election, "raft-election-timeout", 0, "candidate's wait for votes (default 300ms)")

@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"slices"
 	"syscall"
 	"text/tabwriter"
 	"time"
@@ -45,25 +46,50 @@ func newStatusCmd(g *globalFlags) *cobra.Command {
 }
 
 func newHistoryCmd(g *globalFlags) *cobra.Command {
-	return &cobra.Command{
+	limit := 20
+	cmd := &cobra.Command{
 		Use:   "history",
 		Short: "List deployments, newest first",
-		Args:  cobra.NoArgs,
+		Long: `List deployments, newest first: the last --limit of them (0 for every one
+kept). The state keeps every running or paused deployment and the last finished
+ones (drover server --keep-deployments, default 100).`,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if limit < 0 {
+				return withCode(exitUsage, fmt.Errorf("--limit %d: want 0 (all) or more", limit))
+			}
 			if handled, err := withCluster(cmd.Context(), &g.cluster, func(ctx context.Context, cl *api.Client) error {
-				ds, err := cl.Deployments(ctx)
+				if limit == 0 || limit > api.MaxPageSize {
+					ds, err := cl.Deployments(ctx)
+					if err != nil {
+						return err
+					}
+					return printHistory(newest(ds, limit))
+				}
+				p, err := cl.DeploymentsPage(ctx, "", limit)
 				if err != nil {
 					return err
 				}
-				return printHistory(ds)
+				slices.Reverse(p.Deployments)
+				return printHistory(p.Deployments)
 			}); handled {
 				return err
 			}
 			return withLocal(cmd.Context(), g, func(ctx context.Context, c *local) error {
-				return printHistory(c.store.Deployments())
+				return printHistory(newest(c.store.Deployments(), limit))
 			})
 		},
 	}
+	cmd.Flags().IntVar(&limit, "limit", limit, "show the newest N deployments; 0 shows every one kept")
+	return cmd
+}
+
+// newest keeps the last n of ds (oldest first); n == 0 keeps all.
+func newest(ds []raftstore.Deployment, n int) []raftstore.Deployment {
+	if n > 0 && len(ds) > n {
+		return ds[len(ds)-n:]
+	}
+	return ds
 }
 
 func printHistory(ds []raftstore.Deployment) error {
