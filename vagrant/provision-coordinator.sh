@@ -72,6 +72,7 @@ DROVER_NODE_ID=$node
 DROVER_RAFT_ADDR=$addr:7000
 DROVER_HTTP_ADDR=$addr:7443
 DROVER_CLUSTER_ARGS=$cluster_args
+DROVER_PLAN_FILES=--plan-files /etc/drover/ssh --plan-files /var/lib/drover/known_hosts
 EOF
 mv -f /etc/drover/server.env.new /etc/drover/server.env
 sed 's#/usr/bin/drover #/usr/local/bin/drover #' "$src/examples/systemd/drover-server.service" \
