@@ -17,6 +17,7 @@ import (
 func TestSubmittedPlanCannotNameCoordinatorFiles(t *testing.T) {
 	tc := newTestCluster(t, "c1")
 	cl := tc.client(tc.token)
+	waitFor(t, "the bootstrap token stored", func() bool { _, err := cl.Deployments(t.Context()); return err == nil })
 	tokenFile := filepath.Join(tc.tlsDir, "bootstrap.token")
 	const plan = `name: web
 version: "2"
