@@ -25,7 +25,7 @@ var (
 	legalStages = map[Stage]bool{StagePending: true, StageDrain: true, StageInstall: true, StageActivate: true,
 		StageVerify: true, StageEnable: true, StageDone: true, StageFailed: true, StageSkipped: true}
 	legalPhases = map[Phase]bool{"": true, PhaseRollout: true, PhaseRollback: true}
-	legalKinds  = map[Kind]bool{"": true, KindDeploy: true, KindRollback: true}
+	legalKinds  = map[Kind]bool{"": true, KindDeploy: true, KindRollback: true, KindRepair: true}
 	legalRoles  = map[TokenRole]bool{RoleManage: true, RoleRead: true, RoleAgentJoin: true}
 )
 

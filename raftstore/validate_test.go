@@ -43,6 +43,7 @@ func TestValidateState(t *testing.T) {
 			"deployment d1 is paused, but host a has no record locked by it"},
 		{"lock held by a finished deployment", func(s *State) { s.Hosts["c"].Lock = "d2" },
 			"host c: locked by d2, which is not an unfinished deployment"},
+		{"a repair is a legal kind", func(s *State) { s.Deployments["d2"].Kind = KindRepair }, ""},
 		{"unknown state", func(s *State) { s.Deployments["d2"].State = "exploded" }, `deployment d2: unknown state "exploded"`},
 		{"unknown stage", func(s *State) { s.Deployments["d1"].Hosts["a"].Stage = "warp" }, `host a: unknown stage "warp"`},
 		{"host in no batch", func(s *State) { s.Deployments["d1"].Hosts["z"] = &HostProgress{Name: "z", Stage: StagePending} },
