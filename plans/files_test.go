@@ -12,7 +12,7 @@ import (
 // exists or not, and its content is never read (security.md, finding 4).
 func TestAllowedCoordinatorFiles(t *testing.T) {
 	f := newFixture(t, map[string]string{
-		"allowed/hosts.yaml":   "- {name: web1, address: 10.200.0.11, lb_server: web/web1}\n",
+		"allowed/hosts.yaml":   "- {name: web1, address: 10.200.0.11, lb_server: web/web1}\n- {name: web2, address: 10.200.0.12, lb_server: web/web2}\n",
 		"allowed/id_deploy":    "-----BEGIN OPENSSH PRIVATE KEY-----\n",
 		"allowed/known_hosts":  "",
 		"secret/bootstrap.tok": "s3cr3t-token-value\n",
