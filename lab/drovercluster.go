@@ -72,7 +72,10 @@ func (c *DroverCluster) Start(ctx context.Context, name string, bootstrap bool) 
 		"--data-dir", filepath.Join(c.lab.Dir, "coord", name), "--tls-dir", c.TLSDir,
 		"--raft-addr", fmt.Sprintf("%s:%d", n.Address, RaftPort), "--http-addr", APIAddr(n),
 		// What the lab's plans name; the TLS dir (bootstrap token, CA key) stays out.
-		"--plan-files", c.lab.IdentityFile, "--plan-files", c.lab.KnownHosts, "--plan-files", c.lab.HAProxySocket}
+		"--plan-files", c.lab.IdentityFile, "--plan-files", c.lab.KnownHosts}
+	for _, inst := range c.lab.HAProxies {
+		args = append(args, "--plan-files", inst.Socket)
+	}
 	if bootstrap {
 		args = append(args, "--bootstrap")
 	} else {
