@@ -80,6 +80,15 @@ func TestAuthMatrix(t *testing.T) {
 		{"server cert, submit", "server", "", "POST", "/v1/deployments", submit, 401, "unauthorized", false},
 		{"agent cert, manage token", "agent", "manage", "GET", "/v1/deployments", "", 200, "", false},
 		{"agent cert, join", "agent", "", "POST", "/v1/cluster/join", `{"id":"n4","raft_addr":"a:1","http_addr":"a:2"}`, 401, "unauthorized", false},
+		// Finding 1 of issue 8: a follower that does not know a token sends
+		// it on to the leader, which must judge the caller, not the
+		// follower's server certificate.
+		{"made-up token, join", "client", "wrong", "POST", "/v1/cluster/join", `{"id":"evil","raft_addr":"127.0.0.1:1","http_addr":"127.0.0.1:2"}`, 401, "unauthorized", false},
+		{"made-up token, artifact", "client", "wrong", "GET", "/v1/artifacts/" + helloSHA, "", 401, "unauthorized", false},
+		{"made-up token, artifact head", "client", "wrong", "HEAD", "/v1/artifacts/" + helloSHA, "", 401, "", false},
+		{"made-up token, upload", "client", "wrong", "PUT", "/v1/artifacts/" + helloSHA, "hello", 401, "unauthorized", false},
+		{"agent cert, made-up token, join", "agent", "wrong", "POST", "/v1/cluster/join", `{"id":"evil","raft_addr":"127.0.0.1:1","http_addr":"127.0.0.1:2"}`, 401, "unauthorized", false},
+		{"server cert, made-up token, join", "server", "wrong", "POST", "/v1/cluster/join", `{"id":"n4","raft_addr":"a:1","http_addr":"a:2"}`, 204, "", true},
 	}
 	for _, target := range []string{"leader", "follower"} {
 		for _, tc := range cases {
@@ -130,7 +139,7 @@ func TestAuthMatrix(t *testing.T) {
 				// An unknown token is checked again by the leader (the
 				// follower may not have applied a brand-new token yet),
 				// which refuses it too; every other refusal stays local.
-				leaderChecks := tc.code == "unauthorized" && tokens[tc.token] != "" && tc.name != "bad scheme"
+				leaderChecks := tc.status == 401 && tc.code != "certificate_required" && tokens[tc.token] != "" && tc.name != "bad scheme"
 				if target == "follower" && tc.status >= 400 && len(lead.requests()) > 0 && !leaderChecks {
 					t.Fatalf("a refused request reached the leader: %+v", lead.requests())
 				}

@@ -45,6 +45,8 @@ func newForwarder(hc *http.Client, nodeID string, log *slog.Logger) *forwarder {
 			pr.Out.Host = st.leader
 			pr.SetXForwarded()
 			pr.Out.Header.Set(HeaderForwardedBy, nodeID)
+			// The leader authorises the caller, never this node.
+			pr.Out.Header.Set(HeaderForwardedCert, encodeCert(pr.In))
 			trace := &httptrace.ClientTrace{WroteHeaders: func() { st.wrote.Store(true) }}
 			pr.Out = pr.Out.WithContext(httptrace.WithClientTrace(pr.Out.Context(), trace))
 		},

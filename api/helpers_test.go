@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"crypto/tls"
+	"crypto/x509"
 	"encoding/hex"
 	"fmt"
 	"github.com/drover-dev/drover/internal/notify"
@@ -189,6 +190,26 @@ type fakeNode struct {
 	leaderHTTP string
 	httpAddr   string
 	moved      notify.Signal
+	revoked    map[string]bool // certificates this node refuses, by CN
+}
+
+// revoke makes this node refuse the certificate named cn.
+func (n *fakeNode) revoke(cn string) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.revoked == nil {
+		n.revoked = map[string]bool{}
+	}
+	n.revoked[cn] = true
+}
+
+func (n *fakeNode) Admit(cert *x509.Certificate) error {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.revoked[cert.Subject.CommonName] {
+		return fmt.Errorf("certificate %s is revoked", cert.Subject.CommonName)
+	}
+	return nil
 }
 
 func (n *fakeNode) setLeader(leader bool, leaderHTTP string) {
@@ -372,7 +393,11 @@ func (n *fakeNode) Put(ctx context.Context, sha string, r io.Reader) error {
 		return fmt.Errorf("content is %s, not %s: %w", got, sha, ErrDigest)
 	}
 	n.st.artifacts[sha] = b
-	n.st.writes = append(n.st.writes, "put "+sha[:8])
+	op := "put " + sha[:8]
+	if IsReplica(ctx) {
+		op += " replica"
+	}
+	n.st.writes = append(n.st.writes, op)
 	return nil
 }
 
@@ -472,6 +497,7 @@ func startNode(t *testing.T, p *testPKI, st *store, id string, leader bool) *tes
 	n := &testNode{fakeNode: &fakeNode{st: st, id: id, leader: leader}}
 	h := NewServer(Config{
 		Node: n.fakeNode, Cluster: n.fakeNode, Deployments: n.fakeNode, Artifacts: n.fakeNode, Auth: n.fakeNode,
+		Certs:        n.fakeNode,
 		Forward:      p.httpClient(&p.server),
 		NodeID:       id,
 		Metrics:      http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "drover_up 1\n") }),

@@ -44,6 +44,8 @@ type Config struct {
 	Auth        Auth
 	// Agents lists and revokes host agents (optional).
 	Agents Agents
+	// Certs refuses revoked certificates on every route (optional).
+	Certs Certificates
 	// Forward carries requests to the leader and status probes to the
 	// other members. It must present this node's server certificate and
 	// trust the cluster CA. Forwarded requests use its Transport only (its
@@ -215,15 +217,18 @@ func (s *server) wrap(rt route) http.Handler {
 }
 
 // authorize is the one place that decides who may call what.
+// Node rights come from the caller's own server certificate only: on a
+// forwarded request the caller is the forwarder's caller (see caller), and
+// its token is checked again here.
 func (s *server) authorize(r *http.Request, a access) *Error {
-	if r.TLS == nil || len(r.TLS.VerifiedChains) == 0 || len(r.TLS.VerifiedChains[0]) == 0 {
-		return &Error{http.StatusUnauthorized, codeCertificateRequired,
-			"a client certificate issued by the cluster CA is required"}
+	cert, err := s.caller(r)
+	if err != nil {
+		return err
 	}
 	if a == accessCert {
 		return nil
 	}
-	if a == accessNode && slices.Contains(r.TLS.VerifiedChains[0][0].Subject.OrganizationalUnit, OUServer) {
+	if a == accessNode && isServer(cert) {
 		return nil
 	}
 	token, ok := bearer(r)
@@ -433,7 +438,17 @@ func (s *server) putArtifact(w http.ResponseWriter, r *http.Request) {
 		writeError(w, err)
 		return
 	}
-	if err := s.cfg.Artifacts.Put(r.Context(), sha, r.Body); err != nil {
+	ctx := r.Context()
+	if r.Header.Get(HeaderReplica) != "" {
+		cert, _ := s.caller(r) // authorize accepted it
+		if cert == nil || !isServer(cert) {
+			writeError(w, &Error{http.StatusForbidden, codeForbidden,
+				HeaderReplica + " is for coordinators' own pushes (a server certificate)"})
+			return
+		}
+		ctx = context.WithValue(ctx, replicaKey{}, true)
+	}
+	if err := s.cfg.Artifacts.Put(ctx, sha, r.Body); err != nil {
 		writeError(w, err)
 		return
 	}

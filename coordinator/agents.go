@@ -80,6 +80,19 @@ func (r agentRegistry) Admit(cert *x509.Certificate) error {
 	return nil
 }
 
+// certificates refuses, on the API, the certificates of revoked and
+// re-enrolled agents, like the agent connection does. Operator and server
+// certificates have no revocation list: they are refused when they expire
+// or when the cluster's CA changes (docs/security.md).
+type certificates struct{ c *Coordinator }
+
+func (a certificates) Admit(cert *x509.Certificate) error {
+	if pki.RoleOf(cert) != pki.RoleAgent {
+		return nil
+	}
+	return agentRegistry(a).Admit(cert)
+}
+
 // AgentList joins the enrolled agents with what the hub sees of them.
 func (c *Coordinator) AgentList() []api.AgentInfo {
 	live := map[string]hub.Status{}

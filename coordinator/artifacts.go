@@ -48,12 +48,13 @@ func (a *artifacts) Has(sha string) bool {
 }
 
 // Put stores r under sha after checking its digest, then pushes it to the
-// peers (unless it came from one: replica set by the API layer's header).
+// peers (unless it came from one: the API layer marks those, from a
+// server certificate only).
 func (a *artifacts) Put(ctx context.Context, sha string, r io.Reader) error {
 	if err := a.store(sha, r); err != nil {
 		return err
 	}
-	if isReplica(ctx) {
+	if api.IsReplica(ctx) {
 		return nil
 	}
 	return a.push(ctx, sha)
@@ -133,7 +134,7 @@ func (a *artifacts) pushTo(ctx context.Context, peer, sha string) error {
 	if err != nil {
 		return err
 	}
-	req.Header.Set(replicaHeader, "1")
+	req.Header.Set(api.HeaderReplica, "1")
 	resp, err := a.http.Do(req)
 	if err != nil {
 		return fmt.Errorf("push to %s: %w", peer, err)
@@ -203,26 +204,6 @@ func (a *artifacts) fetch(ctx context.Context, peer, sha string) error {
 		return fmt.Errorf("fetch from %s: %s", peer, resp.Status)
 	}
 	return a.store(sha, resp.Body)
-}
-
-// replicaHeader marks a push between coordinators: the receiver stores it
-// and does not push it on again.
-const replicaHeader = "X-Drover-Replica"
-
-type replicaKey struct{}
-
-func isReplica(ctx context.Context) bool { v, _ := ctx.Value(replicaKey{}).(bool); return v }
-
-// markReplicas flags pushes from peers in the request context; only
-// requests authenticated with a server certificate count (checked by the
-// API layer before this runs).
-func markReplicas(next http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.Header.Get(replicaHeader) != "" {
-			r = r.WithContext(context.WithValue(r.Context(), replicaKey{}, true))
-		}
-		next.ServeHTTP(w, r)
-	})
 }
 
 // keepArtifacts is how many of the newest deployments keep their archive

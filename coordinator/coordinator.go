@@ -146,14 +146,14 @@ func Start(ctx context.Context, cfg Config) (*Coordinator, error) {
 
 	handler := api.NewServer(api.Config{
 		NodeID: cfg.NodeID, Node: c, Cluster: c, Deployments: c, Artifacts: c.arts, Auth: c, Agents: c,
-		Forward: c.peer, Metrics: c.metrics.handler(), Log: cfg.Log,
+		Certs: certificates{c}, Forward: c.peer, Metrics: c.metrics.handler(), Log: cfg.Log,
 	})
 	// The agents' endpoints authenticate on their own (a join token, an
 	// agent certificate), outside the token-checked API.
 	mux := http.NewServeMux()
 	mux.Handle(wire.ConnectPath, c.hub.Handler())
 	mux.Handle(wire.EnrollPath, c.hub.Handler())
-	mux.Handle("/", markReplicas(handler))
+	mux.Handle("/", handler)
 	c.httpSrv = &http.Server{
 		Handler:           mux,
 		TLSConfig:         apiTLS,
