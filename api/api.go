@@ -82,6 +82,11 @@ type TokenRequest struct {
 	Name string              `json:"name"`
 	Role raftstore.TokenRole `json:"role"`
 	TTL  Duration            `json:"ttl,omitempty"` // 0: no expiry
+	// Agent is the one agent name an agent-join token may enroll
+	// (required for that role); Replace lets it enroll a name that is
+	// already enrolled or revoked.
+	Agent   string `json:"agent,omitempty"`
+	Replace bool   `json:"replace,omitempty"`
 }
 
 // TokenResponse carries a new token's clear text: the only time it exists

@@ -582,6 +582,8 @@ type TokenInfo struct {
 	Created time.Time           `json:"created"`
 	Expires time.Time           `json:"expires,omitzero"`
 	Used    bool                `json:"used,omitempty"`
+	Agent   string              `json:"agent,omitempty"`
+	Replace bool                `json:"replace,omitempty"`
 }
 
 func (s *server) createToken(w http.ResponseWriter, r *http.Request) {
@@ -601,6 +603,12 @@ func (s *server) createToken(w http.ResponseWriter, r *http.Request) {
 	case req.TTL < 0:
 		writeError(w, fmt.Errorf("%w: ttl is negative", ErrBadRequest))
 		return
+	case req.Role == raftstore.RoleAgentJoin && req.Agent == "":
+		writeError(w, fmt.Errorf("%w: an %s token is made for one agent: name it (agent)", ErrBadRequest, raftstore.RoleAgentJoin))
+		return
+	case req.Role != raftstore.RoleAgentJoin && (req.Agent != "" || req.Replace):
+		writeError(w, fmt.Errorf("%w: agent and replace are for %s tokens", ErrBadRequest, raftstore.RoleAgentJoin))
+		return
 	}
 	token, err := s.cfg.Auth.CreateToken(r.Context(), req)
 	if err != nil {
@@ -615,7 +623,8 @@ func (s *server) tokens(w http.ResponseWriter, r *http.Request) {
 	ts := s.cfg.Auth.Tokens()
 	out := make([]TokenInfo, 0, len(ts))
 	for _, t := range ts {
-		out = append(out, TokenInfo{Name: t.Name, Role: t.Role, Created: t.Created, Expires: t.Expires, Used: t.Used})
+		out = append(out, TokenInfo{Name: t.Name, Role: t.Role, Created: t.Created, Expires: t.Expires, Used: t.Used,
+			Agent: t.Agent, Replace: t.Replace})
 	}
 	writeJSON(w, http.StatusOK, out)
 }

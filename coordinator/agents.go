@@ -39,8 +39,26 @@ func (r agentRegistry) Enroll(ctx context.Context, req wire.EnrollRequest) (wire
 		return wire.EnrollResponse{}, fmt.Errorf("%w: coordinator %s cannot sign agent certificates: no %s in its --tls-dir",
 			hub.ErrRefused, c.cfg.NodeID, pki.CAKeyFile)
 	}
-	err = c.store.Apply(ctx, &raftstore.SpendToken{Hash: pki.HashToken(req.Token), Role: raftstore.RoleAgentJoin, At: time.Now().UTC()})
+	// Check the token against this node's state first: a made-up, spent,
+	// expired or mismatched token costs no Raft write (finding 3 of issue
+	// 8). Apply checks again, and its answer is final: two agents
+	// presenting one token at once, only one wins.
+	spend := &raftstore.SpendToken{Hash: pki.HashToken(req.Token), Role: raftstore.RoleAgentJoin, At: time.Now().UTC(), Agent: req.Name}
+	if t, ok := c.store.TokenByHash(spend.Hash); !ok {
+		err = raftstore.ErrNoToken
+	} else {
+		_, enrolled := c.store.Agent(req.Name)
+		err = t.Spendable(spend.Role, spend.Agent, enrolled, spend.At)
+	}
+	if err == nil {
+		err = c.store.Apply(ctx, spend)
+	}
 	switch {
+	case errors.Is(err, raftstore.ErrTokenAgent):
+		return wire.EnrollResponse{}, fmt.Errorf("%w: %v", hub.ErrRefused, err)
+	case errors.Is(err, raftstore.ErrAgentEnrolled):
+		return wire.EnrollResponse{}, fmt.Errorf("%w: agent %s is enrolled already (or revoked); to give the name to a new key, create a token with 'drover agent token create %s --replace'",
+			hub.ErrRefused, req.Name, req.Name)
 	case errors.Is(err, raftstore.ErrTokenSpent):
 		return wire.EnrollResponse{}, fmt.Errorf("%w: this join token was already used (tokens are single-use; create another with 'drover agent token create')", hub.ErrRefused)
 	case errors.Is(err, raftstore.ErrTokenExpired):

@@ -196,12 +196,15 @@ func (c *Coordinator) CreateToken(ctx context.Context, req api.TokenRequest) (st
 	if req.Name == "" {
 		return "", fmt.Errorf("a token needs a name: %w", api.ErrBadRequest)
 	}
+	if req.Agent != "" && !plans.IsSafeName(req.Agent) {
+		return "", fmt.Errorf("agent name %q: use letters, digits, '.', '-' and '_': %w", req.Agent, api.ErrBadRequest)
+	}
 	tok, err := pki.NewToken()
 	if err != nil {
 		return "", err
 	}
 	now := time.Now().UTC()
-	t := raftstore.Token{Name: req.Name, Role: req.Role, Hash: pki.HashToken(tok), Created: now}
+	t := raftstore.Token{Name: req.Name, Role: req.Role, Hash: pki.HashToken(tok), Created: now, Agent: req.Agent, Replace: req.Replace}
 	if req.TTL > 0 {
 		t.Expires = now.Add(time.Duration(req.TTL))
 	}

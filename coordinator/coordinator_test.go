@@ -66,7 +66,7 @@ func newTestCluster(t *testing.T, ids ...string) *testCluster {
 	for i, id := range ids {
 		cfg := Config{
 			NodeID: id, DataDir: filepath.Join(dir, id), RaftAddr: freeAddr(t), HTTPAddr: freeAddr(t),
-			TLS: pki.DirPaths(tc.tlsDir, id), Timing: fastTiming, BootstrapToken: tc.token,
+			TLS: pki.DirPaths(tc.tlsDir, id), Timing: fastTiming, BootstrapToken: tc.token, CADir: tc.tlsDir,
 			Log: slog.New(slog.NewTextHandler(io.Discard, nil)),
 		}
 		if i == 0 {

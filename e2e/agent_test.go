@@ -186,7 +186,7 @@ func TestAgents(t *testing.T) {
 
 	t.Run("join token replayed", func(t *testing.T) {
 		c.t = t
-		tok := strings.TrimSpace(c.cli(0, "agent", "token", "create", "--ttl", "5m"))
+		tok := strings.TrimSpace(c.cli(0, "agent", "token", "create", "probe1", "--ttl", "5m"))
 		first := c.probeAgent("probe1", tok)
 		defer first.stop(t)
 		c.waitAgents("probe1")

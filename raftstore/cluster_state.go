@@ -38,6 +38,34 @@ type Token struct {
 	Expires time.Time `json:"expires,omitzero"`
 	Used    bool      `json:"used,omitempty"` // single-use tokens: spent
 	UsedAt  time.Time `json:"used_at,omitzero"`
+	// Agent binds an agent-join token to the one agent name it may
+	// enroll; Replace lets it enroll a name that is already enrolled
+	// (revoked or not). Tokens made before names were bound have no Agent
+	// and may only enroll new names.
+	Agent   string `json:"agent,omitempty"`
+	Replace bool   `json:"replace,omitempty"`
+}
+
+// Spendable says whether t may be spent at time at, as a token of role,
+// to enroll agent (when role is RoleAgentJoin) given whether that name is
+// enrolled already. It is the one rule, applied by the coordinator before
+// it writes anything and again in Apply, where the answer is final.
+func (t Token) Spendable(role TokenRole, agent string, enrolled bool, at time.Time) error {
+	switch {
+	case t.Role != role:
+		return ErrNoToken
+	case t.Used:
+		return ErrTokenSpent
+	case !t.Expires.IsZero() && !at.Before(t.Expires):
+		return ErrTokenExpired
+	case role != RoleAgentJoin:
+		return nil
+	case t.Agent != "" && t.Agent != agent:
+		return fmt.Errorf("%w: it was made for agent %q, not %q", ErrTokenAgent, t.Agent, agent)
+	case enrolled && !t.Replace:
+		return fmt.Errorf("agent %s: %w", agent, ErrAgentEnrolled)
+	}
+	return nil
 }
 
 // EventKind says what an Event records.
@@ -108,6 +136,8 @@ type SpendToken struct {
 	Hash string    `json:"hash"`
 	Role TokenRole `json:"role"`
 	At   time.Time `json:"at"`
+	// Agent is the name an agent-join token is spent to enroll.
+	Agent string `json:"agent,omitempty"`
 }
 
 // Agent is an enrolled host agent. Serial is its current certificate's
@@ -160,6 +190,11 @@ var (
 	ErrTokenSpent   = fmt.Errorf("token already used")
 	ErrTokenExpired = fmt.Errorf("token expired")
 	ErrNoToken      = fmt.Errorf("no such token")
+	// ErrTokenAgent: a join token presented for another agent name.
+	ErrTokenAgent = fmt.Errorf("join token is bound to another agent name")
+	// ErrAgentEnrolled: the name is enrolled (or revoked) and the join
+	// token does not allow replacing it.
+	ErrAgentEnrolled = fmt.Errorf("already enrolled, and the join token does not allow replacing it")
 )
 
 func (RegisterNode) commandType() CommandType { return CmdRegisterNode }
@@ -220,11 +255,9 @@ func (s *State) spendToken(c *SpendToken) error {
 		if t.Hash != c.Hash || t.Role != c.Role {
 			continue
 		}
-		switch {
-		case t.Used:
-			return ErrTokenSpent
-		case !t.Expires.IsZero() && !c.At.Before(t.Expires):
-			return ErrTokenExpired
+		_, enrolled := s.Agents[c.Agent]
+		if err := t.Spendable(c.Role, c.Agent, enrolled, c.At); err != nil {
+			return err
 		}
 		t.Used, t.UsedAt = true, c.At
 		return nil

@@ -41,6 +41,44 @@ func TestTokenCommands(t *testing.T) {
 	}
 }
 
+// A join token enrolls only the name it was made for, and an enrolled or
+// revoked name only when it says Replace (issue 8, finding 2).
+func TestJoinTokenBoundToName(t *testing.T) {
+	s := newState()
+	s.Agents["web1"] = &Agent{Name: "web1", Serial: "01", Revoked: true}
+	put := func(name, agent string, replace bool) {
+		t.Helper()
+		if err := s.apply(&PutToken{Token: Token{Name: name, Role: RoleAgentJoin, Hash: "h-" + name, Agent: agent, Replace: replace}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	put("for-web9", "web9", false)
+	put("for-web1", "web1", false)
+	put("for-web1-replace", "web1", true)
+	put("unbound", "", false)
+	steps := []struct {
+		name string
+		cmd  *SpendToken
+		want error
+	}{
+		{"web9's token for web1", &SpendToken{Hash: "h-for-web9", Role: RoleAgentJoin, Agent: "web1", At: tc0}, ErrTokenAgent},
+		{"web1's token, web1 revoked, no replace", &SpendToken{Hash: "h-for-web1", Role: RoleAgentJoin, Agent: "web1", At: tc0}, ErrAgentEnrolled},
+		{"an unbound token for an enrolled name", &SpendToken{Hash: "h-unbound", Role: RoleAgentJoin, Agent: "web1", At: tc0}, ErrAgentEnrolled},
+		{"web1's replace token", &SpendToken{Hash: "h-for-web1-replace", Role: RoleAgentJoin, Agent: "web1", At: tc0}, nil},
+		{"web9's token for web9", &SpendToken{Hash: "h-for-web9", Role: RoleAgentJoin, Agent: "web9", At: tc0}, nil},
+		{"an unbound token for a new name", &SpendToken{Hash: "h-unbound", Role: RoleAgentJoin, Agent: "web3", At: tc0}, nil},
+	}
+	for _, st := range steps {
+		if err := s.apply(st.cmd); !errors.Is(err, st.want) || (st.want == nil && err != nil) {
+			t.Fatalf("%s: %v, want %v", st.name, err, st.want)
+		}
+	}
+	// Refused attempts did not spend the tokens.
+	if s.Tokens["for-web1"].Used {
+		t.Error("a refused attempt spent web1's token")
+	}
+}
+
 func TestAgentCommands(t *testing.T) {
 	s := newState()
 	if err := s.apply(&RevokeAgent{Name: "web1"}); !errors.Is(err, ErrUnknownAgent) {

@@ -28,6 +28,7 @@ const (
 	codeForbidden           = "forbidden"
 	codeBadRequest          = "bad_request"
 	codeTooLarge            = "too_large"
+	codeTooMany             = "too_many_requests"
 	codeNotFound            = "not_found"
 	codeMethod              = "method_not_allowed"
 	codeInternal            = "internal"
@@ -47,6 +48,8 @@ type Hub struct {
 	pingInterval time.Duration
 	deadAfter    time.Duration
 	grace        time.Duration
+
+	enrolls *sourceLimiter // enrollment attempts per source address
 
 	mu       sync.Mutex
 	agents   map[string]*agent // every agent seen since start
@@ -75,6 +78,7 @@ func New(cfg Config) *Hub {
 		pingInterval: wire.PingInterval,
 		deadAfter:    wire.DeadAfter,
 		grace:        reconnectGrace,
+		enrolls:      newSourceLimiter(enrollRate, enrollBurst),
 		agents:       make(map[string]*agent),
 	}
 }
@@ -374,6 +378,12 @@ func (h *Hub) serveEnroll(w http.ResponseWriter, r *http.Request) {
 	if r.Method != http.MethodPost {
 		w.Header().Set("Allow", http.MethodPost)
 		writeError(w, http.StatusMethodNotAllowed, codeMethod, "enroll with POST")
+		return
+	}
+	if !h.enrolls.allow(r.RemoteAddr, time.Now()) {
+		h.log.Info("agent enrollment refused: too many attempts from this address", "remote", r.RemoteAddr)
+		w.Header().Set("Retry-After", "1")
+		writeError(w, http.StatusTooManyRequests, codeTooMany, "too many enrollment attempts from this address; retry later")
 		return
 	}
 	if !h.leading(w) {

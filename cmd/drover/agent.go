@@ -85,24 +85,28 @@ reconnecting with backoff, and carry out its actions. The config file:
 
 func newAgentTokenCmd(cf *clusterFlags) *cobra.Command {
 	cmd := &cobra.Command{Use: "token", Short: "Join tokens for enrolling agents"}
-	var ttl time.Duration
+	var (
+		ttl     time.Duration
+		replace bool
+	)
 	create := &cobra.Command{
-		Use:   "create [NAME]",
-		Short: "Create a short-lived, single-use join token and print it once",
-		Long: `Create a join token: an agent presents it once to get its certificate from
-the cluster CA. It works once, and only until --ttl has passed. NAME labels it
-in 'drover token list' (default: agent-join-<time>).`,
-		Args: cobra.MaximumNArgs(1),
+		Use:   "create NAME",
+		Short: "Create a short-lived, single-use join token for agent NAME and print it once",
+		Long: `Create a join token for the agent named NAME: that agent presents it once to
+get its certificate from the cluster CA. It works once, only for NAME, and only
+until --ttl has passed. A name that is enrolled already (or revoked) is refused
+unless the token is made with --replace: the new key then takes the name over,
+and the old certificate stops working.`,
+		Example: `  drover agent token create web3 > /etc/drover/join.token
+  drover agent token create web1 --replace     # web1's disk was replaced, or it was revoked`,
+		Args: exactArgs(1, "NAME"),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			name := "agent-join-" + time.Now().UTC().Format("20060102-150405.000")
-			if len(args) == 1 {
-				name = args[0]
-			}
+			agent := args[0]
 			if ttl <= 0 {
 				return withCode(exitUsage, errors.New("--ttl must be positive: join tokens are short-lived"))
 			}
 			return requireCluster(cmd.Context(), cf, func(ctx context.Context, cl *api.Client) error {
-				tok, err := cl.CreateToken(ctx, api.TokenRequest{Name: name, Role: raftstore.RoleAgentJoin, TTL: api.Duration(ttl)})
+				tok, err := cl.CreateToken(ctx, joinTokenRequest(agent, ttl, replace))
 				if err != nil {
 					return err
 				}
@@ -111,6 +115,7 @@ in 'drover token list' (default: agent-join-<time>).`,
 			})
 		},
 	}
+	create.Flags().BoolVar(&replace, "replace", false, "allow enrolling NAME although it is enrolled already or revoked")
 	create.Flags().DurationVar(&ttl, "ttl", 15*time.Minute, "how long the token can be used")
 	cmd.AddCommand(create)
 	return cmd
@@ -165,7 +170,7 @@ func newHostsCmd(g *globalFlags) *cobra.Command {
 func newAgentInstallCmd(g *globalFlags, uninstall bool) *cobra.Command {
 	var (
 		planFile, dir, user, identity, knownHosts, binDir string
-		acceptNew                                         bool
+		acceptNew, replace                                bool
 	)
 	use, short := "install HOST...", "Install (or upgrade) the agent on hosts over SSH, enroll it and start it"
 	if uninstall {
@@ -223,8 +228,7 @@ upgrades what changed and leaves the rest alone.`,
 				}
 				opts.CA = ca
 				opts.Token = func(ctx context.Context, host string) (string, error) {
-					tok, err := cl.CreateToken(ctx, api.TokenRequest{
-						Name: fmt.Sprintf("agent-join-%s-%d", host, time.Now().UnixNano()), Role: raftstore.RoleAgentJoin, TTL: api.Duration(15 * time.Minute)})
+					tok, err := cl.CreateToken(ctx, joinTokenRequest(host, 15*time.Minute, replace))
 					return tok.Token, err
 				}
 				return run(ctx, cl)
@@ -237,6 +241,7 @@ upgrades what changed and leaves the rest alone.`,
 	f.StringVar(&user, "user", "", "SSH user (default: the plan's, else the current user)")
 	f.StringVar(&identity, "identity-file", "", "SSH private key (default: the plan's; ssh-agent is used too)")
 	f.StringVar(&knownHosts, "known-hosts", "", "known_hosts file (without --plan; default ~/.ssh/known_hosts)")
+	f.BoolVar(&replace, "replace", false, "let hosts enroll under names that are enrolled already or revoked (a reinstalled host)")
 	f.BoolVar(&acceptNew, "accept-new-host-keys", false, "without --plan: trust and record keys of hosts not in known_hosts yet (changed keys are still refused)")
 	f.StringVar(&binDir, "bin-dir", "", "folder holding drover-linux-ARCH binaries for hosts of other architectures")
 	return cmd
@@ -325,3 +330,12 @@ func fileExists(p string) bool {
 }
 
 func jsonOut(v any) error { return json.NewEncoder(os.Stdout).Encode(v) }
+
+// joinTokenRequest asks for a join token bound to agent; its label in
+// 'drover token list' says for whom and when.
+func joinTokenRequest(agent string, ttl time.Duration, replace bool) api.TokenRequest {
+	return api.TokenRequest{
+		Name: fmt.Sprintf("agent-join-%s-%s", agent, time.Now().UTC().Format("20060102-150405.000")),
+		Role: raftstore.RoleAgentJoin, TTL: api.Duration(ttl), Agent: agent, Replace: replace,
+	}
+}

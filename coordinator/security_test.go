@@ -1,0 +1,166 @@
+package coordinator
+
+import (
+	"bytes"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/x509"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"testing"
+
+	"github.com/drover-dev/drover/agent/wire"
+	"github.com/drover-dev/drover/internal/pki"
+)
+
+// httpAs is an HTTPS client presenting the operator's certificate, or none
+// (an agent that has not enrolled yet).
+func (tc *testCluster) httpAs(withCert bool) *http.Client {
+	tc.t.Helper()
+	paths := pki.Paths{CA: pki.DirPaths(tc.tlsDir, "ops").CA}
+	if withCert {
+		paths = pki.DirPaths(tc.tlsDir, "ops")
+	}
+	cfg, err := pki.ClientConfig(paths)
+	if err != nil {
+		tc.t.Fatal(err)
+	}
+	return &http.Client{Transport: &http.Transport{TLSClientConfig: cfg}}
+}
+
+// call sends one request and returns the status and the body.
+func call(t *testing.T, hc *http.Client, method, url, token string, body []byte, hdr map[string]string) (int, string) {
+	t.Helper()
+	req, err := http.NewRequest(method, url, bytes.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	for k, v := range hdr {
+		req.Header.Set(k, v)
+	}
+	resp, err := hc.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+// enroll presents token for name with a fresh key, as an agent does.
+func (tc *testCluster) enroll(id, name, token string) (int, string) {
+	tc.t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		tc.t.Fatal(err)
+	}
+	pub, err := x509.MarshalPKIXPublicKey(&key.PublicKey)
+	if err != nil {
+		tc.t.Fatal(err)
+	}
+	body, _ := json.Marshal(wire.EnrollRequest{Name: name, Token: token, PublicKey: pub})
+	return call(tc.t, tc.httpAs(false), "POST", "https://"+tc.nodes[id].cfg.HTTPAddr+wire.EnrollPath, "", body, nil)
+}
+
+// joinToken creates an agent-join token through the API, in JSON as any
+// client sends it.
+func (tc *testCluster) joinToken(id, label, agent string, replace bool) string {
+	tc.t.Helper()
+	body := fmt.Sprintf(`{"name":%q,"role":"agent-join","ttl":"5m","agent":%q,"replace":%v}`, label, agent, replace)
+	status, out := call(tc.t, tc.httpAs(true), "POST", "https://"+tc.nodes[id].cfg.HTTPAddr+"/v1/tokens", tc.token, []byte(body), nil)
+	if status != http.StatusCreated {
+		tc.t.Fatalf("create join token for %s: %d %s", agent, status, out)
+	}
+	var tr struct{ Token string }
+	if err := json.Unmarshal([]byte(out), &tr); err != nil {
+		tc.t.Fatal(err)
+	}
+	return tr.Token
+}
+
+// Issue 8, finding 3: made-up join tokens are refused from local state,
+// without a Raft write, and each source address gets a bounded number of
+// attempts.
+func TestBogusEnrollmentsWriteNothing(t *testing.T) {
+	tc := newTestCluster(t, "c1")
+	c := tc.nodes["c1"].c
+	waitFor(t, "the bootstrap token applied", c.hasManageToken)
+	before := c.Status().AppliedIndex
+	refused, limited := 0, 0
+	for i := range 50 {
+		status, body := tc.enroll("c1", "web1", fmt.Sprintf("drv_made-up-%d", i))
+		switch status {
+		case http.StatusForbidden:
+			refused++
+		case http.StatusTooManyRequests:
+			limited++
+		default:
+			t.Fatalf("attempt %d: %d %s, want 403 or 429", i, status, body)
+		}
+	}
+	if after := c.Status().AppliedIndex; after != before {
+		t.Errorf("50 enrollments with made-up tokens moved the applied index from %d to %d", before, after)
+	}
+	if limited == 0 {
+		t.Errorf("50 attempts from one address in a row: none was rate-limited (%d refused)", refused)
+	}
+}
+
+// Issue 8, finding 2: a join token enrolls only the agent it was made for,
+// and an enrolled or revoked name only with --replace.
+func TestJoinTokenBoundToAgentName(t *testing.T) {
+	tc := newTestCluster(t, "c1")
+	waitFor(t, "the bootstrap token applied", tc.nodes["c1"].c.hasManageToken)
+	ctx := t.Context()
+	cl := tc.client(tc.token)
+	for9 := tc.joinToken("c1", "for-web9", "web9", false)
+	if status, body := tc.enroll("c1", "web1", for9); status != http.StatusForbidden || !strings.Contains(body, "web9") {
+		t.Fatalf("web9's token presented for web1: %d %s, want 403 naming web9", status, body)
+	}
+	if status, body := tc.enroll("c1", "web9", for9); status != http.StatusOK {
+		t.Fatalf("web9's token for web9: %d %s", status, body)
+	}
+	if err := cl.RevokeAgent(ctx, "web9"); err != nil {
+		t.Fatal(err)
+	}
+	again := tc.joinToken("c1", "web9-again", "web9", false)
+	if status, body := tc.enroll("c1", "web9", again); status != http.StatusForbidden || !strings.Contains(body, "--replace") {
+		t.Fatalf("revoked web9 enrolling again without --replace: %d %s, want 403 pointing at --replace", status, body)
+	}
+	replace := tc.joinToken("c1", "web9-replace", "web9", true)
+	if status, body := tc.enroll("c1", "web9", replace); status != http.StatusOK {
+		t.Fatalf("web9 with a --replace token: %d %s", status, body)
+	}
+	status, body := call(t, tc.httpAs(true), "POST", "https://"+tc.nodes["c1"].cfg.HTTPAddr+"/v1/tokens", tc.token,
+		[]byte(`{"name":"unbound","role":"agent-join","ttl":"5m"}`), nil)
+	if status != http.StatusBadRequest {
+		t.Fatalf("a join token without an agent name: %d %s, want 400", status, body)
+	}
+}
+
+// Issue 8, finding 10: an operator's upload cannot skip replication by
+// claiming to be a coordinator's push.
+func TestReplicaHeaderFromOperatorRefused(t *testing.T) {
+	tc := newTestCluster(t, "c1", "c2")
+	waitFor(t, "two members", func() bool { return len(tc.nodes["c1"].c.peerAddrs()) == 1 })
+	data := []byte("release archive")
+	sum := sha256.Sum256(data)
+	sha := hex.EncodeToString(sum[:])
+	status, body := call(t, tc.httpAs(true), "PUT", "https://"+tc.nodes["c1"].cfg.HTTPAddr+"/v1/artifacts/"+sha, tc.token, data,
+		map[string]string{"X-Drover-Replica": "1"})
+	if status/100 == 2 && !tc.nodes["c2"].c.arts.Has(sha) {
+		t.Fatalf("an operator's upload marked as a replica was accepted (%d) and not pushed to c2", status)
+	}
+	if status != http.StatusForbidden {
+		t.Fatalf("upload with X-Drover-Replica and a manage token: %d %s, want 403", status, body)
+	}
+}
