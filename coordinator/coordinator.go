@@ -18,6 +18,7 @@ import (
 	"github.com/drover-dev/drover/agent/hub"
 	"github.com/drover-dev/drover/agent/wire"
 	"github.com/drover-dev/drover/api"
+	"github.com/drover-dev/drover/internal/connlimit"
 	"github.com/drover-dev/drover/internal/pki"
 	"github.com/drover-dev/drover/orchestrator"
 	"github.com/drover-dev/drover/raftstore"
@@ -51,6 +52,50 @@ type Config struct {
 	// KeepDeployments is how many finished deployments the cluster keeps
 	// (0: raftstore.DefaultKeepFinished).
 	KeepDeployments int
+	// Limits bound what one client can hold open; zero fields take the
+	// defaults (DefaultLimits).
+	Limits Limits
+}
+
+// Limits bound the API's connections. The event stream, artifact
+// transfers, backups and restores lift the read and write deadlines once
+// the caller is authorised (api.NewServer), and agent connections once
+// upgraded to WebSocket; everything else must arrive within them.
+type Limits struct {
+	// ReadHeaderTimeout: from accepting a connection (or the end of the
+	// previous request) to the end of the request headers.
+	ReadHeaderTimeout time.Duration
+	// ReadTimeout: to the end of a request's body.
+	ReadTimeout time.Duration
+	// IdleTimeout: how long a keep-alive connection may wait for its next
+	// request.
+	IdleTimeout time.Duration
+	// ConnsPerSource caps the connections one source IP holds open at
+	// once; -1 means no cap.
+	ConnsPerSource int
+}
+
+// DefaultLimits are generous for operators, agents and peers on slow
+// links, and short enough that idle or trickling clients cannot pile up.
+// 512 connections per address leaves room for hundreds of agents behind
+// one NAT (one connection each) and for a follower forwarding watchers.
+var DefaultLimits = Limits{ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second, IdleTimeout: 2 * time.Minute, ConnsPerSource: 512}
+
+func (l Limits) withDefaults() Limits {
+	d := DefaultLimits
+	if l.ReadHeaderTimeout > 0 {
+		d.ReadHeaderTimeout = l.ReadHeaderTimeout
+	}
+	if l.ReadTimeout > 0 {
+		d.ReadTimeout = l.ReadTimeout
+	}
+	if l.IdleTimeout > 0 {
+		d.IdleTimeout = l.IdleTimeout
+	}
+	if l.ConnsPerSource != 0 {
+		d.ConnsPerSource = l.ConnsPerSource
+	}
+	return d
 }
 
 // Coordinator is a running node.
@@ -154,14 +199,21 @@ func Start(ctx context.Context, cfg Config) (*Coordinator, error) {
 	mux.Handle(wire.ConnectPath, c.hub.Handler())
 	mux.Handle(wire.EnrollPath, c.hub.Handler())
 	mux.Handle("/", handler)
+	lim := cfg.Limits.withDefaults()
 	c.httpSrv = &http.Server{
 		Handler:           mux,
 		TLSConfig:         apiTLS,
-		ReadHeaderTimeout: 10 * time.Second,
+		ReadHeaderTimeout: lim.ReadHeaderTimeout,
+		ReadTimeout:       lim.ReadTimeout,
+		IdleTimeout:       lim.IdleTimeout,
 		ErrorLog:          slog.NewLogLogger(cfg.Log.Handler(), slog.LevelDebug),
 	}
+	ln := connlimit.New(c.ln, lim.ConnsPerSource, func(remote net.Addr) {
+		c.metrics.connsRefused.Inc()
+		c.log.Debug("API connection refused: too many from this address", "remote", remote, "max", lim.ConnsPerSource)
+	})
 	go func() {
-		if err := c.httpSrv.ServeTLS(c.ln, "", ""); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		if err := c.httpSrv.ServeTLS(ln, "", ""); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			c.log.Error("API server stopped", "err", err)
 		}
 	}()

@@ -51,6 +51,13 @@ func freeAddr(t *testing.T) string {
 
 func newTestCluster(t *testing.T, ids ...string) *testCluster {
 	t.Helper()
+	return newTestClusterWith(t, nil, ids...)
+}
+
+// newTestClusterWith is newTestCluster with mod applied to each node's
+// configuration before it starts.
+func newTestClusterWith(t *testing.T, mod func(*Config), ids ...string) *testCluster {
+	t.Helper()
 	dir := t.TempDir()
 	tc := &testCluster{t: t, dir: dir, nodes: map[string]*testNode{}}
 	ca := pkitest.New(t)
@@ -73,6 +80,9 @@ func newTestCluster(t *testing.T, ids ...string) *testCluster {
 			cfg.Bootstrap = true
 		} else {
 			cfg.Join = []string{tc.nodes[ids[0]].cfg.HTTPAddr}
+		}
+		if mod != nil {
+			mod(&cfg)
 		}
 		tc.nodes[id] = &testNode{cfg: cfg}
 		tc.start(id)

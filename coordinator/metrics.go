@@ -21,6 +21,7 @@ type metrics struct {
 	applySeconds  prometheus.Histogram
 	leaderChanges prometheus.Counter
 	isLeader      prometheus.Gauge
+	connsRefused  prometheus.Counter
 
 	mu   sync.Mutex
 	last map[string]raftstore.Stage // deployment/host -> the stage it is in
@@ -51,6 +52,10 @@ func newMetrics() *metrics {
 			Name: "drover_is_leader",
 			Help: "1 while this node leads the cluster.",
 		}),
+		connsRefused: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "drover_api_connections_refused_total",
+			Help: "API connections closed because their source address already held the maximum (--max-conns-per-source).",
+		}),
 		last: map[string]raftstore.Stage{},
 	}
 	// Series exist from the start, at zero, so that dashboards and alerts
@@ -63,7 +68,7 @@ func newMetrics() *metrics {
 			m.stageSeconds.WithLabelValues(string(st), string(ph))
 		}
 	}
-	m.reg.MustRegister(m.deployments, m.stageSeconds, m.applySeconds, m.leaderChanges, m.isLeader,
+	m.reg.MustRegister(m.deployments, m.stageSeconds, m.applySeconds, m.leaderChanges, m.isLeader, m.connsRefused,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }

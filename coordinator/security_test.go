@@ -6,14 +6,17 @@ import (
 	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/sha256"
+	"crypto/tls"
 	"crypto/x509"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/drover-dev/drover/agent/wire"
 	"github.com/drover-dev/drover/internal/pki"
@@ -163,4 +166,66 @@ func TestReplicaHeaderFromOperatorRefused(t *testing.T) {
 	if status != http.StatusForbidden {
 		t.Fatalf("upload with X-Drover-Replica and a manage token: %d %s, want 403", status, body)
 	}
+}
+
+// Issue 8, finding 5: a client that trickles its request, stops halfway
+// through its headers, or leaves a keep-alive connection idle is cut off,
+// and one address cannot hold more than its share of connections. (The
+// limits are shortened here; the defaults are in DefaultLimits.)
+func TestSlowClientsAreCutOff(t *testing.T) {
+	lim := Limits{ReadHeaderTimeout: 300 * time.Millisecond, ReadTimeout: 600 * time.Millisecond, IdleTimeout: 600 * time.Millisecond, ConnsPerSource: 6}
+	tc := newTestClusterWith(t, func(c *Config) { c.Limits = lim }, "c1")
+	addr := tc.nodes["c1"].cfg.HTTPAddr
+	caOnly, err := pki.ClientConfig(pki.Paths{CA: pki.DirPaths(tc.tlsDir, "ops").CA})
+	if err != nil {
+		t.Fatal(err)
+	}
+	dial := func(t *testing.T) *tls.Conn {
+		t.Helper()
+		c, err := tls.Dial("tcp", addr, caOnly)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		return c
+	}
+	// closedByServer reads until the server closes the connection; the
+	// read deadline only guards the test against hanging forever.
+	closedByServer := func(t *testing.T, c net.Conn) {
+		t.Helper()
+		c.SetReadDeadline(time.Now().Add(30 * time.Second))
+		_, err := io.Copy(io.Discard, c)
+		if ne, ok := err.(net.Error); ok && ne.Timeout() {
+			t.Fatal("the server kept the connection open")
+		}
+	}
+	cases := []struct {
+		name string
+		send string
+	}{
+		{"body trickled to enroll", "POST " + wire.EnrollPath + " HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n{"},
+		{"headers never finished", "GET /v1/status HTTP/1.1\r\nHost: x\r\n"},
+		{"idle keep-alive", "GET /v1/status HTTP/1.1\r\nHost: x\r\n\r\n"},
+		{"nothing at all", ""},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			conn := dial(t)
+			if _, err := io.WriteString(conn, c.send); err != nil {
+				t.Fatal(err)
+			}
+			closedByServer(t, conn)
+		})
+	}
+	t.Run("connections per address", func(t *testing.T) {
+		for range lim.ConnsPerSource {
+			dial(t)
+		}
+		// One more is closed before its TLS handshake completes.
+		c, err := tls.Dial("tcp", addr, caOnly)
+		if err == nil {
+			c.Close()
+			t.Fatalf("connection %d from one address was accepted, the cap is %d", lim.ConnsPerSource+1, lim.ConnsPerSource)
+		}
+	})
 }

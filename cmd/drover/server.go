@@ -151,6 +151,12 @@ uses this node's ~/.ssh/known_hosts.`,
 	f.DurationVar(&timing.Election, "raft-election-timeout", 0, "candidate's wait for votes (default 300ms)")
 	f.DurationVar(&timing.LeaderLease, "raft-leader-lease", 0, "leader steps down after this long without a quorum (default 200ms)")
 	f.MarkHidden("raft-leader-lease")
+	f.IntVar(&cfg.Limits.ConnsPerSource, "max-conns-per-source", coordinator.DefaultLimits.ConnsPerSource,
+		"API connections one IP address may hold open at once (-1: no cap; agents behind one NAT share an address)")
+	f.DurationVar(&cfg.Limits.ReadTimeout, "http-read-timeout", coordinator.DefaultLimits.ReadTimeout,
+		"time a client has to send a whole request (event streams and artifact transfers are exempt once authorised)")
+	f.DurationVar(&cfg.Limits.IdleTimeout, "http-idle-timeout", coordinator.DefaultLimits.IdleTimeout,
+		"how long an idle keep-alive connection stays open")
 	return cmd
 }
 
