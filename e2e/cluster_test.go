@@ -439,6 +439,8 @@ func TestCluster(t *testing.T) {
 		c.expectAllOn("f1")
 	})
 
+	t.Run("a follower never lends its server identity", func(t *testing.T) { c.t = t; c.probeForwardedIdentity(t) })
+
 	t.Run("held hosts: refused, or waited for with --lock-wait", func(t *testing.T) {
 		c.t = t
 		first := strings.TrimSpace(c.cli(0, "deploy", plan("h1", false), "--detach"))
