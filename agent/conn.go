@@ -344,24 +344,16 @@ func (s *session) readLoop() error {
 			s.log.Warn("ignoring a binary message: frames are JSON text")
 			continue
 		}
-		var f wire.Frame
-		if err := json.Unmarshal(data, &f); err != nil {
+		f, err := wire.Decode(data)
+		if err != nil {
 			s.log.Warn("ignoring a malformed frame", "err", err)
 			continue
 		}
 		switch f.Type {
 		case wire.TypePing:
 		case wire.TypeAction:
-			if f.Action == nil {
-				s.log.Warn("ignoring an action frame without an action")
-				continue
-			}
 			s.action(f.Action)
 		case wire.TypeChunk:
-			if f.Chunk == nil {
-				s.log.Warn("ignoring a chunk frame without a chunk")
-				continue
-			}
 			s.chunk(f.Chunk)
 		default:
 			s.log.Warn("ignoring an unexpected frame", "type", f.Type)

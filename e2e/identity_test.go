@@ -56,8 +56,8 @@ func (c *cluster) probeForwardedIdentity(t *testing.T) {
 	join := `{"id":"evil","raft_addr":"127.0.0.1:1","http_addr":"127.0.0.1:2"}`
 	probes := []struct {
 		name, method, path, token, body string
-		hdr                              []string
-		want                             string
+		hdr                             []string
+		want                            string
 	}{
 		{"join with a made-up token", "POST", "/v1/cluster/join", bogus, join, nil, "401"},
 		{"artifact read with a made-up token", "GET", "/v1/artifacts/" + sha, bogus, "", nil, "401"},

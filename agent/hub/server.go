@@ -361,11 +361,11 @@ func (h *Hub) readHello(conn *websocket.Conn, name string) (*wire.Hello, error) 
 	if err != nil {
 		return nil, fmt.Errorf("reading hello: %w", err)
 	}
-	var f wire.Frame
-	if err := json.Unmarshal(b, &f); err != nil {
-		return nil, fmt.Errorf("malformed hello: %w", err)
+	f, err := wire.Decode(b)
+	if err != nil {
+		return nil, fmt.Errorf("hello: %w", err)
 	}
-	if f.Type != wire.TypeHello || f.Hello == nil {
+	if f.Type != wire.TypeHello {
 		return nil, fmt.Errorf("first frame is %q, want hello", f.Type)
 	}
 	if f.Hello.Name != name {

@@ -213,26 +213,19 @@ func (s *session) readLoop() error {
 			return err
 		}
 		s.beat.Store(time.Now().UnixNano())
-		var f wire.Frame
-		if err := json.Unmarshal(b, &f); err != nil {
-			err = fmt.Errorf("malformed frame: %w", err)
+		f, err := wire.Decode(b)
+		if err != nil {
 			s.shutdown(websocket.StatusPolicyViolation, "malformed frame")
 			return err
 		}
 		switch f.Type {
 		case wire.TypePing:
 		case wire.TypeOutput:
-			if f.Output == nil {
-				continue
-			}
 			// Output of an action nobody waits for any more is dropped.
 			if p := s.lookup(f.Output.ID); p != nil && len(f.Output.Data) > 0 {
 				p.deliver(event{data: f.Output.Data})
 			}
 		case wire.TypeResult:
-			if f.Result == nil {
-				continue
-			}
 			p := s.take(f.Result.ID)
 			if p == nil {
 				continue

@@ -20,6 +20,8 @@ package wire
 
 import (
 	"encoding/json"
+	"errors"
+	"fmt"
 	"time"
 )
 
@@ -71,6 +73,34 @@ type Frame struct {
 	Chunk  *Chunk  `json:"chunk,omitempty"`
 	Output *Output `json:"output,omitempty"`
 	Result *Result `json:"result,omitempty"`
+}
+
+// ErrMalformed: a frame that is not JSON, has an unknown type, or does not
+// carry exactly the field its type names.
+var ErrMalformed = errors.New("malformed frame")
+
+// Decode reads one frame and checks its shape: a known type with exactly
+// the field it names set (none for a ping). Both sides decode every frame
+// with it, so that a handler never meets a frame it was not written for.
+func Decode(data []byte) (Frame, error) {
+	var f Frame
+	if len(data) > MaxFrame {
+		return f, fmt.Errorf("%w: %d bytes, the limit is %d", ErrMalformed, len(data), MaxFrame)
+	}
+	if err := json.Unmarshal(data, &f); err != nil {
+		return Frame{}, fmt.Errorf("%w: %v", ErrMalformed, err)
+	}
+	set := map[Type]bool{TypeHello: f.Hello != nil, TypeAction: f.Action != nil, TypeChunk: f.Chunk != nil,
+		TypeOutput: f.Output != nil, TypeResult: f.Result != nil, TypePing: false}
+	if _, known := set[f.Type]; !known {
+		return Frame{}, fmt.Errorf("%w: unknown type %q", ErrMalformed, f.Type)
+	}
+	for t, has := range set {
+		if want := t == f.Type && t != TypePing; has != want {
+			return Frame{}, fmt.Errorf("%w: a %q frame must carry its %s field and no other", ErrMalformed, f.Type, f.Type)
+		}
+	}
+	return f, nil
 }
 
 // Hello is the agent's first frame on every connection.
