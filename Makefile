@@ -3,7 +3,7 @@ export PATH := $(PATH):/usr/local/go/bin
 GO      ?= go
 BIN     := bin
 
-.PHONY: all build test unit demo bench deps fmt vet clean
+.PHONY: all build test unit fuzz demo bench deps fmt vet clean
 
 all: build
 
@@ -16,11 +16,26 @@ build:
 deps:
 	@scripts/deps.sh
 
+# Every package but the lab and the end-to-end tests (real processes, built
+# binaries, the lab's network): these run under the race detector.
+RACE_PKGS = $(shell $(GO) list ./... | grep -v -e '/e2e$$' -e '/lab$$')
+# How long each fuzz target runs in `make test`; `make fuzz FUZZTIME=10m`
+# for a longer run.
+FUZZTIME ?= 5s
+
 # The whole suite: the Vagrantfile and its plan (vagrant-validate, below), unit
-# tests, then end-to-end tests in the lab (root).
+# tests under the race detector, a short fuzz run, then end-to-end tests in
+# the lab (root).
 test: deps vagrant-validate
 	$(GO) vet ./...
-	$(GO) test -count=1 -timeout 25m ./...
+	$(GO) test -race -count=1 -timeout 25m $(RACE_PKGS)
+	$(MAKE) fuzz
+	$(GO) test -count=1 -timeout 25m ./lab/ ./e2e/
+
+# The fuzz targets: request decoding in the API, and the agent's frames.
+fuzz:
+	$(GO) test -run '^$$' -fuzz '^FuzzRequest$$' -fuzztime $(FUZZTIME) ./api/
+	$(GO) test -run '^$$' -fuzz '^FuzzDecode$$' -fuzztime $(FUZZTIME) ./agent/wire/
 
 # Unit tests only: no root, no lab.
 unit:
