@@ -180,7 +180,14 @@ func TestAgents(t *testing.T) {
 				}
 			}
 		}
-		c.cli(0, "agent", "install", "--plan", v1, "--dir", agentDir, "web6")
+		// web6 is still enrolled in the cluster: taking its name over with a
+		// new key needs --replace (issue 8, finding 2).
+		code, d = c.runWith(c.env(), "agent", "install", "--plan", v1, "--dir", agentDir, "web6")
+		if code == 0 || !strings.Contains(d.stderr.String()+d.stdout.text(), "--replace") {
+			t.Errorf("reinstall of an enrolled name without --replace: exit %d, output %q %q; want a refusal pointing at --replace",
+				code, d.stdout.text(), d.stderr.String())
+		}
+		c.cli(0, "agent", "install", "--plan", v1, "--dir", agentDir, "--replace", "web6")
 		c.waitAgents(agents...)
 	})
 

@@ -9,9 +9,10 @@ import (
 )
 
 // Enrollment needs no certificate, so anyone who reaches the port may try
-// join tokens: each source address gets enrollBurst attempts at once, then
-// enrollRate a second. Agents behind one NAT share an address; they retry
-// a 429 with backoff (agent.Run), so a large fleet enrolls, only slower.
+// join tokens: each source address may fail enrollBurst attempts at once,
+// then enrollRate a second; beyond that it gets 429 until its bucket
+// refills. Successful enrollments cost nothing, so that a fleet behind one
+// NAT (one address for hundreds of agents) enrolls at full speed.
 const (
 	enrollBurst = 20
 	enrollRate  = rate.Limit(2)
@@ -38,8 +39,18 @@ func newSourceLimiter(r rate.Limit, burst int) *sourceLimiter {
 	return &sourceLimiter{rate: r, burst: burst, per: map[string]*sourceBucket{}}
 }
 
-// allow spends one attempt of the source of remoteAddr ("ip:port").
-func (l *sourceLimiter) allow(remoteAddr string, now time.Time) bool {
+// admits reports whether the source of remoteAddr ("ip:port") has a
+// failed attempt left.
+func (l *sourceLimiter) admits(remoteAddr string, now time.Time) bool {
+	return l.bucket(remoteAddr, now).lim.TokensAt(now) >= 1
+}
+
+// failed spends one of the source's attempts.
+func (l *sourceLimiter) failed(remoteAddr string, now time.Time) {
+	l.bucket(remoteAddr, now).lim.AllowN(now, 1)
+}
+
+func (l *sourceLimiter) bucket(remoteAddr string, now time.Time) *sourceBucket {
 	ip, _, err := net.SplitHostPort(remoteAddr)
 	if err != nil {
 		ip = remoteAddr
@@ -60,5 +71,5 @@ func (l *sourceLimiter) allow(remoteAddr string, now time.Time) bool {
 		l.per[ip] = b
 	}
 	b.seen = now
-	return b.lim.AllowN(now, 1)
+	return b
 }

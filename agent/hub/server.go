@@ -380,15 +380,23 @@ func (h *Hub) serveEnroll(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusMethodNotAllowed, codeMethod, "enroll with POST")
 		return
 	}
-	if !h.enrolls.allow(r.RemoteAddr, time.Now()) {
-		h.log.Info("agent enrollment refused: too many attempts from this address", "remote", r.RemoteAddr)
+	if !h.enrolls.admits(r.RemoteAddr, time.Now()) {
+		h.log.Info("agent enrollment refused: too many failed attempts from this address", "remote", r.RemoteAddr)
 		w.Header().Set("Retry-After", "1")
-		writeError(w, http.StatusTooManyRequests, codeTooMany, "too many enrollment attempts from this address; retry later")
+		writeError(w, http.StatusTooManyRequests, codeTooMany, "too many failed enrollment attempts from this address; retry later")
 		return
 	}
 	if !h.leading(w) {
 		return
 	}
+	// Only failures count against the source: a fleet behind one address
+	// enrolls at full speed, guessing tokens does not.
+	enrolled := false
+	defer func() {
+		if !enrolled {
+			h.enrolls.failed(r.RemoteAddr, time.Now())
+		}
+	}()
 	r.Body = http.MaxBytesReader(w, r.Body, maxEnrollBody)
 	var req wire.EnrollRequest
 	if err := json.NewDecoder(r.Body).Decode(&req); err != nil {
@@ -413,6 +421,7 @@ func (h *Hub) serveEnroll(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusInternalServerError, codeInternal, "enrollment failed: "+err.Error())
 		return
 	}
+	enrolled = true
 	h.log.Info("agent enrolled", "agent", req.Name, "remote", r.RemoteAddr)
 	writeJSON(w, http.StatusOK, resp)
 }

@@ -228,6 +228,11 @@ upgrades what changed and leaves the rest alone.`,
 				}
 				opts.CA = ca
 				opts.Token = func(ctx context.Context, host string) (string, error) {
+					if !replace {
+						if err := notEnrolled(ctx, cl, host); err != nil {
+							return "", err
+						}
+					}
 					tok, err := cl.CreateToken(ctx, joinTokenRequest(host, 15*time.Minute, replace))
 					return tok.Token, err
 				}
@@ -338,4 +343,21 @@ func joinTokenRequest(agent string, ttl time.Duration, replace bool) api.TokenRe
 		Name: fmt.Sprintf("agent-join-%s-%s", agent, time.Now().UTC().Format("20060102-150405.000")),
 		Role: raftstore.RoleAgentJoin, TTL: api.Duration(ttl), Agent: agent, Replace: replace,
 	}
+}
+
+// notEnrolled refuses, before anything is written on the host, to install
+// an agent under a name the cluster knows already (a reinstalled host, a
+// revoked agent): its join token would be refused at enrollment.
+func notEnrolled(ctx context.Context, cl *api.Client, name string) error {
+	hs, err := cl.Hosts(ctx)
+	if err != nil {
+		return err
+	}
+	for _, h := range hs {
+		if h.Name == name {
+			return fmt.Errorf("agent %s is enrolled in the cluster already (%s) but has no certificate on the host: "+
+				"run again with --replace to give the name to this new install", name, h.State)
+		}
+	}
+	return nil
 }
