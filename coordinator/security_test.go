@@ -62,6 +62,13 @@ func call(t *testing.T, hc *http.Client, method, url, token string, body []byte,
 // enroll presents token for name with a fresh key, as an agent does.
 func (tc *testCluster) enroll(id, name, token string) (int, string) {
 	tc.t.Helper()
+	status, body, _ := tc.enrollKey(id, name, token)
+	return status, body
+}
+
+// enrollKey is enroll, returning the agent's key too.
+func (tc *testCluster) enrollKey(id, name, token string) (int, string, *ecdsa.PrivateKey) {
+	tc.t.Helper()
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		tc.t.Fatal(err)
@@ -71,7 +78,25 @@ func (tc *testCluster) enroll(id, name, token string) (int, string) {
 		tc.t.Fatal(err)
 	}
 	body, _ := json.Marshal(wire.EnrollRequest{Name: name, Token: token, PublicKey: pub})
-	return call(tc.t, tc.httpAs(false), "POST", "https://"+tc.nodes[id].cfg.HTTPAddr+wire.EnrollPath, "", body, nil)
+	status, out := call(tc.t, tc.httpAs(false), "POST", "https://"+tc.nodes[id].cfg.HTTPAddr+wire.EnrollPath, "", body, nil)
+	return status, out, key
+}
+
+// agentClient presents the certificate an enrollment answered with.
+func (tc *testCluster) agentClient(enrollAnswer string, key *ecdsa.PrivateKey) *http.Client {
+	tc.t.Helper()
+	var er wire.EnrollResponse
+	if err := json.Unmarshal([]byte(enrollAnswer), &er); err != nil {
+		tc.t.Fatal(err)
+	}
+	leaf, err := pki.ParseCertPEM(er.Certificate)
+	if err != nil {
+		tc.t.Fatal(err)
+	}
+	hc := tc.httpAs(false)
+	cfg := hc.Transport.(*http.Transport).TLSClientConfig
+	cfg.Certificates = []tls.Certificate{{Certificate: [][]byte{leaf.Raw}, PrivateKey: key, Leaf: leaf}}
+	return hc
 }
 
 // joinToken creates an agent-join token through the API, in JSON as any
@@ -129,11 +154,21 @@ func TestJoinTokenBoundToAgentName(t *testing.T) {
 	if status, body := tc.enroll("c1", "web1", for9); status != http.StatusForbidden || !strings.Contains(body, "web9") {
 		t.Fatalf("web9's token presented for web1: %d %s, want 403 naming web9", status, body)
 	}
-	if status, body := tc.enroll("c1", "web9", for9); status != http.StatusOK {
+	status, body, key := tc.enrollKey("c1", "web9", for9)
+	if status != http.StatusOK {
 		t.Fatalf("web9's token for web9: %d %s", status, body)
+	}
+	// Finding 1: a revoked agent certificate is refused on the API too.
+	web9 := tc.agentClient(body, key)
+	statusURL := "https://" + tc.nodes["c1"].cfg.HTTPAddr + "/v1/status"
+	if status, body := call(t, web9, "GET", statusURL, "", nil, nil); status != http.StatusOK {
+		t.Fatalf("web9's certificate on /v1/status: %d %s", status, body)
 	}
 	if err := cl.RevokeAgent(ctx, "web9"); err != nil {
 		t.Fatal(err)
+	}
+	if status, body := call(t, web9, "GET", statusURL, "", nil, nil); status != http.StatusForbidden {
+		t.Fatalf("revoked web9's certificate on /v1/status: %d %s, want 403", status, body)
 	}
 	again := tc.joinToken("c1", "web9-again", "web9", false)
 	if status, body := tc.enroll("c1", "web9", again); status != http.StatusForbidden || !strings.Contains(body, "--replace") {
@@ -143,7 +178,7 @@ func TestJoinTokenBoundToAgentName(t *testing.T) {
 	if status, body := tc.enroll("c1", "web9", replace); status != http.StatusOK {
 		t.Fatalf("web9 with a --replace token: %d %s", status, body)
 	}
-	status, body := call(t, tc.httpAs(true), "POST", "https://"+tc.nodes["c1"].cfg.HTTPAddr+"/v1/tokens", tc.token,
+	status, body = call(t, tc.httpAs(true), "POST", "https://"+tc.nodes["c1"].cfg.HTTPAddr+"/v1/tokens", tc.token,
 		[]byte(`{"name":"unbound","role":"agent-join","ttl":"5m"}`), nil)
 	if status != http.StatusBadRequest {
 		t.Fatalf("a join token without an agent name: %d %s, want 400", status, body)
