@@ -38,7 +38,7 @@ type testNode struct {
 	done   chan struct{}
 }
 
-var fastTiming = raftstore.Timing{Heartbeat: 150 * time.Millisecond, Election: 150 * time.Millisecond, LeaderLease: 100 * time.Millisecond}
+var fastTiming = raftstore.Timing{Heartbeat: slowdown * 150 * time.Millisecond, Election: slowdown * 150 * time.Millisecond, LeaderLease: slowdown * 100 * time.Millisecond}
 
 func freeAddr(t *testing.T) string {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")

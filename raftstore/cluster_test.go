@@ -18,9 +18,9 @@ import (
 // testTiming keeps elections quick in tests while leaving room for the
 // race detector on a small machine.
 var testTiming = Timing{
-	Heartbeat:   100 * time.Millisecond,
-	Election:    100 * time.Millisecond,
-	LeaderLease: 100 * time.Millisecond,
+	Heartbeat:   slowdown * 100 * time.Millisecond,
+	Election:    slowdown * 100 * time.Millisecond,
+	LeaderLease: slowdown * 100 * time.Millisecond,
 	Commit:      5 * time.Millisecond,
 }
 
@@ -136,12 +136,12 @@ func startCluster(t *testing.T, ca *testCA, n int, tune func(*Options)) []*node 
 		t.Fatal(err)
 	}
 	waitLeader(t, nodes[0])
+	// One at a time, each caught up before the next: with two voters the
+	// leader needs the new one's answers to commit the next change.
 	for _, s := range nodes[1:] {
 		if err := nodes[0].AddVoter(ctx, s.NodeID(), s.Addr()); err != nil {
 			t.Fatal(err)
 		}
-	}
-	for _, s := range nodes {
 		waitFor(t, s.NodeID()+" to know the leader", func() bool { id, _ := s.Leader(); return id == "n1" })
 	}
 	return nodes
