@@ -209,7 +209,7 @@ func retryable(ctx context.Context, cn *conn, err error) bool {
 		return false
 	}
 	var missing *ssh.ExitMissingError
-	return errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) ||
+	return errors.Is(err, errSessionLost) || errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) ||
 		errors.Is(err, net.ErrClosed) || errors.Is(err, sftp.ErrSSHFxConnectionLost) ||
 		errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE) ||
 		errors.As(err, &netErr) || errors.As(err, &missing)
@@ -224,10 +224,18 @@ type conn struct {
 
 	sftpMu sync.Mutex
 	sftp   *sftp.Client
+
+	// The shell session commands run through (session.go); noShell when
+	// the host cannot run one or the Dialer is configured not to.
+	shellMu sync.Mutex
+	shell   *shellSession
+	noShell bool
+
+	*counters // the Dialer's
 }
 
-func newConn(sc *ssh.Client, keepAlive time.Duration) *conn {
-	cn := &conn{ssh: sc, dead: make(chan struct{}), stop: make(chan struct{})}
+func newConn(sc *ssh.Client, keepAlive time.Duration, perCommand bool, cs *counters) *conn {
+	cn := &conn{ssh: sc, dead: make(chan struct{}), stop: make(chan struct{}), noShell: perCommand, counters: cs}
 	go func() {
 		_ = sc.Wait()
 		close(cn.dead)
@@ -252,6 +260,11 @@ func (cn *conn) isDead() bool {
 func (cn *conn) close() error {
 	cn.stopOnce.Do(func() { close(cn.stop) })
 	err := cn.ssh.Close()
+	cn.shellMu.Lock()
+	if cn.shell != nil {
+		cn.shell.close()
+	}
+	cn.shellMu.Unlock()
 	cn.sftpMu.Lock()
 	sc := cn.sftp
 	cn.sftp = nil
@@ -308,7 +321,24 @@ func (cn *conn) closeOnDone(ctx context.Context) (stop func() bool) {
 	return context.AfterFunc(ctx, func() { _ = cn.close() })
 }
 
+// run runs cmd through the connection's shell session, or in a session of
+// its own where there is none.
 func (cn *conn) run(ctx context.Context, cmd string, out io.Writer) error {
+	cn.commands.Add(1)
+	if frameable(cmd) {
+		s, err := cn.session(ctx)
+		if err != nil {
+			return err
+		}
+		if s != nil {
+			return s.run(ctx, cmd, out)
+		}
+	}
+	return cn.runAlone(ctx, cmd, out)
+}
+
+// runAlone runs cmd in an SSH session of its own: one login shell start.
+func (cn *conn) runAlone(ctx context.Context, cmd string, out io.Writer) error {
 	// Opening a channel cannot be interrupted on its own: if ctx ends while
 	// the connection does not answer, the connection goes.
 	stop := cn.closeOnDone(ctx)
@@ -322,6 +352,8 @@ func (cn *conn) run(ctx context.Context, cmd string, out io.Writer) error {
 	if err != nil {
 		return fmt.Errorf("open session: %w", err)
 	}
+	cn.channels.Add(1)
+	cn.requests.Add(1)
 	defer sess.Close()
 	sess.Stdout = out
 	sess.Stderr = out
@@ -424,6 +456,8 @@ func (cn *conn) sftpClient(ctx context.Context) (*sftp.Client, error) {
 		return cn.sftp, nil
 	}
 	stop := cn.closeOnDone(ctx)
+	cn.channels.Add(1)
+	cn.requests.Add(1)
 	sc, err := sftp.NewClient(cn.ssh, sftp.UseConcurrentWrites(true))
 	if !stop() {
 		if sc != nil {

@@ -31,6 +31,11 @@ type Config struct {
 	KeepAlive time.Duration
 	// Agent uses ssh-agent keys when SSH_AUTH_SOCK is set.
 	Agent bool
+	// PerCommandSessions runs each command in an SSH session of its own
+	// (one login shell start each) instead of through one shell session
+	// per connection (session.go). For hosts whose ForceCommand must see
+	// every command.
+	PerCommandSessions bool
 }
 
 // ConfigFromPlan maps a plan's ssh section onto a Config. The plan's

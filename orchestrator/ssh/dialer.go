@@ -27,7 +27,32 @@ type Dialer struct {
 	agentSock string       // ssh-agent socket, "" when not used
 
 	knownHostsMu sync.Mutex // serialises accept-new appends in this process
-	handshakes   atomic.Int64
+	counters
+}
+
+// counters are what a Dialer's connections cost in round trips.
+type counters struct {
+	handshakes atomic.Int64
+	channels   atomic.Int64 // channel opens (sessions, SFTP)
+	requests   atomic.Int64 // channel requests that wait for the host (exec, subsystem)
+	commands   atomic.Int64 // commands run (Run), whatever carried them
+}
+
+// Stats counts what a Dialer's connections did, for benchmarks: each
+// handshake, channel open and channel request is at least one round trip
+// to the host; a command through a shell session is one more.
+type Stats struct {
+	Handshakes, Channels, Requests, Commands int
+}
+
+// Stats returns the counts so far.
+func (d *Dialer) Stats() Stats {
+	return Stats{
+		Handshakes: int(d.handshakes.Load()),
+		Channels:   int(d.channels.Load()),
+		Requests:   int(d.requests.Load()),
+		Commands:   int(d.commands.Load()),
+	}
 }
 
 // NewDialer loads the identity file and checks that ssh-agent is reachable
@@ -176,7 +201,7 @@ func (d *Dialer) connect(ctx context.Context, addr string) (*conn, error) {
 	}
 	_ = nc.SetDeadline(time.Time{})
 	d.handshakes.Add(1)
-	return newConn(ssh.NewClient(sc, chans, reqs), d.cfg.KeepAlive), nil
+	return newConn(ssh.NewClient(sc, chans, reqs), d.cfg.KeepAlive, d.cfg.PerCommandSessions, &d.counters), nil
 }
 
 // lockedErr is an error set by the handshake goroutine and read by Dial.

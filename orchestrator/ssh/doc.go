@@ -21,5 +21,11 @@
 //     group even where sshd ignores "signal" requests (OpenSSH does for root
 //     logins): a watcher in the remote shell kills the group when the
 //     session's stdin reaches EOF. Nothing is written to that stdin.
+//   - Commands of a connection run through one remote login shell
+//     (session.go): the shell and its rc file start once per host, not once
+//     per command. Each command still runs in a process (and process group)
+//     of its own, with its own timeout and kill, output and exit status.
+//     Hosts without setsid, and Config.PerCommandSessions, get one SSH
+//     session per command, wrapped as below.
 //   - Key material and passphrases never reach an error message.
 package ssh

@@ -36,7 +36,9 @@ type testServer struct {
 
 	handshakes      atomic.Int64
 	ignoreKeepalive atomic.Bool
-	ignoreSignals   atomic.Bool // as OpenSSH does for root logins
+	ignoreSignals   atomic.Bool  // as OpenSSH does for root logins
+	execs           atomic.Int64 // exec requests: remote shell starts
+	emptyPath       atomic.Bool  // commands run with an empty PATH (no setsid)
 
 	mu         sync.Mutex
 	conns      map[net.Conn]bool
@@ -196,7 +198,11 @@ func (s *testServer) serveSession(ch ssh.Channel, reqs <-chan *ssh.Request) {
 				_ = r.Reply(false, nil)
 				continue
 			}
+			s.execs.Add(1)
 			cmd := exec.Command("sh", "-c", p.Command)
+			if s.emptyPath.Load() {
+				cmd.Env = []string{"PATH=" + s.t.TempDir()}
+			}
 			cmd.Stdin = stdin
 			cmd.Stdout = ch
 			cmd.Stderr = ch.Stderr()

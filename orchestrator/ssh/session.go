@@ -1,0 +1,331 @@
+package ssh
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"golang.org/x/crypto/ssh"
+)
+
+// A shell session runs every command of a host through one long-lived
+// remote login shell, so that the shell's start (and its rc file: a bash
+// login shell sources ~/.bashrc for every command sshd runs) is paid once
+// per connection instead of once per command. The remote side is a small
+// POSIX sh loop (sessionScript) reading framed commands from the channel's
+// stdin:
+//
+//	B<marker>\n <command lines> \nE<marker>\n
+//
+// It runs each in its own process group and session (setsid), with stdin
+// /dev/null and stderr joined to stdout, in the login shell's own binary
+// (/proc/$$/exe), and after it ends prints
+//
+//	\nS<marker> <exit status>\n
+//
+// on stdout. The marker is random per session, so a command's output cannot
+// end a frame by accident. While a command runs, a watcher in the loop reads
+// the channel's stdin: any line (the client sends "K" when the call's ctx
+// ends) or EOF (the connection or session went away) makes it kill the
+// command's process group with SIGKILL. The watcher is stopped before the
+// status is printed, so the session reads the next frame itself; a "K" that
+// raced a finishing command is skipped as a line outside any frame.
+//
+// Each command still gets what a per-command session gave it: its own
+// timeout (ctx) with a process-group kill, its output, its exit status, a
+// fresh process (no state carries over from one command to the next), and
+// the caller's fencing and DROVER_TERM (both added to the command text by
+// the engine before Run). A login shell that defines the function
+// drover_session_hook (a ForceCommand wrapper that evals this script, like
+// the lab's host audit) has it called with each command before it runs.
+const sessionScript = `# drover shell session
+m=%s
+__drover_sh=$(readlink /proc/$$/exe 2>/dev/null)
+[ -x "$__drover_sh" ] || __drover_sh=/bin/sh
+command -v setsid >/dev/null 2>&1 || { printf 'N%%s\n' "$m"; exit 0; }
+exec 3<&0 </dev/null
+printf 'R%%s\n' "$m"
+while IFS= read -r __drover_l <&3; do
+  [ "$__drover_l" = "B$m" ] || continue
+  __drover_c=
+  while IFS= read -r __drover_l <&3 && [ "$__drover_l" != "E$m" ]; do
+    __drover_c="$__drover_c$__drover_l
+"
+  done
+  if command -v drover_session_hook >/dev/null 2>&1; then drover_session_hook "$__drover_c" >/dev/null 2>&1 3<&-; fi
+  setsid "$__drover_sh" -c "$__drover_c" 3<&- 2>&1 &
+  __drover_p=$!
+  (IFS= read -r __drover_k <&3; kill -KILL -"$__drover_p") >/dev/null 2>&1 &
+  __drover_w=$!
+  wait "$__drover_p"
+  __drover_s=$?
+  kill "$__drover_w" 2>/dev/null
+  wait "$__drover_w" 2>/dev/null
+  printf '\nS%%s %%d\n' "$m" "$__drover_s"
+done
+`
+
+// errNoSession means the host cannot run a shell session (no setsid, or a
+// login shell that does not run the loop): commands use one SSH session
+// each, as before.
+var errNoSession = errors.New("no shell session on this host")
+
+// shellSession is one running sessionScript.
+type shellSession struct {
+	sess   *ssh.Session
+	stdin  io.WriteCloser
+	marker string
+	frames chan frameEnd // one per finished command; closed when stdout ends
+
+	mu   sync.Mutex
+	sink io.Writer // where the running command's output goes; nil: discard
+
+	busy chan struct{} // one command at a time
+	dead chan struct{} // closed once stdout ended
+}
+
+// frameEnd is a command's exit status as the loop printed it.
+type frameEnd struct{ status int }
+
+// startSession opens the channel and starts the loop, waiting for its
+// "ready" line. A host that answers "no setsid", or whose shell ends before
+// saying ready, gets errNoSession.
+func (cn *conn) startSession(ctx context.Context) (*shellSession, error) {
+	stop := cn.closeOnDone(ctx)
+	sess, err := cn.ssh.NewSession()
+	if !stop() {
+		if sess != nil {
+			_ = sess.Close()
+		}
+		return nil, ctx.Err()
+	}
+	if err != nil {
+		return nil, fmt.Errorf("open session: %w", err)
+	}
+	cn.channels.Add(1)
+	s := &shellSession{sess: sess, marker: randomSuffix() + randomSuffix(), frames: make(chan frameEnd, 1),
+		busy: make(chan struct{}, 1), dead: make(chan struct{})}
+	if s.stdin, err = sess.StdinPipe(); err != nil {
+		_ = sess.Close()
+		return nil, fmt.Errorf("open session: %w", err)
+	}
+	stdout, err := sess.StdoutPipe()
+	if err != nil {
+		_ = sess.Close()
+		return nil, fmt.Errorf("open session: %w", err)
+	}
+	sess.Stderr = io.Discard // the login shell's own noise (an rc file's)
+	kill := context.AfterFunc(ctx, func() { _ = sess.Close() })
+	defer kill()
+	cn.requests.Add(1)
+	if err := sess.Start(fmt.Sprintf(sessionScript, s.marker)); err != nil {
+		_ = sess.Close()
+		return nil, fmt.Errorf("start shell session: %w", err)
+	}
+	ready := make(chan error, 1)
+	go s.read(stdout, ready)
+	if err := <-ready; err != nil {
+		_ = sess.Close()
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		return nil, err
+	}
+	return s, nil
+}
+
+// read parses the loop's stdout: first the ready line (reported on ready),
+// then each command's output (to the current sink) and end of frame.
+func (s *shellSession) read(stdout io.Reader, ready chan<- error) {
+	defer close(s.dead)
+	defer close(s.frames)
+	buf := make([]byte, 0, 32<<10)
+	chunk := make([]byte, 32<<10)
+	readMore := func() bool {
+		n, err := stdout.Read(chunk)
+		buf = append(buf, chunk[:n]...)
+		return n > 0 || err == nil
+	}
+
+	// Lines before the ready line are the rc file's output: skipped.
+	okLine, noLine := []byte("R"+s.marker+"\n"), []byte("N"+s.marker+"\n")
+	for {
+		if bytes.Contains(buf, okLine) {
+			buf = buf[bytes.Index(buf, okLine)+len(okLine):]
+			break
+		}
+		if bytes.Contains(buf, noLine) {
+			ready <- fmt.Errorf("%w: setsid is missing", errNoSession)
+			return
+		}
+		if !readMore() {
+			ready <- fmt.Errorf("%w: the login shell ended before the session started", errNoSession)
+			return
+		}
+		if len(buf) > 64<<10 { // an rc file printing that much: keep its end
+			buf = append(buf[:0], buf[len(buf)-1024:]...)
+		}
+	}
+	ready <- nil
+
+	end := []byte("\nS" + s.marker + " ")
+	for {
+		i := bytes.Index(buf, end)
+		if i < 0 {
+			// Pass on everything that cannot be the start of an end marker.
+			keep := partialSuffix(buf, end)
+			s.write(buf[:len(buf)-keep])
+			buf = append(buf[:0], buf[len(buf)-keep:]...)
+			if !readMore() {
+				return
+			}
+			continue
+		}
+		nl := bytes.IndexByte(buf[i+len(end):], '\n')
+		if nl < 0 {
+			s.write(buf[:i])
+			buf = append(buf[:0], buf[i:]...)
+			if !readMore() {
+				return
+			}
+			continue
+		}
+		s.write(buf[:i])
+		status, err := strconv.Atoi(string(buf[i+len(end) : i+len(end)+nl]))
+		if err != nil {
+			status = -1
+		}
+		buf = append(buf[:0], buf[i+len(end)+nl+1:]...)
+		s.frames <- frameEnd{status: status}
+	}
+}
+
+func (s *shellSession) write(b []byte) {
+	if len(b) == 0 {
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.sink != nil {
+		_, _ = s.sink.Write(b)
+	}
+}
+
+func (s *shellSession) setSink(w io.Writer) {
+	s.mu.Lock()
+	s.sink = w
+	s.mu.Unlock()
+}
+
+func (s *shellSession) isDead() bool {
+	select {
+	case <-s.dead:
+		return true
+	default:
+		return false
+	}
+}
+
+func (s *shellSession) close() { _ = s.sess.Close() }
+
+// errSessionLost means the session ended while a command ran (the
+// connection dropped, or the remote shell died): the command's outcome is
+// unknown.
+var errSessionLost = errors.New("shell session lost")
+
+// run sends one command and waits for its end. When ctx ends first, the
+// command's process group is killed; the session stays in use if the loop
+// reports the end within killGrace, and is closed otherwise.
+func (s *shellSession) run(ctx context.Context, cmd string, out io.Writer) error {
+	select {
+	case s.busy <- struct{}{}:
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-s.dead:
+		return errSessionLost
+	}
+	defer func() { <-s.busy }()
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	s.setSink(out)
+	defer s.setSink(nil)
+	frame := "B" + s.marker + "\n" + cmd + "\nE" + s.marker + "\n"
+	// A write blocks only while the host does not read: give up on the
+	// session if ctx ends meanwhile.
+	stop := context.AfterFunc(ctx, s.close)
+	_, err := io.WriteString(s.stdin, frame)
+	if !stop() {
+		return fmt.Errorf("command interrupted: %w", ctx.Err())
+	}
+	if err != nil {
+		s.close()
+		return fmt.Errorf("%w: send command: %w", errSessionLost, err)
+	}
+	select {
+	case f, ok := <-s.frames:
+		if !ok {
+			return errSessionLost
+		}
+		if f.status != 0 {
+			return &ExitError{Code: f.status, Cmd: cmd}
+		}
+		return nil
+	case <-ctx.Done():
+	}
+	// The watcher kills the process group on any line. The write is not
+	// waited for: on a host that does not read, the timer below closes the
+	// session, which ends it.
+	go func() { _, _ = io.WriteString(s.stdin, "K\n") }()
+	select {
+	case <-s.frames:
+	case <-time.After(killGrace):
+		s.close()
+		<-s.dead
+	}
+	return fmt.Errorf("command interrupted: %w", ctx.Err())
+}
+
+// session returns the connection's shell session, starting it on first
+// use; nil means "run each command on its own".
+func (cn *conn) session(ctx context.Context) (*shellSession, error) {
+	cn.shellMu.Lock()
+	defer cn.shellMu.Unlock()
+	if cn.noShell {
+		return nil, nil
+	}
+	if cn.shell != nil && !cn.shell.isDead() {
+		return cn.shell, nil
+	}
+	s, err := cn.startSession(ctx)
+	switch {
+	case errors.Is(err, errNoSession):
+		cn.noShell = true
+		return nil, nil
+	case err != nil:
+		return nil, err
+	}
+	cn.shell = s
+	return s, nil
+}
+
+// partialSuffix is the length of the longest end of buf that begins
+// marker (shorter than marker): bytes that must wait for the next read.
+func partialSuffix(buf, marker []byte) int {
+	for k := min(len(marker)-1, len(buf)); k > 0; k-- {
+		if bytes.HasSuffix(buf, marker[:k]) {
+			return k
+		}
+	}
+	return 0
+}
+
+// frameable says whether cmd can travel in a frame: the loop holds it in a
+// shell variable, which cannot hold a NUL.
+func frameable(cmd string) bool { return !strings.ContainsRune(cmd, 0) }
