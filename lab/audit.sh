@@ -51,5 +51,16 @@ if [ "$SSH_ORIGINAL_COMMAND" = "$sftp_server" ]; then
 	done >/dev/null 3>&-; } 3>&1
 	exit
 fi
+case $SSH_ORIGINAL_COMMAND in
+"# drover shell session"*)
+	# drover's shell session (orchestrator/ssh/session.go) runs many
+	# commands in one login shell; it calls drover_session_hook with each
+	# before running it, so each is logged as if it had its own session.
+	_audit "drover shell session"
+	drover_session_hook() { _audit "${1%"$_audit_nl"}"; }
+	eval "$SSH_ORIGINAL_COMMAND"
+	exit
+	;;
+esac
 _audit "$SSH_ORIGINAL_COMMAND"
 exec /bin/sh -c "$SSH_ORIGINAL_COMMAND"

@@ -165,6 +165,33 @@ func TestAuditScript(t *testing.T) {
 	}
 }
 
+// TestAuditShellSession: drover's shell session is logged once, then each
+// command it is handed through drover_session_hook.
+func TestAuditShellSession(t *testing.T) {
+	dir := t.TempDir()
+	script := filepath.Join(dir, "audit.sh")
+	if err := os.WriteFile(script, auditScript, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	logPath := filepath.Join(dir, "web1.log")
+	session := "# drover shell session\nfor c in 'echo one\n' 'DROVER_TERM=3; two\n'; do drover_session_hook \"$c\"; done; echo ran"
+	out, _, code := runAudit(t, script, logPath, "/none", session, nil)
+	if out != "ran\n" || code != 0 {
+		t.Errorf("session: stdout %q, exit %d", out, code)
+	}
+	entries, err := readAuditLog(logPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var cmds []string
+	for _, e := range entries {
+		cmds = append(cmds, e.Command)
+	}
+	if want := []string{"drover shell session", "echo one", "DROVER_TERM=3; two"}; !slices.Equal(cmds, want) {
+		t.Errorf("logged %q, want %q", cmds, want)
+	}
+}
+
 func TestPlanHAProxyTCP(t *testing.T) {
 	l := planLab()
 	if _, err := l.Plan(PlanParams{Version: "v1", Artifact: "/a.tgz", HAProxyTCP: true}); err == nil {
