@@ -55,9 +55,9 @@ case $SSH_ORIGINAL_COMMAND in
 "# drover shell session"*)
 	# drover's shell session (orchestrator/ssh/session.go) runs many
 	# commands in one login shell; it calls drover_session_hook with each
-	# before running it, so each is logged as if it had its own session.
+	# before running it: each is logged as "in session: COMMAND".
 	_audit "drover shell session"
-	drover_session_hook() { _audit "${1%"$_audit_nl"}"; }
+	drover_session_hook() { _audit "in session: ${1%"$_audit_nl"}"; }
 	eval "$SSH_ORIGINAL_COMMAND"
 	exit
 	;;

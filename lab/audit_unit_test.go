@@ -187,7 +187,7 @@ func TestAuditShellSession(t *testing.T) {
 	for _, e := range entries {
 		cmds = append(cmds, e.Command)
 	}
-	if want := []string{"drover shell session", "echo one", "DROVER_TERM=3; two"}; !slices.Equal(cmds, want) {
+	if want := []string{"drover shell session", "in session: echo one", "in session: DROVER_TERM=3; two"}; !slices.Equal(cmds, want) {
 		t.Errorf("logged %q, want %q", cmds, want)
 	}
 }

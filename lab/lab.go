@@ -32,8 +32,12 @@ import (
 // Options configure Up. The zero value is a lab with every web host of the
 // default topology and no coordinators.
 type Options struct {
-	Topology     *Topology // nil: the embedded lab/topology.yaml
-	Hosts        int       // the first N web hosts; 0: all
+	Topology *Topology // nil: the embedded lab/topology.yaml
+	Hosts    int       // the first N web hosts; 0: DefaultHosts
+	// SlowRC makes each web host's login shell bash with an rc file that
+	// costs about RCDelay, like a production host whose ~/.bashrc runs a
+	// version manager's init: every SSH session pays it once.
+	SlowRC       bool
 	Coordinators int       // the first N coordinator namespaces (addresses only); default 0
 	Dir          string    // lab directory; "": a new temp dir that Down removes
 	// HAProxies is how many HAProxy instances front the web hosts (2: a
@@ -83,6 +87,9 @@ type Lab struct {
 	KnownHosts     string `json:"known_hosts"`
 	ReleasePath    string `json:"release_path"`
 	AppPort        int    `json:"app_port"`
+	// SlowRC: root's login shell on the web hosts is bash with a ~/.bashrc
+	// costing RCDelay (Options.SlowRC).
+	SlowRC bool `json:"slow_rc,omitempty"`
 
 	topo *Topology
 	log  io.Writer
@@ -101,6 +108,10 @@ type Lab struct {
 	netMu sync.Mutex
 	cuts  map[[2]string]bool // Isolate's cuts, as sorted node name pairs
 }
+
+// DefaultHosts is how many web hosts a lab has when Options.Hosts is 0:
+// the classic lab. The topology has room for production-shaped fleets.
+const DefaultHosts = 8
 
 // Up creates a lab: it first removes stale labs, then the namespaces and the
 // network, the keys, one sshd per web host (with the host audit), HAProxy and
@@ -121,6 +132,8 @@ func Up(ctx context.Context, opts Options) (_ *Lab, err error) {
 		return nil, fmt.Errorf("lab: %d hosts asked, the topology has %d web hosts", opts.Hosts, len(webs))
 	case opts.Hosts > 0:
 		webs = webs[:opts.Hosts]
+	default:
+		webs = webs[:min(DefaultHosts, len(webs))]
 	}
 	coords := topo.ByRole(RoleCoordinator)
 	if opts.Coordinators < 0 || opts.Coordinators > len(coords) {
@@ -152,6 +165,7 @@ func Up(ctx context.Context, opts Options) (_ *Lab, err error) {
 		topo:        topo,
 		log:         log,
 		daemons:     map[string]*daemon{},
+		SlowRC:      opts.SlowRC,
 	}
 	l.rec = record{ID: id, OwnerPID: os.Getpid(), OwnerStart: processStartTime(os.Getpid()), Created: time.Now().UTC()}
 	if opts.Dir == "" {

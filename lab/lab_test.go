@@ -605,7 +605,7 @@ func TestTwoLabsAndStaleCleanup(t *testing.T) {
 
 func TestUpFailureCleansUp(t *testing.T) {
 	requireLab(t)
-	if _, err := Up(t.Context(), Options{Hosts: 99}); err == nil {
+	if _, err := Up(t.Context(), Options{Hosts: 999}); err == nil {
 		t.Fatal("Up with 99 hosts: no error")
 	}
 	// HAProxy cannot create its socket (a directory is in the way): Up fails

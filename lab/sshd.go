@@ -27,6 +27,33 @@ func sshdPath() (string, error) {
 
 func (l *Lab) hostDir(name string) string { return filepath.Join(l.Dir, "hosts", name) }
 
+// RCDelay is what the SlowRC ~/.bashrc costs each SSH session: about what a
+// version manager's init (pyenv, nvm) costs on a real host.
+const RCDelay = 50 * time.Millisecond
+
+// slowBashrc is root's ~/.bashrc on SlowRC hosts. bash sources it for every
+// command sshd runs (Debian's bash detects sshd), before the usual
+// "not interactive: stop" check, which is where such inits end up. The cost
+// is a sleep rather than CPU so that it is the same on a busy machine.
+var slowBashrc = fmt.Sprintf(`# drover lab: an rc file that costs %s per SSH session
+sleep %.3f
+case $- in *i*) ;; *) return ;; esac
+`, RCDelay, RCDelay.Seconds())
+
+// homeDir is root's home on SlowRC hosts (shared: it holds only .bashrc).
+func (l *Lab) homeDir() string { return filepath.Join(l.Dir, "home") }
+
+// writeHome writes the SlowRC home, when asked for.
+func (l *Lab) writeHome() error {
+	if !l.SlowRC {
+		return nil
+	}
+	if err := os.MkdirAll(l.homeDir(), 0o755); err != nil {
+		return err
+	}
+	return os.WriteFile(filepath.Join(l.homeDir(), ".bashrc"), []byte(slowBashrc), 0o644)
+}
+
 // keygen writes a new ed25519 key pair at path and path.pub.
 func keygen(ctx context.Context, path, comment string) error {
 	// ssh-keygen asks before overwriting (a reused Dir): start clean.
@@ -74,6 +101,9 @@ func (l *Lab) startSSHDs(ctx context.Context) error {
 	}
 	l.sftpServer = sftpServer
 	if err := l.writeAuditFiles(); err != nil {
+		return err
+	}
+	if err := l.writeHome(); err != nil {
 		return err
 	}
 	pub, err := os.ReadFile(l.IdentityFile + ".pub")
@@ -197,7 +227,9 @@ func (l *Lab) startSSHD(ctx context.Context, h Host) error {
 	os.Remove(pidfile)
 	// Each host sees root's login shell as /bin/sh, as on a minimal server:
 	// the lab machine's own dotfiles (a slow ~/.bashrc, say) must not run
-	// before every remote command. Only this host's mount namespace sees it.
+	// before every remote command. With SlowRC, it is bash with the lab's
+	// own home and a ~/.bashrc of a known cost instead. Only this host's
+	// mount namespace sees it.
 	passwd, err := os.ReadFile("/etc/passwd")
 	if err != nil {
 		return err
@@ -206,6 +238,9 @@ func (l *Lab) startSSHD(ctx context.Context, h Host) error {
 	for _, line := range strings.Split(strings.TrimRight(string(passwd), "\n"), "\n") {
 		if f := strings.Split(line, ":"); len(f) == 7 && f[0] == "root" {
 			f[6] = "/bin/sh"
+			if l.SlowRC {
+				f[5], f[6] = l.homeDir(), "/bin/bash"
+			}
 			line = strings.Join(f, ":")
 		}
 		pw.WriteString(line + "\n")

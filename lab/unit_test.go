@@ -5,6 +5,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -15,7 +16,7 @@ import (
 
 func TestDefaultTopology(t *testing.T) {
 	topo := DefaultTopology()
-	if got := topo.Network.String(); got != "10.200.0.0/24" {
+	if got := topo.Network.String(); got != "10.200.0.0/22" {
 		t.Errorf("network = %s", got)
 	}
 	if c := topo.Control(); c.Name != "ctl" || c.Address.String() != "10.200.0.1" {
@@ -34,10 +35,16 @@ func TestDefaultTopology(t *testing.T) {
 		t.Errorf("%d coordinators, want 3", n)
 	}
 	webs := topo.ByRole(RoleWeb)
-	if len(webs) != 8 {
-		t.Fatalf("%d web hosts, want 8", len(webs))
+	if len(webs) != 254 {
+		t.Fatalf("%d web hosts, want 254", len(webs))
 	}
-	for i, w := range webs {
+	for i, w := range webs[8:] {
+		n := strconv.Itoa(i + 9)
+		if w.Name != "web"+n || w.Address.String() != "10.200.1."+n || w.ServerName() != w.Name {
+			t.Errorf("web host %d = %+v", i+9, w)
+		}
+	}
+	for i, w := range webs[:8] {
 		name := "web" + string(rune('1'+i))
 		if w.Name != name || w.Address.String() != "10.200.0.1"+string(rune('1'+i)) || w.LBServer != "web/"+name || w.ServerName() != name {
 			t.Errorf("web host %d = %+v", i, w)

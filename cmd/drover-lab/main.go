@@ -1,6 +1,6 @@
 // Command drover-lab runs drover's test lab on this machine (root needed).
 //
-//	drover-lab up [--hosts N] [--coordinators N] [--dir DIR] [--topology FILE] [--detach]
+//	drover-lab up [--hosts N] [--coordinators N] [--haproxies N] [--slow-rc] [--dir DIR] [--topology FILE] [--detach]
 //	drover-lab down ID | --all-stale | --all
 //	drover-lab load --url URL [--concurrency N] [--duration D] [--max-duration D]
 //	drover-lab artifact --out DIR --version V [--broken]
@@ -28,7 +28,7 @@ import (
 )
 
 const usage = `usage:
-  drover-lab up [--hosts N] [--coordinators N] [--dir DIR] [--topology FILE] [--detach]
+  drover-lab up [--hosts N] [--coordinators N] [--haproxies N] [--slow-rc] [--dir DIR] [--topology FILE] [--detach]
   drover-lab down ID | --all-stale | --all
   drover-lab load --url URL [--concurrency N] [--duration D] [--max-duration D] [--timeout D]
   drover-lab artifact --out DIR --version V [--broken]
@@ -66,6 +66,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		"relay":    cmdRelay, // hidden: the lab starts it in the balancer namespace
 		// hidden: a stand-in leader and a crowd of agents, for tests and benchmarks
 		"agent-probe": cmdAgentProbe,
+		"ssh-probe":   cmdSSHProbe,
 		"agent-load":  cmdAgentLoad,
 	}
 	f, ok := cmds[args[0]]
@@ -86,8 +87,9 @@ func parse(fs *flag.FlagSet, args []string, stderr io.Writer) error {
 
 func cmdUp(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("up", flag.ContinueOnError)
-	hosts := fs.Int("hosts", 0, "web hosts (the first N of the topology; 0: all)")
+	hosts := fs.Int("hosts", lab.DefaultHosts, "web hosts (the first N of the topology, which has 254)")
 	coords := fs.Int("coordinators", 0, "coordinator namespaces")
+	slowRC := fs.Bool("slow-rc", false, "make each host's login shell bash with a ~/.bashrc that costs "+lab.RCDelay.String()+" per SSH session")
 	dir := fs.String("dir", "", "lab directory (default: a new temp dir)")
 	topoPath := fs.String("topology", "", "topology file (default: the embedded lab/topology.yaml)")
 	detach := fs.Bool("detach", false, "leave the lab running and print its ID")
@@ -95,7 +97,7 @@ func cmdUp(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err := parse(fs, args, stderr); err != nil {
 		return err
 	}
-	opts := lab.Options{Hosts: *hosts, Coordinators: *coords, Dir: *dir, HAProxies: *haproxies, Log: stderr}
+	opts := lab.Options{Hosts: *hosts, Coordinators: *coords, Dir: *dir, HAProxies: *haproxies, SlowRC: *slowRC, Log: stderr}
 	if *topoPath != "" {
 		t, err := lab.LoadTopology(*topoPath)
 		if err != nil {

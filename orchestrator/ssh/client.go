@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"github.com/drover-dev/drover/internal/fence"
+	"github.com/drover-dev/drover/internal/tail"
 	"io"
 	"io/fs"
 	"net"
@@ -90,11 +91,41 @@ func (c *Client) Run(ctx context.Context, cmd string, out io.Writer) error {
 func (c *Client) Put(ctx context.Context, p string, r io.Reader, mode fs.FileMode) error {
 	src := &countingReader{ctx: ctx, r: r}
 	rewind := rewinder(src)
-	err := c.do(ctx, rewind, func(cn *conn) error { return cn.put(ctx, p, src, mode) })
+	size := remaining(r)
+	err := c.do(ctx, rewind, func(cn *conn) error {
+		if size >= 0 {
+			s, err := cn.session(ctx)
+			if err != nil {
+				return err
+			}
+			if s != nil {
+				return cn.putSession(ctx, s, p, src, size, mode)
+			}
+		}
+		return cn.put(ctx, p, src, mode)
+	})
 	if err != nil {
 		return fmt.Errorf("ssh %s: put %s: %w", c.addr, p, err)
 	}
 	return nil
+}
+
+// remaining is how many bytes r has left to read, -1 when it cannot tell
+// (not an io.Seeker).
+func remaining(r io.Reader) int64 {
+	sk, ok := r.(io.Seeker)
+	if !ok {
+		return -1
+	}
+	cur, err := sk.Seek(0, io.SeekCurrent)
+	if err != nil {
+		return -1
+	}
+	end, err := sk.Seek(0, io.SeekEnd)
+	if _, err2 := sk.Seek(cur, io.SeekStart); err != nil || err2 != nil {
+		return -1
+	}
+	return end - cur
 }
 
 // rewinder returns the func that prepares src for a retry: nothing to do
@@ -417,7 +448,7 @@ func (cn *conn) runAlone(ctx context.Context, cmd string, out io.Writer) error {
 // runs through eval in a subshell of the login shell, as it would unwrapped:
 // the login shell must be sh-compatible (sh, bash, dash, ksh, zsh).
 func wrapCommand(cmd string) string {
-	quoted := "'" + strings.ReplaceAll(cmd, "'", `'\''`) + "'"
+	quoted := shellQuote(cmd)
 	return "exec 3<&0 </dev/null\n" +
 		"(while read -r __drover_l <&3; do :; done; kill -KILL 0) >/dev/null 2>&1 &\n" +
 		"__drover_w=$!\n" +
@@ -481,14 +512,62 @@ func (cn *conn) dropSFTP(sc *sftp.Client) {
 	_ = sc.Close()
 }
 
-func (cn *conn) put(ctx context.Context, p string, r io.Reader, mode fs.FileMode) error {
+// tempBeside returns p's directory and a new temp file name beside p.
+func tempBeside(p string) (dir, tmp string, err error) {
 	dir, base := path.Dir(p), path.Base(p)
 	if base == "." || base == "/" || base == ".." {
-		return fmt.Errorf("invalid destination path %q", p)
+		return "", "", fmt.Errorf("invalid destination path %q", p)
 	}
-	tmp := path.Join(dir, "."+base+".drover-tmp-"+randomSuffix())
+	return dir, path.Join(dir, "."+base+".drover-tmp-"+randomSuffix()), nil
+}
+
+// putSession uploads through the shell session: the bytes ride the
+// session's stdin into a temp file (written 0600, fsynced), then, after a
+// fence check, chmod and an atomic rename. Two round trips, no SFTP channel
+// (which would start another login shell).
+func (cn *conn) putSession(ctx context.Context, s *shellSession, p string, r io.Reader, size int64, mode fs.FileMode) error {
+	dir, tmp, err := tempBeside(p)
+	if err != nil {
+		return err
+	}
+	out := tail.New(2048)
+	// A short stream (the session or the source broke) leaves no temp file:
+	// nobody may be left to remove it.
+	write := fmt.Sprintf("umask 077 && mkdir -p %[1]s && dd of=%[2]s bs=65536 conv=fsync status=none && [ \"$(wc -c <%[2]s)\" -eq %[3]d ] || { rm -f %[2]s; exit 1; }",
+		shellQuote(dir), shellQuote(tmp), size)
+	err = s.upload(ctx, write, r, size, out)
+	if err == nil {
+		// The upload took a while; the rename is what changes the host.
+		_, err = fence.Check(ctx)
+		if err == nil {
+			perm := mode & (fs.ModePerm | fs.ModeSetuid | fs.ModeSetgid | fs.ModeSticky)
+			err = s.run(ctx, fmt.Sprintf("chmod %o %s && mv -f %s %s", perm, shellQuote(tmp), shellQuote(tmp), shellQuote(p)), out)
+		}
+	}
+	if err == nil {
+		return nil
+	}
+	if msg := strings.TrimSpace(out.String()); msg != "" {
+		err = fmt.Errorf("%w: %s", err, msg)
+	}
+	if !s.isDead() {
+		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		_ = s.run(rctx, "rm -f "+shellQuote(tmp), nil)
+		cancel()
+	}
+	return err
+}
+
+// shellQuote quotes s for a POSIX shell.
+func shellQuote(s string) string { return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'" }
+
+func (cn *conn) put(ctx context.Context, p string, r io.Reader, mode fs.FileMode) error {
+	dir, tmp, err := tempBeside(p)
+	if err != nil {
+		return err
+	}
 	var created bool
-	err := cn.withSFTP(ctx, func(sc *sftp.Client) error {
+	err = cn.withSFTP(ctx, func(sc *sftp.Client) error {
 		if err := sc.MkdirAll(dir); err != nil {
 			return fmt.Errorf("create directory %s: %w", dir, err)
 		}

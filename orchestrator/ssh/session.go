@@ -23,6 +23,10 @@ import (
 //
 //	B<marker>\n <command lines> \nE<marker>\n
 //
+// or, for an upload, U<marker> <size> instead of B<marker>, followed by
+// exactly size bytes that become the command's stdin (the rest of what the
+// command leaves unread is discarded, so the stream stays in step).
+//
 // It runs each in its own process group and session (setsid), with stdin
 // /dev/null and stderr joined to stdout, in the login shell's own binary
 // (/proc/$$/exe), and after it ends prints
@@ -41,7 +45,12 @@ import (
 // timeout (ctx) with a process-group kill, its output, its exit status, a
 // fresh process (no state carries over from one command to the next), and
 // the caller's fencing and DROVER_TERM (both added to the command text by
-// the engine before Run). A login shell that defines the function
+// the engine before Run). Each command gets the login shell's SHLVL, as a
+// foreground child would (bash lowers it in the environment of a
+// background job), so that bash, which sources ~/.bashrc for a command it
+// thinks sshd started (SSH_CLIENT set, SHLVL below 2), sees that it is
+// nested and does not pay the rc file again. (zsh reads ~/.zshenv for every
+// command regardless.) A login shell that defines the function
 // drover_session_hook (a ForceCommand wrapper that evals this script, like
 // the lab's host audit) has it called with each command before it runs.
 const sessionScript = `# drover shell session
@@ -49,24 +58,34 @@ m=%s
 __drover_sh=$(readlink /proc/$$/exe 2>/dev/null)
 [ -x "$__drover_sh" ] || __drover_sh=/bin/sh
 command -v setsid >/dev/null 2>&1 || { printf 'N%%s\n' "$m"; exit 0; }
+__drover_lvl=${SHLVL:-1}
 exec 3<&0 </dev/null
 printf 'R%%s\n' "$m"
 while IFS= read -r __drover_l <&3; do
-  [ "$__drover_l" = "B$m" ] || continue
+  case $__drover_l in
+  "B$m") __drover_n= ;;
+  "U$m "*) __drover_n=${__drover_l#"U$m "} ;;
+  *) continue ;;
+  esac
   __drover_c=
   while IFS= read -r __drover_l <&3 && [ "$__drover_l" != "E$m" ]; do
     __drover_c="$__drover_c$__drover_l
 "
   done
   if command -v drover_session_hook >/dev/null 2>&1; then drover_session_hook "$__drover_c" >/dev/null 2>&1 3<&-; fi
-  setsid "$__drover_sh" -c "$__drover_c" 3<&- 2>&1 &
-  __drover_p=$!
-  (IFS= read -r __drover_k <&3; kill -KILL -"$__drover_p") >/dev/null 2>&1 &
-  __drover_w=$!
-  wait "$__drover_p"
-  __drover_s=$?
-  kill "$__drover_w" 2>/dev/null
-  wait "$__drover_w" 2>/dev/null
+  if [ -n "$__drover_n" ]; then
+    head -c "$__drover_n" <&3 | { env "SHLVL=$__drover_lvl" "$__drover_sh" -c "$__drover_c" 3<&- 2>&1; __drover_s=$?; cat >/dev/null; exit $__drover_s; }
+    __drover_s=$?
+  else
+    setsid env "SHLVL=$__drover_lvl" "$__drover_sh" -c "$__drover_c" 3<&- 2>&1 &
+    __drover_p=$!
+    (IFS= read -r __drover_k <&3; kill -KILL -"$__drover_p") >/dev/null 2>&1 &
+    __drover_w=$!
+    wait "$__drover_p"
+    __drover_s=$?
+    kill "$__drover_w" 2>/dev/null
+    wait "$__drover_w" 2>/dev/null
+  fi
   printf '\nS%%s %%d\n' "$m" "$__drover_s"
 done
 `
@@ -290,6 +309,59 @@ func (s *shellSession) run(ctx context.Context, cmd string, out io.Writer) error
 		<-s.dead
 	}
 	return fmt.Errorf("command interrupted: %w", ctx.Err())
+}
+
+// upload runs cmd with exactly size bytes of r as its stdin. It cannot be
+// killed by a line (the stream carries the data): when ctx ends, or r
+// fails, the session is closed, which ends the command.
+func (s *shellSession) upload(ctx context.Context, cmd string, r io.Reader, size int64, out io.Writer) error {
+	select {
+	case s.busy <- struct{}{}:
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-s.dead:
+		return errSessionLost
+	}
+	defer func() { <-s.busy }()
+	s.setSink(out)
+	defer s.setSink(nil)
+	stop := context.AfterFunc(ctx, s.close)
+	defer stop()
+	frame := "U" + s.marker + " " + strconv.FormatInt(size, 10) + "\n" + cmd + "\nE" + s.marker + "\n"
+	_, err := io.WriteString(s.stdin, frame)
+	if err == nil {
+		var n int64
+		n, err = io.CopyN(s.stdin, r, size)
+		if err != nil && n < size && errors.Is(err, io.EOF) {
+			err = fmt.Errorf("the source ended after %d of %d bytes", n, size)
+		}
+	}
+	if err != nil {
+		s.close()
+		if ctx.Err() != nil {
+			return fmt.Errorf("upload interrupted: %w", ctx.Err())
+		}
+		if s.isDead() {
+			return fmt.Errorf("%w: upload: %w", errSessionLost, err)
+		}
+		return err // the source failed: not a transport error
+	}
+	select {
+	case f, ok := <-s.frames:
+		if !ok {
+			if ctx.Err() != nil {
+				return fmt.Errorf("upload interrupted: %w", ctx.Err())
+			}
+			return errSessionLost
+		}
+		if f.status != 0 {
+			return &ExitError{Code: f.status, Cmd: cmd}
+		}
+		return nil
+	case <-ctx.Done():
+		<-s.dead
+		return fmt.Errorf("upload interrupted: %w", ctx.Err())
+	}
 }
 
 // session returns the connection's shell session, starting it on first

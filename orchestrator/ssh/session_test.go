@@ -7,6 +7,8 @@ import (
 	"context"
 	"errors"
 	"io"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -166,5 +168,103 @@ func TestPartialSuffix(t *testing.T) {
 		if got := partialSuffix([]byte(tt.buf), m); got != tt.want {
 			t.Errorf("partialSuffix(%q) = %d, want %d", tt.buf, got, tt.want)
 		}
+	}
+}
+
+// TestPutThroughSession: a seekable source rides the shell session (no
+// SFTP channel); a failed upload leaves no temp file and the session in
+// step for the next command.
+func TestPutThroughSession(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	d := f.dialer(t)
+	c, err := d.Dial(t.Context(), f.srv.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	dir := filepath.Join(f.dir, "srv", "app")
+	dst := filepath.Join(dir, "releases", "app.tar.gz")
+	big := strings.Repeat("0123456789abcdef", 256<<10) // 4 MiB
+	if err := c.Put(t.Context(), dst, strings.NewReader(big), 0o640); err != nil {
+		t.Fatal(err)
+	}
+	checkFile(t, dst, big, 0o640)
+	if err := c.Put(t.Context(), dst, strings.NewReader("v2"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	checkFile(t, dst, "v2", 0o600)
+
+	// A file where a directory should be: mkdir fails, the data is
+	// discarded, and the session reads the next frame.
+	blocker := filepath.Join(dir, "blocker")
+	if err := os.WriteFile(blocker, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	err = c.Put(t.Context(), filepath.Join(blocker, "x"), strings.NewReader(big), 0o600)
+	var exit *ExitError
+	if !errors.As(err, &exit) {
+		t.Fatalf("put under a file: err = %v, want an exit error", err)
+	}
+	var out bytes.Buffer
+	if err := c.Run(t.Context(), "echo in-step", &out); err != nil || out.String() != "in-step\n" {
+		t.Fatalf("after the failed upload: %q, %v", out.String(), err)
+	}
+	if names := listDir(t, filepath.Dir(dst)); len(names) != 1 {
+		t.Errorf("releases/ holds %v, want only app.tar.gz", names)
+	}
+	if st := d.Stats(); st.Channels != 1 || f.srv.execs.Load() != 1 {
+		t.Errorf("stats = %+v, %d execs: want one session and no SFTP", st, f.srv.execs.Load())
+	}
+}
+
+// failingReader fails after n bytes; it seeks, so Put takes the session.
+type failingReader struct {
+	*strings.Reader
+	n int
+}
+
+func (r *failingReader) Read(b []byte) (int, error) {
+	if r.n <= 0 {
+		return 0, errors.New("disk read error")
+	}
+	if len(b) > r.n {
+		b = b[:r.n]
+	}
+	n, err := r.Reader.Read(b)
+	r.n -= n
+	return n, err
+}
+
+// TestPutSourceFailsMidway: the session cannot be resynchronised, so it is
+// closed (and replaced for the next call); the error is the source's, not
+// retried, and no temp file is left.
+func TestPutSourceFailsMidway(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	c := f.client(t)
+	dst := filepath.Join(f.dir, "out", "file")
+	if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	err := c.Put(t.Context(), dst, &failingReader{strings.NewReader(strings.Repeat("x", 1<<20)), 100 << 10}, 0o600)
+	if err == nil || !strings.Contains(err.Error(), "disk read error") {
+		t.Fatalf("err = %v", err)
+	}
+	if err := c.Run(t.Context(), "true", nil); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, func() bool { return len(listDir(t, filepath.Dir(dst))) == 0 })
+}
+
+// waitFor polls cond for up to 10s.
+func waitFor(t *testing.T, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatal("condition not met within 10s")
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 }
