@@ -50,7 +50,7 @@ type Options struct {
 	Bootstrap bool
 	// Timing tunes failure detection; zero fields take the defaults. For
 	// Open: heartbeat 300ms, election 300ms, leader lease 200ms, commit
-	// 20ms (lanTiming says why); for OpenSingle: 100/100/100/50ms.
+	// 20ms (lanTiming says why); for OpenSingle: 10ms each.
 	Timing Timing
 	// SnapshotThreshold is how many new log entries trigger a snapshot and
 	// TrailingLogs how many entries a snapshot leaves in the log (so that a
@@ -90,14 +90,16 @@ type Store struct {
 	caughtUp atomic.Uint64 // the term in which this node's Barrier last returned
 }
 
-// singleTiming is OpenSingle's: one node has nobody to wait for, so short
-// timeouts make the CLI start in a fraction of a second instead of raft's
-// defaults' 1-2 s.
+// singleTiming is OpenSingle's: one node has nobody to wait for, and no
+// peer to lose a lease to, so the shortest timeouts raft accepts: a
+// restarted node waits one heartbeat timeout (plus up to as much again)
+// before it elects itself, which is most of the CLI's start (100 ms
+// timeouts cost 100-200 ms on every `drover deploy`).
 var singleTiming = Timing{
-	Heartbeat:   100 * time.Millisecond,
-	Election:    100 * time.Millisecond,
-	LeaderLease: 100 * time.Millisecond,
-	Commit:      50 * time.Millisecond,
+	Heartbeat:   10 * time.Millisecond,
+	Election:    10 * time.Millisecond,
+	LeaderLease: 10 * time.Millisecond,
+	Commit:      10 * time.Millisecond,
 }
 
 // OpenSingle opens (or creates) a one-node cluster in opts.Dir and waits
