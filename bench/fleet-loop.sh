@@ -16,6 +16,8 @@ hosts=$1 batch=$2 art=$3 version=$4 sock=$5 rel=$6 port=$7
 shift 7
 ssh_opts=("$@")
 sha=$(sha256sum "$art" | cut -d' ' -f1)
+errs=$(mktemp -d)
+trap 'rm -rf "$errs"' EXIT
 
 api() { printf '%s\n' "$1" | socat -t 5 - "UNIX-CONNECT:$sock"; }
 
@@ -37,7 +39,10 @@ deploy_host() {
 		rm -rf \$tmp; mkdir -p \$tmp; tar -xf \$up -C \$tmp --no-same-owner
 		rm -rf $rel/releases/$version; mv \$tmp $rel/releases/$version; rm -f \$up
 		ln -sfn releases/$version $rel/.current.tmp; mv -Tf $rel/.current.tmp $rel/current
-		cd $rel/current; $rel/current/bin/restart" < "$art" || { echo "$name: ssh failed" >&2; return 1; }
+		cd $rel/current; $rel/current/bin/restart" < "$art" 2>"$errs/$name" || {
+		echo "$name: ssh exit $?: $(cat "$errs/$name")" >&2
+		return 1
+	}
 	local ok=0
 	for i in $(seq 200); do
 		if curl -fsS -m 1 "http://$addr:$port/health" 2>/dev/null | grep -q ok; then

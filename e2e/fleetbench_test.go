@@ -56,8 +56,17 @@ func TestFleetBench(t *testing.T) {
 						continue // the issue lets Ansible skip 200 hosts
 					}
 					r := fb.measure(tool, fmt.Sprintf("v%d", i+2))
+					if r.err != nil {
+						t.Errorf("%s: %v", tool, r.err)
+						r.outside = "FAILED: " + firstLineOf(r.err.Error())
+					}
 					fmt.Fprintf(out, "%d\t%s\t%v\t%s\t%.2f\t%d\t%d\t%.1f\t%.1f\t%.1f\t%s\t%s\n",
 						hosts, batch, rc, tool, r.seconds, r.failed, r.maxOut, r.sessions, r.inSession, r.roundTrips, r.outside, r.rss)
+					if r.err != nil {
+						// The hosts are on no known version: later tools
+						// would measure a repair, not a deploy.
+						break
+					}
 				}
 			})
 		}
@@ -82,6 +91,12 @@ type benchResult struct {
 	failed, maxOut                  int
 	sessions, inSession, roundTrips float64 // per host
 	outside, rss                    string  // drover only
+	err                             error   // the tool failed
+}
+
+func firstLineOf(s string) string {
+	s, _, _ = strings.Cut(s, "\n")
+	return s
 }
 
 func (fb *fleetBench) plan(version string) string {
@@ -123,10 +138,10 @@ func (fb *fleetBench) measure(tool, version string) benchResult {
 			r.rss = fmt.Sprintf("%d MiB", ru.Maxrss/1024)
 		}
 	case "loop":
-		fb.runLoop(art, version)
+		r.err = fb.runLoop(art, version)
 		r.seconds = time.Since(start).Seconds()
 	case "ansible":
-		fb.runAnsible(art, version)
+		r.err = fb.runAnsible(art, version)
 		r.seconds = time.Since(start).Seconds()
 	default:
 		t.Fatalf("unknown tool %q", tool)
@@ -137,6 +152,9 @@ func (fb *fleetBench) measure(tool, version string) benchResult {
 		t.Fatal(err)
 	}
 	r.failed = res.Failures
+	if r.err != nil {
+		return r
+	}
 	fb.s.expectAllOn(version)
 	after := auditCounts(t, l)
 	n := float64(len(l.Hosts))
@@ -226,16 +244,17 @@ func repoFile(t *testing.T, rel string) string {
 	return filepath.Join(root, rel)
 }
 
-func (fb *fleetBench) runLoop(art, version string) {
+func (fb *fleetBench) runLoop(art, version string) error {
 	t, l := fb.s.t, fb.s.lab
 	args := append([]string{fb.hostsFile(), fb.batch, art, version, fb.shim, l.ReleasePath, strconv.Itoa(l.AppPort)}, l.SSHArgs()...)
 	cmd := l.Command(context.Background(), repoFile(t, "bench/fleet-loop.sh"), args...)
 	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("bench/fleet-loop.sh: %v\n%s", err, out)
+		return fmt.Errorf("bench/fleet-loop.sh: %v\n%s", err, out)
 	}
+	return nil
 }
 
-func (fb *fleetBench) runAnsible(art, version string) {
+func (fb *fleetBench) runAnsible(art, version string) error {
 	t, l := fb.s.t, fb.s.lab
 	if _, err := exec.LookPath("ansible-playbook"); err != nil {
 		t.Skip("ansible-playbook not installed (apt-get install ansible)")
@@ -275,8 +294,9 @@ ssh_args = -o ControlMaster=auto -o ControlPersist=60s -o UserKnownHostsFile=%s 
 		repoFile(t, "bench/fleet-ansible.yml"), "-e", "@"+filepath.Join(dir, "vars.json"))
 	cmd.Env = append(os.Environ(), "ANSIBLE_CONFIG="+filepath.Join(dir, "ansible.cfg"), "ANSIBLE_LOCAL_TEMP="+filepath.Join(dir, "tmp"))
 	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("ansible-playbook: %v\n%s", err, out)
+		return fmt.Errorf("ansible-playbook: %v\n%s", err, out)
 	}
+	return nil
 }
 
 func fileSHA256(path string) (string, error) {
