@@ -135,7 +135,8 @@ func (fb *fleetBench) measure(tool, version string) benchResult {
 		}
 		r.outside = outsideBatches(d, start, time.Now())
 		if ru, ok := d.cmd.ProcessState.SysUsage().(*syscall.Rusage); ok {
-			r.rss = fmt.Sprintf("%d MiB", ru.Maxrss/1024)
+			cpu := time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+			r.rss = fmt.Sprintf("%d MiB, CPU %.2f s", ru.Maxrss/1024, cpu.Seconds())
 		}
 	case "loop":
 		r.err = fb.runLoop(art, version)

@@ -28,8 +28,8 @@ import (
 // command leaves unread is discarded, so the stream stays in step).
 //
 // It runs each in its own process group and session (setsid), with stdin
-// /dev/null and stderr joined to stdout, in the login shell's own binary
-// (/proc/$$/exe), and after it ends prints
+// /dev/null and stderr joined to stdout, in the login shell ($SHELL, which
+// sshd sets), and after it ends prints
 //
 //	\nS<marker> <exit status>\n
 //
@@ -55,7 +55,7 @@ import (
 // the lab's host audit) has it called with each command before it runs.
 const sessionScript = `# drover shell session
 m=%s
-__drover_sh=$(readlink /proc/$$/exe 2>/dev/null)
+__drover_sh=${SHELL:-/bin/sh}
 [ -x "$__drover_sh" ] || __drover_sh=/bin/sh
 command -v setsid >/dev/null 2>&1 || { printf 'N%%s\n' "$m"; exit 0; }
 __drover_lvl=${SHLVL:-1}
