@@ -99,7 +99,14 @@ func (c *Client) Put(ctx context.Context, p string, r io.Reader, mode fs.FileMod
 				return err
 			}
 			if s != nil {
-				return cn.putSession(ctx, s, p, src, size, mode)
+				err := s.waitReady(ctx)
+				if err == nil {
+					return cn.putSession(ctx, s, p, src, size, mode)
+				}
+				if !errors.Is(err, errNoSession) {
+					return err
+				}
+				cn.noSession(s)
 			}
 		}
 		return cn.put(ctx, p, src, mode)
@@ -362,7 +369,11 @@ func (cn *conn) run(ctx context.Context, cmd string, out io.Writer) error {
 			return err
 		}
 		if s != nil {
-			return s.run(ctx, cmd, out)
+			err := s.run(ctx, cmd, out)
+			if !errors.Is(err, errNoSession) {
+				return err
+			}
+			cn.noSession(s) // the command did not run: run it alone
 		}
 	}
 	return cn.runAlone(ctx, cmd, out)

@@ -105,16 +105,22 @@ type shellSession struct {
 	mu   sync.Mutex
 	sink io.Writer // where the running command's output goes; nil: discard
 
-	busy chan struct{} // one command at a time
-	dead chan struct{} // closed once stdout ended
+	busy  chan struct{} // one command at a time
+	ready chan struct{} // closed once the loop said it runs
+	dead  chan struct{} // closed once stdout ended
+	// startErr is why the loop never ran (errNoSession), set before dead
+	// and frames are closed.
+	startErr error
 }
 
 // frameEnd is a command's exit status as the loop printed it.
 type frameEnd struct{ status int }
 
-// startSession opens the channel and starts the loop, waiting for its
-// "ready" line. A host that answers "no setsid", or whose shell ends before
-// saying ready, gets errNoSession.
+// startSession opens the channel and starts the loop. It does not wait for
+// the loop's "ready" line: the first command is sent at once and waits in
+// the channel while the login shell starts, which saves a round trip per
+// host. A host that answers "no setsid", or whose shell ends before saying
+// ready, fails that command with errNoSession without having run it.
 func (cn *conn) startSession(ctx context.Context) (*shellSession, error) {
 	stop := cn.closeOnDone(ctx)
 	sess, err := cn.ssh.NewSession()
@@ -129,7 +135,7 @@ func (cn *conn) startSession(ctx context.Context) (*shellSession, error) {
 	}
 	cn.channels.Add(1)
 	s := &shellSession{sess: sess, marker: randomSuffix() + randomSuffix(), frames: make(chan frameEnd, 1),
-		busy: make(chan struct{}, 1), dead: make(chan struct{})}
+		busy: make(chan struct{}, 1), ready: make(chan struct{}), dead: make(chan struct{})}
 	if s.stdin, err = sess.StdinPipe(); err != nil {
 		_ = sess.Close()
 		return nil, fmt.Errorf("open session: %w", err)
@@ -140,28 +146,40 @@ func (cn *conn) startSession(ctx context.Context) (*shellSession, error) {
 		return nil, fmt.Errorf("open session: %w", err)
 	}
 	sess.Stderr = io.Discard // the login shell's own noise (an rc file's)
-	kill := context.AfterFunc(ctx, func() { _ = sess.Close() })
-	defer kill()
+	stop = cn.closeOnDone(ctx)
 	cn.requests.Add(1)
-	if err := sess.Start(fmt.Sprintf(sessionScript, s.marker)); err != nil {
+	err = sess.Start(fmt.Sprintf(sessionScript, s.marker))
+	if !stop() {
+		_ = sess.Close()
+		return nil, ctx.Err()
+	}
+	if err != nil {
 		_ = sess.Close()
 		return nil, fmt.Errorf("start shell session: %w", err)
 	}
-	ready := make(chan error, 1)
-	go s.read(stdout, ready)
-	if err := <-ready; err != nil {
-		_ = sess.Close()
-		if ctx.Err() != nil {
-			return nil, ctx.Err()
-		}
-		return nil, err
-	}
+	go s.read(stdout)
 	return s, nil
 }
 
-// read parses the loop's stdout: first the ready line (reported on ready),
-// then each command's output (to the current sink) and end of frame.
-func (s *shellSession) read(stdout io.Reader, ready chan<- error) {
+// waitReady waits until the loop runs: before an upload, whose bytes
+// cannot be taken back if the host turns out to have no session.
+func (s *shellSession) waitReady(ctx context.Context) error {
+	select {
+	case <-s.ready:
+		return nil
+	case <-s.dead:
+		if s.startErr != nil {
+			return s.startErr
+		}
+		return errSessionLost
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// read parses the loop's stdout: first the ready line, then each command's
+// output (to the current sink) and end of frame.
+func (s *shellSession) read(stdout io.Reader) {
 	defer close(s.dead)
 	defer close(s.frames)
 	buf := make([]byte, 0, 32<<10)
@@ -180,18 +198,18 @@ func (s *shellSession) read(stdout io.Reader, ready chan<- error) {
 			break
 		}
 		if bytes.Contains(buf, noLine) {
-			ready <- fmt.Errorf("%w: setsid is missing", errNoSession)
+			s.startErr = fmt.Errorf("%w: setsid is missing", errNoSession)
 			return
 		}
 		if !readMore() {
-			ready <- fmt.Errorf("%w: the login shell ended before the session started", errNoSession)
+			s.startErr = fmt.Errorf("%w: the login shell ended before the session started", errNoSession)
 			return
 		}
 		if len(buf) > 64<<10 { // an rc file printing that much: keep its end
 			buf = append(buf[:0], buf[len(buf)-1024:]...)
 		}
 	}
-	ready <- nil
+	close(s.ready)
 
 	end := []byte("\nS" + s.marker + " ")
 	for {
@@ -290,6 +308,9 @@ func (s *shellSession) run(ctx context.Context, cmd string, out io.Writer) error
 	select {
 	case f, ok := <-s.frames:
 		if !ok {
+			if s.startErr != nil {
+				return s.startErr
+			}
 			return errSessionLost
 		}
 		if f.status != 0 {
@@ -376,15 +397,23 @@ func (cn *conn) session(ctx context.Context) (*shellSession, error) {
 		return cn.shell, nil
 	}
 	s, err := cn.startSession(ctx)
-	switch {
-	case errors.Is(err, errNoSession):
-		cn.noShell = true
-		return nil, nil
-	case err != nil:
+	if err != nil {
 		return nil, err
 	}
 	cn.shell = s
 	return s, nil
+}
+
+// noSession records that s could not run the loop: later commands of this
+// connection run alone.
+func (cn *conn) noSession(s *shellSession) {
+	cn.shellMu.Lock()
+	defer cn.shellMu.Unlock()
+	cn.noShell = true
+	if cn.shell == s {
+		cn.shell = nil
+	}
+	s.close()
 }
 
 // partialSuffix is the length of the longest end of buf that begins
