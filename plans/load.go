@@ -63,7 +63,7 @@ var (
 var (
 	topKeys      = []string{"name", "version", "hosts", "inventory", "ssh", "load_balancer", "strategy", "release", "health", "rollback", "hooks", "secrets"}
 	hostKeys     = []string{"name", "address", "lb_server", "transport"}
-	sshKeys      = []string{"user", "identity_file", "known_hosts", "host_key_checking", "connect_timeout", "command_timeout"}
+	sshKeys      = []string{"user", "identity_file", "known_hosts", "host_key_checking", "connect_timeout", "command_timeout", "session_per_command"}
 	lbKeys       = []string{"haproxy", "drain_timeout", "on_drain_timeout", "enable_timeout"}
 	haproxyKeys  = []string{"socket", "address"}
 	strategyKeys = []string{"batch", "batches", "max_failures", "pause", "min_in_service", "allow_full_outage", "concurrency"}
@@ -617,6 +617,7 @@ func (l *loader) ssh(top *mapping, p *Plan) {
 	}
 	p.SSH.ConnectTimeout, _, _ = sm.duration("connect_timeout", DefaultConnectTimeout, positive)
 	p.SSH.CommandTimeout, _, _ = sm.duration("command_timeout", DefaultCommandTimeout, positive)
+	p.SSH.SessionPerCommand, _ = sm.boolean("session_per_command", false)
 }
 
 func currentUser() string {

@@ -81,6 +81,10 @@ type SSH struct {
 	HostKeyChecking HostKeyChecking `json:"host_key_checking"`
 	ConnectTimeout  time.Duration   `json:"connect_timeout"` // default 10s
 	CommandTimeout  time.Duration   `json:"command_timeout"` // default 5m; bounds every remote command
+	// SessionPerCommand runs each command in an SSH session (a login shell)
+	// of its own instead of one shell session per host, so that a host's
+	// ForceCommand sees each command. Default false.
+	SessionPerCommand bool `json:"session_per_command,omitempty"`
 }
 
 // DrainTimeoutAction is what a drain that times out does.

@@ -163,6 +163,7 @@ ssh:
   host_key_checking: accept-new
   connect_timeout: 3s
   command_timeout: 90s
+  session_per_command: true
 
 load_balancer:
   haproxy:
@@ -226,6 +227,8 @@ hooks:
 		HostKeyChecking: HostKeyAcceptNew,
 		ConnectTimeout:  3 * time.Second,
 		CommandTimeout:  90 * time.Second,
+
+		SessionPerCommand: true,
 	}
 	if p.SSH != wantSSH {
 		t.Errorf("SSH = %+v", p.SSH)

@@ -49,5 +49,7 @@ func ConfigFromPlan(s plans.SSH) Config {
 		ConnectTimeout: s.ConnectTimeout,
 		KeepAlive:      DefaultKeepAlive,
 		Agent:          true,
+
+		PerCommandSessions: s.SessionPerCommand,
 	}
 }

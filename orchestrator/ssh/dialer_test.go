@@ -20,10 +20,10 @@ func TestConfigFromPlan(t *testing.T) {
 	t.Parallel()
 	got := ConfigFromPlan(plans.SSH{
 		User: "deploy", IdentityFile: "/k", KnownHosts: "/kh",
-		HostKeyChecking: plans.HostKeyAcceptNew, ConnectTimeout: 3 * time.Second,
+		HostKeyChecking: plans.HostKeyAcceptNew, ConnectTimeout: 3 * time.Second, SessionPerCommand: true,
 	})
 	want := Config{User: "deploy", IdentityFile: "/k", KnownHosts: "/kh", AcceptNew: true,
-		ConnectTimeout: 3 * time.Second, KeepAlive: DefaultKeepAlive, Agent: true}
+		ConnectTimeout: 3 * time.Second, KeepAlive: DefaultKeepAlive, Agent: true, PerCommandSessions: true}
 	if got != want {
 		t.Errorf("got %+v, want %+v", got, want)
 	}
