@@ -3,7 +3,7 @@ export PATH := $(PATH):/usr/local/go/bin
 GO      ?= go
 BIN     := bin
 
-.PHONY: all build test unit fuzz demo bench deps fmt vet clean
+.PHONY: all build test unit fuzz demo bench bench-fleet deps fmt vet clean
 
 all: build
 
@@ -49,6 +49,11 @@ bench: deps build
 	bench/failover.sh
 	bench/watch.sh
 	bench/agent.sh
+
+# drover beside a bash loop and Ansible at 8, 50 and 200 hosts (tens of
+# minutes; needs socat, curl and ansible): bench/fleet.sh.
+bench-fleet: deps build
+	bench/fleet.sh
 
 fmt:
 	gofmt -l -w .
