@@ -182,8 +182,8 @@ func (s *shellSession) waitReady(ctx context.Context) error {
 func (s *shellSession) read(stdout io.Reader) {
 	defer close(s.dead)
 	defer close(s.frames)
-	buf := make([]byte, 0, 32<<10)
-	chunk := make([]byte, 32<<10)
+	buf := make([]byte, 0, 8<<10)
+	chunk := make([]byte, 8<<10) // per host: small, there may be hundreds
 	readMore := func() bool {
 		n, err := stdout.Read(chunk)
 		buf = append(buf, chunk[:n]...)
