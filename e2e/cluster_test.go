@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math/rand"
 	"os"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -443,7 +444,14 @@ func TestCluster(t *testing.T) {
 
 	t.Run("held hosts: refused, or waited for with --lock-wait", func(t *testing.T) {
 		c.t = t
-		first := strings.TrimSpace(c.cli(0, "deploy", plan("h1", false), "--detach"))
+		// h1 holds its hosts until the test opens the gate: its first
+		// hosts wait in a before_drain hook (still in rotation), however
+		// fast the rest of a deploy is.
+		gate := filepath.Join(c.lab.Dir, "gate-h1")
+		held := func(p *lab.PlanParams) {
+			p.Extra = fmt.Sprintf("hooks:\n  before_drain: [\"while [ ! -e %s ]; do sleep 0.05; done\"]", gate)
+		}
+		first := strings.TrimSpace(c.cli(0, "deploy", c.plan("h1", false, "2", slow, held), "--detach"))
 		other := c.plan("h2", false, "2", slow, func(p *lab.PlanParams) { p.Name = "web-canary" })
 		code, d := c.runWith(c.env(), "deploy", other)
 		if code != 2 || !strings.Contains(d.stderr.String(), first) {
@@ -454,6 +462,9 @@ func TestCluster(t *testing.T) {
 			return ev.Kind == "note" && strings.Contains(ev.Message, "waiting up to")
 		})
 		c.cli(0, "abort", first)
+		if err := os.WriteFile(gate, nil, 0o644); err != nil {
+			t.Fatal(err)
+		}
 		if code := waiting.wait(t); code != 0 {
 			t.Fatalf("deploy with --lock-wait after the holder was aborted: exit %d\n%s\n%s", code, waiting.stdout.text(), waiting.stderr.String())
 		}
