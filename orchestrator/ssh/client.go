@@ -27,6 +27,11 @@ import (
 // before it gives up on the connection.
 const killGrace = 2 * time.Second
 
+// sessionKillGrace is how long Run waits for the shell session to report
+// the end of a command it killed before it replaces the session. Longer
+// than killGrace: replacing the session costs a login shell start.
+const sessionKillGrace = 5 * time.Second
+
 // Client is one SSH connection to one host, reused by every call. A broken
 // connection is redialled (once per call). Safe for concurrent use, though
 // the engine uses it from one goroutine.
@@ -265,9 +270,10 @@ type conn struct {
 
 	// The shell session commands run through (session.go); noShell when
 	// the host cannot run one or the Dialer is configured not to.
-	shellMu sync.Mutex
-	shell   *shellSession
-	noShell bool
+	shellMu    sync.Mutex
+	shell      *shellSession
+	noShell    bool
+	shellGrace time.Duration // sessionKillGrace
 
 	*counters // the Dialer's
 }

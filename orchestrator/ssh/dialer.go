@@ -2,6 +2,7 @@ package ssh
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -28,6 +29,8 @@ type Dialer struct {
 
 	knownHostsMu sync.Mutex // serialises accept-new appends in this process
 	counters
+	// sessionGrace overrides sessionKillGrace (tests on a loaded machine).
+	sessionGrace time.Duration
 }
 
 // counters are what a Dialer's connections cost in round trips.
@@ -201,7 +204,9 @@ func (d *Dialer) connect(ctx context.Context, addr string) (*conn, error) {
 	}
 	_ = nc.SetDeadline(time.Time{})
 	d.handshakes.Add(1)
-	return newConn(ssh.NewClient(sc, chans, reqs), d.cfg.KeepAlive, d.cfg.PerCommandSessions, &d.counters), nil
+	cn := newConn(ssh.NewClient(sc, chans, reqs), d.cfg.KeepAlive, d.cfg.PerCommandSessions, &d.counters)
+	cn.shellGrace = cmp.Or(d.sessionGrace, sessionKillGrace)
+	return cn, nil
 }
 
 // lockedErr is an error set by the handshake goroutine and read by Dial.

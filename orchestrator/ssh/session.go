@@ -105,6 +105,7 @@ type shellSession struct {
 	mu   sync.Mutex
 	sink io.Writer // where the running command's output goes; nil: discard
 
+	grace time.Duration // how long a killed command may take to report its end
 	busy  chan struct{} // one command at a time
 	ready chan struct{} // closed once the loop said it runs
 	dead  chan struct{} // closed once stdout ended
@@ -134,7 +135,7 @@ func (cn *conn) startSession(ctx context.Context) (*shellSession, error) {
 		return nil, fmt.Errorf("open session: %w", err)
 	}
 	cn.channels.Add(1)
-	s := &shellSession{sess: sess, marker: randomSuffix() + randomSuffix(), frames: make(chan frameEnd, 1),
+	s := &shellSession{sess: sess, marker: randomSuffix() + randomSuffix(), frames: make(chan frameEnd, 1), grace: cn.shellGrace,
 		busy: make(chan struct{}, 1), ready: make(chan struct{}), dead: make(chan struct{})}
 	if s.stdin, err = sess.StdinPipe(); err != nil {
 		_ = sess.Close()
@@ -168,13 +169,19 @@ func (s *shellSession) waitReady(ctx context.Context) error {
 	case <-s.ready:
 		return nil
 	case <-s.dead:
-		if s.startErr != nil {
-			return s.startErr
-		}
-		return errSessionLost
+		return s.endErr()
 	case <-ctx.Done():
 		return ctx.Err()
 	}
+}
+
+// endErr is why a session that ended cannot run a command: it never ran
+// the loop (errNoSession), or it was lost.
+func (s *shellSession) endErr() error {
+	if s.startErr != nil {
+		return s.startErr
+	}
+	return errSessionLost
 }
 
 // read parses the loop's stdout: first the ready line, then each command's
@@ -278,14 +285,14 @@ var errSessionLost = errors.New("shell session lost")
 
 // run sends one command and waits for its end. When ctx ends first, the
 // command's process group is killed; the session stays in use if the loop
-// reports the end within killGrace, and is closed otherwise.
+// reports the end within s.grace, and is closed otherwise.
 func (s *shellSession) run(ctx context.Context, cmd string, out io.Writer) error {
 	select {
 	case s.busy <- struct{}{}:
 	case <-ctx.Done():
 		return ctx.Err()
 	case <-s.dead:
-		return errSessionLost
+		return s.endErr()
 	}
 	defer func() { <-s.busy }()
 	if err := ctx.Err(); err != nil {
@@ -302,16 +309,19 @@ func (s *shellSession) run(ctx context.Context, cmd string, out io.Writer) error
 		return fmt.Errorf("command interrupted: %w", ctx.Err())
 	}
 	if err != nil {
+		// The session ended, maybe before it ever ran the loop: then
+		// the command did not run, and may run alone.
 		s.close()
+		<-s.dead
+		if s.startErr != nil {
+			return s.startErr
+		}
 		return fmt.Errorf("%w: send command: %w", errSessionLost, err)
 	}
 	select {
 	case f, ok := <-s.frames:
 		if !ok {
-			if s.startErr != nil {
-				return s.startErr
-			}
-			return errSessionLost
+			return s.endErr()
 		}
 		if f.status != 0 {
 			return &ExitError{Code: f.status, Cmd: cmd}
@@ -325,7 +335,7 @@ func (s *shellSession) run(ctx context.Context, cmd string, out io.Writer) error
 	go func() { _, _ = io.WriteString(s.stdin, "K\n") }()
 	select {
 	case <-s.frames:
-	case <-time.After(killGrace):
+	case <-time.After(s.grace):
 		s.close()
 		<-s.dead
 	}
@@ -341,7 +351,7 @@ func (s *shellSession) upload(ctx context.Context, cmd string, r io.Reader, size
 	case <-ctx.Done():
 		return ctx.Err()
 	case <-s.dead:
-		return errSessionLost
+		return s.endErr()
 	}
 	defer func() { <-s.busy }()
 	s.setSink(out)
