@@ -32,7 +32,9 @@ deploy_host() {
 	api "set server $server state drain" >/dev/null
 	for i in $(seq 200); do [ "$(stat_field "$server" 5)" = 0 ] && break; sleep 0.05; done
 	api "set server $server state maint" >/dev/null
-	ssh "${ssh_opts[@]}" "root@$addr" "set -e
+	# LogLevel INFO first (ssh keeps the first value): a connection sshd
+	# closes (LoginGraceTime on a loaded machine) says so.
+	ssh -o LogLevel=INFO "${ssh_opts[@]}" "root@$addr" "set -e
 		up=$rel/.upload-$version.tar.gz; tmp=$rel/releases/.$version.tmp
 		mkdir -p $rel/releases; cat > \$up
 		echo '$sha  '\$up | sha256sum -c --quiet -
