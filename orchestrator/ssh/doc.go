@@ -26,6 +26,9 @@
 //     per command. Each command still runs in a process (and process group)
 //     of its own, with its own timeout and kill, output and exit status.
 //     Hosts without setsid, and Config.PerCommandSessions, get one SSH
-//     session per command, wrapped as below.
+//     session per command, wrapped as below. A command sees what the login
+//     shell exported (PATH from an rc file, say), not its shell functions,
+//     aliases or unexported variables, which `eval` in the login shell
+//     itself (the per-command path) would have shown it.
 //   - Key material and passphrases never reach an error message.
 package ssh
