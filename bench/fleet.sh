@@ -8,6 +8,8 @@
 #   DROVER_FLEET_SIZES=8/2 DROVER_FLEET_TOOLS=drover,loop bench/fleet.sh
 #
 # Needs socat and curl (the loop) and ansible (apt-get install ansible socat).
+# drover uses HAProxy's stock runtime socket; the loop and Ansible go through a
+# relay that retries while the socket (stats maxconn 10) is full.
 # Columns: wall seconds; failed requests; most servers out of rotation seen by
 # the sampler; SSH sessions, commands run inside drover's shell session, and
 # round trips (channel opens, channel requests, in-session commands, SFTP

@@ -1,10 +1,8 @@
 package e2e
 
 import (
-	"bytes"
 	"io"
 	"net"
-	"os"
 	"strings"
 	"testing"
 	"time"
@@ -115,17 +113,4 @@ func stockSocketShim(t *testing.T, target string) string {
 		}
 	}()
 	return path
-}
-
-// viaShim rewrites a plan file to use the shim's socket.
-func viaShim(t *testing.T, plan, socket, shim string) string {
-	t.Helper()
-	b, err := os.ReadFile(plan)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(plan, bytes.ReplaceAll(b, []byte(socket+"\n"), []byte(shim+"\n")), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	return plan
 }

@@ -99,8 +99,10 @@ func firstLineOf(s string) string {
 	return s
 }
 
+// plan is drover's plan: the stock runtime socket, no shim (the baselines
+// use fb.shim).
 func (fb *fleetBench) plan(version string) string {
-	return viaShim(fb.s.t, fb.s.plan(version, false, fb.batch), fb.s.lab.HAProxySocket, fb.shim)
+	return fb.s.plan(version, false, fb.batch)
 }
 
 // deploy rolls version with drover and returns the run.

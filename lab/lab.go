@@ -38,8 +38,8 @@ type Options struct {
 	// costs about RCDelay, like a production host whose ~/.bashrc runs a
 	// version manager's init: every SSH session pays it once.
 	SlowRC       bool
-	Coordinators int       // the first N coordinator namespaces (addresses only); default 0
-	Dir          string    // lab directory; "": a new temp dir that Down removes
+	Coordinators int    // the first N coordinator namespaces (addresses only); default 0
+	Dir          string // lab directory; "": a new temp dir that Down removes
 	// HAProxies is how many HAProxy instances front the web hosts (2: a
 	// pair, as in production); default 1. See HAProxyInstance.
 	HAProxies int
