@@ -3,7 +3,9 @@ package api
 import (
 	"bytes"
 	"context"
+	cryptorand "crypto/rand"
 	"crypto/tls"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -280,7 +282,7 @@ func (c *Client) UploadArtifact(ctx context.Context, sha256 string, open func() 
 // Submit starts a deployment and returns its ID.
 func (c *Client) Submit(ctx context.Context, req SubmitRequest) (string, error) {
 	var out SubmitResponse
-	return out.ID, c.call(ctx, http.MethodPost, "/v1/deployments", req, &out)
+	return out.ID, c.callOnce(ctx, http.MethodPost, "/v1/deployments", req, &out)
 }
 
 // Deployment returns one deployment.
@@ -296,19 +298,19 @@ func (c *Client) Act(ctx context.Context, id string, a Action) error {
 	default:
 		return fmt.Errorf("%w: unknown action %q", ErrBadRequest, a)
 	}
-	return c.call(ctx, http.MethodPost, "/v1/deployments/"+url.PathEscape(id)+"/"+string(a), nil, nil)
+	return c.callOnce(ctx, http.MethodPost, "/v1/deployments/"+url.PathEscape(id)+"/"+string(a), nil, nil)
 }
 
 // Rollback starts a deployment that takes id's hosts back, and returns its ID.
 func (c *Client) Rollback(ctx context.Context, id string) (string, error) {
 	var out SubmitResponse
-	return out.ID, c.call(ctx, http.MethodPost, "/v1/deployments/"+url.PathEscape(id)+"/rollback", nil, &out)
+	return out.ID, c.callOnce(ctx, http.MethodPost, "/v1/deployments/"+url.PathEscape(id)+"/rollback", nil, &out)
 }
 
 // CreateToken creates an API token; the answer holds its only clear copy.
 func (c *Client) CreateToken(ctx context.Context, req TokenRequest) (TokenResponse, error) {
 	var out TokenResponse
-	return out, c.call(ctx, http.MethodPost, "/v1/tokens", req, &out)
+	return out, c.callOnce(ctx, http.MethodPost, "/v1/tokens", req, &out)
 }
 
 // Tokens lists the API tokens (never their secrets).
@@ -319,7 +321,7 @@ func (c *Client) Tokens(ctx context.Context) ([]TokenInfo, error) {
 
 // DeleteToken revokes a token by name.
 func (c *Client) DeleteToken(ctx context.Context, name string) error {
-	return c.call(ctx, http.MethodDelete, "/v1/tokens/"+url.PathEscape(name), nil, nil)
+	return c.callOnce(ctx, http.MethodDelete, "/v1/tokens/"+url.PathEscape(name), nil, nil)
 }
 
 // Watch hands the events of deployment id after seq `after` to fn, in
@@ -409,11 +411,34 @@ type request struct {
 	// retry allows another attempt after the request may have reached a
 	// server (idempotent requests).
 	retry bool
+	// key is the write's Idempotency-Key, the same for every attempt.
+	key string
 }
 
 // call sends a JSON request and decodes a JSON answer into out.
 func (c *Client) call(ctx context.Context, method, path string, in, out any) error {
-	rq := request{method: method, path: path, retry: method == http.MethodGet}
+	return c.exchange(ctx, request{method: method, path: path, retry: method == http.MethodGet}, in, out)
+}
+
+// callOnce is call for a write that must not be done twice: it carries a
+// request key of its own, which makes a repeat harmless (the leader answers
+// it with the first one's result), so it is repeated like a read when its
+// answer was lost.
+func (c *Client) callOnce(ctx context.Context, method, path string, in, out any) error {
+	return c.exchange(ctx, request{method: method, path: path, retry: true, key: newRequestKey()}, in, out)
+}
+
+// newRequestKey returns a random Idempotency-Key.
+func newRequestKey() string {
+	var b [16]byte
+	cryptorand.Read(b[:]) // never fails (crypto/rand)
+	return hex.EncodeToString(b[:])
+}
+
+// exchange sends rq with in as its JSON body and decodes the JSON answer
+// into out.
+func (c *Client) exchange(ctx context.Context, rq request, in, out any) error {
+	method, path := rq.method, rq.path
 	if in != nil {
 		b, err := json.Marshal(in)
 		if err != nil {
@@ -622,12 +647,14 @@ func (c *Client) order() []int {
 
 // moveOn reports whether an answer invites trying another address: the
 // node did not act (503 without a leader) or, for a request that may be
-// repeated, could not reach the leader.
+// repeated, could not reach the leader or lost its leadership while
+// committing (the write may have been done: only a request that may be
+// repeated is sent again).
 func moveOn(e *Error, rq request) bool {
 	switch {
 	case e.Status == http.StatusServiceUnavailable && (e.Code == codeNoLeader || e.Code == codeNotLeader):
 		return true
-	case e.Status == http.StatusBadGateway && rq.retry:
+	case (e.Status == http.StatusBadGateway || e.Code == codeOutcomeUnknown) && rq.retry:
 		return true
 	}
 	return false
@@ -707,6 +734,9 @@ func (c *Client) attempt(ctx context.Context, addr string, rq request) (resp *ht
 	}
 	if c.token != "" {
 		req.Header.Set("Authorization", "Bearer "+c.token)
+	}
+	if rq.key != "" {
+		req.Header.Set(HeaderIdempotencyKey, rq.key)
 	}
 	req.Header.Set("User-Agent", "drover-client")
 	resp, err = c.hc.Do(req)

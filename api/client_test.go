@@ -132,7 +132,8 @@ func TestClientDoesNotRepeatWrites(t *testing.T) {
 	l := startNode(t, p, st, "n1", true)
 	c := newTestClient(t, p, tokManage, breaker(t, p), l.addr)
 
-	_, err := c.Submit(context.Background(), SubmitRequest{PlanName: "web", Plan: "name: web"})
+	// A join carries no request key: it is not repeated.
+	err := c.Join(context.Background(), JoinRequest{ID: "n9", RaftAddr: "10.0.0.9:7000", HTTPAddr: "10.0.0.9:8443"})
 	if err == nil || errors.Is(err, ErrUnavailable) || !strings.Contains(err.Error(), "may have been applied") {
 		t.Fatalf("got %v, want an error saying the write may have happened", err)
 	}
@@ -143,6 +144,87 @@ func TestClientDoesNotRepeatWrites(t *testing.T) {
 	if _, err := c.Deployments(context.Background()); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// TestClientRepeatsKeyedWrites: a write that carries a request key is sent
+// again when its answer was lost, with the same key, and the repeat of a
+// write that was done answers the first one's result.
+func TestClientRepeatsKeyedWrites(t *testing.T) {
+	ctx := context.Background()
+	submit := SubmitRequest{PlanName: "web", Plan: "name: web"}
+	t.Run("leadership lost while committing", func(t *testing.T) {
+		p := newPKI(t)
+		st := newStore()
+		st.lose["submit"] = 1
+		l := startNode(t, p, st, "n1", true)
+		c := newTestClient(t, p, tokManage, l.addr)
+		id, err := c.Submit(ctx, submit)
+		if err != nil {
+			t.Fatalf("submit: %v (a repeat of a submit that was done must answer it, not fail)", err)
+		}
+		if id != "d1" || len(st.order) != 1 {
+			t.Fatalf("id %q, deployments %v; want d1 only", id, st.order)
+		}
+		if len(st.seen) != 2 || st.seen[0] == "" || st.seen[0] != st.seen[1] {
+			t.Fatalf("request keys received %q, want the same key twice", st.seen)
+		}
+	})
+	t.Run("answer lost in transit", func(t *testing.T) {
+		p := newPKI(t)
+		st := newStore()
+		l := startNode(t, p, st, "n1", true)
+		c := newTestClient(t, p, tokManage, breaker(t, p), l.addr)
+		if _, err := c.Submit(ctx, submit); err != nil {
+			t.Fatal(err)
+		}
+		if len(st.seen) != 1 || st.seen[0] == "" {
+			t.Fatalf("request keys received %q, want one key", st.seen)
+		}
+	})
+	t.Run("each call is a new request", func(t *testing.T) {
+		p := newPKI(t)
+		st := newStore()
+		l := startNode(t, p, st, "n1", true)
+		c := newTestClient(t, p, tokManage, l.addr)
+		for range 2 {
+			if _, err := c.Submit(ctx, submit); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if len(st.order) != 2 || st.seen[0] == st.seen[1] {
+			t.Fatalf("deployments %v, keys %q: want two of each", st.order, st.seen)
+		}
+	})
+	t.Run("a write without a key is not repeated after an unknown outcome", func(t *testing.T) {
+		p := newPKI(t)
+		st := newStore()
+		st.lose["join"] = 1
+		l := startNode(t, p, st, "n1", true)
+		c := newTestClient(t, p, tokManage, l.addr)
+		err := c.Join(ctx, JoinRequest{ID: "n9", RaftAddr: "10.0.0.9:7000", HTTPAddr: "10.0.0.9:8443"})
+		if !errors.Is(err, ErrOutcomeUnknown) || errors.Is(err, ErrNotLeader) {
+			t.Fatalf("join: %v, want ErrOutcomeUnknown (and not ErrNotLeader, which says it was not done)", err)
+		}
+		if st.writeCount() != 1 {
+			t.Fatalf("%d joins, want 1", st.writeCount())
+		}
+	})
+	t.Run("a malformed key is refused", func(t *testing.T) {
+		p := newPKI(t)
+		st := newStore()
+		l := startNode(t, p, st, "n1", true)
+		req, _ := http.NewRequest(http.MethodPost, "https://"+l.addr+"/v1/deployments", strings.NewReader(`{"plan":"name: web"}`))
+		req.Header.Set("Authorization", "Bearer "+tokManage)
+		req.Header.Set(HeaderIdempotencyKey, strings.Repeat("k", 200))
+		resp, err := p.httpClient(&p.client).Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusBadRequest || st.writeCount() != 0 {
+			t.Fatalf("status %d, %d writes; want 400 and none", resp.StatusCode, st.writeCount())
+		}
+	})
 }
 
 func TestClientErrors(t *testing.T) {

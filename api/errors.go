@@ -28,6 +28,9 @@ var (
 	// ErrNotLeader is raftstore.ErrNotLeader: the node that answered is not
 	// (or no longer) the leader.
 	ErrNotLeader = raftstore.ErrNotLeader
+	// ErrOutcomeUnknown is raftstore.ErrOutcomeUnknown: the leader was lost
+	// while committing the write, which may or may not have been applied.
+	ErrOutcomeUnknown = raftstore.ErrOutcomeUnknown
 	// ErrNoLeader means the cluster has no leader that the node knows of.
 	ErrNoLeader = errors.New("no leader")
 	// ErrUnavailable means no address answered; the error wraps the last
@@ -46,6 +49,7 @@ const (
 	codeCertificateRequired = "certificate_required"
 	codeNotLeader           = "not_leader"
 	codeNoLeader            = "no_leader"
+	codeOutcomeUnknown      = "outcome_unknown"
 	codeTooLarge            = "too_large"
 	codeTimeout             = "timeout"
 	codeBadGateway          = "bad_gateway"
@@ -90,6 +94,8 @@ func (e *Error) Is(target error) bool {
 		return code == codeNotLeader
 	case ErrNoLeader:
 		return code == codeNoLeader
+	case ErrOutcomeUnknown:
+		return code == codeOutcomeUnknown
 	}
 	return false
 }
@@ -127,7 +133,7 @@ func statusOf(code string) int {
 		return http.StatusNotFound
 	case codeConflict:
 		return http.StatusConflict
-	case codeNotLeader, codeNoLeader, codeUnavailable:
+	case codeNotLeader, codeNoLeader, codeUnavailable, codeOutcomeUnknown:
 		return http.StatusServiceUnavailable
 	case codeTimeout:
 		return http.StatusGatewayTimeout
@@ -151,6 +157,10 @@ func toError(err error) *Error {
 	msg := err.Error()
 	var mbe *http.MaxBytesError
 	switch {
+	// Before ErrNotLeader, which it also matches: "not the leader" tells
+	// the client the write was not done, and this one may have been.
+	case errors.Is(err, raftstore.ErrOutcomeUnknown):
+		return &Error{http.StatusServiceUnavailable, codeOutcomeUnknown, msg}
 	case errors.Is(err, raftstore.ErrNotLeader):
 		return &Error{http.StatusServiceUnavailable, codeNotLeader, msg}
 	case errors.Is(err, ErrNoLeader):

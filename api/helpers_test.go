@@ -104,6 +104,11 @@ type store struct {
 	members   []Member
 	writes    []string         // every write the backend accepted
 	fail      map[string]error // verb ("submit", "pause", ...) -> error to return
+	// lose counts, per verb, the writes to answer as if leadership was lost
+	// while committing them, after they were done.
+	lose map[string]int
+	keys map[string]string // request key -> result of the write it did
+	seen []string          // request keys of the submits received, in order
 }
 
 func newStore() *store {
@@ -117,6 +122,8 @@ func newStore() *store {
 		},
 		artifacts: map[string][]byte{},
 		fail:      map[string]error{},
+		lose:      map[string]int{},
+		keys:      map[string]string{},
 	}
 }
 
@@ -131,6 +138,16 @@ func (s *store) write(op string) error {
 	}
 	s.writes = append(s.writes, op)
 	return nil
+}
+
+// lost answers a write that was done as if leadership was lost while
+// committing it, when the test asked for that.
+func (s *store) lost(verb, node string) error {
+	if s.lose[verb] == 0 {
+		return nil
+	}
+	s.lose[verb]--
+	return fmt.Errorf("node %s: %w: %w", node, raftstore.ErrOutcomeUnknown, raftstore.ErrNotLeader)
 }
 
 func (s *store) writeCount() int {
@@ -264,7 +281,10 @@ func (n *fakeNode) Join(ctx context.Context, req JoinRequest) error {
 		return err
 	}
 	defer unlock()
-	return n.st.write("join " + req.ID)
+	if err := n.st.write("join " + req.ID); err != nil {
+		return err
+	}
+	return n.st.lost("join", n.id)
 }
 
 func (n *fakeNode) Remove(ctx context.Context, id string) error {
@@ -300,6 +320,11 @@ func (n *fakeNode) Submit(ctx context.Context, req SubmitRequest) (string, error
 		return "", err
 	}
 	defer unlock()
+	key := raftstore.RequestKey(ctx)
+	n.st.seen = append(n.st.seen, key)
+	if id, ok := n.st.keys[key]; ok && key != "" {
+		return id, nil // what the coordinator does with a repeat
+	}
 	if err := n.st.write("submit " + req.PlanName); err != nil {
 		return "", err
 	}
@@ -307,6 +332,12 @@ func (n *fakeNode) Submit(ctx context.Context, req SubmitRequest) (string, error
 	n.st.deps[id] = &raftstore.Deployment{ID: id, Name: req.PlanName, State: raftstore.StateRunning, ArtifactSHA256: req.ArtifactSHA256}
 	n.st.order = append(n.st.order, id)
 	n.st.record(raftstore.Event{Deployment: id, Kind: raftstore.EvCreated})
+	if key != "" {
+		n.st.keys[key] = id
+	}
+	if err := n.st.lost("submit", n.id); err != nil {
+		return "", err
+	}
 	return id, nil
 }
 

@@ -24,6 +24,12 @@ import (
 // request carrying it (no forwarding loops).
 const HeaderForwardedBy = "X-Drover-Forwarded-By"
 
+// HeaderIdempotencyKey names a write once per logical call: a repeat of it
+// (its first answer was lost) is answered with the first one's result
+// instead of being done again. At most raftstore.MaxRequestKeyLen printable
+// ASCII characters.
+const HeaderIdempotencyKey = "Idempotency-Key"
+
 // OUServer is the Subject.OrganizationalUnit that marks a coordinator's own
 // certificate (the cluster CA also issues "drover-client" and
 // "drover-agent").
@@ -212,8 +218,28 @@ func (s *server) wrap(rt route) http.Handler {
 		if s.forward(w, r, rt.place) {
 			return
 		}
+		if key := r.Header.Get(HeaderIdempotencyKey); key != "" {
+			if !validKey(key) {
+				writeError(w, fmt.Errorf("%w: %s: want 1 to %d printable ASCII characters", ErrBadRequest,
+					HeaderIdempotencyKey, raftstore.MaxRequestKeyLen))
+				return
+			}
+			r = r.WithContext(raftstore.WithRequestKey(r.Context(), key))
+		}
 		rt.handle(w, r)
 	})
+}
+
+func validKey(k string) bool {
+	if len(k) > raftstore.MaxRequestKeyLen {
+		return false
+	}
+	for _, c := range []byte(k) {
+		if c < 0x21 || c > 0x7e {
+			return false
+		}
+	}
+	return true
 }
 
 // authorize is the one place that decides who may call what.

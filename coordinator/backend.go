@@ -104,6 +104,9 @@ func (c *Coordinator) Submit(ctx context.Context, req api.SubmitRequest) (string
 	if !c.store.IsLeader() {
 		return "", raftstore.ErrNotLeader
 	}
+	if id, ok := c.repeated(ctx); ok {
+		return id, nil
+	}
 	name := req.PlanName
 	if name == "" {
 		name = "plan.yaml"
@@ -140,28 +143,53 @@ func (c *Coordinator) Act(ctx context.Context, id string, a api.Action) error {
 	if err != nil {
 		return err
 	}
+	if _, ok := c.repeated(ctx); ok {
+		return nil
+	}
 	now := time.Now().UTC()
 	switch a {
 	case api.ActionPause:
-		return c.store.Apply(ctx, &raftstore.Request{ID: id, Pause: true, At: now})
+		return c.apply(ctx, &raftstore.Request{ID: id, Pause: true, At: now})
 	case api.ActionResume:
-		return c.store.Apply(ctx, &raftstore.Request{ID: id, Resume: true, At: now})
+		return c.apply(ctx, &raftstore.Request{ID: id, Resume: true, At: now})
 	case api.ActionAbort:
 		if d.State == raftstore.StatePaused {
-			return c.store.Apply(ctx, &raftstore.SetState{ID: id, State: raftstore.StateAborted, Error: "aborted by operator", At: now})
+			return c.apply(ctx, &raftstore.SetState{ID: id, State: raftstore.StateAborted, Error: "aborted by operator", At: now})
 		}
-		return c.store.Apply(ctx, &raftstore.Request{ID: id, Abort: true, At: now})
+		return c.apply(ctx, &raftstore.Request{ID: id, Abort: true, At: now})
 	}
 	return fmt.Errorf("unknown action %q: %w", a, api.ErrBadRequest)
 }
 
 // Rollback records an operator's rollback of a finished deployment.
 func (c *Coordinator) Rollback(ctx context.Context, id string) (string, error) {
+	if rid, ok := c.repeated(ctx); ok {
+		return rid, nil
+	}
 	rid, err := c.engine.SubmitRollback(ctx, id)
 	if errors.Is(err, orchestrator.ErrNothingToRollBack) || errors.Is(err, orchestrator.ErrNotResumable) {
 		return "", fmt.Errorf("%w: %w", err, api.ErrConflict)
 	}
 	return rid, err
+}
+
+// repeated returns the result of the request ctx carries when it was
+// applied already: its first answer was lost and the client sent it again.
+// Checking before the work matters where the work's own checks would
+// refuse a repeat (a rollback already under way has nothing left to roll
+// back); the state machine refuses a repeat that gets past this check
+// anyway (both sent at once), with raftstore.ErrAlreadyApplied.
+func (c *Coordinator) repeated(ctx context.Context) (string, bool) {
+	return c.store.RequestResult(raftstore.RequestKey(ctx))
+}
+
+// apply records a command; a repeat of a request already applied is done.
+func (c *Coordinator) apply(ctx context.Context, cmd raftstore.Command) error {
+	err := c.store.Apply(ctx, cmd)
+	if _, ok := raftstore.Applied(err); ok {
+		return nil
+	}
+	return err
 }
 
 // Events returns the replicated events of a deployment after seq.
@@ -208,10 +236,24 @@ func (c *Coordinator) CreateToken(ctx context.Context, req api.TokenRequest) (st
 	if req.TTL > 0 {
 		t.Expires = now.Add(time.Duration(req.TTL))
 	}
+	if _, ok := c.repeated(ctx); ok {
+		return "", errTokenRepeat(req.Name)
+	}
 	if err := c.store.Apply(ctx, &raftstore.PutToken{Token: t}); err != nil {
+		if _, ok := raftstore.Applied(err); ok {
+			return "", errTokenRepeat(req.Name)
+		}
 		return "", err
 	}
 	return tok, nil
+}
+
+// errTokenRepeat answers a repeated token creation: the token exists, but
+// its clear text went to the first attempt's answer, which the caller lost,
+// and it is kept nowhere else.
+func errTokenRepeat(name string) error {
+	return fmt.Errorf("token %s was created by an earlier attempt of this request, whose answer (the token's only clear copy) was lost: delete it and create it again: %w",
+		name, api.ErrConflict)
 }
 
 // Tokens lists the tokens (hashes are not shown by the API).
@@ -219,7 +261,7 @@ func (c *Coordinator) Tokens() []raftstore.Token { return c.store.Tokens() }
 
 // DeleteToken revokes a token.
 func (c *Coordinator) DeleteToken(ctx context.Context, name string) error {
-	return c.store.Apply(ctx, &raftstore.DeleteToken{Name: name})
+	return c.apply(ctx, &raftstore.DeleteToken{Name: name})
 }
 
 // badRequest marks a caller's mistake (an invalid plan, a bad archive)

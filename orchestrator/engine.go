@@ -161,6 +161,9 @@ func (e *Engine) Submit(ctx context.Context, p *plans.Plan, opts SubmitOptions) 
 		return "", err
 	}
 	if err := e.d.Store.Apply(ctx, &raftstore.CreateDeployment{Deployment: d, At: now}); err != nil {
+		if id, ok := raftstore.Applied(err); ok {
+			return id, nil // a repeat of a submit that was recorded
+		}
 		return "", fmt.Errorf("record deployment: %w", err)
 	}
 	return d.ID, nil
@@ -218,6 +221,9 @@ func (e *Engine) SubmitRollback(ctx context.Context, of string) (string, error) 
 		return "", err
 	}
 	if err := e.d.Store.Apply(ctx, &raftstore.CreateDeployment{Deployment: d, At: now}); err != nil {
+		if id, ok := raftstore.Applied(err); ok {
+			return id, nil
+		}
 		return "", fmt.Errorf("record rollback: %w", err)
 	}
 	return d.ID, nil
@@ -270,6 +276,9 @@ func (e *Engine) SubmitRepair(ctx context.Context, p *plans.Plan) (id string, sk
 		return "", skipped, err
 	}
 	if err := e.d.Store.Apply(ctx, &raftstore.CreateDeployment{Deployment: d, At: now}); err != nil {
+		if id, ok := raftstore.Applied(err); ok {
+			return id, skipped, nil
+		}
 		return "", skipped, fmt.Errorf("record repair: %w", err)
 	}
 	return d.ID, skipped, nil

@@ -132,11 +132,11 @@ func await(ctx context.Context, f raft.Future) error {
 	}
 }
 
-// raftError converts raft's leadership errors to ErrNotLeader, keeping
-// the original in the chain.
+// raftError converts raft's leadership errors (see leadershipError),
+// keeping the original in the chain.
 func raftError(what string, err error) error {
-	if errors.Is(err, raft.ErrNotLeader) || errors.Is(err, raft.ErrLeadershipLost) {
-		return fmt.Errorf("%s: %w: %w", what, ErrNotLeader, err)
+	if lerr := leadershipError(what, err); lerr != nil {
+		return lerr
 	}
 	return fmt.Errorf("%s: %w", what, err)
 }

@@ -43,6 +43,8 @@ type envelope struct {
 	Type    CommandType     `json:"t"`
 	Version int             `json:"v"`
 	Payload json.RawMessage `json:"p"`
+	// Key is the request key of an idempotent write (see WithRequestKey).
+	Key string `json:"k,omitempty"`
 }
 
 // Command is anything that can be applied to the state.
@@ -95,19 +97,28 @@ func (SetState) commandType() CommandType         { return CmdSetState }
 func (Request) commandType() CommandType          { return CmdRequest }
 
 // Encode serialises a command for the log.
-func Encode(c Command) ([]byte, error) {
+func Encode(c Command) ([]byte, error) { return encode(c, "") }
+
+// encode serialises a command with its request key ("" for none).
+func encode(c Command, key string) ([]byte, error) {
 	p, err := json.Marshal(c)
 	if err != nil {
 		return nil, fmt.Errorf("encode command: %w", err)
 	}
-	return json.Marshal(envelope{Type: c.commandType(), Version: 1, Payload: p})
+	return json.Marshal(envelope{Type: c.commandType(), Version: 1, Payload: p, Key: key})
 }
 
 // decode reverses Encode.
 func decode(b []byte) (Command, error) {
+	c, _, err := decodeKeyed(b)
+	return c, err
+}
+
+// decodeKeyed reverses encode: the command and its request key.
+func decodeKeyed(b []byte) (Command, string, error) {
 	var e envelope
 	if err := json.Unmarshal(b, &e); err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrBadCommand, err)
+		return nil, "", fmt.Errorf("%w: %v", ErrBadCommand, err)
 	}
 	var c Command
 	switch e.Type {
@@ -136,12 +147,15 @@ func decode(b []byte) (Command, error) {
 	case CmdPrune:
 		c = &Prune{}
 	default:
-		return nil, fmt.Errorf("%w: unknown type %d", ErrBadCommand, e.Type)
+		return nil, "", fmt.Errorf("%w: unknown type %d", ErrBadCommand, e.Type)
 	}
 	if err := json.Unmarshal(e.Payload, c); err != nil {
-		return nil, fmt.Errorf("%w: type %d: %v", ErrBadCommand, e.Type, err)
+		return nil, "", fmt.Errorf("%w: type %d: %v", ErrBadCommand, e.Type, err)
 	}
-	return c, nil
+	if len(e.Key) > MaxRequestKeyLen {
+		return nil, "", fmt.Errorf("%w: request key longer than %d bytes", ErrBadCommand, MaxRequestKeyLen)
+	}
+	return c, e.Key, nil
 }
 
 // apply changes s by one command. It is deterministic: everything it needs

@@ -26,12 +26,12 @@ func (f *fsm) Apply(l *raft.Log) any {
 	if l.Type != raft.LogCommand {
 		return nil
 	}
-	c, err := decode(l.Data)
+	c, key, err := decodeKeyed(l.Data)
 	if err != nil {
 		return err
 	}
 	f.mu.Lock()
-	err = f.state.safeApply(c)
+	err = f.state.applyOnce(c, key)
 	f.mu.Unlock()
 	if f.onApply != nil {
 		f.onApply()

@@ -149,6 +149,9 @@ type State struct {
 	Nodes          map[string]*Node  `json:"nodes,omitempty"`
 	Tokens         map[string]*Token `json:"tokens,omitempty"`
 	Agents         map[string]*Agent `json:"agents,omitempty"`
+	// Requests are the request keys of the latest idempotent writes,
+	// oldest first (at most maxRequestKeys).
+	Requests []AppliedRequest `json:"requests,omitempty"`
 }
 
 func newState() *State {
@@ -220,7 +223,9 @@ func (s *State) snapshotCopy() *State {
 	c := &State{Deployments: make(map[string]*Deployment, len(s.Deployments)), Hosts: make(map[string]*HostRecord, len(s.Hosts)),
 		Order: append([]string(nil), s.Order...), Seq: s.Seq, Events: s.Events[:len(s.Events):len(s.Events)],
 		TrimmedThrough: s.TrimmedThrough, Nodes: make(map[string]*Node, len(s.Nodes)),
-		Tokens: make(map[string]*Token, len(s.Tokens)), Agents: make(map[string]*Agent, len(s.Agents))}
+		Tokens: make(map[string]*Token, len(s.Tokens)), Agents: make(map[string]*Agent, len(s.Agents)),
+		// Shared like Events: applyOnce only appends, or replaces the slice.
+		Requests: s.Requests[:len(s.Requests):len(s.Requests)]}
 	for k, d := range s.Deployments {
 		dc := d.clone()
 		c.Deployments[k] = &dc

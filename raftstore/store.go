@@ -316,9 +316,13 @@ func (s *Store) Close() error {
 }
 
 // Apply replicates c and returns once it is applied, with the command's own
-// error (ErrHostLocked, ErrTerminal, ...) if it was refused.
+// error (ErrHostLocked, ErrTerminal, ...) if it was refused. When ctx
+// carries a request key (WithRequestKey) that was applied before, nothing
+// changes and the error is an *AppliedError. A leader lost while c was
+// being committed gives an error matching ErrOutcomeUnknown (and
+// ErrNotLeader): c may still be applied.
 func (s *Store) Apply(ctx context.Context, c Command) error {
-	b, err := Encode(c)
+	b, err := encode(c, RequestKey(ctx))
 	if err != nil {
 		return err
 	}
@@ -328,8 +332,8 @@ func (s *Store) Apply(ctx context.Context, c Command) error {
 	}
 	f := s.raft.Apply(b, timeout)
 	if err := f.Error(); err != nil {
-		if errors.Is(err, raft.ErrNotLeader) || errors.Is(err, raft.ErrLeadershipLost) {
-			return fmt.Errorf("%w: %v", ErrNotLeader, err)
+		if lerr := leadershipError("raft apply", err); lerr != nil {
+			return lerr
 		}
 		return fmt.Errorf("raft apply: %w", err)
 	}
