@@ -67,6 +67,23 @@ type SubmitResponse struct {
 	ID string `json:"id"`
 }
 
+// RepairRequest asks for a repair (`drover repair`): every host of a plan
+// brought back to its recorded release, healthy and in rotation. The plan
+// is Plan, its YAML text (release.artifact is not read: nothing is
+// uploaded), or else the plan of deployment Of.
+type RepairRequest struct {
+	PlanName string `json:"plan_name,omitempty"`
+	Plan     string `json:"plan,omitempty"`
+	Of       string `json:"of,omitempty"`
+}
+
+// RepairResponse names the repair deployment, and the hosts left alone
+// because no release is recorded for them.
+type RepairResponse struct {
+	ID      string   `json:"id"`
+	Skipped []string `json:"skipped,omitempty"`
+}
+
 // Action is an operator's request on a running deployment.
 type Action string
 
@@ -149,6 +166,7 @@ type Deployments interface {
 	Get(id string) (raftstore.Deployment, error)
 	Act(ctx context.Context, id string, a Action) error
 	Rollback(ctx context.Context, id string) (string, error)
+	Repair(ctx context.Context, req RepairRequest) (RepairResponse, error)
 	// Events returns the events of id after seq, and the last seq applied.
 	Events(id string, after uint64) ([]raftstore.Event, uint64)
 	// Changed is closed at the next applied command.

@@ -307,6 +307,12 @@ func (c *Client) Rollback(ctx context.Context, id string) (string, error) {
 	return out.ID, c.callOnce(ctx, http.MethodPost, "/v1/deployments/"+url.PathEscape(id)+"/rollback", nil, &out)
 }
 
+// Repair starts a repair deployment (see RepairRequest).
+func (c *Client) Repair(ctx context.Context, req RepairRequest) (RepairResponse, error) {
+	var out RepairResponse
+	return out, c.callOnce(ctx, http.MethodPost, "/v1/repairs", req, &out)
+}
+
 // CreateToken creates an API token; the answer holds its only clear copy.
 func (c *Client) CreateToken(ctx context.Context, req TokenRequest) (TokenResponse, error) {
 	var out TokenResponse

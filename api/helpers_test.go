@@ -385,6 +385,18 @@ func (n *fakeNode) Rollback(ctx context.Context, id string) (string, error) {
 	return id + "-rb", nil
 }
 
+func (n *fakeNode) Repair(ctx context.Context, req RepairRequest) (RepairResponse, error) {
+	unlock, err := n.lock()
+	if err != nil {
+		return RepairResponse{}, err
+	}
+	defer unlock()
+	if err := n.st.write("repair " + req.Of + req.PlanName); err != nil {
+		return RepairResponse{}, err
+	}
+	return RepairResponse{ID: "repair-1", Skipped: []string{"web9"}}, nil
+}
+
 func (n *fakeNode) Events(id string, after uint64) ([]raftstore.Event, uint64) {
 	n.st.mu.Lock()
 	defer n.st.mu.Unlock()

@@ -167,6 +167,7 @@ func (s *server) routes() []route {
 		{"POST /v1/deployments/{id}/abort", accessManage, leader, false, s.act(ActionAbort)},
 		{"POST /v1/deployments/{id}/rollback", accessManage, leader, false, s.rollback},
 		{"GET /v1/deployments/{id}/events", accessRead, leaderRead, true, s.events},
+		{"POST /v1/repairs", accessManage, leader, false, s.repair},
 
 		{"GET /v1/hosts", accessRead, leader, false, s.hosts},
 		{"POST /v1/agents/{name}/revoke", accessManage, leader, false, s.revokeAgent},
@@ -599,6 +600,25 @@ func (s *server) rollback(w http.ResponseWriter, r *http.Request) {
 	}
 	w.Header().Set("Location", "/v1/deployments/"+url.PathEscape(id))
 	writeJSON(w, http.StatusCreated, SubmitResponse{ID: id})
+}
+
+func (s *server) repair(w http.ResponseWriter, r *http.Request) {
+	var req RepairRequest
+	if err := decodeJSON(r, &req); err != nil {
+		writeError(w, err)
+		return
+	}
+	if (strings.TrimSpace(req.Plan) == "") == (req.Of == "") {
+		writeError(w, fmt.Errorf("%w: a repair needs a plan or a deployment (of), not both", ErrBadRequest))
+		return
+	}
+	out, err := s.cfg.Deployments.Repair(r.Context(), req)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	w.Header().Set("Location", "/v1/deployments/"+url.PathEscape(out.ID))
+	writeJSON(w, http.StatusCreated, out)
 }
 
 // TokenInfo describes an API token; the hash stays in the replicated state.

@@ -2,6 +2,7 @@ package coordinator
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -171,6 +172,49 @@ func (c *Coordinator) Rollback(ctx context.Context, id string) (string, error) {
 		return "", fmt.Errorf("%w: %w", err, api.ErrConflict)
 	}
 	return rid, err
+}
+
+// Repair records a repair of the plan in req (its text, or deployment
+// Of's plan), the same as `drover repair` with the embedded coordinator.
+func (c *Coordinator) Repair(ctx context.Context, req api.RepairRequest) (api.RepairResponse, error) {
+	if !c.store.IsLeader() {
+		return api.RepairResponse{}, raftstore.ErrNotLeader
+	}
+	if id, ok := c.repeated(ctx); ok {
+		return api.RepairResponse{ID: id}, nil
+	}
+	var p *plans.Plan
+	if req.Plan != "" {
+		name := req.PlanName
+		if name == "" {
+			name = "plan.yaml"
+		}
+		var err error
+		p, err = plans.ParseWith(name, []byte(req.Plan), plans.Options{
+			// A repair installs nothing: the release's archive is not needed.
+			Artifact: func(path string) (string, error) { return path, nil },
+		})
+		if err != nil {
+			return api.RepairResponse{}, badRequest{err}
+		}
+	} else {
+		d, err := c.store.Deployment(req.Of)
+		if err != nil {
+			return api.RepairResponse{}, err
+		}
+		p = new(plans.Plan)
+		if err := json.Unmarshal(d.Plan, p); err != nil {
+			return api.RepairResponse{}, fmt.Errorf("plan of %s: %w", d.ID, err)
+		}
+	}
+	id, skipped, err := c.engine.SubmitRepair(ctx, p)
+	if errors.Is(err, orchestrator.ErrNothingToRepair) {
+		return api.RepairResponse{Skipped: skipped}, badRequest{err}
+	}
+	if err != nil {
+		return api.RepairResponse{}, err
+	}
+	return api.RepairResponse{ID: id, Skipped: skipped}, nil
 }
 
 // repeated returns the result of the request ctx carries when it was

@@ -6,7 +6,9 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"os/signal"
 	"strings"
+	"syscall"
 
 	"github.com/drover-dev/drover/api"
 	"github.com/drover-dev/drover/plans"
@@ -35,14 +37,16 @@ deployment that installed it. Hosts without a recorded release are left
 alone and listed.
 
 PLAN is a plan file (its hosts, ssh and load balancer); ID is a deployment
-whose plan is used; default: the plan of the latest deployment.
+whose plan is used; default: the plan of the latest deployment. With
+--server the cluster's leader runs the repair and this command follows it
+as it does a deploy (Ctrl-C stops watching, the repair goes on).
 Exit codes: 0 every host consistent, 1 some host could not be repaired.`,
 		Example: `  drover repair web.yaml
   drover repair web-20261129-171500-ab12`,
 		Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if handled, err := withCluster(cmd.Context(), &g.cluster, func(ctx context.Context, cl *api.Client) error {
-				return withCode(exitUsage, errors.New("repair runs with the embedded coordinator only for now (without --server)"))
+				return repairRemote(ctx, cl, g, args)
 			}); handled {
 				return err
 			}
@@ -88,4 +92,50 @@ func repairPlan(st *raftstore.Store, args []string) (*plans.Plan, error) {
 		return nil, withCode(exitFailed, fmt.Errorf("plan of %s: %w", d.ID, err))
 	}
 	return &p, nil
+}
+
+// repairRemote asks the cluster for a repair of the plan named by args (a
+// plan file, whose text is sent; else a deployment of the cluster, whose
+// plan the leader uses) and follows it like a deploy.
+func repairRemote(ctx context.Context, cl *api.Client, g *globalFlags, args []string) error {
+	v, err := newView(os.Stdout, g.output)
+	if err != nil {
+		return withCode(exitUsage, err)
+	}
+	var req api.RepairRequest
+	if len(args) == 1 {
+		if fi, err := os.Stat(args[0]); err == nil && !fi.IsDir() {
+			data, err := os.ReadFile(args[0])
+			if err != nil {
+				return withCode(exitUsage, err)
+			}
+			// Checked here for FILE:LINE:COL errors; the coordinators read
+			// the SSH key files, and a repair uploads no archive.
+			if _, err := plans.ParseWith(args[0], data, plans.Options{SkipCoordinatorFiles: true,
+				Artifact: func(path string) (string, error) { return path, nil }}); err != nil {
+				return withCode(exitUsage, err)
+			}
+			req.PlanName, req.Plan = args[0], string(data)
+		}
+	}
+	if req.Plan == "" {
+		d, err := pickRemote(ctx, cl, args, func(raftstore.Deployment) bool { return true })
+		if err != nil {
+			if len(args) == 1 && errors.Is(err, api.ErrNotFound) {
+				return withCode(exitUsage, fmt.Errorf("%s is neither a plan file nor a deployment: %w", args[0], err))
+			}
+			return err
+		}
+		req.Of = d.ID
+	}
+	out, err := cl.Repair(ctx, req)
+	if len(out.Skipped) > 0 {
+		v.note(fmt.Sprintf("left alone, no release recorded for them: %s", strings.Join(out.Skipped, ", ")))
+	}
+	if err != nil {
+		return err
+	}
+	sigctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	return watch(sigctx, cl, v, out.ID)
 }
