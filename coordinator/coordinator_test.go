@@ -155,6 +155,39 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 	}
 }
 
+// waitFormed waits until cl sees every node a reachable member, with its
+// API address, and one leader.
+func (tc *testCluster) waitFormed(ctx context.Context, cl *api.Client) {
+	tc.t.Helper()
+	waitFor(tc.t, "reachable members with one leader", func() bool {
+		ms, err := cl.Members(ctx)
+		if err != nil || len(ms) != len(tc.nodes) {
+			return false
+		}
+		leaders := 0
+		for _, m := range ms {
+			if !m.Reachable || m.HTTPAddr == "" {
+				return false
+			}
+			if m.Leader {
+				leaders++
+			}
+		}
+		return leaders == 1
+	})
+}
+
+// follower returns a running node that does not lead.
+func (tc *testCluster) follower() string {
+	leader := tc.leader()
+	for id, n := range tc.nodes {
+		if n.c != nil && id != leader {
+			return id
+		}
+	}
+	return ""
+}
+
 func (tc *testCluster) leader() string {
 	for id, n := range tc.nodes {
 		if n.c != nil && n.c.IsLeader() {
@@ -169,28 +202,10 @@ func TestClusterFormsFailsOverAndAuthenticates(t *testing.T) {
 	ctx := context.Background()
 	cl := tc.client(tc.token)
 
-	waitFor(t, "three reachable members with one leader", func() bool {
-		ms, err := cl.Members(ctx)
-		if err != nil || len(ms) != 3 {
-			return false
-		}
-		leaders := 0
-		for _, m := range ms {
-			if !m.Reachable || m.HTTPAddr == "" {
-				return false
-			}
-			if m.Leader {
-				leaders++
-			}
-		}
-		return leaders == 1
-	})
+	tc.waitFormed(ctx, cl)
 
 	// A read token, created through a follower (forwarded to the leader).
-	follower := "c2"
-	if tc.leader() == follower {
-		follower = "c3"
-	}
+	follower := tc.follower()
 	tok, err := tc.client(tc.token, follower).CreateToken(ctx, api.TokenRequest{Name: "ci", Role: raftstore.RoleRead})
 	if err != nil {
 		t.Fatalf("create token via follower: %v", err)
