@@ -200,13 +200,15 @@ func (c *Client) Close() { c.hc.CloseIdleConnections() }
 // Status returns what the node that answers says of itself.
 func (c *Client) Status(ctx context.Context) (NodeStatus, error) {
 	var st NodeStatus
-	return st, c.call(ctx, http.MethodGet, "/v1/status", nil, &st)
+	err := c.call(ctx, http.MethodGet, "/v1/status", nil, &st)
+	return st, err
 }
 
 // Members lists the cluster's voters and what each says of itself.
 func (c *Client) Members(ctx context.Context) ([]Member, error) {
 	var ms []Member
-	return ms, c.call(ctx, http.MethodGet, "/v1/cluster/members", nil, &ms)
+	err := c.call(ctx, http.MethodGet, "/v1/cluster/members", nil, &ms)
+	return ms, err
 }
 
 // Join adds (or re-adds) a coordinator to the cluster.
@@ -282,13 +284,15 @@ func (c *Client) UploadArtifact(ctx context.Context, sha256 string, open func() 
 // Submit starts a deployment and returns its ID.
 func (c *Client) Submit(ctx context.Context, req SubmitRequest) (string, error) {
 	var out SubmitResponse
-	return out.ID, c.callOnce(ctx, http.MethodPost, "/v1/deployments", req, &out)
+	err := c.callOnce(ctx, http.MethodPost, "/v1/deployments", req, &out)
+	return out.ID, err
 }
 
 // Deployment returns one deployment.
 func (c *Client) Deployment(ctx context.Context, id string) (raftstore.Deployment, error) {
 	var d raftstore.Deployment
-	return d, c.call(ctx, http.MethodGet, "/v1/deployments/"+url.PathEscape(id), nil, &d)
+	err := c.call(ctx, http.MethodGet, "/v1/deployments/"+url.PathEscape(id), nil, &d)
+	return d, err
 }
 
 // Act asks a running deployment to pause, resume or abort.
@@ -304,25 +308,29 @@ func (c *Client) Act(ctx context.Context, id string, a Action) error {
 // Rollback starts a deployment that takes id's hosts back, and returns its ID.
 func (c *Client) Rollback(ctx context.Context, id string) (string, error) {
 	var out SubmitResponse
-	return out.ID, c.callOnce(ctx, http.MethodPost, "/v1/deployments/"+url.PathEscape(id)+"/rollback", nil, &out)
+	err := c.callOnce(ctx, http.MethodPost, "/v1/deployments/"+url.PathEscape(id)+"/rollback", nil, &out)
+	return out.ID, err
 }
 
 // Repair starts a repair deployment (see RepairRequest).
 func (c *Client) Repair(ctx context.Context, req RepairRequest) (RepairResponse, error) {
 	var out RepairResponse
-	return out, c.callOnce(ctx, http.MethodPost, "/v1/repairs", req, &out)
+	err := c.callOnce(ctx, http.MethodPost, "/v1/repairs", req, &out)
+	return out, err
 }
 
 // CreateToken creates an API token; the answer holds its only clear copy.
 func (c *Client) CreateToken(ctx context.Context, req TokenRequest) (TokenResponse, error) {
 	var out TokenResponse
-	return out, c.callOnce(ctx, http.MethodPost, "/v1/tokens", req, &out)
+	err := c.callOnce(ctx, http.MethodPost, "/v1/tokens", req, &out)
+	return out, err
 }
 
 // Tokens lists the API tokens (never their secrets).
 func (c *Client) Tokens(ctx context.Context) ([]TokenInfo, error) {
 	var out []TokenInfo
-	return out, c.call(ctx, http.MethodGet, "/v1/tokens", nil, &out)
+	err := c.call(ctx, http.MethodGet, "/v1/tokens", nil, &out)
+	return out, err
 }
 
 // DeleteToken revokes a token by name.
