@@ -65,13 +65,38 @@ const MaxRequestKeyLen = 128
 
 type requestKeyCtx struct{}
 
-// WithRequestKey returns a context whose Apply calls carry key, making
-// them idempotent. An empty key changes nothing.
+// WithRequestKey returns a context whose Apply calls of an operator's write
+// (a command that implements keyed: CreateDeployment, Request, SetState,
+// PutToken, DeleteToken) carry key, making them idempotent. Bookkeeping
+// applied on the way under the same context (Prune before a submit) does
+// not: it would take the key and leave the write a "repeat". An empty key
+// changes nothing.
 func WithRequestKey(ctx context.Context, key string) context.Context {
 	if key == "" {
 		return ctx
 	}
 	return context.WithValue(ctx, requestKeyCtx{}, key)
+}
+
+// keyed marks the commands that record an operator's write, the ones a
+// request key names.
+type keyed interface {
+	Command
+	operatorWrite()
+}
+
+func (CreateDeployment) operatorWrite() {}
+func (Request) operatorWrite()          {}
+func (SetState) operatorWrite()         {}
+func (PutToken) operatorWrite()         {}
+func (DeleteToken) operatorWrite()      {}
+
+// requestKey is the key c carries when applied under ctx.
+func requestKey(ctx context.Context, c Command) string {
+	if _, ok := c.(keyed); !ok {
+		return ""
+	}
+	return RequestKey(ctx)
 }
 
 // RequestKey returns the request key ctx carries, "" if none.

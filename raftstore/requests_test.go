@@ -2,6 +2,7 @@ package raftstore
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -10,9 +11,9 @@ import (
 	"github.com/hashicorp/raft"
 )
 
-// keyed is one command of a dedupe test, with its request key and what
+// keyedStep is one command of a dedupe test, with its request key and what
 // applying it must give.
-type keyed struct {
+type keyedStep struct {
 	cmd        Command
 	key        string
 	wantErr    error
@@ -25,12 +26,12 @@ func TestApplyOnce(t *testing.T) {
 	}
 	tests := []struct {
 		name  string
-		steps []keyed
+		steps []keyedStep
 		check func(t *testing.T, s *State)
 	}{
 		{
 			name: "a repeated submit returns the first deployment, not a conflict",
-			steps: []keyed{
+			steps: []keyedStep{
 				{cmd: create("d1", "a"), key: "k1"},
 				{cmd: create("d2", "a"), key: "k1", wantErr: ErrAlreadyApplied, wantResult: "d1"},
 			},
@@ -42,21 +43,21 @@ func TestApplyOnce(t *testing.T) {
 		},
 		{
 			name: "without a key the repeat is refused as before",
-			steps: []keyed{
+			steps: []keyedStep{
 				{cmd: create("d1", "a")},
 				{cmd: create("d2", "a"), wantErr: ErrHostLocked},
 			},
 		},
 		{
 			name: "another key is another request",
-			steps: []keyed{
+			steps: []keyedStep{
 				{cmd: create("d1", "a"), key: "k1"},
 				{cmd: create("d2", "a"), key: "k2", wantErr: ErrHostLocked},
 			},
 		},
 		{
 			name: "a refused command is not remembered: its repeat is judged afresh",
-			steps: []keyed{
+			steps: []keyedStep{
 				{cmd: create("d1", "a"), key: "k1"},
 				{cmd: create("d2", "a"), key: "k2", wantErr: ErrHostLocked},
 				{cmd: &SetState{ID: "d1", State: StateSucceeded, At: t0}},
@@ -70,7 +71,7 @@ func TestApplyOnce(t *testing.T) {
 		},
 		{
 			name: "a repeated abort of a deployment it ended is not an error about its end",
-			steps: []keyed{
+			steps: []keyedStep{
 				{cmd: create("d1", "a")},
 				{cmd: &SetState{ID: "d1", State: StateAborted, At: t0}, key: "k1"},
 				{cmd: &SetState{ID: "d1", State: StateAborted, At: t0}, key: "k1", wantErr: ErrAlreadyApplied},
@@ -78,7 +79,7 @@ func TestApplyOnce(t *testing.T) {
 		},
 		{
 			name: "a repeated pause records one request",
-			steps: []keyed{
+			steps: []keyedStep{
 				{cmd: create("d1", "a")},
 				{cmd: &Request{ID: "d1", Pause: true, At: t0}, key: "p"},
 				{cmd: &Request{ID: "d1", Pause: true, At: t0}, key: "p", wantErr: ErrAlreadyApplied},
@@ -187,3 +188,31 @@ type memSink struct{ bytes.Buffer }
 func (*memSink) ID() string    { return "mem" }
 func (*memSink) Cancel() error { return nil }
 func (*memSink) Close() error  { return nil }
+
+// TestBookkeepingTakesNoKey: a command applied on the way under a keyed
+// context (the prune before a submit) leaves the key to the write itself,
+// which is then recorded, and a repeat of the whole finds it.
+func TestBookkeepingTakesNoKey(t *testing.T) {
+	ctx := context.Background()
+	s, err := OpenSingle(ctx, Options{Dir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	kctx := WithRequestKey(ctx, "submit-1")
+	submit := func(id string) error {
+		if err := s.Apply(kctx, &Prune{KeepFinished: 10, At: t0}); err != nil {
+			t.Fatalf("prune: %v", err)
+		}
+		return s.Apply(kctx, &CreateDeployment{Deployment: deployment(id, "v1", "a"), At: t0})
+	}
+	if err := submit("d1"); err != nil {
+		t.Fatalf("submit: %v", err)
+	}
+	if _, err := s.Deployment("d1"); err != nil {
+		t.Fatal(err)
+	}
+	if got, ok := Applied(submit("d1-repeat")); !ok || got != "d1" {
+		t.Fatalf("repeat: %q %v, want the first submit's d1", got, ok)
+	}
+}

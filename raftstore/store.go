@@ -322,7 +322,7 @@ func (s *Store) Close() error {
 // being committed gives an error matching ErrOutcomeUnknown (and
 // ErrNotLeader): c may still be applied.
 func (s *Store) Apply(ctx context.Context, c Command) error {
-	b, err := encode(c, RequestKey(ctx))
+	b, err := encode(c, requestKey(ctx, c))
 	if err != nil {
 		return err
 	}
