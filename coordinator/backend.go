@@ -193,6 +193,7 @@ func (c *Coordinator) Repair(ctx context.Context, req api.RepairRequest) (api.Re
 		p, err = plans.ParseWith(name, []byte(req.Plan), plans.Options{
 			// A repair installs nothing: the release's archive is not needed.
 			Artifact: func(path string) (string, error) { return path, nil },
+			Files:    &plans.AllowedFiles{Paths: c.cfg.PlanFiles},
 		})
 		if err != nil {
 			return api.RepairResponse{}, badRequest{err}
