@@ -18,7 +18,6 @@ func TestSubmittedPlanCannotNameCoordinatorFiles(t *testing.T) {
 	tc := newTestCluster(t, "c1")
 	cl := tc.client(tc.token)
 	waitFor(t, "the bootstrap token stored", func() bool { _, err := cl.Deployments(t.Context()); return err == nil })
-	tokenFile := filepath.Join(tc.tlsDir, "bootstrap.token")
 	const plan = `name: web
 version: "2"
 inventory: %s
@@ -28,10 +27,27 @@ release: {artifact: ./app.tar.gz, path: /srv/app, restart: bin/restart}
 health:
   http: {url: "http://{{.Host}}:8080/health"}
 `
-	submit := func(path string) error {
-		_, err := cl.Submit(t.Context(), api.SubmitRequest{PlanName: "/tmp/plan.yaml", Plan: fmt.Sprintf(plan, path)})
-		return err
+	for _, via := range []struct {
+		name   string
+		submit func(path string) error
+	}{
+		{"submit", func(path string) error {
+			_, err := cl.Submit(t.Context(), api.SubmitRequest{PlanName: "/tmp/plan.yaml", Plan: fmt.Sprintf(plan, path)})
+			return err
+		}},
+		{"repair", func(path string) error {
+			_, err := cl.Repair(t.Context(), api.RepairRequest{PlanName: "/tmp/plan.yaml", Plan: fmt.Sprintf(plan, path)})
+			return err
+		}},
+	} {
+		t.Run(via.name, func(t *testing.T) { checkPlanFiles(t, tc, via.submit) })
 	}
+}
+
+// checkPlanFiles checks that submit, given a plan naming path, refuses
+// the bootstrap token file and a missing file alike.
+func checkPlanFiles(t *testing.T, tc *testCluster, submit func(path string) error) {
+	tokenFile := filepath.Join(tc.tlsDir, "bootstrap.token")
 	errToken := submit(tokenFile)
 	if errToken == nil || !errors.Is(errToken, api.ErrBadRequest) {
 		t.Fatalf("plan naming the bootstrap token: got %v, want a 400", errToken)
