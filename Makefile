@@ -3,12 +3,18 @@ export PATH := $(PATH):/usr/local/go/bin
 GO      ?= go
 BIN     := bin
 
+# What `drover version` and /v1/status report (cmd/drover/version.go).
+VERSION    ?= 0.1.0
+COMMIT     ?= $(shell git rev-parse --short=12 HEAD 2>/dev/null)$(shell [ -n "$$(git status --porcelain --untracked-files=no 2>/dev/null)" ] && echo -dirty)
+BUILD_DATE ?= $(shell date -u +%Y-%m-%dT%H:%M:%SZ)
+LDFLAGS    := -X main.version=$(VERSION) -X main.commit=$(COMMIT) -X main.buildDate=$(BUILD_DATE)
+
 .PHONY: all build test unit fuzz demo bench bench-fleet deps fmt vet clean
 
 all: build
 
 build:
-	$(GO) build -o $(BIN)/drover ./cmd/drover
+	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN)/drover ./cmd/drover
 	$(GO) build -o $(BIN)/drover-lab ./cmd/drover-lab
 
 # Installs the Debian packages the lab needs (sshd, HAProxy, iproute2), only
@@ -64,7 +70,6 @@ clean:
 # ---- Vagrant fleet (docs/vagrant.md) and Debian package (docs/packages.md) ----
 .PHONY: vagrant-artifacts vagrant-validate deb
 
-VERSION        ?= 0.1.0
 # The Vagrant box (debian/bookworm64) is amd64.
 VAGRANT_GOARCH ?= amd64
 DEB_ARCH       ?= $(shell $(GO) env GOARCH)
@@ -73,7 +78,7 @@ NFPM           := github.com/goreleaser/nfpm/v2/cmd/nfpm@v2.45.2
 # Everything the VMs need, built here into vagrant/build/ (SSH key, drover
 # and demo app binaries, release artifacts 1.0.0, 2.0.0 and 3.0.0 (broken), TLS).
 vagrant-artifacts: build
-	GO="$(GO)" VERSION="$(VERSION)" VAGRANT_GOARCH="$(VAGRANT_GOARCH)" sh vagrant/build-artifacts.sh $(BIN)/drover
+	GO="$(GO)" VERSION="$(VERSION)" COMMIT="$(COMMIT)" BUILD_DATE="$(BUILD_DATE)" VAGRANT_GOARCH="$(VAGRANT_GOARCH)" sh vagrant/build-artifacts.sh $(BIN)/drover
 
 # Part of `make test`: the Vagrantfile loads and is valid (without and with
 # coordinators; no provider or VM needed), and examples/vagrant.yaml is a
@@ -91,6 +96,6 @@ vagrant-validate: vagrant-artifacts
 # without adding it to go.mod (fetched through the Go module proxy once).
 deb:
 	rm -rf dist/build
-	CGO_ENABLED=0 GOOS=linux GOARCH=$(DEB_ARCH) $(GO) build -trimpath -ldflags "-s -w -X main.version=$(VERSION)" -o dist/build/drover ./cmd/drover
+	CGO_ENABLED=0 GOOS=linux GOARCH=$(DEB_ARCH) $(GO) build -trimpath -ldflags "-s -w $(LDFLAGS)" -o dist/build/drover ./cmd/drover
 	VERSION="$(VERSION)" DEB_ARCH="$(DEB_ARCH)" $(GO) run $(NFPM) package --config packaging/nfpm.yaml --packager deb --target dist/
 	@ls -l dist/*.deb

@@ -21,7 +21,8 @@
 #
 # Usage: vagrant/build-artifacts.sh DROVER   (DROVER: a drover binary that runs
 # here, for `drover tls`). Env: GO (default go), VAGRANT_GOARCH (default
-# amd64, the architecture of the debian/bookworm64 box), VERSION.
+# amd64, the architecture of the debian/bookworm64 box), VERSION, COMMIT and
+# BUILD_DATE (what `drover version` reports; the Makefile passes its own).
 set -eu
 
 drover=${1:?usage: build-artifacts.sh PATH-TO-DROVER}
@@ -30,6 +31,8 @@ out=$root/vagrant/build
 go=${GO:-go}
 arch=${VAGRANT_GOARCH:-amd64}
 version=${VERSION:-dev}
+commit=${COMMIT:-$(git -C "$root" rev-parse --short=12 HEAD 2>/dev/null || true)}
+build_date=${BUILD_DATE:-$(date -u +%Y-%m-%dT%H:%M:%SZ)}
 topology=$root/lab/topology.yaml
 
 mkdir -p "$out"
@@ -53,7 +56,7 @@ chmod 600 "$out/id_ed25519"
 # 2. Binaries for the VMs: static, linux/$arch.
 echo "building drover and the demo app for linux/$arch"
 export CGO_ENABLED=0
-GOOS=linux GOARCH=$arch "$go" build -trimpath -ldflags "-s -w -X main.version=$version" \
+GOOS=linux GOARCH=$arch "$go" build -trimpath -ldflags "-s -w -X main.version=$version -X main.commit=$commit -X main.buildDate=$build_date" \
 	-o "$out/drover-linux-$arch" ./cmd/drover
 stage=$out/.stage
 rm -rf "$stage"

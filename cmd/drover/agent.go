@@ -69,7 +69,7 @@ reconnecting with backoff, and carry out its actions. The config file:
 				return withCode(exitUsage, fmt.Errorf("--log-level %q: want debug, info, warn or error", logLevel))
 			}
 			cfg.Log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: lvl}))
-			cfg.Version = version
+			cfg.Version = build().Version
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
 			if err := agent.Run(ctx, cfg); err != nil && ctx.Err() == nil {

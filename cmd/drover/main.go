@@ -32,9 +32,6 @@ inspection) and then:
   - the embedded coordinator (no --server): run again with an empty --data-dir;
     the deployment history kept there is lost, the hosts keep their releases`
 
-// version is set at build time (-ldflags "-X main.version=...").
-var version = "dev"
-
 // exitError carries an exit code up to main.
 type exitError struct {
 	code int
@@ -101,7 +98,9 @@ back cleanly, 4 the data dir is damaged, 130 paused by Ctrl-C (continue with
 'drover resume').`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
+		Version:       build().Version,
 	}
+	root.SetVersionTemplate(build().line() + "\n")
 	root.PersistentFlags().StringVar(&g.dataDir, "data-dir", ".drover", "where the embedded coordinator keeps its Raft log and snapshots")
 	root.PersistentFlags().StringVarP(&g.output, "output", "o", "auto", "output format: auto (live progress on a terminal, lines otherwise), text, json")
 	g.cluster.register(root)
@@ -121,6 +120,7 @@ back cleanly, 4 the data dir is damaged, 130 paused by Ctrl-C (continue with
 		newTLSCmd(),
 		newAgentCmd(g),
 		newHostsCmd(g),
+		newVersionCmd(g),
 	)
 	return root
 }

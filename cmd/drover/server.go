@@ -116,7 +116,7 @@ uses this node's ~/.ssh/known_hosts.`,
 			}
 			cfg.Log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: lvl}))
 			cfg.Timing = timing
-			cfg.Version = version
+			cfg.Version = build().Version
 
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"errors"
 	"os"
 	"path/filepath"
@@ -15,15 +14,7 @@ import (
 // runTLS runs 'drover tls ARGS...' and returns its output and error.
 func runTLS(t *testing.T, args ...string) (string, error) {
 	t.Helper()
-	cmd := newTLSCmd()
-	var out bytes.Buffer
-	cmd.SetOut(&out)
-	cmd.SetErr(&out)
-	cmd.SetArgs(args)
-	cmd.SilenceUsage = true
-	cmd.SilenceErrors = true
-	err := cmd.Execute()
-	return out.String(), err
+	return runRoot(t, append([]string{"tls"}, args...)...)
 }
 
 // exitCode is what main would exit with for err.
