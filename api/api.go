@@ -60,6 +60,11 @@ type SubmitRequest struct {
 	Plan           string `json:"plan"`
 	ArtifactSHA256 string `json:"artifact_sha256"`
 	Force          bool   `json:"force,omitempty"`
+	// Vars are the values of the plan's ${NAME} variables, read by the CLI
+	// from the operator's environment: a coordinator never reads its own.
+	Vars map[string]string `json:"vars,omitempty"`
+	// Set are the operator's --set KEY=VALUE (plans.VarKeys).
+	Set map[string]string `json:"set,omitempty"`
 }
 
 // SubmitResponse names the new deployment.

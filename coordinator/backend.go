@@ -112,15 +112,15 @@ func (c *Coordinator) Submit(ctx context.Context, req api.SubmitRequest) (string
 	if name == "" {
 		name = "plan.yaml"
 	}
-	p, err := plans.ParseWith(name, []byte(req.Plan), plans.Options{
-		Artifact: func(string) (string, error) {
-			if req.ArtifactSHA256 == "" {
-				return "", errors.New("upload the artifact first (its SHA-256 is missing from the request)")
-			}
-			return c.arts.Path(ctx, req.ArtifactSHA256)
-		},
-		Files: &plans.AllowedFiles{Paths: c.cfg.PlanFiles},
-	})
+	opts := submitOptions(req)
+	opts.Artifact = func(string) (string, error) {
+		if req.ArtifactSHA256 == "" {
+			return "", errors.New("upload the artifact first (its SHA-256 is missing from the request)")
+		}
+		return c.arts.Path(ctx, req.ArtifactSHA256)
+	}
+	opts.Files = &plans.AllowedFiles{Paths: c.cfg.PlanFiles}
+	p, err := plans.ParseWith(name, []byte(req.Plan), opts)
 	if err != nil {
 		return "", badRequest{err}
 	}
@@ -129,6 +129,19 @@ func (c *Coordinator) Submit(ctx context.Context, req api.SubmitRequest) (string
 		return "", badRequest{err}
 	}
 	return id, err
+}
+
+// submitOptions resolves a submitted plan's variables from the request
+// only: the coordinator's environment holds its own secrets, and a plan is
+// written by an API client.
+func submitOptions(req api.SubmitRequest) plans.Options {
+	return plans.Options{
+		Env: func(name string) (string, bool) {
+			v, ok := req.Vars[name]
+			return v, ok
+		},
+		Set: req.Set,
+	}
 }
 
 // List returns every deployment, oldest first.

@@ -20,8 +20,12 @@ type Error struct {
 	Msg  string
 }
 
-// Error renders the problem as FILE:LINE:COL: MSG.
+// Error renders the problem as FILE:LINE:COL: MSG, or FILE: MSG for a value
+// that is not in a file (a --set value: FILE is "--set", Line 0).
 func (e Error) Error() string {
+	if e.Line == 0 {
+		return fmt.Sprintf("%s: %s", e.File, e.Msg)
+	}
 	return fmt.Sprintf("%s:%d:%d: %s", e.File, e.Line, e.Col, e.Msg)
 }
 

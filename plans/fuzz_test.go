@@ -9,7 +9,8 @@ import (
 )
 
 // FuzzParse checks that Parse never panics, and that it returns either a
-// usable plan or a well-formed list of problems.
+// usable plan or a well-formed list of problems. Variables named A... are
+// set (to "1.0"), others are not.
 func FuzzParse(f *testing.F) {
 	for _, seed := range []string{
 		base,
@@ -26,6 +27,8 @@ func FuzzParse(f *testing.F) {
 		"name: !!str 1\nversion: !!int 2\n",
 		"{{",
 		"? [a]\n: b\n",
+		varPlan("${A}", "app${B:-.tar.gz}"),
+		varPlan(`"é${A:-x}$${B}${"`, "'${A}${}'") + "x: {a: ${B}}\n",
 	} {
 		f.Add(seed)
 	}
@@ -35,7 +38,9 @@ func FuzzParse(f *testing.F) {
 	}
 	planPath := filepath.Join(dir, "plan.yaml")
 	f.Fuzz(func(t *testing.T, src string) {
-		p, err := Parse(planPath, []byte(src))
+		p, err := ParseWith(planPath, []byte(src), Options{Env: func(name string) (string, bool) {
+			return "1.0", strings.HasPrefix(name, "A")
+		}})
 		if err != nil {
 			if p != nil {
 				t.Fatalf("both a plan and an error")

@@ -76,12 +76,15 @@ var (
 )
 
 // Load reads the plan file at path and parses it (see Parse).
-func Load(path string) (*Plan, error) {
+func Load(path string) (*Plan, error) { return LoadWith(path, Options{}) }
+
+// LoadWith reads the plan file at path and parses it with opts (see ParseWith).
+func LoadWith(path string, opts Options) (*Plan, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrInvalid, err)
 	}
-	return Parse(path, data)
+	return ParseWith(path, data, opts)
 }
 
 // Parse decodes and validates a plan. path is used in messages (exactly as
@@ -107,12 +110,26 @@ type Options struct {
 	// name: a cluster sets it from its operator's --plan-files (see
 	// AllowedFiles). nil (the local CLI) allows any file.
 	Files *AllowedFiles
+	// Env looks up the ${NAME} variables of version and release.artifact
+	// (VarKeys). nil sets none: only ${NAME:-default} resolves. The CLI
+	// passes os.LookupEnv; a coordinator passes only the values the CLI
+	// sent, never its own environment.
+	Env func(name string) (string, bool)
+	// Set replaces the values of VarKeys (the CLI's --set KEY=VALUE),
+	// present in the file or not. A relative release.artifact given here is
+	// relative to the working directory, not to the plan.
+	Set map[string]string
 }
 
 // ParseWith is Parse with Options.
 func ParseWith(path string, data []byte, opts Options) (*Plan, error) {
 	l := newLoader(path)
 	l.opts = opts
+	for _, k := range slices.Sorted(maps.Keys(opts.Set)) {
+		if !slices.Contains(VarKeys, k) {
+			l.errorf(setPos, "%s cannot be set from the command line; --set takes %s", k, orList(VarKeys))
+		}
+	}
 	p := l.load(data)
 	if len(l.errs) > 0 {
 		l.errs.sortFor(path)
@@ -154,6 +171,7 @@ func (l *loader) load(data []byte) *Plan {
 	if !ok {
 		return nil
 	}
+	d.vars = &vars{env: l.opts.Env, set: l.opts.Set}
 	origin := pos{file: l.path, line: 1, col: 1}
 	if body == nil {
 		l.errorf(origin, "plan is empty; expected a mapping with name, version, hosts, release and health")
@@ -171,6 +189,7 @@ func (l *loader) load(data []byte) *Plan {
 	top.p = origin // a missing top-level key is reported at 1:1
 
 	p := &Plan{Path: l.path, Dir: l.dir}
+	defer func() { p.Vars = d.vars.used }()
 
 	if s, sp, ok := top.nonEmpty("name", true, "one running deployment per name"); ok {
 		if IsSafeName(s) {
@@ -856,7 +875,12 @@ func (l *loader) release(top *mapping, p *Plan) {
 		return
 	}
 	if s, sp, ok := rm.nonEmpty("artifact", true, "the release tarball, relative to the plan file"); ok {
-		if abs, msg := l.localPath(s); msg != "" {
+		abs, msg := l.localPath(s)
+		if sp.fromSet() && msg == "" && !filepath.IsAbs(s) && !strings.HasPrefix(s, "~") {
+			// Typed on the command line: relative to where drover runs.
+			abs, _ = filepath.Abs(s)
+		}
+		if msg != "" {
 			l.errorf(sp, "release.artifact: %s", msg)
 		} else if l.opts.Artifact != nil {
 			if f, err := l.opts.Artifact(abs); err != nil {

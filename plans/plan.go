@@ -36,6 +36,10 @@ type Plan struct {
 	// Secrets names variables whose values are blanked out of the command
 	// output drover records (events, errors, the replicated state).
 	Secrets []string `json:"secrets,omitempty"`
+
+	// Vars are the values taken from outside the file (${NAME} variables
+	// and --set), for `drover plan show`; not part of the recorded plan.
+	Vars []Var `json:"-"`
 }
 
 // Backend is the HAProxy backend of the host's lb_server, "" without one.

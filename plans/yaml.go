@@ -41,6 +41,8 @@ type doc struct {
 	*sink
 	file    string
 	anchors map[string]ast.Node
+	lines   []string // the source, to place errors inside a scalar
+	vars    *vars    // nil: no variables or --set (an inventory)
 }
 
 // maxDepth bounds alias chains and merge-key nesting.
@@ -49,7 +51,8 @@ const maxDepth = 32
 // parseYAML parses data as a single YAML document. It returns the body (nil
 // for an empty document) and false when a problem was reported.
 func parseYAML(s *sink, file string, data []byte, noun string) (body ast.Node, d *doc, ok bool) {
-	d = &doc{sink: s, file: file, anchors: map[string]ast.Node{}}
+	d = &doc{sink: s, file: file, anchors: map[string]ast.Node{},
+		lines: strings.Split(strings.ReplaceAll(string(data), "\r\n", "\n"), "\n")}
 	f, err := safeParse(data)
 	if err != nil {
 		p := pos{file: file, line: 1, col: 1}
@@ -62,6 +65,10 @@ func parseYAML(s *sink, file string, data []byte, noun string) (body ast.Node, d
 		}
 		if i := strings.IndexByte(msg, '\n'); i >= 0 {
 			msg = msg[:i]
+		}
+		// { and } are YAML syntax inside [ ] and { }: the likely mistake.
+		if lines := strings.Split(string(data), "\n"); p.line <= len(lines) && strings.Contains(lines[p.line-1], "${") {
+			msg += `; inside [ ] or { }, quote a value that uses a variable: "${NAME}"`
 		}
 		s.errorf(p, "invalid YAML: %s", msg)
 		return nil, d, false
@@ -589,8 +596,15 @@ func (m *mapping) missing(key, hint string) {
 
 // str decodes a string. A required key that is absent is reported with hint.
 // Numbers and booleans are refused: YAML would turn `version: 1.10` into 1.1.
+// Variables and --set values are resolved (see resolve); a --set value is
+// at setPos.
 func (m *mapping) str(key string, required bool, hint string) (s string, p pos, ok bool) {
+	path := join(m.path, key)
 	v, present, ok := m.get(key)
+	if _, set := m.d.vars.override(path); set {
+		// The file's value, whatever it is, is replaced.
+		return m.resolve(path, "", v.p, present && ok)
+	}
 	if !present {
 		if required {
 			m.missing(key, hint)
@@ -600,7 +614,10 @@ func (m *mapping) str(key string, required bool, hint string) (s string, p pos, 
 	if !ok {
 		return "", v.p, false
 	}
-	return m.d.asString(v, join(m.path, key))
+	if s, p, ok = m.d.asString(v, path); !ok {
+		return s, p, ok
+	}
+	return m.resolve(path, s, p, true)
 }
 
 func (d *doc) asString(v value, path string) (string, pos, bool) {

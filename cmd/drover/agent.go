@@ -260,7 +260,7 @@ func installTargets(planFile string, args []string, user, identity, knownHosts s
 		if err != nil {
 			return nil, ssh.Config{}, err
 		}
-		p, err := plans.ParseWith(planFile, data, plans.Options{})
+		p, err := plans.ParseWith(planFile, data, plans.Options{Env: os.LookupEnv})
 		if err != nil {
 			return nil, ssh.Config{}, err
 		}

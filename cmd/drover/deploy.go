@@ -21,6 +21,7 @@ func newDeployCmd(g *globalFlags) *cobra.Command {
 	var (
 		force, detach, watchFlag bool
 		lockWait                 time.Duration
+		set                      []string
 	)
 	cmd := &cobra.Command{
 		Use:   "deploy PLAN",
@@ -41,21 +42,25 @@ With --server, the deployment runs in the coordinator cluster: the artifact is
 uploaded to it, the leader runs the rollout, and this command only watches
 (Ctrl-C stops watching; the deployment goes on; 'drover pause ID' pauses it).
 A deployment that names a host held by another running deployment is refused
-with that deployment's ID, or waits for it with --lock-wait.`,
+with that deployment's ID, or waits for it with --lock-wait.
+` + planHelp + ` With --server, they are resolved here, from this
+shell's environment, and sent with the plan: the coordinators never read their
+own environment.`,
 		Example: `  drover plan validate web.yaml
   drover deploy web.yaml
+  drover deploy web.yaml --set version=2.0.1 --set release.artifact=dist/app-2.0.1.tar.gz
   DROVER_ADDR=10.0.0.5:7443,10.0.0.6:7443 drover deploy web.yaml --lock-wait 10m
   drover deploy web.yaml --output json | jq .`,
 		Args: exactArgs(1, "PLAN"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if handled, err := withCluster(cmd.Context(), &g.cluster, func(ctx context.Context, cl *api.Client) error {
-				return deployRemote(ctx, cl, g, args[0], api.SubmitRequest{Force: force}, lockWait, detach)
+				return deployRemote(ctx, cl, g, args[0], set, api.SubmitRequest{Force: force}, lockWait, detach)
 			}); handled {
 				return err
 			}
-			p, err := plans.Load(args[0])
+			p, err := loadPlan(args[0], set)
 			if err != nil {
-				return withCode(exitUsage, err)
+				return err
 			}
 			return withLocal(cmd.Context(), g, func(ctx context.Context, c *local) error {
 				id, err := c.engine.Submit(ctx, p, orchestrator.SubmitOptions{Force: force})
@@ -66,6 +71,7 @@ with that deployment's ID, or waits for it with --lock-wait.`,
 			})
 		},
 	}
+	addSetFlag(cmd, &set)
 	cmd.Flags().BoolVar(&force, "force", false, "redeploy hosts that already run the plan's version")
 	cmd.Flags().DurationVar(&lockWait, "lock-wait", 0, "with --server: when a host is held by another deployment, wait this long for it instead of refusing")
 	cmd.Flags().BoolVar(&detach, "detach", false, "with --server: return once the deployment is recorded, without watching it")
@@ -74,8 +80,9 @@ with that deployment's ID, or waits for it with --lock-wait.`,
 }
 
 // deployRemote validates the plan here (with FILE:LINE:COL errors), uploads
-// the artifact to the cluster, submits the plan's text, and follows it.
-func deployRemote(ctx context.Context, cl *api.Client, g *globalFlags, file string, req api.SubmitRequest, lockWait time.Duration, detach bool) error {
+// the artifact to the cluster, submits the plan's text with the values of
+// its variables and --set, and follows it.
+func deployRemote(ctx context.Context, cl *api.Client, g *globalFlags, file string, set []string, req api.SubmitRequest, lockWait time.Duration, detach bool) error {
 	v, err := newView(os.Stdout, g.output)
 	if err != nil {
 		return withCode(exitUsage, err)
@@ -84,11 +91,17 @@ func deployRemote(ctx context.Context, cl *api.Client, g *globalFlags, file stri
 	if err != nil {
 		return withCode(exitUsage, err)
 	}
+	opts, err := planOptions(set)
+	if err != nil {
+		return err
+	}
 	// The coordinators read the SSH key files, not this machine.
-	p, err := plans.ParseWith(file, data, plans.Options{SkipCoordinatorFiles: true})
+	opts.SkipCoordinatorFiles = true
+	p, err := plans.ParseWith(file, data, opts)
 	if err != nil {
 		return withCode(exitUsage, err)
 	}
+	req.Vars, req.Set = envVars(p), opts.Set
 	art, err := orchestrator.InspectArtifact(p.Release.Artifact, p.Release.StripComponents)
 	if err != nil {
 		return withCode(exitUsage, err)
@@ -108,6 +121,21 @@ func deployRemote(ctx context.Context, cl *api.Client, g *globalFlags, file stri
 	sigctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	return watch(sigctx, cl, v, id)
+}
+
+// envVars are the variables the plan took from this environment: the
+// coordinator resolves the plan with these and never with its own.
+func envVars(p *plans.Plan) map[string]string {
+	var vars map[string]string
+	for _, v := range p.Vars {
+		if v.From == plans.FromEnv {
+			if vars == nil {
+				vars = map[string]string{}
+			}
+			vars[v.Name] = v.Value
+		}
+	}
+	return vars
 }
 
 // submitError explains why a deployment could not be recorded.

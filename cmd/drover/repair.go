@@ -73,11 +73,7 @@ Exit codes: 0 every host consistent, 1 some host could not be repaired.`,
 func repairPlan(st *raftstore.Store, args []string) (*plans.Plan, error) {
 	if len(args) == 1 {
 		if fi, err := os.Stat(args[0]); err == nil && !fi.IsDir() {
-			p, err := plans.Load(args[0])
-			if err != nil {
-				return nil, withCode(exitUsage, err)
-			}
-			return p, nil
+			return loadPlan(args[0], nil)
 		}
 	}
 	d, err := pick(st, args, func(raftstore.Deployment) bool { return true })
