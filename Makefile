@@ -7,15 +7,25 @@ BIN     := bin
 VERSION    ?= 0.1.0
 COMMIT     ?= $(shell git rev-parse --short=12 HEAD 2>/dev/null)$(shell [ -n "$$(git status --porcelain --untracked-files=no 2>/dev/null)" ] && echo -dirty)
 BUILD_DATE ?= $(shell date -u +%Y-%m-%dT%H:%M:%SZ)
+# Evaluated once, not at every use.
+COMMIT     := $(COMMIT)
+BUILD_DATE := $(BUILD_DATE)
 LDFLAGS    := -X main.version=$(VERSION) -X main.commit=$(COMMIT) -X main.buildDate=$(BUILD_DATE)
 
-.PHONY: all build test unit fuzz demo bench bench-fleet deps fmt vet clean
+.PHONY: all build test unit fuzz demo bench bench-fleet deps fmt vet clean version-check
 
 all: build
 
 build:
 	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN)/drover ./cmd/drover
 	$(GO) build -o $(BIN)/drover-lab ./cmd/drover-lab
+
+# Part of `make test`: the binary reports what LDFLAGS set (a renamed
+# variable in cmd/drover/version.go would silently leave it unset).
+version-check: build
+	@$(BIN)/drover version -o json | grep -q '"version": "$(VERSION)"' || { echo "bin/drover does not report version $(VERSION):" >&2; $(BIN)/drover version >&2; exit 1; }
+	@$(BIN)/drover version -o json | grep -q '"build_date": "$(BUILD_DATE)"' || { echo "bin/drover does not report build date $(BUILD_DATE):" >&2; $(BIN)/drover version >&2; exit 1; }
+	@echo "version-check: $$($(BIN)/drover --version)"
 
 # Installs the Debian packages the lab needs (sshd, HAProxy, iproute2), only
 # those that are missing.
@@ -32,14 +42,16 @@ FUZZTIME ?= 5s
 # The whole suite: the Vagrantfile and its plan (vagrant-validate, below), unit
 # tests under the race detector, a short fuzz run, then end-to-end tests in
 # the lab (root).
-test: deps vagrant-validate
+test: deps version-check vagrant-validate
 	$(GO) vet ./...
 	$(GO) test -race -count=1 -timeout 25m $(RACE_PKGS)
 	$(MAKE) fuzz
 	$(GO) test -count=1 -timeout 25m ./lab/ ./e2e/
 
-# The fuzz targets: request decoding in the API, and the agent's frames.
+# The fuzz targets: request decoding in the API, the agent's frames, and
+# plans (variables included).
 fuzz:
+	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME) ./plans/
 	$(GO) test -run '^$$' -fuzz '^FuzzRequest$$' -fuzztime $(FUZZTIME) ./api/
 	$(GO) test -run '^$$' -fuzz '^FuzzDecode$$' -fuzztime $(FUZZTIME) ./agent/wire/
 
