@@ -74,7 +74,7 @@ func newTestClusterWith(t *testing.T, mod func(*Config), ids ...string) *testClu
 		cfg := Config{
 			NodeID: id, DataDir: filepath.Join(dir, id), RaftAddr: freeAddr(t), HTTPAddr: freeAddr(t),
 			TLS: pki.DirPaths(tc.tlsDir, id), Timing: fastTiming, BootstrapToken: tc.token, CADir: tc.tlsDir,
-			Log: slog.New(slog.NewTextHandler(io.Discard, nil)),
+			Log: slog.New(slog.NewTextHandler(io.Discard, nil)), Version: testVersion,
 		}
 		if i == 0 {
 			cfg.Bootstrap = true
