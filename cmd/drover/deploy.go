@@ -43,9 +43,9 @@ uploaded to it, the leader runs the rollout, and this command only watches
 (Ctrl-C stops watching; the deployment goes on; 'drover pause ID' pauses it).
 A deployment that names a host held by another running deployment is refused
 with that deployment's ID, or waits for it with --lock-wait.
-` + planHelp + ` With --server, they are resolved here, from this
-shell's environment, and sent with the plan: the coordinators never read their
-own environment.`,
+` + planHelp + `
+With --server, variables are resolved here, from this shell's environment, and
+sent with the plan: the coordinators never read their own environment.`,
 		Example: `  drover plan validate web.yaml
   drover deploy web.yaml
   drover deploy web.yaml --set version=2.0.1 --set release.artifact=dist/app-2.0.1.tar.gz
