@@ -67,7 +67,7 @@ func parseYAML(s *sink, file string, data []byte, noun string) (body ast.Node, d
 			msg = msg[:i]
 		}
 		// { and } are YAML syntax inside [ ] and { }: the likely mistake.
-		if lines := strings.Split(string(data), "\n"); p.line <= len(lines) && strings.Contains(lines[p.line-1], "${") {
+		if p.line <= len(d.lines) && strings.Contains(d.lines[p.line-1], "${") {
 			msg += `; inside [ ] or { }, quote a value that uses a variable: "${NAME}"`
 		}
 		s.errorf(p, "invalid YAML: %s", msg)
