@@ -80,6 +80,8 @@ type RepairRequest struct {
 	PlanName string `json:"plan_name,omitempty"`
 	Plan     string `json:"plan,omitempty"`
 	Of       string `json:"of,omitempty"`
+	// Vars are the plan's ${NAME} variables, as in SubmitRequest.
+	Vars map[string]string `json:"vars,omitempty"`
 }
 
 // RepairResponse names the repair deployment, and the hosts left alone

@@ -112,7 +112,7 @@ func (c *Coordinator) Submit(ctx context.Context, req api.SubmitRequest) (string
 	if name == "" {
 		name = "plan.yaml"
 	}
-	opts := submitOptions(req)
+	opts := requestOptions(req.Vars, req.Set)
 	opts.Artifact = func(string) (string, error) {
 		if req.ArtifactSHA256 == "" {
 			return "", errors.New("upload the artifact first (its SHA-256 is missing from the request)")
@@ -131,16 +131,16 @@ func (c *Coordinator) Submit(ctx context.Context, req api.SubmitRequest) (string
 	return id, err
 }
 
-// submitOptions resolves a submitted plan's variables from the request
-// only: the coordinator's environment holds its own secrets, and a plan is
-// written by an API client.
-func submitOptions(req api.SubmitRequest) plans.Options {
+// requestOptions resolves a sent plan's variables from the request only
+// (vars and set): the coordinator's environment holds its own secrets, and
+// a plan is written by an API client.
+func requestOptions(vars, set map[string]string) plans.Options {
 	return plans.Options{
 		Env: func(name string) (string, bool) {
-			v, ok := req.Vars[name]
+			v, ok := vars[name]
 			return v, ok
 		},
-		Set: req.Set,
+		Set: set,
 	}
 }
 
@@ -203,11 +203,11 @@ func (c *Coordinator) Repair(ctx context.Context, req api.RepairRequest) (api.Re
 			name = "plan.yaml"
 		}
 		var err error
-		p, err = plans.ParseWith(name, []byte(req.Plan), plans.Options{
-			// A repair installs nothing: the release's archive is not needed.
-			Artifact: func(path string) (string, error) { return path, nil },
-			Files:    &plans.AllowedFiles{Paths: c.cfg.PlanFiles},
-		})
+		opts := requestOptions(req.Vars, nil)
+		// A repair installs nothing: the release's archive is not needed.
+		opts.Artifact = func(path string) (string, error) { return path, nil }
+		opts.Files = &plans.AllowedFiles{Paths: c.cfg.PlanFiles}
+		p, err = plans.ParseWith(name, []byte(req.Plan), opts)
 		if err != nil {
 			return api.RepairResponse{}, badRequest{err}
 		}

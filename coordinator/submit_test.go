@@ -79,6 +79,27 @@ func TestSubmittedPlanVariablesComeFromTheRequestOnly(t *testing.T) {
 	}
 }
 
+// A repair's plan text takes its variables from the request only, too.
+func TestRepairPlanVariablesComeFromTheRequestOnly(t *testing.T) {
+	tc := newTestCluster(t, "c1")
+	ctx := context.Background()
+	cl := tc.client(tc.token)
+	waitFor(t, "the cluster to answer", func() bool { _, err := cl.Deployments(ctx); return err == nil })
+	t.Setenv("VERSION", "from-the-coordinator")
+	const plan = "name: web\nversion: ${VERSION}\nhosts: [{name: web1, address: \"127.0.0.1:1\"}]\n" +
+		"release: {artifact: app.tar.gz, path: /srv/app, restart: /bin/true}\nhealth: {command: \"true\"}\n"
+	_, err := cl.Repair(ctx, api.RepairRequest{PlanName: "web.yaml", Plan: plan})
+	if !errors.Is(err, api.ErrBadRequest) || !strings.Contains(err.Error(), "web.yaml:2:10: version: variable VERSION is not set") {
+		t.Errorf("repair without variables: %v, want the unset VERSION", err)
+	}
+	// With the variable the plan is valid: no host has a recorded release,
+	// so there is nothing to repair.
+	_, err = cl.Repair(ctx, api.RepairRequest{PlanName: "web.yaml", Plan: plan, Vars: map[string]string{"VERSION": "2.0.1"}})
+	if !errors.Is(err, api.ErrBadRequest) || !strings.Contains(err.Error(), "nothing to repair") {
+		t.Errorf("repair with VERSION sent: %v, want nothing to repair", err)
+	}
+}
+
 // tarball is a small release artifact.
 func tarball(t *testing.T) []byte {
 	t.Helper()

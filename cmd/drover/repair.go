@@ -107,11 +107,17 @@ func repairRemote(ctx context.Context, cl *api.Client, g *globalFlags, args []st
 			}
 			// Checked here for FILE:LINE:COL errors; the coordinators read
 			// the SSH key files, and a repair uploads no archive.
-			if _, err := plans.ParseWith(args[0], data, plans.Options{SkipCoordinatorFiles: true,
-				Artifact: func(path string) (string, error) { return path, nil }}); err != nil {
+			opts, err := planOptions(nil)
+			if err != nil {
+				return err
+			}
+			opts.SkipCoordinatorFiles = true
+			opts.Artifact = func(path string) (string, error) { return path, nil }
+			p, err := plans.ParseWith(args[0], data, opts)
+			if err != nil {
 				return withCode(exitUsage, err)
 			}
-			req.PlanName, req.Plan = args[0], string(data)
+			req.PlanName, req.Plan, req.Vars = args[0], string(data), envVars(p)
 		}
 	}
 	if req.Plan == "" {
