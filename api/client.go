@@ -536,6 +536,7 @@ func (c *Client) round(ctx context.Context, r *rounds) (*http.Response, bool, er
 	order := c.order()
 	results := make(chan outcome, len(order))
 	cancels := map[int]context.CancelFunc{}
+	inflight := map[int]bool{}
 	pending, next := 0, 0
 	r.answered = false
 	launch := func() {
@@ -552,6 +553,7 @@ func (c *Client) round(ctx context.Context, r *rounds) (*http.Response, bool, er
 			}
 			actx, cancel := context.WithCancel(ctx)
 			cancels[idx] = cancel
+			inflight[idx] = true
 			pending++
 			go func() {
 				resp, sent, err := c.attempt(actx, addr, rq)
@@ -583,17 +585,30 @@ func (c *Client) round(ctx context.Context, r *rounds) (*http.Response, bool, er
 	launch()
 	for pending > 0 {
 		var hedgeC <-chan time.Time
-		if hedge && next < len(order) {
+		if hedge && (next < len(order) || r.answered) {
 			hedgeC = hedgeT.C
 		}
 		var o outcome
 		select {
 		case <-hedgeC:
-			launch()
-			hedgeT.Reset(hedgeDelay)
-			continue
+			if next < len(order) {
+				launch()
+				hedgeT.Reset(hedgeDelay)
+				continue
+			}
+			// Every address is tried, another node answered that it has
+			// no leader to offer yet (an election), and the rest have
+			// been silent for hedgeDelay: a node cut off would hold this
+			// round for a whole dial timeout. Give up on them for now
+			// and start the next round, where the live nodes come first.
+			for idx := range inflight {
+				c.failed.mark(c.addrs[idx])
+			}
+			finish(-1)
+			return nil, false, nil
 		case o = <-results:
 			pending--
+			delete(inflight, o.idx)
 		}
 		addr := c.addrs[o.idx]
 		if o.err != nil {
