@@ -8,6 +8,8 @@ import (
 	"net"
 	"strings"
 	"time"
+
+	"github.com/drover-dev/drover/internal/fence"
 )
 
 // commandTimeout bounds one runtime API exchange when ctx has no earlier
@@ -66,6 +68,12 @@ func (d *Driver) commandUntil(ctx context.Context, giveUp <-chan struct{}, cmd s
 		case <-wait.C:
 		}
 		backoff = min(2*backoff, maxBackoff)
+		// The caller's leadership was confirmed before the first attempt;
+		// a retry may come seconds later (a link that heals), so confirm
+		// it again before sending the command once more.
+		if ctx, err = fence.Check(ctx); err != nil {
+			return "", err
+		}
 	}
 }
 
@@ -100,7 +108,18 @@ func (d *Driver) commandOnce(parent context.Context, cmd string) (string, error)
 	if err != nil {
 		return "", fail(err)
 	}
-	defer conn.Close()
+	answered := false
+	defer func() {
+		// A command abandoned midway (a link cut, a caller that stopped
+		// leading) must never reach HAProxy later: a plain close leaves
+		// its bytes in the kernel's send queue, retransmitted once the
+		// link heals, on behalf of a coordinator that may no longer lead.
+		// Reset the connection instead, which discards them.
+		if tc, ok := conn.(*net.TCPConn); ok && !answered {
+			_ = tc.SetLinger(0)
+		}
+		conn.Close()
+	}()
 	// Unblock reads and writes as soon as ctx ends. (Not SetDeadline from
 	// ctx.Deadline: that can fire a moment before ctx reports its error.)
 	stop := context.AfterFunc(ctx, func() { _ = conn.SetDeadline(time.Unix(1, 0)) })
@@ -113,6 +132,7 @@ func (d *Driver) commandOnce(parent context.Context, cmd string) (string, error)
 	if err != nil {
 		return "", fail(err)
 	}
+	answered = true
 	if len(b) > maxReply {
 		return "", fmt.Errorf("runtime API %s: reply to %q exceeds %d bytes", d.addr, cmd, maxReply)
 	}
