@@ -45,6 +45,8 @@ FUZZTIME ?= 5s
 test: deps version-check vagrant-validate
 	$(GO) vet ./...
 	$(GO) test -race -count=1 -timeout 25m $(RACE_PKGS)
+	# Tests that hit a data race inside hashicorp/raft itself (raftstore/race_on_test.go).
+	$(GO) test -count=1 -run '^TestClusterAddVoterReplaces$$' ./raftstore/
 	$(MAKE) fuzz
 	$(GO) test -count=1 -timeout 25m ./lab/ ./e2e/
 

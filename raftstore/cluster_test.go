@@ -321,6 +321,9 @@ func TestClusterInstallsSnapshotOnNewNode(t *testing.T) {
 }
 
 func TestClusterAddVoterReplaces(t *testing.T) {
+	if raceDetector {
+		t.Skip("a data race inside hashicorp/raft v1.7.3 (see raceDetector); make test runs this test without -race")
+	}
 	ctx := context.Background()
 	ca := newTestCA(t)
 	nodes := startCluster(t, ca, 3, nil)

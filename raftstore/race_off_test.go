@@ -3,3 +3,5 @@
 package raftstore
 
 const slowdown = 1
+
+const raceDetector = false
