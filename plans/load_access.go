@@ -1,0 +1,246 @@
+package plans
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"net"
+	"os"
+	"os/user"
+	"path/filepath"
+	"strconv"
+	"strings"
+
+	"github.com/goccy/go-yaml/ast"
+)
+
+// ---- load balancer ----
+
+func (l *loader) loadBalancer(top *mapping, p *Plan) bool {
+	p.LoadBalancer = LoadBalancer{
+		DrainTimeout:   DefaultDrainTimeout,
+		OnDrainTimeout: DrainTimeoutFail,
+		EnableTimeout:  DefaultEnableTimeout,
+	}
+	lb, ok := top.optMapping("load_balancer", lbKeys...)
+	if !ok {
+		return true // set, though wrongly: the hosts still need lb_server
+	}
+	if lb == nil {
+		return false
+	}
+	p.LoadBalancer.DrainTimeout, _, _ = lb.duration("drain_timeout", DefaultDrainTimeout, positive)
+	p.LoadBalancer.EnableTimeout, _, _ = lb.duration("enable_timeout", DefaultEnableTimeout, positive)
+	if s, ok := lb.enum("on_drain_timeout", string(DrainTimeoutFail), string(DrainTimeoutFail), string(DrainTimeoutForce)); ok {
+		p.LoadBalancer.OnDrainTimeout = DrainTimeoutAction(s)
+	}
+	hv, present, ok := lb.get("haproxy")
+	if !present {
+		lb.missing("haproxy", "the runtime API: socket or address")
+		return true
+	}
+	if !ok {
+		return true
+	}
+	// One instance is a mapping; several (an HAProxy pair) are a list of them.
+	var items []value
+	var paths []string
+	switch hv.k {
+	case kMap:
+		items, paths = []value{hv}, []string{"load_balancer.haproxy"}
+	case kSeq:
+		for i, e := range hv.n.(*ast.SequenceNode).Values {
+			path := index("load_balancer.haproxy", i)
+			if ev, ok := lb.d.value(e, path); ok {
+				items, paths = append(items, ev), append(paths, path)
+			}
+		}
+		if len(hv.n.(*ast.SequenceNode).Values) == 0 {
+			l.errorf(hv.p, "load_balancer.haproxy: an empty list; give the runtime API of each HAProxy instance, like [{socket: /run/haproxy/admin.sock}]")
+			return true
+		}
+	default:
+		l.errorf(hv.p, "load_balancer.haproxy: must be the runtime API (a mapping with socket or address) or a list of them, one per HAProxy instance, got %s", hv)
+		return true
+	}
+	seen := map[string]bool{}
+	for i, item := range items {
+		if hp, ok := l.haproxy(lb.d, item, paths[i]); ok {
+			if key := hp.Socket + hp.Address; seen[key] {
+				l.errorf(item.p, "%s: the same runtime API as an earlier instance (%s)", paths[i], key)
+			} else {
+				seen[key] = true
+				p.LoadBalancer.HAProxy = append(p.LoadBalancer.HAProxy, hp)
+			}
+		}
+	}
+	return true
+}
+
+// haproxy reads one instance's runtime API at path.
+func (l *loader) haproxy(d *doc, v value, path string) (HAProxy, bool) {
+	var hp HAProxy
+	if v.k != kMap {
+		l.errorf(v.p, "%s: must be a mapping with socket (a unix socket path) or address (host:port), got %s", path, v)
+		return hp, false
+	}
+	hm, ok := d.mapping(v, path, haproxyKeys...)
+	if !ok {
+		return hp, false
+	}
+	switch {
+	case hm.has("socket") && hm.has("address"):
+		later := "address"
+		if hm.keyPos("socket").line > hm.keyPos("address").line {
+			later = "socket"
+		}
+		l.errorf(hm.keyPos(later), "%s: set socket or address, not both", path)
+	case hm.has("socket"):
+		if s, sp, ok := hm.nonEmpty("socket", false, ""); ok {
+			if abs, msg := l.localPath(s); msg != "" {
+				l.errorf(sp, "%s.socket: %s", path, msg)
+			} else if msg := l.coordinatorFile(abs); msg != "" {
+				l.errorf(sp, "%s.socket: %s", path, msg)
+			} else {
+				hp.Socket = abs
+				return hp, true
+			}
+		}
+	case hm.has("address"):
+		if s, sp, ok := hm.nonEmpty("address", false, ""); ok {
+			h, port, err := net.SplitHostPort(s)
+			n, perr := strconv.Atoi(port)
+			if err != nil || h == "" || perr != nil || n < 1 || n > 65535 {
+				l.errorf(sp, "%s.address: must be host:port of the runtime API, like 127.0.0.1:9999, got %s", path, quote(s))
+			} else {
+				hp.Address = s
+				return hp, true
+			}
+		}
+	default:
+		l.errorf(hm.p, "%s: needs socket (a unix socket path) or address (host:port) of the runtime API", path)
+	}
+	return hp, false
+}
+
+// ---- ssh ----
+
+func (l *loader) ssh(top *mapping, p *Plan) {
+	p.SSH = SSH{
+		HostKeyChecking: HostKeyStrict,
+		ConnectTimeout:  DefaultConnectTimeout,
+		CommandTimeout:  DefaultCommandTimeout,
+	}
+	usesSSH := false
+	for _, h := range p.Hosts {
+		usesSSH = usesSSH || h.Transport == TransportSSH
+	}
+	sm, ok := top.optMapping("ssh", sshKeys...)
+	if !ok {
+		return
+	}
+	if sm == nil {
+		// An empty mapping: only defaults.
+		sm = &mapping{d: top.d, path: "ssh", p: top.keyPos("ssh"), fields: map[string]field{}}
+	}
+	if s, sp, ok := sm.nonEmpty("user", false, ""); ok {
+		if strings.HasPrefix(s, "-") || strings.ContainsAny(s, " \t\r\n@:/") {
+			l.errorf(sp, "ssh.user: must be a user name, got %s", quote(s))
+		} else {
+			p.SSH.User = s
+		}
+	} else if !sm.has("user") {
+		p.SSH.User = currentUser()
+		if p.SSH.User == "" && usesSSH {
+			l.errorf(sm.p, "ssh: missing required key \"user\" (the current user is unknown)")
+		}
+	}
+	if s, sp, ok := sm.nonEmpty("identity_file", false, ""); ok {
+		if abs, msg := l.localPath(s); msg != "" {
+			l.errorf(sp, "ssh.identity_file: %s", msg)
+		} else if msg := l.coordinatorFile(abs); msg != "" {
+			l.errorf(sp, "ssh.identity_file: %s", msg)
+		} else if msg := regularFile(abs); msg != "" && !l.opts.SkipCoordinatorFiles {
+			l.errorf(sp, "ssh.identity_file: %s", msg)
+		} else {
+			p.SSH.IdentityFile = abs
+		}
+	}
+	if s, sp, ok := sm.nonEmpty("known_hosts", false, ""); ok {
+		if abs, msg := l.localPath(s); msg != "" {
+			l.errorf(sp, "ssh.known_hosts: %s", msg)
+		} else if msg := l.coordinatorFile(abs); msg != "" {
+			l.errorf(sp, "ssh.known_hosts: %s", msg)
+		} else {
+			p.SSH.KnownHosts = abs
+		}
+	} else if !sm.has("known_hosts") {
+		if home, err := os.UserHomeDir(); err == nil && home != "" {
+			p.SSH.KnownHosts = filepath.Join(home, ".ssh", "known_hosts")
+		} else if usesSSH {
+			l.errorf(sm.p, "ssh: missing required key \"known_hosts\" (the home directory is unknown)")
+		}
+	}
+	if s, ok := sm.enum("host_key_checking", string(HostKeyStrict), string(HostKeyStrict), string(HostKeyAcceptNew)); ok {
+		p.SSH.HostKeyChecking = HostKeyChecking(s)
+	}
+	p.SSH.ConnectTimeout, _, _ = sm.duration("connect_timeout", DefaultConnectTimeout, positive)
+	p.SSH.CommandTimeout, _, _ = sm.duration("command_timeout", DefaultCommandTimeout, positive)
+	p.SSH.SessionPerCommand, _ = sm.boolean("session_per_command", false)
+}
+
+func currentUser() string {
+	if u := os.Getenv("USER"); u != "" {
+		return u
+	}
+	if u, err := user.Current(); err == nil {
+		return u.Username
+	}
+	return ""
+}
+
+// localPath expands a leading ~ and resolves a relative path against the
+// plan's folder. A non-empty second result says what is wrong.
+func (l *loader) localPath(s string) (string, string) {
+	if strings.ContainsAny(s, "\x00\n\r") {
+		return "", fmt.Sprintf("must be a file path, got %s", quote(s))
+	}
+	if strings.HasPrefix(s, "~") {
+		rest := s[1:]
+		if rest != "" && !strings.HasPrefix(rest, "/") {
+			return "", fmt.Sprintf("only ~ and ~/ are expanded (not ~user), got %s", quote(s))
+		}
+		home, err := os.UserHomeDir()
+		if err != nil || home == "" {
+			return "", fmt.Sprintf("cannot expand ~: the home directory is unknown, got %s", quote(s))
+		}
+		return filepath.Join(home, rest), ""
+	}
+	if filepath.IsAbs(s) {
+		return filepath.Clean(s), ""
+	}
+	return filepath.Join(l.dir, s), ""
+}
+
+// regularFile says what is wrong with a path that must be a readable file.
+func regularFile(p string) string {
+	fi, err := os.Stat(p)
+	if err != nil {
+		return fileProblem(p, err)
+	}
+	if fi.IsDir() {
+		return fmt.Sprintf("%s is a directory, expected a file", p)
+	}
+	return ""
+}
+
+func fileProblem(p string, err error) string {
+	if errors.Is(err, fs.ErrNotExist) {
+		return fmt.Sprintf("file %s does not exist", p)
+	}
+	var pe *fs.PathError
+	if errors.As(err, &pe) {
+		err = pe.Err
+	}
+	return fmt.Sprintf("cannot read %s: %v", p, err)
+}

@@ -1,0 +1,238 @@
+package plans
+
+import (
+	"os"
+	"path"
+	"path/filepath"
+	"sort"
+	"strings"
+	"time"
+)
+
+// ---- release ----
+
+func (l *loader) release(top *mapping, p *Plan) {
+	p.Release = Release{Keep: DefaultKeep}
+	v, present, ok := top.get("release")
+	if !present {
+		top.missing("release", "artifact, path and restart")
+		return
+	}
+	if !ok {
+		return
+	}
+	rm, ok := top.d.mapping(v, "release", releaseKeys...)
+	if !ok {
+		return
+	}
+	if s, sp, ok := rm.nonEmpty("artifact", true, "the release tarball, relative to the plan file"); ok {
+		abs, msg := l.localPath(s)
+		if sp.fromSet() && msg == "" && !filepath.IsAbs(s) && !strings.HasPrefix(s, "~") {
+			// Typed on the command line: relative to where drover runs.
+			abs, _ = filepath.Abs(s)
+		}
+		if msg != "" {
+			l.errorf(sp, "release.artifact: %s", msg)
+		} else if l.opts.Artifact != nil {
+			if f, err := l.opts.Artifact(abs); err != nil {
+				l.errorf(sp, "release.artifact: %v", err)
+			} else {
+				p.Release.Artifact = f
+			}
+		} else if fi, err := os.Stat(abs); err != nil {
+			l.errorf(sp, "release.artifact: %s", fileProblem(abs, err))
+		} else if fi.IsDir() {
+			l.errorf(sp, "release.artifact: %s is a directory, expected a .tar.gz file", abs)
+		} else if fi.Size() == 0 {
+			l.errorf(sp, "release.artifact: %s is empty", abs)
+		} else {
+			p.Release.Artifact = abs
+		}
+	}
+	if s, sp, ok := rm.nonEmpty("path", true, "where releases live on each host, like /srv/app"); ok {
+		switch {
+		case strings.ContainsAny(s, "\x00\n\r\t"):
+			l.errorf(sp, "release.path: must not contain control characters, got %s", quote(s))
+		case !path.IsAbs(s):
+			l.errorf(sp, "release.path: must be an absolute path like /srv/app, got %s", quote(s))
+		case hasDotDot(s):
+			l.errorf(sp, "release.path: must not contain .. elements, got %s", quote(s))
+		case path.Clean(s) == "/":
+			l.errorf(sp, "release.path: must not be the root directory")
+		default:
+			p.Release.Path = path.Clean(s)
+		}
+	}
+	if s, _, ok := rm.nonEmpty("restart", true, "the command that restarts the app after `current` moves"); ok {
+		p.Release.Restart = s
+	}
+	p.Release.Keep, _, _ = rm.integer("keep", DefaultKeep, 1, maxInt)
+	p.Release.StripComponents, _, _ = rm.integer("strip_components", 0, 0, 64)
+}
+
+func hasDotDot(s string) bool {
+	for _, e := range strings.Split(s, "/") {
+		if e == ".." {
+			return true
+		}
+	}
+	return false
+}
+
+// ---- health ----
+
+func (l *loader) health(top *mapping, p *Plan, hostsOK bool) {
+	p.Health = Health{
+		Interval:         DefaultInterval,
+		Timeout:          DefaultTimeout,
+		HealthyThreshold: DefaultHealthyThreshold,
+		Deadline:         DefaultDeadline,
+	}
+	v, present, ok := top.get("health")
+	if !present {
+		top.missing("health", "one check: http, tcp or command")
+		return
+	}
+	if !ok {
+		return
+	}
+	hm, ok := top.d.mapping(v, "health", healthKeys...)
+	if !ok {
+		return
+	}
+	var checks []string
+	for _, c := range []string{"http", "tcp", "command"} {
+		if hm.has(c) {
+			checks = append(checks, c)
+		}
+	}
+	// The first one written wins; the others are the mistake.
+	sort.SliceStable(checks, func(i, j int) bool {
+		a, b := hm.keyPos(checks[i]), hm.keyPos(checks[j])
+		return a.line < b.line || a.line == b.line && a.col < b.col
+	})
+	if len(checks) == 0 {
+		l.errorf(hm.p, "health: needs exactly one check: http, tcp or command")
+	}
+	for _, c := range checks[min(1, len(checks)):] {
+		l.errorf(hm.keyPos(c), "health.%s: only one check may be set; %s is already set", c, checks[0])
+	}
+	if len(checks) > 0 {
+		switch checks[0] {
+		case "http":
+			l.httpCheck(hm, p, hostsOK)
+		case "tcp":
+			if tm, ok := hm.optMapping("tcp", tcpKeys...); ok {
+				if tm == nil {
+					l.errorf(hm.keyPos("tcp"), "health.tcp: must be a mapping like {port: 8080}, got null")
+				} else if !tm.has("port") {
+					tm.missing("port", "the port to connect to on each host")
+				} else if port, _, ok := tm.integer("port", 0, 1, 65535); ok {
+					p.Health.TCP = &TCPCheck{Port: port}
+				}
+			}
+		case "command":
+			if s, _, ok := hm.nonEmpty("command", false, ""); ok {
+				p.Health.Command = s
+			}
+		}
+	}
+
+	h := &p.Health
+	var intervalP, timeoutP, deadlineP, thresholdP pos
+	var okI, okT, okD, okH bool
+	h.Interval, intervalP, okI = hm.duration("interval", DefaultInterval, positive)
+	h.Timeout, timeoutP, okT = hm.duration("timeout", DefaultTimeout, positive)
+	h.Deadline, deadlineP, okD = hm.duration("deadline", DefaultDeadline, positive)
+	h.HealthyThreshold, thresholdP, okH = hm.integer("healthy_threshold", DefaultHealthyThreshold, 1, maxInt)
+	h.MinHealthyTime, _, _ = hm.duration("min_healthy_time", 0, nonNegative)
+	if !okI || !okT || !okD || !okH {
+		return
+	}
+	// Point at whichever of the two settings the operator wrote.
+	pick := func(primary string, pp pos, other pos) pos {
+		if hm.has(primary) {
+			return pp
+		}
+		return other
+	}
+	reported := true
+	switch {
+	case h.Deadline < h.Interval:
+		if hm.has("deadline") {
+			l.errorf(deadlineP, "health.deadline: must be at least health.interval (%s), got %s", fmtDuration(h.Interval), fmtDuration(h.Deadline))
+		} else {
+			l.errorf(intervalP, "health.interval: must not exceed health.deadline (%s), got %s", fmtDuration(h.Deadline), fmtDuration(h.Interval))
+		}
+	case time.Duration(h.HealthyThreshold-1) > h.Deadline/h.Interval:
+		need := h.Interval * time.Duration(h.HealthyThreshold-1)
+		l.errorf(pick("deadline", deadlineP, pick("healthy_threshold", thresholdP, intervalP)),
+			"health.deadline: %s cannot fit %d consecutive passes every %s (needs at least %s)",
+			fmtDuration(h.Deadline), h.HealthyThreshold, fmtDuration(h.Interval), fmtDuration(need))
+	default:
+		reported = false
+	}
+	if !reported && h.Timeout > h.Deadline {
+		if hm.has("timeout") {
+			l.errorf(timeoutP, "health.timeout: must not exceed health.deadline (%s), got %s", fmtDuration(h.Deadline), fmtDuration(h.Timeout))
+		} else {
+			l.errorf(deadlineP, "health.deadline: must be at least health.timeout (%s), got %s", fmtDuration(h.Timeout), fmtDuration(h.Deadline))
+		}
+	}
+}
+
+func (l *loader) httpCheck(hm *mapping, p *Plan, hostsOK bool) {
+	v, _, ok := hm.get("http")
+	if !ok {
+		return
+	}
+	if v.k == kNull {
+		l.errorf(hm.keyPos("http"), "health.http: must be a mapping like {url: \"http://{{.Host}}:8080/health\"}, got null")
+		return
+	}
+	m, ok := hm.d.mapping(v, "health.http", httpKeys...)
+	if !ok {
+		return
+	}
+	c := &HTTPCheck{Status: DefaultHTTPStatus}
+	good := true
+	if s, sp, ok := m.nonEmpty("url", true, `like "http://{{.Host}}:8080/health"`); ok {
+		c.URL = s
+		if msg := checkURLTemplate(s); msg != "" {
+			l.errorf(sp, "health.http.url: %s", msg)
+			good = false
+		} else if hostsOK {
+			// Render for every host: a URL must be valid for each one, and
+			// a URL that is the same for every host checks none of them.
+			seen := map[string]bool{}
+			for _, h := range p.Hosts {
+				u, err := renderURL(s, h, p.Version)
+				if err != nil {
+					l.errorf(sp, "health.http.url: %v", err)
+					good = false
+					break
+				}
+				seen[u] = true
+			}
+			if good && len(p.Hosts) > 1 && len(seen) == 1 {
+				for u := range seen {
+					l.errorf(sp, "health.http.url: renders to the same URL for every host (%s); use {{.Host}} or {{.Name}} so that each host is checked itself", u)
+				}
+				good = false
+			}
+		}
+	} else {
+		good = false
+	}
+	if st, _, ok := m.integer("status", DefaultHTTPStatus, 100, 599); ok {
+		c.Status = st
+	}
+	if m.has("body_contains") {
+		if s, _, ok := m.str("body_contains", false, ""); ok {
+			c.BodyContains = s
+		}
+	}
+	if good {
+		p.Health.HTTP = c
+	}
+}
