@@ -435,8 +435,11 @@ func (s *session) check(a *wire.Action) wire.Result {
 	} else {
 		c = health.TCP(a.Check.TCP, timeout)
 	}
+	start := time.Now()
 	if err := c.Check(s.ctx); err != nil {
-		return wire.Result{Error: err.Error()}
+		// The checker's timer starts after start: a failure that comes
+		// once timeout has passed is that timer's.
+		return wire.Result{Error: err.Error(), TimedOut: time.Since(start) >= timeout}
 	}
 	return wire.Result{}
 }

@@ -292,11 +292,14 @@ func TestCheck(t *testing.T) {
 	c, _ := fc.nextConn(t)
 
 	app := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.URL.Path == "/health" {
+		switch r.URL.Path {
+		case "/health":
 			fmt.Fprint(w, "ok")
-			return
+		case "/hang":
+			<-r.Context().Done()
+		default:
+			http.Error(w, "db down", 500)
 		}
-		http.Error(w, "db down", 500)
 	}))
 	defer app.Close()
 	ln, _ := net.Listen("tcp", "127.0.0.1:0")
@@ -304,20 +307,31 @@ func TestCheck(t *testing.T) {
 	ln.Close()
 
 	for _, tc := range []struct {
-		id    string
-		check wire.Check
-		want  string // "" = healthy
+		id       string
+		check    wire.Check
+		want     string // "" = healthy
+		timedOut bool
 	}{
-		{"healthy", wire.Check{HTTP: app.URL + "/health", Status: 200, BodyContains: "ok"}, ""},
-		{"unhealthy", wire.Check{HTTP: app.URL + "/broken"}, "status 500, want 200"},
-		{"tcp-up", wire.Check{TCP: app.Listener.Addr().String()}, ""},
-		{"tcp-down", wire.Check{TCP: closed}, "connection refused"},
-		{"both", wire.Check{HTTP: app.URL, TCP: closed}, "exactly one of http and tcp"},
+		{"healthy", wire.Check{HTTP: app.URL + "/health", Status: 200, BodyContains: "ok"}, "", false},
+		{"unhealthy", wire.Check{HTTP: app.URL + "/broken"}, "status 500, want 200", false},
+		{"tcp-up", wire.Check{TCP: app.Listener.Addr().String()}, "", false},
+		{"tcp-down", wire.Check{TCP: closed}, "connection refused", false},
+		{"both", wire.Check{HTTP: app.URL, TCP: closed}, "exactly one of http and tcp", false},
+		// The coordinator hands the rest of its window as the timeout and
+		// must learn that the time ran out, not that the host failed.
+		{"hangs", wire.Check{HTTP: app.URL + "/hang"}, "timeout after 50ms", true},
 	} {
-		c.act(t, wire.Action{ID: tc.id, Term: 1, Kind: wire.KindCheck, Check: &tc.check})
+		act := wire.Action{ID: tc.id, Term: 1, Kind: wire.KindCheck, Check: &tc.check}
+		if tc.timedOut {
+			act.Timeout = wire.Duration(50 * time.Millisecond)
+		}
+		c.act(t, act)
 		res, _ := c.result(t, tc.id)
 		if tc.want == "" && res.Error != "" || tc.want != "" && !strings.Contains(res.Error, tc.want) {
 			t.Errorf("%s: result %+v, want error containing %q", tc.id, res, tc.want)
+		}
+		if res.TimedOut != tc.timedOut {
+			t.Errorf("%s: timed_out = %v, want %v", tc.id, res.TimedOut, tc.timedOut)
 		}
 	}
 }

@@ -200,10 +200,21 @@ func (a *AgentHost) Check(ctx context.Context, c wire.Check, timeout time.Durati
 		return err
 	}
 	if res.Error != "" {
+		if res.TimedOut {
+			return timedOut(res.Error)
+		}
 		return errors.New(res.Error)
 	}
 	return nil
 }
+
+// timedOut is a check the agent ended because its time ran out. It reads
+// as the agent's message and is context.DeadlineExceeded for errors.Is,
+// as a local check cut by its deadline would be.
+type timedOut string
+
+func (e timedOut) Error() string { return string(e) }
+func (e timedOut) Unwrap() error { return context.DeadlineExceeded }
 
 // start sends act and returns the action waiting for its result; the
 // caller closes p.gone when it stops waiting. It fills in the ID, the term

@@ -241,8 +241,18 @@ func TestCheck(t *testing.T) {
 	done = async(func() error { return h.Check(context.Background(), wire.Check{TCP: "127.0.0.1:5432"}, time.Second) })
 	act = a.action(wire.KindCheck)
 	a.result(wire.Result{ID: act.ID, Error: "dial tcp 127.0.0.1:5432: connection refused"})
-	if err := recvErr(t, done); err == nil || err.Error() != "dial tcp 127.0.0.1:5432: connection refused" {
+	if err := recvErr(t, done); err == nil || err.Error() != "dial tcp 127.0.0.1:5432: connection refused" ||
+		errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("err = %v", err)
+	}
+
+	// A check the agent's timer ended is a deadline for errors.Is, so that
+	// a health window closing on the agent's clock is not a failure.
+	done = async(func() error { return h.Check(context.Background(), wire.Check{TCP: "127.0.0.1:5432"}, time.Second) })
+	act = a.action(wire.KindCheck)
+	a.result(wire.Result{ID: act.ID, Error: "tcp 127.0.0.1:5432: timeout after 1s", TimedOut: true})
+	if err := recvErr(t, done); !errors.Is(err, context.DeadlineExceeded) || err.Error() != "tcp 127.0.0.1:5432: timeout after 1s" {
+		t.Fatalf("err = %v, want the agent's message and context.DeadlineExceeded", err)
 	}
 }
 

@@ -186,6 +186,10 @@ type Result struct {
 	// Lost: the agent restarted while the action ran.
 	Lost      bool `json:"lost,omitempty"`
 	Truncated bool `json:"truncated,omitempty"`
+	// TimedOut: the action's own timeout ended it. The coordinator sets
+	// that timeout from its deadline, so this tells "the time given ran
+	// out" apart from a failure the host reported.
+	TimedOut bool `json:"timed_out,omitempty"`
 }
 
 // EnrollRequest is the agent's one-time exchange of a join token for a

@@ -282,6 +282,47 @@ func TestWaitHealthy(t *testing.T) {
 	}
 }
 
+// A check run on another clock (an agent's) is handed the window's deadline
+// and gives up a moment before it ends here. Giving up because the window
+// closed is not a failure of the host; a check's own shorter timeout is.
+func TestWaitHealthyRemoteClockEndsWindow(t *testing.T) {
+	const early = 5 * time.Millisecond
+	for _, tc := range []struct {
+		name string
+		pol  Policy
+		want error
+	}{
+		{name: "window closes during min healthy time",
+			pol: Policy{Interval: time.Millisecond, Deadline: time.Second, Threshold: 2, MinHealthyTime: 60 * time.Millisecond}},
+		{name: "own timeout inside the window still fails",
+			pol:  Policy{Interval: time.Millisecond, Timeout: 20 * time.Millisecond, Deadline: time.Second, Threshold: 2, MinHealthyTime: 200 * time.Millisecond},
+			want: ErrUnstable},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var probes atomic.Int64
+			c := CheckerFunc(func(ctx context.Context) error {
+				if probes.Add(1) <= 2 {
+					return nil
+				}
+				dl, ok := ctx.Deadline()
+				if !ok {
+					t.Error("probe without a deadline")
+					return errors.New("no deadline")
+				}
+				select {
+				case <-time.After(time.Until(dl) - early):
+				case <-ctx.Done():
+				}
+				return fmt.Errorf("remote: timeout: %w", context.DeadlineExceeded)
+			})
+			err := WaitHealthy(context.Background(), c, tc.pol)
+			if tc.want == nil && err != nil || tc.want != nil && !errors.Is(err, tc.want) {
+				t.Fatalf("err = %v, want %v", err, tc.want)
+			}
+		})
+	}
+}
+
 func TestWaitHealthyDeadlineConnectionRefused(t *testing.T) {
 	url := "http://" + closedAddr(t) + "/health"
 	err := WaitHealthy(context.Background(), HTTP(url, 200, "", time.Second),

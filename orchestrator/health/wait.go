@@ -138,10 +138,17 @@ func probe(ctx context.Context, c Checker, timeout time.Duration, limit time.Tim
 		defer cancelLimit()
 	}
 	err = c.Check(pctx)
-	if err != nil && ctx.Err() == nil && errors.Is(context.Cause(pctx), errWindowEnd) {
+	if err == nil || ctx.Err() != nil {
+		return err, false
+	}
+	if errors.Is(context.Cause(pctx), errWindowEnd) {
 		return err, true
 	}
-	return err, false
+	// A check run elsewhere (an agent) is handed pctx's deadline and ends
+	// it on its own clock, a moment before pctx does here: its "time ran
+	// out" is the window closing too when limit is the nearest deadline.
+	dl, ok := pctx.Deadline()
+	return err, !limit.IsZero() && ok && dl.Equal(limit) && errors.Is(err, context.DeadlineExceeded)
 }
 
 // stopped is the error for a wait that ctx ended: it wraps ctx.Err() and,
