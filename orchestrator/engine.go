@@ -75,6 +75,7 @@ type Engine struct {
 
 	mu        sync.Mutex
 	artifacts map[artifactKey]Artifact // inspected archives, so Submit then Run reads each once
+	warm      map[string]*Warm         // by deployment ID: set-up started before Submit, for its run
 }
 
 // artifactKey names one version of a file: a rewritten artifact has another
@@ -90,7 +91,7 @@ type artifactKey struct {
 func (e *Engine) artifact(path string, strip int) (Artifact, error) {
 	st, err := os.Stat(path)
 	if err != nil {
-		return Artifact{}, fmt.Errorf("artifact: %w", err)
+		return Artifact{}, artifactStatError(err)
 	}
 	k := artifactKey{path, strip, st.Size(), st.ModTime()}
 	e.mu.Lock()
@@ -102,11 +103,17 @@ func (e *Engine) artifact(path string, strip int) (Artifact, error) {
 	if a, err = InspectArtifact(path, strip); err != nil {
 		return Artifact{}, err
 	}
+	e.remember(k, a)
+	return a, nil
+}
+
+func (e *Engine) remember(k artifactKey, a Artifact) {
 	e.mu.Lock()
 	e.artifacts[k] = a
 	e.mu.Unlock()
-	return a, nil
 }
+
+func artifactStatError(err error) error { return fmt.Errorf("artifact: %w", err) }
 
 // New returns an engine. Store, Connector and Health are required.
 func New(d Deps) *Engine {
@@ -119,19 +126,36 @@ func New(d Deps) *Engine {
 	if d.Balancer == nil {
 		d.Balancer = func(*plans.Plan) (Balancer, error) { return nil, nil }
 	}
-	return &Engine{d: d, artifacts: map[artifactKey]Artifact{}}
+	return &Engine{d: d, artifacts: map[artifactKey]Artifact{}, warm: map[string]*Warm{}}
 }
 
 // SubmitOptions tune a new deployment.
 type SubmitOptions struct {
 	// Force redeploys hosts that already run the plan's version.
 	Force bool
+	// Warm, if set, was started (StartWarm) for this same plan: Submit
+	// takes its artifact inspection and the deployment's run its
+	// connections. The caller still closes it.
+	Warm *Warm
 }
 
 // Submit records a new deployment of p and returns its ID. Nothing is done
 // to any host until Run.
 func (e *Engine) Submit(ctx context.Context, p *plans.Plan, opts SubmitOptions) (string, error) {
-	art, err := e.artifact(p.Release.Artifact, p.Release.StripComponents)
+	if opts.Warm != nil && opts.Warm.plan != p {
+		return "", errors.New("submit: the warm-up was started for another plan")
+	}
+	var art Artifact
+	var err error
+	if opts.Warm != nil {
+		var ka keyedArtifact
+		if ka, err = opts.Warm.artifact(); err == nil {
+			art = ka.Artifact
+			e.remember(ka.key, art)
+		}
+	} else {
+		art, err = e.artifact(p.Release.Artifact, p.Release.StripComponents)
+	}
 	if err != nil {
 		return "", err
 	}
@@ -165,6 +189,11 @@ func (e *Engine) Submit(ctx context.Context, p *plans.Plan, opts SubmitOptions) 
 			return id, nil // a repeat of a submit that was recorded
 		}
 		return "", fmt.Errorf("record deployment: %w", err)
+	}
+	if opts.Warm != nil {
+		e.mu.Lock()
+		e.warm[d.ID] = opts.Warm
+		e.mu.Unlock()
 	}
 	return d.ID, nil
 }
@@ -312,10 +341,15 @@ func (e *Engine) Run(ctx context.Context, stop <-chan struct{}, id string) (raft
 	if d.State.Terminal() {
 		return d.State, fmt.Errorf("%s is %s: %w", id, d.State, ErrNotResumable)
 	}
+	e.mu.Lock()
+	warm := e.warm[id]
+	delete(e.warm, id) // one run takes it; a resume dials afresh
+	e.mu.Unlock()
 	r, err := e.newRun(ctx, d, stop)
 	if err != nil {
 		return d.State, err
 	}
+	r.warm = warm
 	defer r.close()
 	return r.run(ctx)
 }

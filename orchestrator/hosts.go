@@ -56,13 +56,17 @@ func (r *run) openConn(ctx context.Context, h plans.Host) (Host, error) {
 	if c != nil {
 		return c, nil
 	}
-	if err := acquire(ctx, r.dials); err != nil {
-		return nil, fmt.Errorf("connect %s (%s): %w", h.Name, h.Address, err)
-	}
-	c, err := r.connector.Connect(ctx, h)
-	<-r.dials
-	if err != nil {
-		return nil, fmt.Errorf("connect %s (%s): %w", h.Name, h.Address, err)
+	c, ok := r.warm.take(ctx, h)
+	if !ok {
+		if err := acquire(ctx, r.dials); err != nil {
+			return nil, fmt.Errorf("connect %s (%s): %w", h.Name, h.Address, err)
+		}
+		var err error
+		c, err = r.connector.Connect(ctx, h)
+		<-r.dials
+		if err != nil {
+			return nil, fmt.Errorf("connect %s (%s): %w", h.Name, h.Address, err)
+		}
 	}
 	if r.e.d.Fence != nil {
 		c = fencedHost{c, r.e.d.Fence}

@@ -29,6 +29,7 @@ type run struct {
 	art       *Artifact // nil for an operator's rollback: nothing to upload
 
 	dials      chan struct{} // connection set-ups in flight (see hosts.go)
+	warm       *Warm         // connections opened before the deployment was recorded, or nil
 	pruneSlots chan struct{} // prunes in flight
 	prunes     sync.WaitGroup
 

@@ -199,9 +199,13 @@ func TestBookkeepingTakesNoKey(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer s.Close()
+	// Something for the first prune to drop, so that it is written.
+	if err := s.Apply(ctx, &PutToken{Token: Token{Name: "old", Role: RoleRead, Hash: "h", Created: t0, Expires: t0}}); err != nil {
+		t.Fatal(err)
+	}
 	kctx := WithRequestKey(ctx, "submit-1")
 	submit := func(id string) error {
-		if err := s.Apply(kctx, &Prune{KeepFinished: 10, At: t0}); err != nil {
+		if err := s.Apply(kctx, &Prune{KeepFinished: 10, At: t0.Add(SpentTokenGrace)}); err != nil {
 			t.Fatalf("prune: %v", err)
 		}
 		return s.Apply(kctx, &CreateDeployment{Deployment: deployment(id, "v1", "a"), At: t0})

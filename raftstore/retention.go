@@ -35,9 +35,34 @@ type Prune struct {
 func (Prune) commandType() CommandType { return CmdPrune }
 
 func (s *State) prune(c *Prune) error {
+	deps, tokens, err := s.prunable(c)
+	if err != nil {
+		return err
+	}
+	if len(deps) > 0 {
+		kept := s.Order[:0:0]
+		for _, id := range s.Order {
+			if !deps[id] {
+				kept = append(kept, id)
+			}
+		}
+		s.Order = kept
+		for id := range deps {
+			delete(s.Deployments, id)
+		}
+	}
+	for _, name := range tokens {
+		delete(s.Tokens, name)
+	}
+	return nil
+}
+
+// prunable is what c drops from s: the rule, for prune and for the store's
+// "nothing to drop" shortcut.
+func (s *State) prunable(c *Prune) (deps map[string]bool, tokens []string, err error) {
 	keep := c.KeepFinished
 	if keep < 0 {
-		return fmt.Errorf("%w: keep_finished %d", ErrBadCommand, keep)
+		return nil, nil, fmt.Errorf("%w: keep_finished %d", ErrBadCommand, keep)
 	}
 	if keep == 0 {
 		keep = DefaultKeepFinished
@@ -55,23 +80,22 @@ func (s *State) prune(c *Prune) error {
 		}
 	}
 	drop := finished - keep
-	kept := s.Order[:0:0]
+	deps = map[string]bool{}
 	for _, id := range s.Order {
-		d := s.Deployments[id]
-		if drop > 0 && d.State.Terminal() && !needed[id] {
-			delete(s.Deployments, id)
-			drop--
-			continue
+		if drop <= 0 {
+			break
 		}
-		kept = append(kept, id)
+		if d := s.Deployments[id]; d.State.Terminal() && !needed[id] {
+			deps[id] = true
+			drop--
+		}
 	}
-	s.Order = kept
 	for name, t := range s.Tokens {
 		spent := t.Used && !t.UsedAt.IsZero() && !c.At.Before(t.UsedAt.Add(SpentTokenGrace))
 		expired := !t.Expires.IsZero() && !c.At.Before(t.Expires.Add(SpentTokenGrace))
 		if spent || expired {
-			delete(s.Tokens, name)
+			tokens = append(tokens, name)
 		}
 	}
-	return nil
+	return deps, tokens, nil
 }

@@ -1,7 +1,9 @@
 package raftstore
 
 import (
+	"context"
 	"encoding/json"
+	"errors"
 	"slices"
 	"strings"
 	"testing"
@@ -66,6 +68,39 @@ func TestPrune(t *testing.T) {
 	}
 	if err := applyAll(t, s, &Prune{KeepFinished: -1, At: t0}); err == nil {
 		t.Error("a negative keep was accepted")
+	}
+}
+
+// A prune with nothing to drop is not written: every submit applies one.
+func TestPruneWithNothingToDropWritesNothing(t *testing.T) {
+	ctx := context.Background()
+	s, err := OpenSingle(ctx, Options{Dir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	before := s.Stats().LastLogIndex
+	if err := s.Apply(ctx, &Prune{At: t0}); err != nil {
+		t.Fatal(err)
+	}
+	if got := s.Stats().LastLogIndex; got != before {
+		t.Fatalf("an empty prune was written: last log index %d -> %d", before, got)
+	}
+	if err := s.Apply(ctx, &Prune{KeepFinished: -1, At: t0}); !errors.Is(err, ErrBadCommand) {
+		t.Fatalf("a negative keep: err = %v, want ErrBadCommand", err)
+	}
+	if err := s.Apply(ctx, &PutToken{Token: Token{Name: "old", Role: RoleRead, Hash: "h", Created: t0, Expires: t0}}); err != nil {
+		t.Fatal(err)
+	}
+	before = s.Stats().LastLogIndex
+	if err := s.Apply(ctx, &Prune{At: t0.Add(SpentTokenGrace)}); err != nil {
+		t.Fatal(err)
+	}
+	if got := s.Stats().LastLogIndex; got != before+1 {
+		t.Fatalf("a prune with a token to drop: last log index %d -> %d, want one entry", before, got)
+	}
+	if toks := s.Tokens(); len(toks) != 0 {
+		t.Fatalf("tokens after prune = %v", toks)
 	}
 }
 

@@ -62,8 +62,13 @@ sent with the plan: the coordinators never read their own environment.`,
 			if err != nil {
 				return err
 			}
+			// Connect and checksum while the store opens and the
+			// deployment is recorded: nothing on a host changes until
+			// the run's preflight has seen every host.
+			warm := orchestrator.StartWarm(p, orchestrator.SSHConnector)
+			defer warm.Close()
 			return withLocal(cmd.Context(), g, func(ctx context.Context, c *local) error {
-				id, err := c.engine.Submit(ctx, p, orchestrator.SubmitOptions{Force: force})
+				id, err := c.engine.Submit(ctx, p, orchestrator.SubmitOptions{Force: force, Warm: warm})
 				if err != nil {
 					return withCode(exitUsage, submitError(err))
 				}
