@@ -33,6 +33,7 @@ type fleet struct {
 	maxOut     int
 	lbLog      []string
 	dialFail   map[string]error
+	checkFail  error // what the balancer's preflight check says of every server
 	drainDelay time.Duration
 	// onStage, when set, is called at each host stage (to inject failures).
 	onStage func(host string, st raftstore.Stage, ph raftstore.Phase)
@@ -177,7 +178,7 @@ func (f *fleet) Enable(ctx context.Context, server string) error {
 	return nil
 }
 
-func (f *fleet) Check(ctx context.Context, server string) error { return nil }
+func (f *fleet) Check(ctx context.Context, server string) error { return f.checkFail }
 
 // State: a drained server is MAINT; one whose host runs nothing is DOWN.
 func (f *fleet) State(ctx context.Context, server string) (LBStates, error) {
@@ -715,5 +716,38 @@ func TestFleetWorkIsBounded(t *testing.T) {
 		if i, ok := f.closedAt[n]; !ok || i > lastBatch {
 			t.Errorf("%s of the first batch was disconnected after %d balancer actions, after the last batch began (%d): %q", n, i, lastBatch, f.lbLog)
 		}
+	}
+}
+
+// A cause shared by hosts is reported once, with the hosts it stopped; a
+// cause of one host stays on that host's line.
+func TestPreflightErrorsOnce(t *testing.T) {
+	down := errors.New("haproxy /run/lb2.sock: connect: connection refused")
+	for _, tc := range []struct {
+		name  string
+		hosts int
+		fail  map[string]error
+		lb    error
+		want  string
+	}{
+		{name: "one host", hosts: 3, fail: map[string]error{"web3": errors.New("host key unknown")},
+			want: "preflight failed, no host was touched:\n  web3: connect web3 (web3:22): host key unknown"},
+		{name: "a cause of every host", hosts: 3, lb: down,
+			want: "preflight failed, no host was touched:\n  web1, web2, web3 (3 hosts): load balancer: " + down.Error()},
+		{name: "many hosts", hosts: 8, lb: down,
+			want: "preflight failed, no host was touched:\n  web1, web2, web3, web4, web5 and 3 more (8 hosts): load balancer: " + down.Error()},
+		{name: "causes that name their host", hosts: 3, fail: map[string]error{"web1": errors.New("refused"), "web2": errors.New("refused")},
+			want: "preflight failed, no host was touched:\n  web1: connect web1 (web1:22): refused\n  web2: connect web2 (web2:22): refused"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := newFleet(hostsNamed(tc.hosts)...)
+			maps.Copy(f.dialFail, tc.fail)
+			f.checkFail = tc.lb
+			h := newHarness(t, f)
+			_, _, err := h.deploy(h.plan("v1", plans.Size{N: 1}, 0), nil)
+			if !errors.Is(err, ErrPreflight) || err.Error() != tc.want {
+				t.Fatalf("err =\n%v\nwant\n%s", err, tc.want)
+			}
+		})
 	}
 }

@@ -304,30 +304,72 @@ func (r *run) enable(ctx context.Context, p *plans.Plan, h plans.Host, ph raftst
 // preflight checks every host before anything is touched: reachable with a
 // verified host key, known to the balancer, tools present, disk enough.
 func (r *run) preflight(ctx context.Context, d raftstore.Deployment) error {
-	errs := eachLimit(d.HostNames(), r.plan.HostConcurrency(), func(name string) error { return r.preflightHost(ctx, r.hosts[name]) })
-	var msgs []string
-	var first error
-	for _, err := range errs {
+	names := d.HostNames()
+	errs := eachLimit(names, r.plan.HostConcurrency(), func(name string) error { return r.preflightHost(ctx, r.hosts[name]) })
+	pe := &preflightError{}
+	for i, err := range errs {
 		if err != nil {
-			msgs = append(msgs, err.Error())
-			if first == nil {
-				first = err
-			}
+			pe.add(names[i], err)
 		}
 	}
-	if first == nil {
+	if pe.first == nil {
 		return nil
 	}
-	return &preflightError{msgs: msgs, first: first}
+	return pe
 }
 
+// preflightError lists why hosts were refused, each cause once with the
+// hosts it stopped: a cause shared by the fleet (a balancer down, a key
+// file unreadable) is one line, not one per host.
 type preflightError struct {
-	msgs  []string
-	first error
+	causes []string            // in the order first seen
+	hosts  map[string][]string // by cause
+	first  error
 }
+
+func (e *preflightError) add(host string, err error) {
+	if e.first == nil {
+		e.first, e.hosts = err, map[string][]string{}
+	}
+	// Host errors start with the host's name; a message that names it
+	// again further on is that host's own.
+	cause := strings.TrimPrefix(err.Error(), host+": ")
+	if strings.Contains(cause, host) {
+		cause = err.Error()
+		host = ""
+	}
+	if _, seen := e.hosts[cause]; !seen {
+		e.causes = append(e.causes, cause)
+	}
+	e.hosts[cause] = append(e.hosts[cause], host)
+}
+
+// maxNamed is how many hosts a shared cause lists before "and N more".
+const maxNamed = 5
 
 func (e *preflightError) Error() string {
-	return "preflight failed, no host was touched:\n  " + strings.Join(e.msgs, "\n  ")
+	var b strings.Builder
+	b.WriteString("preflight failed, no host was touched:")
+	for _, c := range e.causes {
+		var named []string
+		for _, h := range e.hosts[c] {
+			if h == "" {
+				b.WriteString("\n  " + c)
+			} else {
+				named = append(named, h)
+			}
+		}
+		switch n := len(named); {
+		case n == 0:
+		case n == 1:
+			b.WriteString("\n  " + named[0] + ": " + c)
+		case n <= maxNamed:
+			fmt.Fprintf(&b, "\n  %s (%d hosts): %s", strings.Join(named, ", "), n, c)
+		default:
+			fmt.Fprintf(&b, "\n  %s and %d more (%d hosts): %s", strings.Join(named[:maxNamed], ", "), n-maxNamed, n, c)
+		}
+	}
+	return b.String()
 }
 
 // Is makes errors.Is(err, ErrPreflight) true, and Unwrap exposes the
