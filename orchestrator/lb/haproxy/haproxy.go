@@ -53,6 +53,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/drover-dev/drover/analysis"
 	"net"
 	"strings"
 	"sync"
@@ -381,6 +382,29 @@ func (d *Driver) View(ctx context.Context, server string) (Server, error) {
 		s.Admin = adminFromStatus(row.status)
 	}
 	return s, nil
+}
+
+// Counters reads every server's traffic counters (one `show stat`), for
+// the analysis gates: requests, errors (5xx answers, response and
+// connection errors) and the recent average response time.
+func (d *Driver) Counters(ctx context.Context) (map[string]analysis.Counters, error) {
+	reply, err := d.command(ctx, "show stat -1 4 -1")
+	if err != nil {
+		return nil, fmt.Errorf("read counters: %w", err)
+	}
+	rows, err := parseStat(reply)
+	if err != nil {
+		return nil, fmt.Errorf("read counters: %w", err)
+	}
+	out := make(map[string]analysis.Counters, len(rows))
+	for _, r := range rows {
+		out[r.backend+"/"+r.server] = analysis.Counters{
+			Requests:     r.reqTot,
+			Errors:       r.hrsp5xx + r.eresp + r.econ,
+			ResponseTime: time.Duration(r.rtimeMS) * time.Millisecond,
+		}
+	}
+	return out, nil
 }
 
 // Servers lists every server of every backend with its status, admin state

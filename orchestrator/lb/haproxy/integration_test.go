@@ -43,8 +43,8 @@ func haproxyBinary(t testing.TB) string {
 	return ""
 }
 
-// app is one backend server: "/" answers its name, "/slow" holds the request
-// until the test releases it.
+// app is one backend server: "/" answers its name, "/fail" a 500, "/slow"
+// holds the request until the test releases it.
 type app struct {
 	name    string
 	srv     *httptest.Server
@@ -67,6 +67,9 @@ func newApp(t testing.TB, name string, ln net.Listener) *app {
 			}
 		} else {
 			a.hits.Add(1)
+		}
+		if r.URL.Path == "/fail" {
+			w.WriteHeader(http.StatusInternalServerError)
 		}
 		fmt.Fprint(w, a.name)
 	})
@@ -305,6 +308,34 @@ func TestRealHAProxy(t *testing.T) {
 	l := startLab(t)
 	ctx := context.Background()
 	d := l.driver(t, Config{DrainTimeout: 10 * time.Second, EnableTimeout: 5 * time.Second})
+
+	t.Run("counters", func(t *testing.T) {
+		before, err := d.Counters(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i := range 10 {
+			path := "/"
+			if i%5 == 0 {
+				path = "/fail"
+			}
+			if _, _, err := l.get(path); err != nil {
+				t.Fatal(err)
+			}
+		}
+		after, err := d.Counters(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var req, errs int64
+		for _, s := range []string{"web/s1", "web/s2"} {
+			req += after[s].Requests - before[s].Requests
+			errs += after[s].Errors - before[s].Errors
+		}
+		if req != 10 || errs != 2 {
+			t.Errorf("counters of web: %d requests, %d errors; want 10 and 2 (before %+v, after %+v)", req, errs, before, after)
+		}
+	})
 
 	t.Run("check", func(t *testing.T) {
 		for _, s := range []string{"web/s1", "web/s2", "spare/s3"} {

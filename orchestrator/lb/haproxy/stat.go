@@ -13,6 +13,9 @@ type statRow struct {
 	status          string // as HAProxy prints it: "UP", "UP 1/3", "DRAIN", "MAINT", "no check", ...
 	checkStatus     string // last health check result ("L4OK", "L7STS", ...), empty without checks
 	scur, qcur      int
+	// Traffic counters (analysis gates); 0 where HAProxy leaves them empty.
+	reqTot, hrsp5xx, eresp, econ int64
+	rtimeMS                      int64 // average response time of the last 1024 responses
 }
 
 // parseStat parses `show stat` CSV output and returns its server rows
@@ -68,6 +71,16 @@ func parseStat(reply string) ([]statRow, error) {
 		}
 		if row.qcur, err = atoi0(field(rec, "qcur")); err != nil {
 			return nil, fmt.Errorf("%w: show stat: %s/%s qcur: %v", ErrUnexpectedReply, row.backend, sv, err)
+		}
+		for _, c := range []struct {
+			name string
+			to   *int64
+		}{{"req_tot", &row.reqTot}, {"hrsp_5xx", &row.hrsp5xx}, {"eresp", &row.eresp}, {"econ", &row.econ}, {"rtime", &row.rtimeMS}} {
+			n, err := atoi0(field(rec, c.name))
+			if err != nil {
+				return nil, fmt.Errorf("%w: show stat: %s/%s %s: %v", ErrUnexpectedReply, row.backend, sv, c.name, err)
+			}
+			*c.to = int64(n)
 		}
 		rows = append(rows, row)
 	}
