@@ -6,7 +6,9 @@ import (
 	"bytes"
 	"compress/gzip"
 	"context"
+	"crypto/sha256"
 	_ "embed"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"os"
@@ -14,6 +16,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"runtime"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -34,10 +37,40 @@ var versionRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._+-]{0,63}$`)
 // cached in outDir/.build, so further artifacts only pack. The module source
 // is found from the working directory (or $DROVER_SRC).
 func BuildArtifact(ctx context.Context, outDir, version string, broken bool) (string, error) {
+	return BuildArtifactOf(ctx, outDir, version, Build{Broken: broken})
+}
+
+// Build is how a lab artifact's demo app misbehaves. The zero Build is a
+// good release.
+type Build struct {
+	Broken    bool          // /health answers 500
+	ErrorRate float64       // this share of "/" answers 500; /health stays 200
+	Slow      time.Duration // "/" answers this much later; /health stays 200
+}
+
+func (b Build) ldflags() string {
+	var f []string
+	if b.Broken {
+		f = append(f, "-X main.broken=true")
+	}
+	if b.ErrorRate > 0 {
+		f = append(f, "-X main.errorRate="+strconv.FormatFloat(b.ErrorRate, 'g', -1, 64))
+	}
+	if b.Slow > 0 {
+		f = append(f, "-X main.slow="+b.Slow.String())
+	}
+	return strings.Join(f, " ")
+}
+
+// BuildArtifactOf is BuildArtifact for any Build.
+func BuildArtifactOf(ctx context.Context, outDir, version string, b Build) (string, error) {
 	if !versionRE.MatchString(version) {
 		return "", fmt.Errorf("lab: version %q: use letters, digits, '.', '_', '+', '-'", version)
 	}
-	bin, err := buildDemoapp(ctx, outDir, broken)
+	if b.ErrorRate < 0 || b.ErrorRate > 1 || b.Slow < 0 {
+		return "", fmt.Errorf("lab: build %+v: the error rate is a share (0 to 1), the delay not negative", b)
+	}
+	bin, err := buildDemoapp(ctx, outDir, b)
 	if err != nil {
 		return "", err
 	}
@@ -48,19 +81,20 @@ func BuildArtifact(ctx context.Context, outDir, version string, broken bool) (st
 	return path, nil
 }
 
-func buildDemoapp(ctx context.Context, outDir string, broken bool) (string, error) {
+func buildDemoapp(ctx context.Context, outDir string, b Build) (string, error) {
 	name := "demoapp"
-	if broken {
+	switch {
+	case b == Build{Broken: true}:
 		name = "demoapp-broken"
+	case b != Build{}:
+		sum := sha256.Sum256([]byte(b.ldflags()))
+		name = "demoapp-" + hex.EncodeToString(sum[:6])
 	}
 	bin := filepath.Join(outDir, ".build", name)
 	if _, err := os.Stat(bin); err == nil {
 		return bin, nil
 	}
-	ldflags := "-s -w"
-	if broken {
-		ldflags += " -X main.broken=true"
-	}
+	ldflags := strings.TrimSpace("-s -w " + b.ldflags())
 	if err := goBuild(ctx, bin, modulePath+"/cmd/demoapp", ldflags); err != nil {
 		return "", err
 	}

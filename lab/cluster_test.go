@@ -263,7 +263,7 @@ func TestCluster(t *testing.T) {
 		}
 	})
 
-	bin, err := buildDemoapp(ctx, t.TempDir(), false)
+	bin, err := buildDemoapp(ctx, t.TempDir(), Build{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -564,7 +564,7 @@ func TestTwoLabsAndStaleCleanup(t *testing.T) {
 	if len(live.Coordinators) != 1 || live.Coordinators[0].Address != "10.200.0.5" {
 		t.Fatalf("coordinators = %+v", live.Coordinators)
 	}
-	bin, err := buildDemoapp(ctx, t.TempDir(), false)
+	bin, err := buildDemoapp(ctx, t.TempDir(), Build{})
 	if err != nil {
 		t.Fatal(err)
 	}

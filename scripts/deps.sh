@@ -10,6 +10,8 @@ command -v ip >/dev/null 2>&1 || [ -x /usr/sbin/ip ] || need="$need iproute2"
 command -v unshare >/dev/null 2>&1 || need="$need util-linux"
 command -v curl >/dev/null 2>&1 || need="$need curl"
 command -v pgrep >/dev/null 2>&1 || need="$need procps"
+# The lab's Prometheus (metric gates).
+command -v prometheus >/dev/null 2>&1 || need="$need prometheus"
 # `make vagrant-validate` (part of `make test`): `vagrant validate` on the
 # Vagrantfile; Debian's vagrant brings its Ruby. No provider is needed.
 command -v vagrant >/dev/null 2>&1 || need="$need vagrant"

@@ -3,12 +3,17 @@
 //	GET /        "<version> <hostname>\n"; ?sleep=200ms delays the answer (max 30s),
 //	             to hold requests in flight during a drain
 //	GET /health  200 "ok\n"; the broken build answers 500
+//	GET /metrics Prometheus metrics: demoapp_http_requests_total{version,
+//	             handler,code} and demoapp_http_request_duration_seconds
+//	             {version,handler}
 //
 // The version is --version, or else the VERSION file of the release the
 // binary was started from (<release>/bin/demoapp -> <release>/VERSION; the
 // executable's real path, so a later switch of `current` does not change it).
 // The broken build is a different binary: `go build -ldflags "-X
-// main.broken=true"`. On SIGTERM or SIGINT it stops accepting, lets in-flight
+// main.broken=true"`. Two more builds are bad but healthy, for the metric
+// gates: -X main.errorRate=0.05 answers that share of "/" with 500, and
+// -X main.slow=150ms answers "/" that much later; /health stays 200. On SIGTERM or SIGINT it stops accepting, lets in-flight
 // requests finish (up to --shutdown-timeout) and exits 0.
 package main
 
@@ -25,12 +30,46 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
 
-// broken is set to "true" at link time for the broken build.
-var broken string
+// Set at link time for the lab's bad builds (see the package comment).
+var (
+	broken    string // "true": /health answers 500
+	errorRate string // a share of "/" answered 500, e.g. "0.05"
+	slow      string // a delay before each "/" answer, e.g. "150ms"
+)
+
+// faults are the bad build's misbehaviours.
+type faults struct {
+	broken    bool
+	errorRate float64
+	slow      time.Duration
+}
+
+func linkedFaults() (faults, error) {
+	f := faults{broken: broken == "true"}
+	if errorRate != "" {
+		v, err := strconv.ParseFloat(errorRate, 64)
+		if err != nil || v < 0 || v > 1 {
+			return f, fmt.Errorf("linked errorRate %q: want a share between 0 and 1", errorRate)
+		}
+		f.errorRate = v
+	}
+	if slow != "" {
+		d, err := time.ParseDuration(slow)
+		if err != nil || d < 0 {
+			return f, fmt.Errorf("linked slow %q: want a duration", slow)
+		}
+		f.slow = d
+	}
+	return f, nil
+}
 
 func main() {
 	listen := flag.String("listen", ":8080", "address to listen on")
@@ -59,7 +98,10 @@ func run(listen, pidfile, version string, grace time.Duration) error {
 	if err != nil {
 		return err
 	}
-	isBroken := broken == "true"
+	f, err := linkedFaults()
+	if err != nil {
+		return err
+	}
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
@@ -68,7 +110,7 @@ func run(listen, pidfile, version string, grace time.Duration) error {
 	if err != nil {
 		return err
 	}
-	srv := &http.Server{Handler: handler(version, host, isBroken), ReadHeaderTimeout: 5 * time.Second}
+	srv := &http.Server{Handler: handler(version, host, f, prometheus.NewRegistry()), ReadHeaderTimeout: 5 * time.Second}
 	if pidfile != "" {
 		if err := writePidfile(pidfile); err != nil {
 			ln.Close()
@@ -76,7 +118,7 @@ func run(listen, pidfile, version string, grace time.Duration) error {
 		}
 		defer removePidfile(pidfile)
 	}
-	log.Printf("version %s on %s, listening on %s (broken=%v)", version, host, ln.Addr(), isBroken)
+	log.Printf("version %s on %s, listening on %s (broken=%v error_rate=%g slow=%s)", version, host, ln.Addr(), f.broken, f.errorRate, f.slow)
 
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
@@ -98,9 +140,23 @@ func run(listen, pidfile, version string, grace time.Duration) error {
 	return nil
 }
 
-func handler(version, host string, isBroken bool) http.Handler {
+func handler(version, host string, f faults, reg *prometheus.Registry) http.Handler {
+	requests := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "demoapp_http_requests_total", Help: "HTTP requests answered, by version, handler and status code.",
+	}, []string{"version", "handler", "code"})
+	latency := prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name: "demoapp_http_request_duration_seconds", Help: "Time to answer, by version and handler.",
+		Buckets: []float64{.001, .005, .01, .025, .05, .1, .25, .5, 1, 2.5},
+	}, []string{"version", "handler"})
+	reg.MustRegister(requests, latency)
+	instrument := func(name string, h http.HandlerFunc) http.Handler {
+		labels := prometheus.Labels{"version": version, "handler": name}
+		return promhttp.InstrumentHandlerDuration(latency.MustCurryWith(labels),
+			promhttp.InstrumentHandlerCounter(requests.MustCurryWith(labels), h))
+	}
+	var n atomic.Uint64
 	mux := http.NewServeMux()
-	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) {
+	mux.Handle("GET /{$}", instrument("/", func(w http.ResponseWriter, r *http.Request) {
 		if s := r.URL.Query().Get("sleep"); s != "" {
 			d, err := time.ParseDuration(s)
 			if err != nil || d < 0 || d > 30*time.Second {
@@ -109,17 +165,25 @@ func handler(version, host string, isBroken bool) http.Handler {
 			}
 			time.Sleep(d)
 		}
+		time.Sleep(f.slow)
+		// Failures spread evenly: the n-th request fails when the share
+		// of n requests reaches one more whole failure.
+		if i := n.Add(1); f.errorRate > 0 && uint64(float64(i)*f.errorRate) > uint64(float64(i-1)*f.errorRate) {
+			http.Error(w, "failed on purpose ("+version+")", http.StatusInternalServerError)
+			return
+		}
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		fmt.Fprintf(w, "%s %s\n", version, host)
-	})
-	mux.HandleFunc("GET /health", func(w http.ResponseWriter, r *http.Request) {
+	}))
+	mux.Handle("GET /health", instrument("/health", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-		if isBroken {
+		if f.broken {
 			http.Error(w, "broken build", http.StatusInternalServerError)
 			return
 		}
 		fmt.Fprintln(w, "ok")
-	})
+	}))
+	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 	return mux
 }
 

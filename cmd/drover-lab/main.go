@@ -1,9 +1,9 @@
 // Command drover-lab runs drover's test lab on this machine (root needed).
 //
-//	drover-lab up [--hosts N] [--coordinators N] [--haproxies N] [--slow-rc] [--dir DIR] [--topology FILE] [--detach]
+//	drover-lab up [--hosts N] [--coordinators N] [--haproxies N] [--slow-rc] [--prometheus] [--dir DIR] [--topology FILE] [--detach]
 //	drover-lab down ID | --all-stale | --all
 //	drover-lab load --url URL [--concurrency N] [--duration D] [--max-duration D]
-//	drover-lab artifact --out DIR --version V [--broken]
+//	drover-lab artifact --out DIR --version V [--broken | --error-rate SHARE | --slow DURATION]
 //	drover-lab demo [--drover PATH] [--hosts N] [--concurrency N] [--batch N] [--cluster=false]
 //
 // `up` prints the lab's JSON description and keeps the lab until SIGINT or
@@ -28,10 +28,10 @@ import (
 )
 
 const usage = `usage:
-  drover-lab up [--hosts N] [--coordinators N] [--haproxies N] [--slow-rc] [--dir DIR] [--topology FILE] [--detach]
+  drover-lab up [--hosts N] [--coordinators N] [--haproxies N] [--slow-rc] [--prometheus] [--dir DIR] [--topology FILE] [--detach]
   drover-lab down ID | --all-stale | --all
   drover-lab load --url URL [--concurrency N] [--duration D] [--max-duration D] [--timeout D]
-  drover-lab artifact --out DIR --version V [--broken]
+  drover-lab artifact --out DIR --version V [--broken | --error-rate SHARE | --slow DURATION]
   drover-lab demo [--drover PATH] [--hosts N] [--concurrency N] [--batch N] [--cluster=false]
 `
 
@@ -94,6 +94,7 @@ func cmdUp(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	topoPath := fs.String("topology", "", "topology file (default: the embedded lab/topology.yaml)")
 	detach := fs.Bool("detach", false, "leave the lab running and print its ID")
 	haproxies := fs.Int("haproxies", 1, "HAProxy instances in front of the web hosts (2: a pair, each with its own frontend port and runtime API)")
+	prometheus := fs.Bool("prometheus", false, "also run Prometheus (Debian's package) in the control namespace, scraping the demo app on every host each second")
 	if err := parse(fs, args, stderr); err != nil {
 		return err
 	}
@@ -108,6 +109,13 @@ func cmdUp(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	l, err := lab.Up(ctx, opts)
 	if err != nil {
 		return err
+	}
+	if *prometheus {
+		p, err := l.StartPrometheus(ctx, time.Second)
+		if err != nil {
+			return errors.Join(err, l.Down())
+		}
+		fmt.Fprintf(stderr, "prometheus at %s; reach it from inside the lab: ip netns exec %s curl %s/-/ready\n", p.URL, l.CtlNS, p.URL)
 	}
 	if *detach {
 		if err := l.Detach(); err != nil {
@@ -177,14 +185,17 @@ func cmdArtifact(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	fs := flag.NewFlagSet("artifact", flag.ContinueOnError)
 	out := fs.String("out", ".", "output directory")
 	version := fs.String("version", "", "release version (also the VERSION file)")
-	broken := fs.Bool("broken", false, "build the broken app (its /health answers 500)")
+	var b lab.Build
+	fs.BoolVar(&b.Broken, "broken", false, "build the broken app (its /health answers 500)")
+	fs.Float64Var(&b.ErrorRate, "error-rate", 0, "build an app that answers this share of / with 500 (0.05: 5%) and stays healthy")
+	fs.DurationVar(&b.Slow, "slow", 0, "build an app that answers / this much later (150ms) and stays healthy")
 	if err := parse(fs, args, stderr); err != nil {
 		return err
 	}
 	if *version == "" || fs.NArg() != 0 {
 		return errUsage
 	}
-	path, err := lab.BuildArtifact(ctx, *out, *version, *broken)
+	path, err := lab.BuildArtifactOf(ctx, *out, *version, b)
 	if err != nil {
 		return err
 	}
