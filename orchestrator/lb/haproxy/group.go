@@ -64,6 +64,17 @@ func (g *Group) Check(ctx context.Context, server string) error {
 	return g.each(func(_ int, d *Driver) error { return d.Check(ctx, server) })
 }
 
+// SetWeight sets server's weight on every instance.
+func (g *Group) SetWeight(ctx context.Context, server string, w int) error {
+	return g.each(func(_ int, d *Driver) error { return d.SetWeight(ctx, server, w) })
+}
+
+// Weight reads server's current and configured weight from the first
+// instance (instances share a configuration; SetWeight keeps them equal).
+func (g *Group) Weight(ctx context.Context, server string) (current, initial int, err error) {
+	return g.drivers[0].Weight(ctx, server)
+}
+
 // InstanceView is one instance's view of a server.
 type InstanceView struct {
 	Instance string // the runtime API's socket or address

@@ -337,6 +337,38 @@ func TestRealHAProxy(t *testing.T) {
 		}
 	})
 
+	t.Run("weights", func(t *testing.T) {
+		cur, initial, err := d.Weight(ctx, "web/s1")
+		if err != nil || cur != initial || initial < 1 {
+			t.Fatalf("weight of web/s1 = %d (initial %d), %v", cur, initial, err)
+		}
+		// s1 at 3 times s2's weight takes 3 of every 4 requests.
+		if err := d.SetWeight(ctx, "web/s1", 3*initial); err != nil {
+			t.Fatal(err)
+		}
+		if c, i, err := d.Weight(ctx, "web/s1"); c != 3*initial || i != initial || err != nil {
+			t.Fatalf("after set: %d (initial %d), %v", c, i, err)
+		}
+		before := l.s1.hits.Load()
+		for range 40 {
+			if _, _, err := l.get("/"); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if n := l.s1.hits.Load() - before; n < 28 || n > 32 {
+			t.Errorf("s1 at weight 3:1 served %d of 40, want 30 (+-2: where the round starts)", n)
+		}
+		if err := d.SetWeight(ctx, "web/s1", initial); err != nil {
+			t.Fatal(err)
+		}
+		if _, _, err := d.Weight(ctx, "web/nope"); !errors.Is(err, ErrUnknownServer) {
+			t.Errorf("weight of web/nope: %v, want ErrUnknownServer", err)
+		}
+		if err := d.SetWeight(ctx, "web/nope", 1); !errors.Is(err, ErrUnknownServer) {
+			t.Errorf("set weight of web/nope: %v, want ErrUnknownServer", err)
+		}
+	})
+
 	t.Run("check", func(t *testing.T) {
 		for _, s := range []string{"web/s1", "web/s2", "spare/s3"} {
 			if err := d.Check(ctx, s); err != nil {
