@@ -10,6 +10,8 @@ command -v ip >/dev/null 2>&1 || [ -x /usr/sbin/ip ] || need="$need iproute2"
 command -v unshare >/dev/null 2>&1 || need="$need util-linux"
 command -v curl >/dev/null 2>&1 || need="$need curl"
 command -v pgrep >/dev/null 2>&1 || need="$need procps"
+# The live view's test runs it in a real terminal (tmux, 80x24).
+command -v tmux >/dev/null 2>&1 || need="$need tmux"
 # The lab's Prometheus (metric gates).
 command -v prometheus >/dev/null 2>&1 || need="$need prometheus"
 # `make vagrant-validate` (part of `make test`): `vagrant validate` on the

@@ -29,9 +29,13 @@ type view struct {
 	order   []string
 	batchOf map[string]int
 	rows    map[string]*row
+	sum     liveSummary
 	drawn   int
 	done    chan struct{}
 	stopped bool
+	// size is the terminal's columns and rows now (it may be resized).
+	size  func() (width, height int)
+	color bool
 }
 
 type row struct {
@@ -56,7 +60,18 @@ func newView(w io.Writer, mode string) (*view, error) {
 	default:
 		return nil, fmt.Errorf("--output %q: want auto, text or json", mode)
 	}
-	return &view{w: w, mode: mode, start: time.Now(), rows: map[string]*row{}, batchOf: map[string]int{}}, nil
+	v := &view{w: w, mode: mode, start: time.Now(), rows: map[string]*row{}, batchOf: map[string]int{}, size: func() (int, int) { return 80, 24 }}
+	if f, ok := w.(*os.File); ok && term.IsTerminal(int(f.Fd())) {
+		v.size = func() (int, int) {
+			if cols, rows, err := term.GetSize(int(f.Fd())); err == nil && cols > 0 && rows > 0 {
+				return cols, rows
+			}
+			return 80, 24
+		}
+		// https://no-color.org: any non-empty NO_COLOR turns colour off.
+		v.color = os.Getenv("NO_COLOR") == "" && os.Getenv("TERM") != "dumb"
+	}
+	return v, nil
 }
 
 // begin lays out the hosts of d and starts redrawing in live mode.
@@ -67,6 +82,11 @@ func (v *view) begin(d raftstore.Deployment) {
 	if !d.Created.IsZero() {
 		v.start = d.Created
 	}
+	var from []string
+	for _, hp := range d.Hosts {
+		from = append(from, hp.FromCurrent)
+	}
+	v.sum = liveSummary{batches: len(d.Batches), from: mostCommon(from), to: d.Version, start: v.start}
 	for i, b := range d.Batches {
 		for _, h := range b {
 			hp := d.Hosts[h]
@@ -133,7 +153,7 @@ func (v *view) end(d raftstore.Deployment) {
 	// watcher saw of it.
 	fmt.Fprintf(v.w, "deployment %s %s after %s\n", d.ID, strings.ReplaceAll(string(d.State), "_", " "), duration(d))
 	for k, hs := range counts {
-		fmt.Fprintf(v.w, "  %-22s %d: %s\n", k, len(hs), strings.Join(hs, " "))
+		fmt.Fprintf(v.w, "  %-22s %d: %s\n", k, len(hs), nameList(hs, 12))
 	}
 	if d.Error != "" {
 		fmt.Fprintf(v.w, "  reason: %s\n", d.Error)
@@ -149,7 +169,7 @@ func (v *view) note(msg string) {
 		return
 	}
 	v.clear()
-	fmt.Fprintln(v.w, msg)
+	v.println(msg)
 	v.redraw()
 }
 
@@ -157,6 +177,18 @@ func (v *view) note(msg string) {
 func (v *view) event(ev orchestrator.Event) {
 	v.mu.Lock()
 	defer v.mu.Unlock()
+	switch ev.Kind {
+	case orchestrator.EventBatch:
+		v.sum.batch, v.sum.rollingBack = ev.Batch, ev.Phase == raftstore.PhaseRollback
+		if ev.Batches > 0 {
+			v.sum.batches = ev.Batches
+		}
+		if ev.Batch == 1 && !v.sum.rollingBack {
+			v.sum.firstBatch = when(ev)
+		}
+	case orchestrator.EventRollback:
+		v.sum.rollingBack = true
+	}
 	if r := v.rows[ev.Host]; r != nil {
 		switch ev.Kind {
 		case orchestrator.EventStage:
@@ -168,6 +200,9 @@ func (v *view) event(ev orchestrator.Event) {
 			r.stage, r.phase, r.took = raftstore.StageDone, ev.Phase, when(ev).Sub(r.started)
 		case orchestrator.EventHostFailed:
 			r.stage, r.err = raftstore.StageFailed, ev.Error
+			if !r.started.IsZero() {
+				r.took = when(ev).Sub(r.started)
+			}
 		case orchestrator.EventHostSkipped:
 			r.stage = raftstore.StageSkipped
 		}
@@ -186,9 +221,9 @@ func (v *view) event(ev orchestrator.Event) {
 		case orchestrator.EventHostFailed, orchestrator.EventRollback, orchestrator.EventWarning,
 			orchestrator.EventNote, orchestrator.EventPaused, orchestrator.EventPreflight:
 			v.clear()
-			fmt.Fprintln(v.w, v.line(ev))
+			v.println(v.line(ev))
 			if ev.Output != "" {
-				fmt.Fprintln(v.w, indent(ev.Output, "    | "))
+				v.println(indent(ev.Output, "    | "))
 			}
 			v.redraw()
 		}
@@ -248,13 +283,26 @@ func (v *view) line(ev orchestrator.Event) string {
 	return fmt.Sprintf("%s %s %s %s", ts, ev.Kind, ev.Host, ev.Message)
 }
 
-// clear erases the live table so that a message can be printed above it.
+// clear moves the cursor back to the live frame's first line, so that a
+// message and the next frame are written over it. Nothing is erased here:
+// each line written over the frame erases the rest of its own line, and
+// redraw erases what is left below. Erasing from the top of the screen
+// would make tmux keep the old frame in its scrollback (scroll-on-clear).
 func (v *view) clear() {
 	if v.mode != "live" || v.drawn == 0 {
 		return
 	}
-	fmt.Fprintf(v.w, "\x1b[%dA\x1b[J", v.drawn)
+	fmt.Fprintf(v.w, "\x1b[%dA\r", v.drawn)
 	v.drawn = 0
+}
+
+// println prints s; in live mode each line erases what the frame had there.
+func (v *view) println(s string) {
+	if v.mode != "live" {
+		fmt.Fprintln(v.w, s)
+		return
+	}
+	io.WriteString(v.w, strings.ReplaceAll(s, "\n", "\x1b[K\n")+"\x1b[K\n")
 }
 
 func (v *view) redraw() {
@@ -262,30 +310,20 @@ func (v *view) redraw() {
 		return
 	}
 	v.clear()
-	var b strings.Builder
-	for _, h := range v.order {
-		r := v.rows[h]
-		el := time.Since(r.since)
-		if r.stage.Settled() {
-			el = r.took
-		}
-		mark := "  "
-		switch {
-		case r.stage == raftstore.StageDone:
-			mark = "✓ "
-		case r.stage == raftstore.StageFailed:
-			mark = "✗ "
-		case !r.stage.Settled():
-			mark = "» "
-		}
-		stage := string(r.stage)
-		if r.phase == raftstore.PhaseRollback {
-			stage += " (rollback)"
-		}
-		fmt.Fprintf(&b, "%sbatch %-2d %-12s %-20s %-10s %6.2fs\n", mark, v.batchOf[h], h, stage, r.version, el.Seconds())
+	width, height := v.size()
+	lines := liveFrame(v.sum, v.order, v.batchOf, v.rows, time.Now(), width, height, v.color)
+	// Each line erases the old frame's rest of the line; the end erases
+	// the old frame's lines below the new one.
+	io.WriteString(v.w, strings.Join(lines, "\x1b[K\n")+"\x1b[K\n\x1b[J")
+	v.drawn = len(lines)
+}
+
+// nameList joins names, the first n of them when there are more.
+func nameList(names []string, n int) string {
+	if len(names) <= n {
+		return strings.Join(names, " ")
 	}
-	io.WriteString(v.w, b.String())
-	v.drawn = len(v.order)
+	return fmt.Sprintf("%s ... and %d more", strings.Join(names[:n], " "), len(names)-n)
 }
 
 func indent(s, prefix string) string {
