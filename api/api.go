@@ -9,6 +9,7 @@ import (
 	"io"
 	"time"
 
+	"github.com/drover-dev/drover/deploy"
 	"github.com/drover-dev/drover/raftstore"
 )
 
@@ -169,13 +170,13 @@ type Cluster interface {
 // elsewhere).
 type Deployments interface {
 	Submit(ctx context.Context, req SubmitRequest) (string, error)
-	List() []raftstore.Deployment
-	Get(id string) (raftstore.Deployment, error)
+	List() []deploy.Deployment
+	Get(id string) (deploy.Deployment, error)
 	Act(ctx context.Context, id string, a Action) error
 	Rollback(ctx context.Context, id string) (string, error)
 	Repair(ctx context.Context, req RepairRequest) (RepairResponse, error)
 	// Events returns the events of id after seq, and the last seq applied.
-	Events(id string, after uint64) ([]raftstore.Event, uint64)
+	Events(id string, after uint64) ([]deploy.Event, uint64)
 	// Changed is closed at the next applied command.
 	Changed() <-chan struct{}
 }

@@ -15,7 +15,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/drover-dev/drover/raftstore"
+	"github.com/drover-dev/drover/deploy"
 )
 
 // ClientConfig configures a Client.
@@ -283,8 +283,8 @@ func (c *Client) Submit(ctx context.Context, req SubmitRequest) (string, error) 
 }
 
 // Deployment returns one deployment.
-func (c *Client) Deployment(ctx context.Context, id string) (raftstore.Deployment, error) {
-	var d raftstore.Deployment
+func (c *Client) Deployment(ctx context.Context, id string) (deploy.Deployment, error) {
+	var d deploy.Deployment
 	err := c.call(ctx, http.MethodGet, "/v1/deployments/"+url.PathEscape(id), nil, &d)
 	return d, err
 }
@@ -338,7 +338,7 @@ func (c *Client) DeleteToken(ctx context.Context, name string) error {
 // once the deployment has ended and all its events were handed over, fn's
 // error when fn fails, or the error that stopped it (ctx, an answer such as
 // ErrNotFound, or ErrUnavailable).
-func (c *Client) Watch(ctx context.Context, id string, after uint64, fn func(raftstore.Event) error) error {
+func (c *Client) Watch(ctx context.Context, id string, after uint64, fn func(deploy.Event) error) error {
 	if id == "" {
 		return fmt.Errorf("%w: no deployment id", ErrBadRequest)
 	}
@@ -385,7 +385,7 @@ func (c *Client) Watch(ctx context.Context, id string, after uint64, fn func(raf
 
 // consume reads one event stream, closing it when it goes silent longer
 // than c.idle (the server sends a heartbeat every streamHeartbeat).
-func (c *Client) consume(resp *http.Response, last *uint64, fn func(raftstore.Event) error) error {
+func (c *Client) consume(resp *http.Response, last *uint64, fn func(deploy.Event) error) error {
 	defer resp.Body.Close()
 	t := time.AfterFunc(c.idle, func() { resp.Body.Close() })
 	defer t.Stop()

@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/drover-dev/drover/deploy"
 	"github.com/drover-dev/drover/raftstore"
 )
 
@@ -237,11 +238,11 @@ func TestClientErrors(t *testing.T) {
 		is      []error
 		message string
 	}{
-		{"unknown deployment", fmt.Errorf("d9: %w", raftstore.ErrUnknownDeployment), 404, []error{ErrNotFound}, "d9: no such deployment"},
-		{"host locked", fmt.Errorf("web1: %w d0", raftstore.ErrHostLocked), 409, []error{ErrConflict}, ""},
-		{"name in use", raftstore.ErrNameInUse, 409, []error{ErrConflict}, ""},
-		{"exists", raftstore.ErrExists, 409, []error{ErrConflict}, ""},
-		{"terminal", fmt.Errorf("d1 is succeeded: %w", raftstore.ErrTerminal), 409, []error{ErrConflict}, ""},
+		{"unknown deployment", fmt.Errorf("d9: %w", deploy.ErrUnknownDeployment), 404, []error{ErrNotFound}, "d9: no such deployment"},
+		{"host locked", fmt.Errorf("web1: %w d0", deploy.ErrHostLocked), 409, []error{ErrConflict}, ""},
+		{"name in use", deploy.ErrNameInUse, 409, []error{ErrConflict}, ""},
+		{"exists", deploy.ErrExists, 409, []error{ErrConflict}, ""},
+		{"terminal", fmt.Errorf("d1 is succeeded: %w", deploy.ErrTerminal), 409, []error{ErrConflict}, ""},
 		{"bad plan", fmt.Errorf("%w: web.yaml:3:5: unknown field \"batchs\"\nweb.yaml:9:1: hosts: empty", ErrBadRequest), 400,
 			[]error{ErrBadRequest}, "bad request: web.yaml:3:5: unknown field \"batchs\"\nweb.yaml:9:1: hosts: empty"},
 		{"digest", fmt.Errorf("artifact: %w", ErrDigest), 400, []error{ErrBadRequest, ErrDigest}, ""},
@@ -492,7 +493,7 @@ func blackHole(t *testing.T) string {
 
 // silentStream answers an event stream with its first event, then sends
 // nothing more, not even heartbeats: a node that went silent mid-stream.
-func silentStream(t *testing.T, p *testPKI, first raftstore.Event) string {
+func silentStream(t *testing.T, p *testPKI, first deploy.Event) string {
 	t.Helper()
 	return serveTLS(t, p, func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/event-stream")
@@ -540,10 +541,10 @@ func TestClientPassesOverSilentNodes(t *testing.T) {
 		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 		defer cancel()
 		var got []uint64
-		err := c.Watch(ctx, "d1", 0, func(ev raftstore.Event) error {
+		err := c.Watch(ctx, "d1", 0, func(ev deploy.Event) error {
 			got = append(got, ev.Seq)
 			if ev.Seq == 2 {
-				st.finish("d1", raftstore.StateSucceeded) // 3
+				st.finish("d1", deploy.StateSucceeded) // 3
 			}
 			return nil
 		})

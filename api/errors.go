@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"strings"
 
+	"github.com/drover-dev/drover/deploy"
 	"github.com/drover-dev/drover/raftstore"
 )
 
@@ -167,16 +168,16 @@ func toError(err error) *Error {
 		return &Error{http.StatusServiceUnavailable, codeNoLeader, msg}
 	case errors.Is(err, ErrDigest):
 		return &Error{http.StatusBadRequest, codeDigest, msg}
-	case errors.Is(err, ErrBadRequest), errors.Is(err, raftstore.ErrBadCommand):
+	case errors.Is(err, ErrBadRequest), errors.Is(err, deploy.ErrBadCommand):
 		return &Error{http.StatusBadRequest, codeBadRequest, msg}
 	case errors.As(err, &mbe):
 		return &Error{http.StatusRequestEntityTooLarge, codeTooLarge,
 			fmt.Sprintf("request body larger than %d bytes", mbe.Limit)}
-	case errors.Is(err, raftstore.ErrUnknownDeployment), errors.Is(err, raftstore.ErrNoToken),
+	case errors.Is(err, deploy.ErrUnknownDeployment), errors.Is(err, raftstore.ErrNoToken),
 		errors.Is(err, fs.ErrNotExist), errors.Is(err, ErrNotFound):
 		return &Error{http.StatusNotFound, codeNotFound, msg}
-	case errors.Is(err, raftstore.ErrHostLocked), errors.Is(err, raftstore.ErrNameInUse),
-		errors.Is(err, raftstore.ErrExists), errors.Is(err, raftstore.ErrTerminal), errors.Is(err, raftstore.ErrBusy),
+	case errors.Is(err, deploy.ErrHostLocked), errors.Is(err, deploy.ErrNameInUse),
+		errors.Is(err, deploy.ErrExists), errors.Is(err, deploy.ErrTerminal), errors.Is(err, raftstore.ErrBusy),
 		errors.Is(err, ErrConflict):
 		return &Error{http.StatusConflict, codeConflict, msg}
 	case errors.Is(err, context.DeadlineExceeded):

@@ -11,10 +11,10 @@ import (
 	"strings"
 	"time"
 
-	"github.com/drover-dev/drover/raftstore"
+	"github.com/drover-dev/drover/deploy"
 )
 
-// The event stream (text/event-stream): one SSE event per raftstore.Event,
+// The event stream (text/event-stream): one SSE event per deploy.Event,
 //
 //	id: <seq>
 //	event: <kind>
@@ -45,8 +45,8 @@ const (
 
 // endData is the payload of the end event.
 type endData struct {
-	ID    string                    `json:"id"`
-	State raftstore.DeploymentState `json:"state"`
+	ID    string                 `json:"id"`
+	State deploy.DeploymentState `json:"state"`
 }
 
 func (s *server) events(w http.ResponseWriter, r *http.Request) {
@@ -182,7 +182,7 @@ func (e callbackError) Error() string { return e.err.Error() }
 // advancing *last. It returns errStreamEnded at "event: end", an *Error
 // at "event: error", a callbackError when fn fails, and otherwise the
 // reason the stream stopped (io.EOF when it was closed).
-func readStream(r io.Reader, last *uint64, fn func(raftstore.Event) error) error {
+func readStream(r io.Reader, last *uint64, fn func(deploy.Event) error) error {
 	br := bufio.NewReaderSize(r, 64<<10)
 	var event string
 	var data []string
@@ -222,7 +222,7 @@ func readStream(r io.Reader, last *uint64, fn func(raftstore.Event) error) error
 		case payload == "":
 			continue // retry: or an empty event
 		}
-		var ev raftstore.Event
+		var ev deploy.Event
 		if err := json.Unmarshal([]byte(payload), &ev); err != nil {
 			return fmt.Errorf("decoding event: %w", err)
 		}

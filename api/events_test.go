@@ -10,7 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/drover-dev/drover/raftstore"
+	"github.com/drover-dev/drover/deploy"
 )
 
 // A watcher on a follower sees every event once, in order, across a cut
@@ -31,7 +31,7 @@ func TestWatchThroughFollowerResumes(t *testing.T) {
 	c := newTestClient(t, p, tokRead, f.addr)
 	var got []uint64
 	cut := false
-	err := c.Watch(ctx, "d1", 0, func(ev raftstore.Event) error {
+	err := c.Watch(ctx, "d1", 0, func(ev deploy.Event) error {
 		if ev.Deployment != "d1" {
 			t.Errorf("event of %s", ev.Deployment)
 		}
@@ -47,8 +47,8 @@ func TestWatchThroughFollowerResumes(t *testing.T) {
 		case ev.Seq == 5:
 			// Live: wake the stream that is waiting.
 			go func() {
-				st.stage("d1", "web3")                 // seq 6
-				st.finish("d1", raftstore.StateFailed) // seq 7
+				st.stage("d1", "web3")              // seq 6
+				st.finish("d1", deploy.StateFailed) // seq 7
 			}()
 		}
 		return nil
@@ -100,10 +100,10 @@ func TestEventStream(t *testing.T) {
 	p := newPKI(t)
 	st := newStore()
 	l := startNode(t, p, st, "n1", true)
-	st.addDeployment("d1")                    // 1
-	st.stage("d1", "web1")                    // 2
-	st.stage("d1", "web2")                    // 3
-	st.finish("d1", raftstore.StateSucceeded) // 4
+	st.addDeployment("d1")                 // 1
+	st.stage("d1", "web1")                 // 2
+	st.stage("d1", "web2")                 // 3
+	st.finish("d1", deploy.StateSucceeded) // 4
 
 	cases := []struct {
 		name   string
@@ -150,7 +150,7 @@ func TestEventStream(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer resp.Body.Close()
-		time.AfterFunc(200*time.Millisecond, func() { st.finish("d2", raftstore.StateAborted) })
+		time.AfterFunc(200*time.Millisecond, func() { st.finish("d2", deploy.StateAborted) })
 		ids, _, heartbeat := readSSE(t, resp)
 		if !slices.Equal(ids, []string{"5", "6"}) || !heartbeat {
 			t.Fatalf("ids %v heartbeat %v", ids, heartbeat)
@@ -164,7 +164,7 @@ func TestEventStream(t *testing.T) {
 
 	t.Run("unknown deployment", func(t *testing.T) {
 		c := newTestClient(t, p, tokRead, l.addr)
-		err := c.Watch(context.Background(), "nope", 0, func(raftstore.Event) error { return nil })
+		err := c.Watch(context.Background(), "nope", 0, func(deploy.Event) error { return nil })
 		if !errors.Is(err, ErrNotFound) {
 			t.Fatalf("got %v, want ErrNotFound", err)
 		}
@@ -177,7 +177,7 @@ func TestEventStream(t *testing.T) {
 	t.Run("deployment vanishes mid-stream", func(t *testing.T) {
 		st.addDeployment("d3")
 		c := newTestClient(t, p, tokRead, l.addr)
-		err := c.Watch(context.Background(), "d3", 0, func(raftstore.Event) error {
+		err := c.Watch(context.Background(), "d3", 0, func(deploy.Event) error {
 			st.mu.Lock()
 			delete(st.deps, "d3")
 			st.bump()
@@ -194,7 +194,7 @@ func TestEventStream(t *testing.T) {
 		c := newTestClient(t, p, tokRead, l.addr)
 		stop := errors.New("stop")
 		n := 0
-		err := c.Watch(context.Background(), "d1", 0, func(raftstore.Event) error { n++; return stop })
+		err := c.Watch(context.Background(), "d1", 0, func(deploy.Event) error { n++; return stop })
 		if !errors.Is(err, stop) || n != 1 {
 			t.Fatalf("got %v after %d events", err, n)
 		}

@@ -8,9 +8,6 @@ import (
 	"crypto/x509"
 	"encoding/hex"
 	"fmt"
-	"github.com/drover-dev/drover/internal/notify"
-	"github.com/drover-dev/drover/internal/pki/pkitest"
-	"github.com/drover-dev/drover/internal/syncbuf"
 	"io"
 	"log/slog"
 	"net"
@@ -23,6 +20,11 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/drover-dev/drover/deploy"
+	"github.com/drover-dev/drover/internal/notify"
+	"github.com/drover-dev/drover/internal/pki/pkitest"
+	"github.com/drover-dev/drover/internal/syncbuf"
 
 	"github.com/drover-dev/drover/internal/pki"
 	"github.com/drover-dev/drover/raftstore"
@@ -94,9 +96,9 @@ const (
 // store is the replicated state every fake node shares.
 type store struct {
 	mu        sync.Mutex
-	deps      map[string]*raftstore.Deployment
+	deps      map[string]*deploy.Deployment
 	order     []string
-	events    []raftstore.Event
+	events    []deploy.Event
 	seq       uint64
 	changed   notify.Signal
 	tokens    map[string]raftstore.Token // by clear text
@@ -114,7 +116,7 @@ type store struct {
 func newStore() *store {
 	now := time.Date(2025, 1, 2, 3, 4, 5, 0, time.UTC)
 	return &store{
-		deps: map[string]*raftstore.Deployment{},
+		deps: map[string]*deploy.Deployment{},
 		tokens: map[string]raftstore.Token{
 			tokManage: {Name: "admin", Role: raftstore.RoleManage, Hash: "h1", Created: now},
 			tokRead:   {Name: "ci", Role: raftstore.RoleRead, Hash: "h2", Created: now},
@@ -166,28 +168,28 @@ func (s *store) setFail(op string, err error) {
 func (s *store) addDeployment(id string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.deps[id] = &raftstore.Deployment{ID: id, Name: "web", Kind: raftstore.KindDeploy, State: raftstore.StateRunning}
+	s.deps[id] = &deploy.Deployment{ID: id, Name: "web", Kind: deploy.KindDeploy, State: deploy.StateRunning}
 	s.order = append(s.order, id)
-	s.record(raftstore.Event{Deployment: id, Kind: raftstore.EvCreated})
+	s.record(deploy.Event{Deployment: id, Kind: deploy.EvCreated})
 }
 
 // stage records a stage event for a host of id.
 func (s *store) stage(id, host string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.record(raftstore.Event{Deployment: id, Kind: raftstore.EvStage, Host: host, Stage: raftstore.StageDrain})
+	s.record(deploy.Event{Deployment: id, Kind: deploy.EvStage, Host: host, Stage: deploy.StageDrain})
 }
 
 // finish makes id terminal, with its state event.
-func (s *store) finish(id string, st raftstore.DeploymentState) {
+func (s *store) finish(id string, st deploy.DeploymentState) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.deps[id].State = st
-	s.record(raftstore.Event{Deployment: id, Kind: raftstore.EvState, State: st})
+	s.record(deploy.Event{Deployment: id, Kind: deploy.EvState, State: st})
 }
 
 // record applies one command carrying ev; callers hold mu.
-func (s *store) record(ev raftstore.Event) {
+func (s *store) record(ev deploy.Event) {
 	s.seq++
 	ev.Seq = s.seq
 	ev.Time = time.Unix(int64(s.seq), 0).UTC()
@@ -329,9 +331,9 @@ func (n *fakeNode) Submit(ctx context.Context, req SubmitRequest) (string, error
 		return "", err
 	}
 	id := fmt.Sprintf("d%d", len(n.st.order)+1)
-	n.st.deps[id] = &raftstore.Deployment{ID: id, Name: req.PlanName, State: raftstore.StateRunning, ArtifactSHA256: req.ArtifactSHA256}
+	n.st.deps[id] = &deploy.Deployment{ID: id, Name: req.PlanName, State: deploy.StateRunning, ArtifactSHA256: req.ArtifactSHA256}
 	n.st.order = append(n.st.order, id)
-	n.st.record(raftstore.Event{Deployment: id, Kind: raftstore.EvCreated})
+	n.st.record(deploy.Event{Deployment: id, Kind: deploy.EvCreated})
 	if key != "" {
 		n.st.keys[key] = id
 	}
@@ -341,22 +343,22 @@ func (n *fakeNode) Submit(ctx context.Context, req SubmitRequest) (string, error
 	return id, nil
 }
 
-func (n *fakeNode) List() []raftstore.Deployment {
+func (n *fakeNode) List() []deploy.Deployment {
 	n.st.mu.Lock()
 	defer n.st.mu.Unlock()
-	var out []raftstore.Deployment
+	var out []deploy.Deployment
 	for _, id := range n.st.order {
 		out = append(out, *n.st.deps[id])
 	}
 	return out
 }
 
-func (n *fakeNode) Get(id string) (raftstore.Deployment, error) {
+func (n *fakeNode) Get(id string) (deploy.Deployment, error) {
 	n.st.mu.Lock()
 	defer n.st.mu.Unlock()
 	d, ok := n.st.deps[id]
 	if !ok {
-		return raftstore.Deployment{}, fmt.Errorf("%s: %w", id, raftstore.ErrUnknownDeployment)
+		return deploy.Deployment{}, fmt.Errorf("%s: %w", id, deploy.ErrUnknownDeployment)
 	}
 	return *d, nil
 }
@@ -368,7 +370,7 @@ func (n *fakeNode) Act(ctx context.Context, id string, a Action) error {
 	}
 	defer unlock()
 	if _, ok := n.st.deps[id]; !ok {
-		return fmt.Errorf("%s: %w", id, raftstore.ErrUnknownDeployment)
+		return fmt.Errorf("%s: %w", id, deploy.ErrUnknownDeployment)
 	}
 	return n.st.write(string(a) + " " + id)
 }
@@ -397,10 +399,10 @@ func (n *fakeNode) Repair(ctx context.Context, req RepairRequest) (RepairRespons
 	return RepairResponse{ID: "repair-1", Skipped: []string{"web9"}}, nil
 }
 
-func (n *fakeNode) Events(id string, after uint64) ([]raftstore.Event, uint64) {
+func (n *fakeNode) Events(id string, after uint64) ([]deploy.Event, uint64) {
 	n.st.mu.Lock()
 	defer n.st.mu.Unlock()
-	var out []raftstore.Event
+	var out []deploy.Event
 	for _, ev := range n.st.events {
 		if ev.Seq > after && (id == "" || ev.Deployment == id) {
 			out = append(out, ev)

@@ -9,7 +9,7 @@ import (
 	"slices"
 	"strconv"
 
-	"github.com/drover-dev/drover/raftstore"
+	"github.com/drover-dev/drover/deploy"
 )
 
 // MaxPageSize bounds one page of GET /v1/deployments?limit=N.
@@ -18,8 +18,8 @@ const MaxPageSize = 100
 // DeploymentPage is one page of the deployment list, newest first. Next,
 // when set, is the cursor of the following (older) page.
 type DeploymentPage struct {
-	Deployments []raftstore.Deployment `json:"deployments"`
-	Next        string                 `json:"next,omitempty"`
+	Deployments []deploy.Deployment `json:"deployments"`
+	Next        string              `json:"next,omitempty"`
 }
 
 // listPage serves GET /v1/deployments?limit=N[&before=CURSOR]. Without
@@ -43,12 +43,12 @@ func (s *server) listPage(w http.ResponseWriter, r *http.Request) bool {
 // older than before (the newest when before is ""). A cursor whose
 // deployment was pruned since is past the oldest one kept: the page is
 // empty.
-func page(ds []raftstore.Deployment, before string, limit int) DeploymentPage {
+func page(ds []deploy.Deployment, before string, limit int) DeploymentPage {
 	end := len(ds)
 	if before != "" {
-		end = slices.IndexFunc(ds, func(d raftstore.Deployment) bool { return d.ID == before })
+		end = slices.IndexFunc(ds, func(d deploy.Deployment) bool { return d.ID == before })
 	}
-	p := DeploymentPage{Deployments: []raftstore.Deployment{}}
+	p := DeploymentPage{Deployments: []deploy.Deployment{}}
 	for i := end - 1; i >= 0 && len(p.Deployments) < limit; i-- {
 		p.Deployments = append(p.Deployments, ds[i])
 	}
@@ -80,8 +80,8 @@ func (c *Client) DeploymentsPage(ctx context.Context, before string, limit int) 
 
 // Deployments returns every deployment the cluster keeps, oldest first,
 // fetched a page at a time.
-func (c *Client) Deployments(ctx context.Context) ([]raftstore.Deployment, error) {
-	var all []raftstore.Deployment
+func (c *Client) Deployments(ctx context.Context) ([]deploy.Deployment, error) {
+	var all []deploy.Deployment
 	before := ""
 	for {
 		p, err := c.DeploymentsPage(ctx, before, MaxPageSize)

@@ -8,7 +8,7 @@ import (
 	"slices"
 	"testing"
 
-	"github.com/drover-dev/drover/raftstore"
+	"github.com/drover-dev/drover/deploy"
 )
 
 // GET /v1/deployments pages, newest first; the client walks the pages
@@ -70,7 +70,7 @@ func TestDeploymentPages(t *testing.T) {
 }
 
 func TestPage(t *testing.T) {
-	ds := []raftstore.Deployment{{ID: "a"}, {ID: "b"}, {ID: "c"}}
+	ds := []deploy.Deployment{{ID: "a"}, {ID: "b"}, {ID: "c"}}
 	tests := []struct {
 		before string
 		limit  int

@@ -15,6 +15,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/drover-dev/drover/deploy"
 	"github.com/drover-dev/drover/raftstore"
 )
 
@@ -567,7 +568,7 @@ func (s *server) list(w http.ResponseWriter, r *http.Request) {
 	}
 	ds := s.cfg.Deployments.List()
 	if ds == nil {
-		ds = []raftstore.Deployment{}
+		ds = []deploy.Deployment{}
 	}
 	writeJSON(w, http.StatusOK, ds)
 }

@@ -16,7 +16,7 @@ import (
 	"time"
 
 	"github.com/drover-dev/drover/api"
-	"github.com/drover-dev/drover/raftstore"
+	"github.com/drover-dev/drover/deploy"
 )
 
 // ErrNoArtifact means no coordinator has the archive.
@@ -215,7 +215,7 @@ const keepArtifacts = 10
 // of the keepArtifacts newest deployments nor any that has not ended.
 // Uploads in progress (temp files) are left alone, and so are archives
 // younger than grace, which may belong to a deployment being submitted.
-func (a *artifacts) prune(ds []raftstore.Deployment, grace time.Duration) (removed int, err error) {
+func (a *artifacts) prune(ds []deploy.Deployment, grace time.Duration) (removed int, err error) {
 	keep := map[string]bool{}
 	for i, d := range ds {
 		if d.ArtifactSHA256 != "" && (!d.State.Terminal() || i >= len(ds)-keepArtifacts) {

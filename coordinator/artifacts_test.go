@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/drover-dev/drover/raftstore"
+	"github.com/drover-dev/drover/deploy"
 )
 
 // Archives of the newest deployments and of any unfinished one stay; the
@@ -18,18 +18,18 @@ func TestPruneArtifacts(t *testing.T) {
 	a := &artifacts{dir: t.TempDir()}
 	sha := func(i int) string { s := sha256.Sum256([]byte(fmt.Sprint(i))); return hex.EncodeToString(s[:]) }
 	old := time.Now().Add(-2 * time.Hour)
-	var ds []raftstore.Deployment
+	var ds []deploy.Deployment
 	for i := range 15 {
 		p := filepath.Join(a.dir, sha(i)+".tar")
 		if err := os.WriteFile(p, []byte("x"), 0o600); err != nil {
 			t.Fatal(err)
 		}
 		os.Chtimes(p, old, old)
-		st := raftstore.StateSucceeded
+		st := deploy.StateSucceeded
 		if i == 1 {
-			st = raftstore.StatePaused // old but unfinished: kept
+			st = deploy.StatePaused // old but unfinished: kept
 		}
-		ds = append(ds, raftstore.Deployment{ID: fmt.Sprint(i), ArtifactSHA256: sha(i), State: st})
+		ds = append(ds, deploy.Deployment{ID: fmt.Sprint(i), ArtifactSHA256: sha(i), State: st})
 	}
 	fresh := filepath.Join(a.dir, sha(99)+".tar") // not yet referenced, just uploaded
 	tmp := filepath.Join(a.dir, ".upload-123")

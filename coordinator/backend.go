@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/drover-dev/drover/api"
+	"github.com/drover-dev/drover/deploy"
 	"github.com/drover-dev/drover/internal/pki"
 	"github.com/drover-dev/drover/orchestrator"
 	"github.com/drover-dev/drover/plans"
@@ -145,10 +146,10 @@ func requestOptions(vars, set map[string]string) plans.Options {
 }
 
 // List returns every deployment, oldest first.
-func (c *Coordinator) List() []raftstore.Deployment { return c.store.Deployments() }
+func (c *Coordinator) List() []deploy.Deployment { return c.store.Deployments() }
 
 // Get returns one deployment.
-func (c *Coordinator) Get(id string) (raftstore.Deployment, error) { return c.store.Deployment(id) }
+func (c *Coordinator) Get(id string) (deploy.Deployment, error) { return c.store.Deployment(id) }
 
 // Act records an operator's request. A paused deployment has no engine
 // running it, so aborting it ends it at once (its hosts are all settled).
@@ -163,14 +164,14 @@ func (c *Coordinator) Act(ctx context.Context, id string, a api.Action) error {
 	now := time.Now().UTC()
 	switch a {
 	case api.ActionPause:
-		return c.apply(ctx, &raftstore.Request{ID: id, Pause: true, At: now})
+		return c.apply(ctx, &deploy.Request{ID: id, Pause: true, At: now})
 	case api.ActionResume:
-		return c.apply(ctx, &raftstore.Request{ID: id, Resume: true, At: now})
+		return c.apply(ctx, &deploy.Request{ID: id, Resume: true, At: now})
 	case api.ActionAbort:
-		if d.State == raftstore.StatePaused {
-			return c.apply(ctx, &raftstore.SetState{ID: id, State: raftstore.StateAborted, Error: "aborted by operator", At: now})
+		if d.State == deploy.StatePaused {
+			return c.apply(ctx, &deploy.SetState{ID: id, State: deploy.StateAborted, Error: "aborted by operator", At: now})
 		}
-		return c.apply(ctx, &raftstore.Request{ID: id, Abort: true, At: now})
+		return c.apply(ctx, &deploy.Request{ID: id, Abort: true, At: now})
 	}
 	return fmt.Errorf("unknown action %q: %w", a, api.ErrBadRequest)
 }
@@ -242,7 +243,7 @@ func (c *Coordinator) repeated(ctx context.Context) (string, bool) {
 }
 
 // apply records a command; a repeat of a request already applied is done.
-func (c *Coordinator) apply(ctx context.Context, cmd raftstore.Command) error {
+func (c *Coordinator) apply(ctx context.Context, cmd deploy.Command) error {
 	err := c.store.Apply(ctx, cmd)
 	if _, ok := raftstore.Applied(err); ok {
 		return nil
@@ -251,7 +252,7 @@ func (c *Coordinator) apply(ctx context.Context, cmd raftstore.Command) error {
 }
 
 // Events returns the replicated events of a deployment after seq.
-func (c *Coordinator) Events(id string, after uint64) ([]raftstore.Event, uint64) {
+func (c *Coordinator) Events(id string, after uint64) ([]deploy.Event, uint64) {
 	return c.store.Events(id, after)
 }
 

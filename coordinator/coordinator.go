@@ -18,6 +18,7 @@ import (
 	"github.com/drover-dev/drover/agent/hub"
 	"github.com/drover-dev/drover/agent/wire"
 	"github.com/drover-dev/drover/api"
+	"github.com/drover-dev/drover/deploy"
 	"github.com/drover-dev/drover/internal/connlimit"
 	"github.com/drover-dev/drover/internal/pki"
 	"github.com/drover-dev/drover/orchestrator"
@@ -50,7 +51,7 @@ type Config struct {
 	// socket); nothing else is read, probed or written for a plan.
 	PlanFiles []string
 	// KeepDeployments is how many finished deployments the cluster keeps
-	// (0: raftstore.DefaultKeepFinished).
+	// (0: deploy.DefaultKeepFinished).
 	KeepDeployments int
 	// Limits bound what one client can hold open; zero fields take the
 	// defaults (DefaultLimits).
@@ -325,7 +326,7 @@ func (c *Coordinator) lead(ctx context.Context) {
 		err := c.store.Apply(ctx, &raftstore.PutToken{IfNone: true, Token: raftstore.Token{
 			Name: "bootstrap", Role: raftstore.RoleManage, Hash: pki.HashToken(c.cfg.BootstrapToken), Created: time.Now().UTC(),
 		}})
-		if err != nil && !errors.Is(err, raftstore.ErrExists) {
+		if err != nil && !errors.Is(err, deploy.ErrExists) {
 			c.log.Warn("store the bootstrap token", "err", err)
 		}
 	}

@@ -6,6 +6,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/drover-dev/drover/deploy"
 	"github.com/drover-dev/drover/orchestrator"
 	"github.com/drover-dev/drover/raftstore"
 	"github.com/prometheus/client_golang/prometheus"
@@ -24,7 +25,7 @@ type metrics struct {
 	connsRefused  prometheus.Counter
 
 	mu   sync.Mutex
-	last map[string]raftstore.Stage // deployment/host -> the stage it is in
+	last map[string]deploy.Stage // deployment/host -> the stage it is in
 }
 
 func newMetrics() *metrics {
@@ -56,15 +57,15 @@ func newMetrics() *metrics {
 			Name: "drover_api_connections_refused_total",
 			Help: "API connections closed because their source address already held the maximum (--max-conns-per-source).",
 		}),
-		last: map[string]raftstore.Stage{},
+		last: map[string]deploy.Stage{},
 	}
 	// Series exist from the start, at zero, so that dashboards and alerts
 	// see them before the first deployment.
-	for _, st := range []raftstore.DeploymentState{raftstore.StateSucceeded, raftstore.StateFailed, raftstore.StateRolledBack, raftstore.StateAborted} {
+	for _, st := range []deploy.DeploymentState{deploy.StateSucceeded, deploy.StateFailed, deploy.StateRolledBack, deploy.StateAborted} {
 		m.deployments.WithLabelValues(string(st))
 	}
-	for _, st := range []raftstore.Stage{raftstore.StageDrain, raftstore.StageInstall, raftstore.StageActivate, raftstore.StageVerify, raftstore.StageEnable} {
-		for _, ph := range []raftstore.Phase{raftstore.PhaseRollout, raftstore.PhaseRollback} {
+	for _, st := range []deploy.Stage{deploy.StageDrain, deploy.StageInstall, deploy.StageActivate, deploy.StageVerify, deploy.StageEnable} {
+		for _, ph := range []deploy.Phase{deploy.PhaseRollout, deploy.PhaseRollback} {
 			m.stageSeconds.WithLabelValues(string(st), string(ph))
 		}
 	}
@@ -106,7 +107,7 @@ type timedStore struct {
 	m *metrics
 }
 
-func (t timedStore) Apply(ctx context.Context, c raftstore.Command) error {
+func (t timedStore) Apply(ctx context.Context, c deploy.Command) error {
 	start := time.Now()
 	err := t.Store.Apply(ctx, c)
 	t.m.applySeconds.Observe(time.Since(start).Seconds())

@@ -15,9 +15,9 @@ import (
 	"time"
 
 	"github.com/drover-dev/drover/api"
+	"github.com/drover-dev/drover/deploy"
 	"github.com/drover-dev/drover/lab"
 	"github.com/drover-dev/drover/orchestrator"
-	"github.com/drover-dev/drover/raftstore"
 )
 
 // cluster is an operator at the lab's control node with a three-node
@@ -468,7 +468,7 @@ func TestCluster(t *testing.T) {
 		if code := waiting.wait(t); code != 0 {
 			t.Fatalf("deploy with --lock-wait after the holder was aborted: exit %d\n%s\n%s", code, waiting.stdout.text(), waiting.stderr.String())
 		}
-		if out := c.cli(0, "status", first); !strings.Contains(out, string(raftstore.StateAborted)) {
+		if out := c.cli(0, "status", first); !strings.Contains(out, string(deploy.StateAborted)) {
 			t.Errorf("the first deployment is not aborted:\n%s", out)
 		}
 		c.expectAllOn("h2")
@@ -484,7 +484,7 @@ func TestCluster(t *testing.T) {
 		})
 		c.expectAllOn("h2")
 		out := c.cli(0, "status")
-		if !strings.Contains(out, string(raftstore.StateRolledBack)) {
+		if !strings.Contains(out, string(deploy.StateRolledBack)) {
 			t.Errorf("status does not say rolled back:\n%s", out)
 		}
 	})

@@ -11,9 +11,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/drover-dev/drover/deploy"
 	"github.com/drover-dev/drover/lab"
 	"github.com/drover-dev/drover/orchestrator"
-	"github.com/drover-dev/drover/raftstore"
 )
 
 // watchLag bounds how long after the deployment's recorded end the watching
@@ -25,7 +25,7 @@ const watchLag = time.Second
 // of host entering stage.
 type moment struct {
 	host  string
-	stage raftstore.Stage
+	stage deploy.Stage
 }
 
 func (m moment) String() string { return m.host + " " + string(m.stage) }
@@ -35,7 +35,7 @@ func (m moment) String() string { return m.host + " " + string(m.stage) }
 // `key` times, then every (host, stage) in a seeded order while there is
 // room.
 func watchMoments(rng *rand.Rand, hosts []string, n, key int) []moment {
-	stages := []raftstore.Stage{raftstore.StageDrain, raftstore.StageInstall, raftstore.StageActivate, raftstore.StageEnable}
+	stages := []deploy.Stage{deploy.StageDrain, deploy.StageInstall, deploy.StageActivate, deploy.StageEnable}
 	var all []moment
 	for _, h := range hosts {
 		for _, s := range stages {
@@ -45,7 +45,7 @@ func watchMoments(rng *rand.Rand, hosts []string, n, key int) []moment {
 	rng.Shuffle(len(all), func(i, j int) { all[i], all[j] = all[j], all[i] })
 	var out []moment
 	for range key {
-		out = append(out, moment{hosts[1], raftstore.StageActivate})
+		out = append(out, moment{hosts[1], deploy.StageActivate})
 	}
 	for i := 0; len(out) < n; i++ {
 		out = append(out, all[i%len(all)])
@@ -224,8 +224,8 @@ func (c *cluster) watchDuring(t *testing.T, plan string, m moment, leaderFirst b
 }
 
 // stageOrder ranks a host's recorded stages.
-var stageOrder = map[raftstore.Stage]int{
-	raftstore.StageDrain: 1, raftstore.StageInstall: 2, raftstore.StageActivate: 3, raftstore.StageEnable: 4,
+var stageOrder = map[deploy.Stage]int{
+	deploy.StageDrain: 1, deploy.StageInstall: 2, deploy.StageActivate: 3, deploy.StageEnable: 4,
 }
 
 // checkShown checks what a watching CLI showed: each host's stages in
@@ -256,7 +256,7 @@ func checkShown(t *testing.T, evs []orchestrator.Event) {
 			}
 			reached[ev.Host] = max(reached[ev.Host], r)
 		case orchestrator.EventHostDone:
-			if done[ev.Host] || reached[ev.Host] != stageOrder[raftstore.StageEnable] {
+			if done[ev.Host] || reached[ev.Host] != stageOrder[deploy.StageEnable] {
 				t.Errorf("%s done shown twice or before it was enabled", ev.Host)
 			}
 			done[ev.Host] = true

@@ -6,8 +6,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/drover-dev/drover/deploy"
 	"github.com/drover-dev/drover/plans"
-	"github.com/drover-dev/drover/raftstore"
 )
 
 // BenchmarkEngineOverheadPerHost measures what the engine itself costs per
@@ -31,7 +31,7 @@ func BenchmarkEngineOverheadPerHost(b *testing.B) {
 				if err != nil {
 					b.Fatal(err)
 				}
-				if st, err := h.engine.Run(context.Background(), nil, id); err != nil || st != raftstore.StateSucceeded {
+				if st, err := h.engine.Run(context.Background(), nil, id); err != nil || st != deploy.StateSucceeded {
 					b.Fatalf("state %s err %v", st, err)
 				}
 			}

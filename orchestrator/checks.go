@@ -4,8 +4,8 @@ import (
 	"encoding/json"
 	"fmt"
 
+	"github.com/drover-dev/drover/deploy"
 	"github.com/drover-dev/drover/plans"
-	"github.com/drover-dev/drover/raftstore"
 )
 
 // A release is verified the way it was verified when it was deployed: a
@@ -18,8 +18,8 @@ import (
 // plan when it rolls the plan's release out; otherwise the run's plan with
 // the restart, health and hooks of the deployment that verified target on
 // that host, when the store knows one.
-func (r *run) checks(name string, ph raftstore.Phase, target string) *plans.Plan {
-	if ph == raftstore.PhaseRollout && r.kind == raftstore.KindDeploy {
+func (r *run) checks(name string, ph deploy.Phase, target string) *plans.Plan {
+	if ph == deploy.PhaseRollout && r.kind == deploy.KindDeploy {
 		return r.plan
 	}
 	key := name + "\x00" + target
@@ -49,18 +49,18 @@ func (r *run) checks(name string, ph raftstore.Phase, target string) *plans.Plan
 // verifiedBy finds the newest deployment other than skip whose rollout took
 // host to version through the whole pipeline. Rollback and repair
 // deployments carry another release's plan and are passed over.
-func verifiedBy(ds []raftstore.Deployment, skip, host, version string) (raftstore.Deployment, bool) {
+func verifiedBy(ds []deploy.Deployment, skip, host, version string) (deploy.Deployment, bool) {
 	for i := len(ds) - 1; i >= 0; i-- {
 		d := ds[i]
-		if d.ID == skip || d.Kind != raftstore.KindDeploy {
+		if d.ID == skip || d.Kind != deploy.KindDeploy {
 			continue
 		}
-		if hp := d.Hosts[host]; hp != nil && hp.Phase == raftstore.PhaseRollout &&
-			hp.Stage == raftstore.StageDone && hp.Target == version {
+		if hp := d.Hosts[host]; hp != nil && hp.Phase == deploy.PhaseRollout &&
+			hp.Stage == deploy.StageDone && hp.Target == version {
 			return d, true
 		}
 	}
-	return raftstore.Deployment{}, false
+	return deploy.Deployment{}, false
 }
 
 // withChecksOf is p with the restart command, health checks and hooks of

@@ -17,6 +17,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/drover-dev/drover/deploy"
 	"github.com/drover-dev/drover/orchestrator/health"
 	"github.com/drover-dev/drover/plans"
 	"github.com/drover-dev/drover/raftstore"
@@ -35,12 +36,12 @@ var (
 
 // Store is what the engine needs from the replicated state.
 type Store interface {
-	Apply(ctx context.Context, c raftstore.Command) error
-	Deployment(id string) (raftstore.Deployment, error)
+	Apply(ctx context.Context, c deploy.Command) error
+	Deployment(id string) (deploy.Deployment, error)
 	// Deployments lists every deployment in creation order (rollback finds
 	// the plan that deployed the release it returns to).
-	Deployments() []raftstore.Deployment
-	HostRecord(name string) raftstore.HostRecord
+	Deployments() []deploy.Deployment
+	HostRecord(name string) deploy.HostRecord
 }
 
 // Deps are the engine's collaborators, passed in so that tests can use fakes.
@@ -164,15 +165,15 @@ func (e *Engine) Submit(ctx context.Context, p *plans.Plan, opts SubmitOptions) 
 		return "", fmt.Errorf("encode plan: %w", err)
 	}
 	now := e.d.Now().UTC()
-	d := raftstore.Deployment{
+	d := deploy.Deployment{
 		ID:             newID(p.Name, now),
 		Name:           p.Name,
 		Version:        p.Version,
-		Kind:           raftstore.KindDeploy,
+		Kind:           deploy.KindDeploy,
 		Plan:           planJSON,
 		ArtifactSHA256: art.SHA256,
 		Force:          opts.Force,
-		Hosts:          map[string]*raftstore.HostProgress{},
+		Hosts:          map[string]*deploy.HostProgress{},
 	}
 	for _, b := range p.Batches() {
 		var names []string
@@ -184,7 +185,7 @@ func (e *Engine) Submit(ctx context.Context, p *plans.Plan, opts SubmitOptions) 
 	if err := e.prune(ctx, now); err != nil {
 		return "", err
 	}
-	if err := e.d.Store.Apply(ctx, &raftstore.CreateDeployment{Deployment: d, At: now}); err != nil {
+	if err := e.d.Store.Apply(ctx, &deploy.CreateDeployment{Deployment: d, At: now}); err != nil {
 		if id, ok := raftstore.Applied(err); ok {
 			return id, nil // a repeat of a submit that was recorded
 		}
@@ -210,14 +211,14 @@ func (e *Engine) SubmitRollback(ctx context.Context, of string) (string, error) 
 		return "", fmt.Errorf("%s is %s: stop it first (drover abort or let it finish): %w", of, src.State, ErrNotResumable)
 	}
 	now := e.d.Now().UTC()
-	d := raftstore.Deployment{
+	d := deploy.Deployment{
 		ID:      newID(src.Name, now),
 		Name:    src.Name,
 		Version: "rollback of " + of,
-		Kind:    raftstore.KindRollback,
+		Kind:    deploy.KindRollback,
 		Of:      of,
 		Plan:    src.Plan,
-		Hosts:   map[string]*raftstore.HostProgress{},
+		Hosts:   map[string]*deploy.HostProgress{},
 	}
 	var unknown []string
 	for _, batch := range src.Batches {
@@ -233,7 +234,7 @@ func (e *Engine) SubmitRollback(ctx context.Context, of string) (string, error) 
 				continue
 			}
 			names = append(names, h)
-			d.Hosts[h] = &raftstore.HostProgress{Name: h, Target: hp.FromCurrent, Phase: raftstore.PhaseRollout}
+			d.Hosts[h] = &deploy.HostProgress{Name: h, Target: hp.FromCurrent, Phase: deploy.PhaseRollout}
 		}
 		if len(names) > 0 {
 			d.Batches = append(d.Batches, names)
@@ -249,7 +250,7 @@ func (e *Engine) SubmitRollback(ctx context.Context, of string) (string, error) 
 	if err := e.prune(ctx, now); err != nil {
 		return "", err
 	}
-	if err := e.d.Store.Apply(ctx, &raftstore.CreateDeployment{Deployment: d, At: now}); err != nil {
+	if err := e.d.Store.Apply(ctx, &deploy.CreateDeployment{Deployment: d, At: now}); err != nil {
 		if id, ok := raftstore.Applied(err); ok {
 			return id, nil
 		}
@@ -275,13 +276,13 @@ func (e *Engine) SubmitRepair(ctx context.Context, p *plans.Plan) (id string, sk
 		return "", nil, fmt.Errorf("encode plan: %w", err)
 	}
 	now := e.d.Now().UTC()
-	d := raftstore.Deployment{
+	d := deploy.Deployment{
 		ID:      newID(p.Name, now),
 		Name:    p.Name,
 		Version: "recorded releases",
-		Kind:    raftstore.KindRepair,
+		Kind:    deploy.KindRepair,
 		Plan:    planJSON,
-		Hosts:   map[string]*raftstore.HostProgress{},
+		Hosts:   map[string]*deploy.HostProgress{},
 	}
 	for _, b := range p.Batches() {
 		var names []string
@@ -292,7 +293,7 @@ func (e *Engine) SubmitRepair(ctx context.Context, p *plans.Plan) (id string, sk
 				continue
 			}
 			names = append(names, h.Name)
-			d.Hosts[h.Name] = &raftstore.HostProgress{Name: h.Name, Target: rec.Current, Phase: raftstore.PhaseRollout}
+			d.Hosts[h.Name] = &deploy.HostProgress{Name: h.Name, Target: rec.Current, Phase: deploy.PhaseRollout}
 		}
 		if len(names) > 0 {
 			d.Batches = append(d.Batches, names)
@@ -304,7 +305,7 @@ func (e *Engine) SubmitRepair(ctx context.Context, p *plans.Plan) (id string, sk
 	if err := e.prune(ctx, now); err != nil {
 		return "", skipped, err
 	}
-	if err := e.d.Store.Apply(ctx, &raftstore.CreateDeployment{Deployment: d, At: now}); err != nil {
+	if err := e.d.Store.Apply(ctx, &deploy.CreateDeployment{Deployment: d, At: now}); err != nil {
 		if id, ok := raftstore.Applied(err); ok {
 			return id, skipped, nil
 		}
@@ -315,7 +316,7 @@ func (e *Engine) SubmitRepair(ctx context.Context, p *plans.Plan) (id string, sk
 
 // prune bounds the history before a deployment is added to it.
 func (e *Engine) prune(ctx context.Context, now time.Time) error {
-	if err := e.d.Store.Apply(ctx, &raftstore.Prune{KeepFinished: e.d.KeepFinished, At: now}); err != nil {
+	if err := e.d.Store.Apply(ctx, &deploy.Prune{KeepFinished: e.d.KeepFinished, At: now}); err != nil {
 		return fmt.Errorf("prune the history: %w", err)
 	}
 	return nil
@@ -333,7 +334,7 @@ func newID(name string, now time.Time) string {
 // every host is in rotation on some release), and the deployment is
 // recorded as paused. Cancelling ctx stops at once; the stages in flight
 // are re-run on resume.
-func (e *Engine) Run(ctx context.Context, stop <-chan struct{}, id string) (raftstore.DeploymentState, error) {
+func (e *Engine) Run(ctx context.Context, stop <-chan struct{}, id string) (deploy.DeploymentState, error) {
 	d, err := e.d.Store.Deployment(id)
 	if err != nil {
 		return "", err

@@ -18,6 +18,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/drover-dev/drover/deploy"
 	"github.com/drover-dev/drover/orchestrator/health"
 	"github.com/drover-dev/drover/plans"
 	"github.com/drover-dev/drover/raftstore"
@@ -36,7 +37,7 @@ type fleet struct {
 	checkFail  error // what the balancer's preflight check says of every server
 	drainDelay time.Duration
 	// onStage, when set, is called at each host stage (to inject failures).
-	onStage func(host string, st raftstore.Stage, ph raftstore.Phase)
+	onStage func(host string, st deploy.Stage, ph deploy.Phase)
 	// onFinished, when set, is called when a deployment finishes.
 	onFinished func()
 	// fleetWork, when set, is how long a dial, a preflight and a prune
@@ -314,7 +315,7 @@ func writeArtifact(t testing.TB, path, version string) {
 	f.Close()
 }
 
-func (h *harness) deploy(p *plans.Plan, stop <-chan struct{}) (string, raftstore.DeploymentState, error) {
+func (h *harness) deploy(p *plans.Plan, stop <-chan struct{}) (string, deploy.DeploymentState, error) {
 	h.t.Helper()
 	id, err := h.engine.Submit(context.Background(), p, SubmitOptions{})
 	if err != nil {
@@ -326,7 +327,7 @@ func (h *harness) deploy(p *plans.Plan, stop <-chan struct{}) (string, raftstore
 
 func (h *harness) mustDeploy(p *plans.Plan) {
 	h.t.Helper()
-	if _, st, err := h.deploy(p, nil); err != nil || st != raftstore.StateSucceeded {
+	if _, st, err := h.deploy(p, nil); err != nil || st != deploy.StateSucceeded {
 		h.t.Fatalf("deploy %s: state %s, err %v", p.Version, st, err)
 	}
 }
@@ -394,7 +395,7 @@ func TestBrokenReleaseRollsBackEveryTouchedHost(t *testing.T) {
 	f.broken["web3/v3"], f.broken["web4/v3"] = true, true
 	f.lbLog = nil
 	id, st, err := h.deploy(h.plan("v3", plans.Size{N: 2}, 0), nil)
-	if err != nil || st != raftstore.StateRolledBack {
+	if err != nil || st != deploy.StateRolledBack {
 		t.Fatalf("state %s, err %v", st, err)
 	}
 	allOn(t, h.running(), "v2")
@@ -440,15 +441,15 @@ func TestFailureBudget(t *testing.T) {
 	h.mustDeploy(h.plan("v1", plans.Size{N: 1}, 0))
 	p := h.plan("v2", plans.Size{N: 1}, 1)
 	// web2's restart "works" but its app is replaced by a crash before verify.
-	f.onStage = func(host string, st raftstore.Stage, ph raftstore.Phase) {
-		if host == "web2" && st == raftstore.StageVerify && ph == raftstore.PhaseRollout {
+	f.onStage = func(host string, st deploy.Stage, ph deploy.Phase) {
+		if host == "web2" && st == deploy.StageVerify && ph == deploy.PhaseRollout {
 			f.mu.Lock()
 			f.hosts["web2"].running = "crashed"
 			f.mu.Unlock()
 		}
 	}
 	id, st, err := h.deploy(p, nil)
-	if err != nil || st != raftstore.StateSucceeded {
+	if err != nil || st != deploy.StateSucceeded {
 		t.Fatalf("within budget: state %s, err %v", st, err)
 	}
 	got := h.running()
@@ -456,7 +457,7 @@ func TestFailureBudget(t *testing.T) {
 		t.Errorf("running = %v; want web2 rolled back to v1, others on v2", got)
 	}
 	d, _ := h.store.Deployment(id)
-	if hp := d.Hosts["web2"]; !hp.RolloutFailed || hp.Phase != raftstore.PhaseRollback || hp.Stage != raftstore.StageDone {
+	if hp := d.Hosts["web2"]; !hp.RolloutFailed || hp.Phase != deploy.PhaseRollback || hp.Stage != deploy.StageDone {
 		t.Errorf("web2 progress = %+v", hp)
 	}
 }
@@ -466,7 +467,7 @@ func TestFirstDeployFailureLeavesHostDrained(t *testing.T) {
 	f.broken["v1"] = true
 	h := newHarness(t, f)
 	id, st, err := h.deploy(h.plan("v1", plans.Size{N: 1}, 0), nil)
-	if err != nil || st != raftstore.StateFailed {
+	if err != nil || st != deploy.StateFailed {
 		t.Fatalf("state %s, err %v", st, err)
 	}
 	d, _ := h.store.Deployment(id)
@@ -486,7 +487,7 @@ func TestPreflightFailureTouchesNothing(t *testing.T) {
 	f.dialFail["web3"] = errors.New("host key unknown")
 	h := newHarness(t, f)
 	id, st, err := h.deploy(h.plan("v1", plans.Size{N: 1}, 0), nil)
-	if !errors.Is(err, ErrPreflight) || st != raftstore.StateFailed {
+	if !errors.Is(err, ErrPreflight) || st != deploy.StateFailed {
 		t.Fatalf("state %s, err %v", st, err)
 	}
 	if !strings.Contains(err.Error(), "web3") {
@@ -510,13 +511,13 @@ func TestPauseThenResume(t *testing.T) {
 	h.mustDeploy(h.plan("v1", plans.Size{N: 2}, 0))
 	stop := make(chan struct{})
 	var once sync.Once
-	f.onStage = func(host string, st raftstore.Stage, ph raftstore.Phase) {
-		if host == "web3" && st == raftstore.StageVerify {
+	f.onStage = func(host string, st deploy.Stage, ph deploy.Phase) {
+		if host == "web3" && st == deploy.StageVerify {
 			once.Do(func() { close(stop) })
 		}
 	}
 	id, st, err := h.deploy(h.plan("v2", plans.Size{N: 2}, 0), stop)
-	if err != nil || st != raftstore.StatePaused {
+	if err != nil || st != deploy.StatePaused {
 		t.Fatalf("state %s, err %v", st, err)
 	}
 	got := h.running()
@@ -532,7 +533,7 @@ func TestPauseThenResume(t *testing.T) {
 	f.onStage = nil
 	before := len(f.hosts["web1"].cmds)
 	st, err = h.engine.Run(context.Background(), nil, id)
-	if err != nil || st != raftstore.StateSucceeded {
+	if err != nil || st != deploy.StateSucceeded {
 		t.Fatalf("resume: state %s, err %v", st, err)
 	}
 	allOn(t, h.running(), "v2")
@@ -547,8 +548,8 @@ func TestResumeRerunsInterruptedStage(t *testing.T) {
 	h.mustDeploy(h.plan("v1", plans.Size{N: 2}, 0))
 	// The coordinator "dies" during web1's verify: cancel the context there.
 	ctx, cancel := context.WithCancel(context.Background())
-	f.onStage = func(host string, st raftstore.Stage, ph raftstore.Phase) {
-		if host == "web1" && st == raftstore.StageVerify {
+	f.onStage = func(host string, st deploy.Stage, ph deploy.Phase) {
+		if host == "web1" && st == deploy.StageVerify {
 			cancel()
 		}
 	}
@@ -560,13 +561,13 @@ func TestResumeRerunsInterruptedStage(t *testing.T) {
 		t.Fatalf("interrupted run: %v", err)
 	}
 	d, _ := h.store.Deployment(id)
-	if d.State != raftstore.StateRunning || d.Hosts["web1"].Stage.Settled() {
+	if d.State != deploy.StateRunning || d.Hosts["web1"].Stage.Settled() {
 		t.Fatalf("after crash: %s, web1 %s", d.State, d.Hosts["web1"].Stage)
 	}
 	f.onStage = nil
 	uploads := f.hosts["web1"].uploads
 	st, err := h.engine.Run(context.Background(), nil, id)
-	if err != nil || st != raftstore.StateSucceeded {
+	if err != nil || st != deploy.StateSucceeded {
 		t.Fatalf("resume: state %s, err %v", st, err)
 	}
 	allOn(t, h.running(), "v2")
@@ -585,7 +586,7 @@ func TestOperatorRollback(t *testing.T) {
 		t.Fatal(err)
 	}
 	st, err := h.engine.Run(context.Background(), nil, rid)
-	if err != nil || st != raftstore.StateSucceeded {
+	if err != nil || st != deploy.StateSucceeded {
 		t.Fatalf("rollback: state %s, err %v", st, err)
 	}
 	allOn(t, h.running(), "v1")
@@ -605,7 +606,7 @@ func TestDeployOfLockedHostsIsRefused(t *testing.T) {
 	p2 := h.plan("v2", plans.Size{N: 1}, 0)
 	p2.Name = "other"
 	_, err := h.engine.Submit(context.Background(), p2, SubmitOptions{})
-	if !errors.Is(err, raftstore.ErrHostLocked) || !strings.Contains(err.Error(), "web-") {
+	if !errors.Is(err, deploy.ErrHostLocked) || !strings.Contains(err.Error(), "web-") {
 		t.Fatalf("err = %v, want ErrHostLocked naming the other deployment", err)
 	}
 }
@@ -617,14 +618,14 @@ func TestRedeployOfSameVersionSkipsHosts(t *testing.T) {
 	// web2 was rebuilt by hand: its store record says v1, the host has nothing.
 	f.hosts["web2"].current, f.hosts["web2"].running = "", ""
 	id, st, err := h.deploy(h.plan("v1", plans.Size{N: 1}, 0), nil)
-	if err != nil || st != raftstore.StateSucceeded {
+	if err != nil || st != deploy.StateSucceeded {
 		t.Fatalf("state %s err %v", st, err)
 	}
 	d, _ := h.store.Deployment(id)
-	if d.Hosts["web1"].Stage != raftstore.StageSkipped {
+	if d.Hosts["web1"].Stage != deploy.StageSkipped {
 		t.Errorf("web1 = %s, want skipped", d.Hosts["web1"].Stage)
 	}
-	if d.Hosts["web2"].Stage != raftstore.StageDone || f.hosts["web2"].running != "v1" {
+	if d.Hosts["web2"].Stage != deploy.StageDone || f.hosts["web2"].running != "v1" {
 		t.Errorf("web2 = %s running %q, want redeployed", d.Hosts["web2"].Stage, f.hosts["web2"].running)
 	}
 }
@@ -634,15 +635,15 @@ func TestHostThatFailsBeforeActivateIsOnlyPutBack(t *testing.T) {
 	h := newHarness(t, f)
 	h.mustDeploy(h.plan("v1", plans.Size{N: 1}, 0))
 	// web2's SSH dies during install: it still serves v1.
-	f.onStage = func(host string, st raftstore.Stage, ph raftstore.Phase) {
-		if host == "web2" && st == raftstore.StageInstall {
+	f.onStage = func(host string, st deploy.Stage, ph deploy.Phase) {
+		if host == "web2" && st == deploy.StageInstall {
 			f.mu.Lock()
 			f.hosts["web2"].dead = true
 			f.mu.Unlock()
 		}
 	}
 	_, st, err := h.deploy(h.plan("v2", plans.Size{N: 1}, 0), nil)
-	if err != nil || st != raftstore.StateRolledBack {
+	if err != nil || st != deploy.StateRolledBack {
 		t.Fatalf("state %s, err %v", st, err)
 	}
 	if got := h.running(); got["web1"] != "v1" || got["web2"] != "v1" {

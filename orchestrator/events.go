@@ -3,7 +3,7 @@ package orchestrator
 import (
 	"time"
 
-	"github.com/drover-dev/drover/raftstore"
+	"github.com/drover-dev/drover/deploy"
 )
 
 // EventKind says what an Event reports.
@@ -27,19 +27,19 @@ const (
 
 // Event is one step of a deployment, for progress views and logs.
 type Event struct {
-	Time       time.Time                 `json:"time"`
-	Deployment string                    `json:"deployment"`
-	Kind       EventKind                 `json:"kind"`
-	Batch      int                       `json:"batch,omitempty"` // 1-based
-	Batches    int                       `json:"batches,omitempty"`
-	Hosts      []string                  `json:"hosts,omitempty"` // for batch events
-	Host       string                    `json:"host,omitempty"`
-	Stage      raftstore.Stage           `json:"stage,omitempty"`
-	Phase      raftstore.Phase           `json:"phase,omitempty"`
-	Version    string                    `json:"version,omitempty"`
-	State      raftstore.DeploymentState `json:"state,omitempty"`
-	Message    string                    `json:"message,omitempty"`
-	Error      string                    `json:"error,omitempty"`
-	Output     string                    `json:"output,omitempty"` // bounded output of a failed command
-	Elapsed    time.Duration             `json:"elapsed,omitempty"`
+	Time       time.Time              `json:"time"`
+	Deployment string                 `json:"deployment"`
+	Kind       EventKind              `json:"kind"`
+	Batch      int                    `json:"batch,omitempty"` // 1-based
+	Batches    int                    `json:"batches,omitempty"`
+	Hosts      []string               `json:"hosts,omitempty"` // for batch events
+	Host       string                 `json:"host,omitempty"`
+	Stage      deploy.Stage           `json:"stage,omitempty"`
+	Phase      deploy.Phase           `json:"phase,omitempty"`
+	Version    string                 `json:"version,omitempty"`
+	State      deploy.DeploymentState `json:"state,omitempty"`
+	Message    string                 `json:"message,omitempty"`
+	Error      string                 `json:"error,omitempty"`
+	Output     string                 `json:"output,omitempty"` // bounded output of a failed command
+	Elapsed    time.Duration          `json:"elapsed,omitempty"`
 }

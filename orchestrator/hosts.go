@@ -6,8 +6,8 @@ import (
 	"path"
 	"sync"
 
+	"github.com/drover-dev/drover/deploy"
 	"github.com/drover-dev/drover/plans"
-	"github.com/drover-dev/drover/raftstore"
 )
 
 // Bounded work outside the batches. A batch runs all its hosts at once (its
@@ -104,8 +104,8 @@ func (r *run) finishedWith(ctx context.Context, name string) {
 	if hp == nil || !hp.Stage.Settled() {
 		return
 	}
-	if r.kind == raftstore.KindDeploy && hp.Phase == raftstore.PhaseRollout &&
-		(hp.Stage == raftstore.StageDone || hp.Stage == raftstore.StageSkipped) {
+	if r.kind == deploy.KindDeploy && hp.Phase == deploy.PhaseRollout &&
+		(hp.Stage == deploy.StageDone || hp.Stage == deploy.StageSkipped) {
 		r.startPrune(ctx, name)
 		return
 	}
@@ -158,9 +158,9 @@ func (r *run) waitPrune(ctx context.Context, name string) error {
 // prunes every settled host this run has not pruned yet (those a previous
 // leader finished) and waits for every prune to end: once a deployment is
 // finished, nothing touches its hosts any more.
-func (r *run) prune(ctx context.Context, d raftstore.Deployment) {
+func (r *run) prune(ctx context.Context, d deploy.Deployment) {
 	for _, name := range d.HostNames() {
-		if st := d.Hosts[name].Stage; st == raftstore.StageDone || st == raftstore.StageSkipped {
+		if st := d.Hosts[name].Stage; st == deploy.StageDone || st == deploy.StageSkipped {
 			r.startPrune(ctx, name)
 		}
 	}
@@ -182,7 +182,7 @@ done
 exit 0`, shq(path.Join(r.plan.Release.Path, "releases")), shq(rec.Current), shq(orDash(rec.Previous)), r.plan.Release.Keep)
 	c, err := r.openConn(ctx, h)
 	if err == nil {
-		_, err = r.execOn(ctx, c, h, raftstore.StageDone, "prune old releases", script)
+		_, err = r.execOn(ctx, c, h, deploy.StageDone, "prune old releases", script)
 	}
 	if err != nil {
 		r.emit(Event{Kind: EventWarning, Host: name, Message: "prune old releases", Error: err.Error()})

@@ -7,8 +7,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/drover-dev/drover/deploy"
 	"github.com/drover-dev/drover/plans"
-	"github.com/drover-dev/drover/raftstore"
 )
 
 func TestRecordedOutput(t *testing.T) {
@@ -75,13 +75,13 @@ func TestFailedOutputIsBoundedAndRedacted(t *testing.T) {
 	p := h.plan("v1", plans.Size{N: 1}, 0)
 	p.Secrets = []string{"DB_PASS"}
 	p.Hooks.AfterInstall = []string{"DB_PASS=hunter2 ./migrate; exit 9"}
-	if _, st, _ := h.deploy(p, nil); st == raftstore.StateSucceeded {
+	if _, st, _ := h.deploy(p, nil); st == deploy.StateSucceeded {
 		t.Fatal("the failing hook did not fail the deployment")
 	}
 	evs, _ := h.store.Events("", 0)
-	var failed *raftstore.Event
+	var failed *deploy.Event
 	for i, ev := range evs {
-		if ev.Stage == raftstore.StageFailed {
+		if ev.Stage == deploy.StageFailed {
 			failed = &evs[i]
 			break
 		}

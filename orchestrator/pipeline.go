@@ -12,23 +12,23 @@ import (
 	"strings"
 	"time"
 
+	"github.com/drover-dev/drover/deploy"
 	"github.com/drover-dev/drover/internal/tail"
 	"github.com/drover-dev/drover/orchestrator/health"
 	"github.com/drover-dev/drover/plans"
-	"github.com/drover-dev/drover/raftstore"
 )
 
 // pipeline is the order every host goes through, in both phases.
-var pipeline = []raftstore.Stage{
-	raftstore.StageDrain, raftstore.StageInstall, raftstore.StageActivate,
-	raftstore.StageVerify, raftstore.StageEnable,
+var pipeline = []deploy.Stage{
+	deploy.StageDrain, deploy.StageInstall, deploy.StageActivate,
+	deploy.StageVerify, deploy.StageEnable,
 }
 
 // StageError is a host's failure in one stage, with the bounded output of
 // the command that failed, if any.
 type StageError struct {
 	Host   string
-	Stage  raftstore.Stage
+	Stage  deploy.Stage
 	Output string
 	Err    error
 }
@@ -38,8 +38,8 @@ func (e *StageError) Unwrap() error { return e.Err }
 
 // record writes a host's stage to the store. A refusal stops the engine:
 // nothing may be done that the store does not know about.
-func (r *run) record(ctx context.Context, host string, st raftstore.Stage, ph raftstore.Phase, target, msg string) error {
-	err := r.e.d.Store.Apply(ctx, &raftstore.SetHostStage{
+func (r *run) record(ctx context.Context, host string, st deploy.Stage, ph deploy.Phase, target, msg string) error {
+	err := r.e.d.Store.Apply(ctx, &deploy.SetHostStage{
 		ID: r.id, Host: host, Stage: st, Phase: ph, Target: target, Error: msg, At: r.e.d.Now().UTC(),
 	})
 	if err != nil {
@@ -51,7 +51,7 @@ func (r *run) record(ctx context.Context, host string, st raftstore.Stage, ph ra
 // drive runs the pipeline for one host from stage `from` on. Each stage is
 // recorded before it starts; each is idempotent, so a stage recorded but
 // interrupted is simply run again on resume.
-func (r *run) drive(ctx context.Context, name string, ph raftstore.Phase, target string, from raftstore.Stage, stages []raftstore.Stage) error {
+func (r *run) drive(ctx context.Context, name string, ph deploy.Phase, target string, from deploy.Stage, stages []deploy.Stage) error {
 	i := 0
 	for j, st := range stages {
 		if st == from {
@@ -60,7 +60,7 @@ func (r *run) drive(ctx context.Context, name string, ph raftstore.Phase, target
 	}
 	for ; i < len(stages); i++ {
 		st := stages[i]
-		if st == raftstore.StageDrain {
+		if st == deploy.StageDrain {
 			// Before the drain is recorded: a host refused here stays
 			// untouched.
 			if err := r.admit(ctx, r.hosts[name]); err != nil {
@@ -73,7 +73,7 @@ func (r *run) drive(ctx context.Context, name string, ph raftstore.Phase, target
 		// verify only reads (health probes): it needs no record of its own,
 		// which saves an fsynced Raft round trip per host. A host that dies
 		// in verify is resumed from activate, which is safe to repeat.
-		if st != raftstore.StageVerify {
+		if st != deploy.StageVerify {
 			if err := r.record(ctx, name, st, ph, target, ""); err != nil {
 				return err
 			}
@@ -90,7 +90,7 @@ func (r *run) drive(ctx context.Context, name string, ph raftstore.Phase, target
 			return err
 		}
 	}
-	if err := r.record(ctx, name, raftstore.StageDone, ph, target, ""); err != nil {
+	if err := r.record(ctx, name, deploy.StageDone, ph, target, ""); err != nil {
 		return err
 	}
 	r.mark(name, Event{Kind: EventHostDone, Host: name, Phase: ph, Version: target})
@@ -109,20 +109,20 @@ func (r *run) mark(name string, ev Event) {
 	r.emit(ev)
 }
 
-func (r *run) stage(ctx context.Context, name string, st raftstore.Stage, ph raftstore.Phase, target string) error {
+func (r *run) stage(ctx context.Context, name string, st deploy.Stage, ph deploy.Phase, target string) error {
 	h := r.hosts[name]
 	// The restart, health checks and hooks that go with target.
 	p := r.checks(name, ph, target)
 	switch st {
-	case raftstore.StageDrain:
+	case deploy.StageDrain:
 		return r.drain(ctx, h, ph, target)
-	case raftstore.StageInstall:
+	case deploy.StageInstall:
 		return r.install(ctx, h, ph, target)
-	case raftstore.StageActivate:
+	case deploy.StageActivate:
 		return r.activate(ctx, p, h, ph, target)
-	case raftstore.StageVerify:
+	case deploy.StageVerify:
 		return r.verify(ctx, p, h, target)
-	case raftstore.StageEnable:
+	case deploy.StageEnable:
 		return r.enable(ctx, p, h, ph, target)
 	}
 	return fmt.Errorf("unknown stage %q", st)
@@ -139,7 +139,7 @@ func (r *run) conn(ctx context.Context, h plans.Host) (Host, error) {
 }
 
 // exec runs cmd on h with the plan's command timeout, capturing output.
-func (r *run) exec(ctx context.Context, h plans.Host, st raftstore.Stage, what, cmd string) (string, error) {
+func (r *run) exec(ctx context.Context, h plans.Host, st deploy.Stage, what, cmd string) (string, error) {
 	c, err := r.conn(ctx, h)
 	if err != nil {
 		return "", &StageError{Host: h.Name, Stage: st, Err: err}
@@ -148,7 +148,7 @@ func (r *run) exec(ctx context.Context, h plans.Host, st raftstore.Stage, what, 
 }
 
 // execOn is exec on connection c.
-func (r *run) execOn(ctx context.Context, c Host, h plans.Host, st raftstore.Stage, what, cmd string) (string, error) {
+func (r *run) execOn(ctx context.Context, c Host, h plans.Host, st deploy.Stage, what, cmd string) (string, error) {
 	ctx, cancel := context.WithTimeout(ctx, r.plan.SSH.CommandTimeout)
 	defer cancel()
 	out := tail.New(maxOutput)
@@ -180,7 +180,7 @@ func (r *run) releaseDir(version string) string {
 
 // hooks runs the plan's hooks for a stage, from the release being moved to
 // (or the release path when that release is not on the host yet).
-func (r *run) hooks(ctx context.Context, h plans.Host, st raftstore.Stage, ph raftstore.Phase, target string, cmds []string) error {
+func (r *run) hooks(ctx context.Context, h plans.Host, st deploy.Stage, ph deploy.Phase, target string, cmds []string) error {
 	for _, cmd := range cmds {
 		script := fmt.Sprintf("cd %s 2>/dev/null || cd %s 2>/dev/null || cd /; DROVER_HOST=%s DROVER_VERSION=%s DROVER_PHASE=%s DROVER_RELEASE_DIR=%s; export DROVER_HOST DROVER_VERSION DROVER_PHASE DROVER_RELEASE_DIR; %s",
 			shq(r.releaseDir(target)), shq(r.plan.Release.Path), shq(h.Name), shq(target), shq(string(ph)), shq(r.releaseDir(target)), cmd)
@@ -193,9 +193,9 @@ func (r *run) hooks(ctx context.Context, h plans.Host, st raftstore.Stage, ph ra
 
 // drain takes the host out of rotation. Idempotent: draining a drained
 // server returns at once.
-func (r *run) drain(ctx context.Context, h plans.Host, ph raftstore.Phase, target string) error {
-	if ph == raftstore.PhaseRollout {
-		if err := r.hooks(ctx, h, raftstore.StageDrain, ph, target, r.plan.Hooks.BeforeDrain); err != nil {
+func (r *run) drain(ctx context.Context, h plans.Host, ph deploy.Phase, target string) error {
+	if ph == deploy.PhaseRollout {
+		if err := r.hooks(ctx, h, deploy.StageDrain, ph, target, r.plan.Hooks.BeforeDrain); err != nil {
 			return err
 		}
 	}
@@ -211,17 +211,17 @@ func (r *run) drain(ctx context.Context, h plans.Host, ph raftstore.Phase, targe
 // install puts the release in <path>/releases/<version>. Idempotent: a
 // release that is already complete (marker file) is not uploaded again;
 // a half-unpacked one is replaced.
-func (r *run) install(ctx context.Context, h plans.Host, ph raftstore.Phase, target string) error {
+func (r *run) install(ctx context.Context, h plans.Host, ph deploy.Phase, target string) error {
 	dir := r.releaseDir(target)
 	marker := path.Join(dir, ".drover-release")
-	out, err := r.exec(ctx, h, raftstore.StageInstall, "look for the release", fmt.Sprintf("test -f %s && echo present || echo absent", shq(marker)))
+	out, err := r.exec(ctx, h, deploy.StageInstall, "look for the release", fmt.Sprintf("test -f %s && echo present || echo absent", shq(marker)))
 	if err != nil {
 		return err
 	}
 	if strings.TrimSpace(out) == "present" {
-		return r.hooks(ctx, h, raftstore.StageInstall, ph, target, r.afterInstall(ph))
+		return r.hooks(ctx, h, deploy.StageInstall, ph, target, r.afterInstall(ph))
 	}
-	if ph == raftstore.PhaseRollback || r.art == nil {
+	if ph == deploy.PhaseRollback || r.art == nil {
 		return fmt.Errorf("release %s is not on the host any more (pruned or removed by hand): nothing to go back to", target)
 	}
 	staging := r.plan.UploadPath()
@@ -250,14 +250,14 @@ func (r *run) install(ctx context.Context, h plans.Host, ph raftstore.Phase, tar
 		fmt.Sprintf("rm -rf %s && mv %s %s", shq(dir), shq(tmp), shq(dir)),
 		fmt.Sprintf("rm -f %s", shq(staging)),
 	}, "\n")
-	if _, err := r.exec(ctx, h, raftstore.StageInstall, "verify and unpack the release", script); err != nil {
+	if _, err := r.exec(ctx, h, deploy.StageInstall, "verify and unpack the release", script); err != nil {
 		return err
 	}
-	return r.hooks(ctx, h, raftstore.StageInstall, ph, target, r.afterInstall(ph))
+	return r.hooks(ctx, h, deploy.StageInstall, ph, target, r.afterInstall(ph))
 }
 
-func (r *run) afterInstall(ph raftstore.Phase) []string {
-	if ph == raftstore.PhaseRollback || r.kind != raftstore.KindDeploy {
+func (r *run) afterInstall(ph deploy.Phase) []string {
+	if ph == deploy.PhaseRollback || r.kind != deploy.KindDeploy {
 		return nil // the old release's install already ran them
 	}
 	return r.plan.Hooks.AfterInstall
@@ -265,7 +265,7 @@ func (r *run) afterInstall(ph raftstore.Phase) []string {
 
 // activate points `current` at the release with an atomic rename, then
 // restarts. Idempotent: the link is re-pointed and the restart re-run.
-func (r *run) activate(ctx context.Context, p *plans.Plan, h plans.Host, ph raftstore.Phase, target string) error {
+func (r *run) activate(ctx context.Context, p *plans.Plan, h plans.Host, ph deploy.Phase, target string) error {
 	base := r.plan.Release.Path
 	link := r.plan.CurrentLink()
 	tmp := path.Join(base, ".current.drover-tmp")
@@ -273,10 +273,10 @@ func (r *run) activate(ctx context.Context, p *plans.Plan, h plans.Host, ph raft
 	// remote shell start.
 	script := fmt.Sprintf("set -e\nln -sfn %s %s\nmv -Tf %s %s\ncd %s\n%s",
 		shq(path.Join("releases", target)), shq(tmp), shq(tmp), shq(link), shq(link), p.Release.Restart)
-	if _, err := r.exec(ctx, h, raftstore.StageActivate, "switch current and restart", script); err != nil {
+	if _, err := r.exec(ctx, h, deploy.StageActivate, "switch current and restart", script); err != nil {
 		return err
 	}
-	return r.hooks(ctx, h, raftstore.StageActivate, ph, target, p.Hooks.AfterActivate)
+	return r.hooks(ctx, h, deploy.StageActivate, ph, target, p.Hooks.AfterActivate)
 }
 
 // verify waits for the plan's health check to pass on the host.
@@ -291,19 +291,19 @@ func (r *run) verify(ctx context.Context, p *plans.Plan, h plans.Host, target st
 }
 
 // enable puts the host back and waits until the balancer reports it UP.
-func (r *run) enable(ctx context.Context, p *plans.Plan, h plans.Host, ph raftstore.Phase, target string) error {
+func (r *run) enable(ctx context.Context, p *plans.Plan, h plans.Host, ph deploy.Phase, target string) error {
 	if r.lb != nil && h.LBServer != "" {
 		if err := r.lb.Enable(ctx, h.LBServer); err != nil {
 			return err // the driver names the server
 		}
 		r.release(h) // back in rotation: hosts waiting on min_in_service may go
 	}
-	return r.hooks(ctx, h, raftstore.StageEnable, ph, target, p.Hooks.AfterEnable)
+	return r.hooks(ctx, h, deploy.StageEnable, ph, target, p.Hooks.AfterEnable)
 }
 
 // preflight checks every host before anything is touched: reachable with a
 // verified host key, known to the balancer, tools present, disk enough.
-func (r *run) preflight(ctx context.Context, d raftstore.Deployment) error {
+func (r *run) preflight(ctx context.Context, d deploy.Deployment) error {
 	names := d.HostNames()
 	errs := eachLimit(names, r.plan.HostConcurrency(), func(name string) error { return r.preflightHost(ctx, r.hosts[name]) })
 	pe := &preflightError{}
@@ -390,7 +390,7 @@ func (r *run) preflightHost(ctx context.Context, h plans.Host) error {
 echo "current=$(readlink %s 2>/dev/null)"
 d=%s; while [ ! -d "$d" ]; do d=$(dirname "$d"); done
 echo "free=$(df -Pk "$d" | awk 'NR==2 {print $4}')"`, shq(path.Join(r.plan.Release.Path, "current")), shq(r.plan.Release.Path))
-	out, err := r.exec(ctx, h, raftstore.StagePending, "check tools and disk", script)
+	out, err := r.exec(ctx, h, deploy.StagePending, "check tools and disk", script)
 	if err != nil {
 		return fmt.Errorf("%s: %w (output: %s)", h.Name, err, out)
 	}

@@ -4,8 +4,8 @@ import (
 	"context"
 	"fmt"
 
+	"github.com/drover-dev/drover/deploy"
 	"github.com/drover-dev/drover/plans"
-	"github.com/drover-dev/drover/raftstore"
 )
 
 // reconcile decides what a host that should already run its target needs:
@@ -17,7 +17,7 @@ import (
 // release (a repair only) goes through the whole pipeline, reusing the
 // release on disk. It is how `deploy` treats hosts already on the
 // version, and how `repair` treats every host.
-func (r *run) reconcile(ctx context.Context, hp *raftstore.HostProgress) (stages []raftstore.Stage, done bool, err error) {
+func (r *run) reconcile(ctx context.Context, hp *deploy.HostProgress) (stages []deploy.Stage, done bool, err error) {
 	h := r.hosts[hp.Name]
 	target := hp.Target
 	r.mu.Lock()
@@ -49,12 +49,12 @@ func (r *run) reconcile(ctx context.Context, hp *raftstore.HostProgress) (stages
 	case seen == target && inRot && probeErr == nil:
 		why = fmt.Sprintf("already on %s, in rotation and healthy", target)
 		r.emit(Event{Kind: EventHostSkipped, Host: hp.Name, Message: why})
-		return nil, true, r.record(ctx, hp.Name, raftstore.StageSkipped, raftstore.PhaseRollout, target, why)
+		return nil, true, r.record(ctx, hp.Name, deploy.StageSkipped, deploy.PhaseRollout, target, why)
 	case seen == target && probeErr == nil:
-		stages = []raftstore.Stage{raftstore.StageVerify, raftstore.StageEnable}
+		stages = []deploy.Stage{deploy.StageVerify, deploy.StageEnable}
 		why = fmt.Sprintf("on %s and healthy but out of rotation (%s): verify and enable it, no reinstall", target, lbWord)
 	case seen == target:
-		stages = []raftstore.Stage{raftstore.StageDrain, raftstore.StageActivate, raftstore.StageVerify, raftstore.StageEnable}
+		stages = []deploy.Stage{deploy.StageDrain, deploy.StageActivate, deploy.StageVerify, deploy.StageEnable}
 		why = fmt.Sprintf("on %s but not healthy (%v): restart, verify and enable it, no reinstall", target, probeErr)
 	default:
 		stages = pipeline
@@ -66,7 +66,7 @@ func (r *run) reconcile(ctx context.Context, hp *raftstore.HostProgress) (stages
 
 // probe runs the health check of target on h once.
 func (r *run) probe(ctx context.Context, h plans.Host, target string) error {
-	p := r.checks(h.Name, raftstore.PhaseRollout, target)
+	p := r.checks(h.Name, deploy.PhaseRollout, target)
 	chk, pol, err := r.e.d.Health(p, h, target, &lazyHost{r: r, h: h})
 	if err != nil {
 		return err

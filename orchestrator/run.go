@@ -10,16 +10,16 @@ import (
 	"sync"
 	"time"
 
+	"github.com/drover-dev/drover/deploy"
 	"github.com/drover-dev/drover/internal/fence"
 	"github.com/drover-dev/drover/plans"
-	"github.com/drover-dev/drover/raftstore"
 )
 
 // run is one Run call: the plan, the open connections and the artifact.
 type run struct {
 	e     *Engine
 	id    string
-	kind  raftstore.Kind
+	kind  deploy.Kind
 	plan  *plans.Plan
 	hosts map[string]plans.Host
 	stop  <-chan struct{}
@@ -45,7 +45,7 @@ type run struct {
 	rot rotation // strategy.min_in_service
 }
 
-func (e *Engine) newRun(ctx context.Context, d raftstore.Deployment, stop <-chan struct{}) (*run, error) {
+func (e *Engine) newRun(ctx context.Context, d deploy.Deployment, stop <-chan struct{}) (*run, error) {
 	var p plans.Plan
 	if err := json.Unmarshal(d.Plan, &p); err != nil {
 		return nil, fmt.Errorf("decode plan of %s: %w", d.ID, err)
@@ -70,7 +70,7 @@ func (e *Engine) newRun(ctx context.Context, d raftstore.Deployment, stop <-chan
 	if r.lb != nil && e.d.Fence != nil {
 		r.lb = fencedBalancer{r.lb, e.d.Fence}
 	}
-	if d.Kind == raftstore.KindDeploy {
+	if d.Kind == deploy.KindDeploy {
 		file := p.Release.Artifact
 		if e.d.ArtifactPath != nil && d.ArtifactSHA256 != "" {
 			if file, err = e.d.ArtifactPath(ctx, d.ArtifactSHA256); err != nil {
@@ -105,12 +105,12 @@ func (r *run) emit(ev Event) {
 	r.e.d.Events(ev)
 }
 
-func (r *run) deployment() (raftstore.Deployment, error) {
+func (r *run) deployment() (deploy.Deployment, error) {
 	return r.e.d.Store.Deployment(r.id)
 }
 
-func (r *run) setState(ctx context.Context, st raftstore.DeploymentState, msg string) error {
-	return r.e.d.Store.Apply(ctx, &raftstore.SetState{ID: r.id, State: st, Error: msg, At: r.e.d.Now().UTC()})
+func (r *run) setState(ctx context.Context, st deploy.DeploymentState, msg string) error {
+	return r.e.d.Store.Apply(ctx, &deploy.SetState{ID: r.id, State: st, Error: msg, At: r.e.d.Now().UTC()})
 }
 
 // stopRequested reports whether a pause was asked, locally or through the store.
@@ -126,33 +126,33 @@ func (r *run) stopRequested() bool {
 
 // run is the deployment's main loop: decide from the recorded state, act,
 // record, repeat.
-func (r *run) run(ctx context.Context) (raftstore.DeploymentState, error) {
+func (r *run) run(ctx context.Context) (deploy.DeploymentState, error) {
 	d, err := r.deployment()
 	if err != nil {
 		return "", err
 	}
 	r.emit(Event{Kind: EventStarted, Version: d.Version, Batches: len(d.Batches), State: d.State})
-	if d.State == raftstore.StatePaused {
-		if err := r.setState(ctx, raftstore.StateRunning, ""); err != nil {
+	if d.State == deploy.StatePaused {
+		if err := r.setState(ctx, deploy.StateRunning, ""); err != nil {
 			return d.State, err
 		}
 	}
-	if d.State == raftstore.StateRollingBack {
+	if d.State == deploy.StateRollingBack {
 		return r.rollbackAll(ctx, "")
 	}
 	if !d.Touched() {
 		if err := r.preflight(ctx, d); err != nil {
 			msg := err.Error()
-			if serr := r.setState(ctx, raftstore.StateFailed, msg); serr != nil {
-				return raftstore.StateRunning, errors.Join(err, serr)
+			if serr := r.setState(ctx, deploy.StateFailed, msg); serr != nil {
+				return deploy.StateRunning, errors.Join(err, serr)
 			}
-			r.emit(Event{Kind: EventFinished, State: raftstore.StateFailed, Error: msg})
-			return raftstore.StateFailed, err
+			r.emit(Event{Kind: EventFinished, State: deploy.StateFailed, Error: msg})
+			return deploy.StateFailed, err
 		}
 		r.emit(Event{Kind: EventPreflight, Message: fmt.Sprintf("%d hosts ready", len(d.HostNames()))})
 	}
 	budget := r.plan.MaxFailures()
-	first := r.firstOpenBatch(d)
+	first := deploy.OpenBatch(&d, r.rollsBack())
 	for b := first; b < len(d.Batches); b++ {
 		// The batch index is not recorded as it advances (it would cost a
 		// Raft round trip per batch): resume derives it from host stages.
@@ -161,23 +161,23 @@ func (r *run) run(ctx context.Context) (raftstore.DeploymentState, error) {
 		}
 		r.emit(Event{Kind: EventBatch, Batch: b + 1, Batches: len(d.Batches), Hosts: d.Batches[b]})
 		if err := r.runBatch(ctx, d.Batches[b]); err != nil {
-			return raftstore.StateRunning, err
+			return deploy.StateRunning, err
 		}
 		if d, err = r.deployment(); err != nil {
-			return raftstore.StateRunning, err
+			return deploy.StateRunning, err
 		}
 		if failed := failedHosts(d); len(failed) > budget {
 			msg := fmt.Sprintf("%d host(s) failed (%s), more than max_failures=%d", len(failed), strings.Join(failed, ", "), budget)
 			if !d.Touched() {
 				// Refused before any side effect (min_in_service): there
 				// is nothing to roll back.
-				return r.finish(ctx, raftstore.StateFailed, msg+"; no host was touched")
+				return r.finish(ctx, deploy.StateFailed, msg+"; no host was touched")
 			}
-			if r.kind == raftstore.KindRepair {
-				return r.finish(ctx, raftstore.StateFailed, msg+"; repair stopped: see each host's error")
+			if r.kind == deploy.KindRepair {
+				return r.finish(ctx, deploy.StateFailed, msg+"; repair stopped: see each host's error")
 			}
 			if !r.plan.Rollback.Automatic {
-				return r.finish(ctx, raftstore.StateFailed, msg+"; automatic rollback is off: hosts left as they are")
+				return r.finish(ctx, deploy.StateFailed, msg+"; automatic rollback is off: hosts left as they are")
 			}
 			return r.rollbackAll(ctx, msg)
 		}
@@ -186,50 +186,50 @@ func (r *run) run(ctx context.Context) (raftstore.DeploymentState, error) {
 			case <-time.After(r.plan.Strategy.Pause):
 			case <-r.stop:
 			case <-ctx.Done():
-				return raftstore.StateRunning, ctx.Err()
+				return deploy.StateRunning, ctx.Err()
 			}
 		}
 	}
-	if r.kind == raftstore.KindDeploy {
+	if r.kind == deploy.KindDeploy {
 		r.prune(ctx, d)
 	}
-	return r.finish(ctx, raftstore.StateSucceeded, "")
+	return r.finish(ctx, deploy.StateSucceeded, "")
 }
 
-func (r *run) pause(ctx context.Context, batch int) (raftstore.DeploymentState, error) {
+func (r *run) pause(ctx context.Context, batch int) (deploy.DeploymentState, error) {
 	d, err := r.deployment()
 	if err != nil {
-		return raftstore.StateRunning, err
+		return deploy.StateRunning, err
 	}
 	if d.AbortRequested {
-		return r.finish(ctx, raftstore.StateAborted, "aborted by operator")
+		return r.finish(ctx, deploy.StateAborted, "aborted by operator")
 	}
 	r.prunes.Wait() // paused, like finished, means nothing touches a host any more
-	if err := r.setState(ctx, raftstore.StatePaused, ""); err != nil {
-		return raftstore.StateRunning, err
+	if err := r.setState(ctx, deploy.StatePaused, ""); err != nil {
+		return deploy.StateRunning, err
 	}
 	r.emit(Event{Kind: EventPaused, Batch: batch + 1, Batches: len(d.Batches),
 		Message: fmt.Sprintf("paused before batch %d of %d; every host is in rotation", batch+1, len(d.Batches))})
-	return raftstore.StatePaused, nil
+	return deploy.StatePaused, nil
 }
 
-func (r *run) finish(ctx context.Context, st raftstore.DeploymentState, msg string) (raftstore.DeploymentState, error) {
+func (r *run) finish(ctx context.Context, st deploy.DeploymentState, msg string) (deploy.DeploymentState, error) {
 	r.prunes.Wait() // the prunes of hosts done in the last batch
-	if st == raftstore.StateSucceeded || st == raftstore.StateRolledBack {
+	if st == deploy.StateSucceeded || st == deploy.StateRolledBack {
 		// Never "succeeded" (nor "rolled back cleanly") while a host is
 		// out of rotation, whatever the stages say.
 		out, err := r.outOfRotation(ctx)
 		switch {
 		case err != nil && ctx.Err() != nil:
-			return raftstore.StateRunning, ctx.Err()
+			return deploy.StateRunning, ctx.Err()
 		case err != nil:
-			st, msg = raftstore.StateFailed, joinMsg(msg, fmt.Sprintf("could not confirm that every host is in rotation: %v", err))
+			st, msg = deploy.StateFailed, joinMsg(msg, fmt.Sprintf("could not confirm that every host is in rotation: %v", err))
 		case len(out) > 0:
-			st, msg = raftstore.StateFailed, joinMsg(msg, fmt.Sprintf("%s at the end: %s", ErrOutOfRotation, strings.Join(out, ", ")))
+			st, msg = deploy.StateFailed, joinMsg(msg, fmt.Sprintf("%s at the end: %s", ErrOutOfRotation, strings.Join(out, ", ")))
 		}
 	}
 	if err := r.setState(ctx, st, msg); err != nil {
-		return raftstore.StateRunning, err
+		return deploy.StateRunning, err
 	}
 	r.emit(Event{Kind: EventFinished, State: st, Error: msg})
 	return st, nil
@@ -279,33 +279,33 @@ func (r *run) host(ctx context.Context, name string) error {
 	}
 	hp := d.Hosts[name]
 	switch {
-	case hp.Phase == raftstore.PhaseRollback:
+	case hp.Phase == deploy.PhaseRollback:
 		if hp.Stage.Settled() {
 			return nil
 		}
 		return r.rollbackHost(ctx, hp)
-	case hp.Stage == raftstore.StageDone || hp.Stage == raftstore.StageSkipped:
+	case hp.Stage == deploy.StageDone || hp.Stage == deploy.StageSkipped:
 		return nil
-	case hp.Stage == raftstore.StageFailed:
+	case hp.Stage == deploy.StageFailed:
 		if r.rollsBack() {
 			return r.rollbackHost(ctx, hp)
 		}
 		return nil
 	}
 	stages, from := pipeline, hp.Stage
-	if hp.Stage == raftstore.StagePending && (r.kind == raftstore.KindRepair ||
-		!d.Force && r.kind == raftstore.KindDeploy && r.alreadyOn(name, hp.Target)) {
+	if hp.Stage == deploy.StagePending && (r.kind == deploy.KindRepair ||
+		!d.Force && r.kind == deploy.KindDeploy && r.alreadyOn(name, hp.Target)) {
 		var done bool
 		if stages, done, err = r.reconcile(ctx, hp); done || err != nil {
 			return err
 		}
 		from = stages[0]
 	}
-	err = r.drive(ctx, name, raftstore.PhaseRollout, hp.Target, from, stages)
+	err = r.drive(ctx, name, deploy.PhaseRollout, hp.Target, from, stages)
 	if err == nil || isFatal(ctx, err) {
 		return fatalOnly(ctx, err)
 	}
-	if err := r.fail(ctx, name, raftstore.PhaseRollout, hp.Target, err); err != nil {
+	if err := r.fail(ctx, name, deploy.PhaseRollout, hp.Target, err); err != nil {
 		return err
 	}
 	if !r.rollsBack() {
@@ -317,55 +317,55 @@ func (r *run) host(ctx context.Context, name string) error {
 	return r.rollbackHost(ctx, d.Hosts[name])
 }
 
-// rollsBack: a failed host is taken back to its previous release. A repair
-// has no other release to go to: its failures stay as they are, reported.
+// rollsBack: a failed host is taken back to its previous release (the
+// rule is deploy.RollsBack).
 func (r *run) rollsBack() bool {
-	return r.plan.Rollback.Automatic && r.kind != raftstore.KindRepair
+	return deploy.RollsBack(r.kind, r.plan.Rollback.Automatic)
 }
 
 // rollbackHost takes one host back to the stable release it had before
 // this deployment, through the same pipeline.
-func (r *run) rollbackHost(ctx context.Context, hp *raftstore.HostProgress) error {
+func (r *run) rollbackHost(ctx context.Context, hp *deploy.HostProgress) error {
 	if !hp.Touched {
 		// Refused before its first stage (min_in_service): nothing changed.
-		return r.record(ctx, hp.Name, raftstore.StageSkipped, raftstore.PhaseRollback, hp.FromCurrent, "never touched: nothing to roll back")
+		return r.record(ctx, hp.Name, deploy.StageSkipped, deploy.PhaseRollback, hp.FromCurrent, "never touched: nothing to roll back")
 	}
 	if hp.FromCurrent == "" {
 		msg := "no previous release is known (first deploy): left out of rotation for an operator"
-		r.emit(Event{Kind: EventHostFailed, Host: hp.Name, Phase: raftstore.PhaseRollback, Error: msg})
-		return r.record(ctx, hp.Name, raftstore.StageFailed, raftstore.PhaseRollback, "", msg)
+		r.emit(Event{Kind: EventHostFailed, Host: hp.Name, Phase: deploy.PhaseRollback, Error: msg})
+		return r.record(ctx, hp.Name, deploy.StageFailed, deploy.PhaseRollback, "", msg)
 	}
-	start := raftstore.StageDrain
-	if hp.Phase == raftstore.PhaseRollback && !hp.Stage.Settled() {
+	start := deploy.StageDrain
+	if hp.Phase == deploy.PhaseRollback && !hp.Stage.Settled() {
 		start = hp.Stage
 	}
 	stages := pipeline
 	if !hp.Activated {
 		// The old release never stopped serving: prove it is healthy and
 		// put it back, without touching the host (whose SSH may be what failed).
-		stages = []raftstore.Stage{raftstore.StageDrain, raftstore.StageVerify, raftstore.StageEnable}
-		if start == raftstore.StageDrain && r.inRotation(ctx, r.hosts[hp.Name]) {
+		stages = []deploy.Stage{deploy.StageDrain, deploy.StageVerify, deploy.StageEnable}
+		if start == deploy.StageDrain && r.inRotation(ctx, r.hosts[hp.Name]) {
 			// Never drained (it failed before, in a hook or refused by
 			// min_in_service): draining it now would only cost capacity.
-			stages, start = stages[1:], raftstore.StageVerify
+			stages, start = stages[1:], deploy.StageVerify
 		}
 	}
-	err := r.drive(ctx, hp.Name, raftstore.PhaseRollback, hp.FromCurrent, start, stages)
+	err := r.drive(ctx, hp.Name, deploy.PhaseRollback, hp.FromCurrent, start, stages)
 	if err == nil || isFatal(ctx, err) {
 		return fatalOnly(ctx, err)
 	}
-	return r.fail(ctx, hp.Name, raftstore.PhaseRollback, hp.FromCurrent, err)
+	return r.fail(ctx, hp.Name, deploy.PhaseRollback, hp.FromCurrent, err)
 }
 
-func (r *run) fail(ctx context.Context, name string, phase raftstore.Phase, target string, err error) error {
+func (r *run) fail(ctx context.Context, name string, phase deploy.Phase, target string, err error) error {
 	ev := Event{Kind: EventHostFailed, Host: name, Phase: phase, Version: target, Error: err.Error()}
 	var se *StageError
 	if errors.As(err, &se) {
 		ev.Stage, ev.Output = se.Stage, se.Output
 	}
 	r.emit(ev)
-	rerr := r.e.d.Store.Apply(ctx, &raftstore.SetHostStage{
-		ID: r.id, Host: name, Stage: raftstore.StageFailed, Phase: phase, Target: target,
+	rerr := r.e.d.Store.Apply(ctx, &deploy.SetHostStage{
+		ID: r.id, Host: name, Stage: deploy.StageFailed, Phase: phase, Target: target,
 		Error: err.Error(), Output: ev.Output, At: r.e.d.Now().UTC(),
 	})
 	if rerr != nil {
@@ -376,19 +376,19 @@ func (r *run) fail(ctx context.Context, name string, phase raftstore.Phase, targ
 
 // rollbackAll takes every touched host back, batch by batch in reverse
 // order, so that never more than one batch is out of rotation.
-func (r *run) rollbackAll(ctx context.Context, why string) (raftstore.DeploymentState, error) {
+func (r *run) rollbackAll(ctx context.Context, why string) (deploy.DeploymentState, error) {
 	d, err := r.deployment()
 	if err != nil {
-		return raftstore.StateRunning, err
+		return deploy.StateRunning, err
 	}
-	if d.State != raftstore.StateRollingBack {
-		if err := r.setState(ctx, raftstore.StateRollingBack, why); err != nil {
-			return raftstore.StateRunning, err
+	if d.State != deploy.StateRollingBack {
+		if err := r.setState(ctx, deploy.StateRollingBack, why); err != nil {
+			return deploy.StateRunning, err
 		}
 	}
 	r.emit(Event{Kind: EventRollback, Message: why})
 	for b := len(d.Batches) - 1; b >= 0; b-- {
-		var group []*raftstore.HostProgress
+		var group []*deploy.HostProgress
 		for _, name := range d.Batches[b] {
 			if hp := d.Hosts[name]; needsRollback(hp) {
 				group = append(group, hp)
@@ -397,8 +397,8 @@ func (r *run) rollbackAll(ctx context.Context, why string) (raftstore.Deployment
 		if len(group) == 0 {
 			continue
 		}
-		r.emit(Event{Kind: EventBatch, Phase: raftstore.PhaseRollback, Batch: b + 1, Batches: len(d.Batches), Hosts: names(group)})
-		if err := errors.Join(each(group, func(hp *raftstore.HostProgress) error {
+		r.emit(Event{Kind: EventBatch, Phase: deploy.PhaseRollback, Batch: b + 1, Batches: len(d.Batches), Hosts: names(group)})
+		if err := errors.Join(each(group, func(hp *deploy.HostProgress) error {
 			defer r.release(r.hosts[hp.Name])
 			if err := r.rollbackHost(ctx, hp); err != nil {
 				return err
@@ -406,23 +406,23 @@ func (r *run) rollbackAll(ctx context.Context, why string) (raftstore.Deployment
 			r.finishedWith(ctx, hp.Name)
 			return nil
 		})...); err != nil {
-			return raftstore.StateRollingBack, err
+			return deploy.StateRollingBack, err
 		}
 	}
 	if d, err = r.deployment(); err != nil {
-		return raftstore.StateRollingBack, err
+		return deploy.StateRollingBack, err
 	}
 	var stuck []string
 	for _, name := range d.HostNames() {
-		if hp := d.Hosts[name]; hp.Phase == raftstore.PhaseRollback && hp.Stage == raftstore.StageFailed {
+		if hp := d.Hosts[name]; hp.Phase == deploy.PhaseRollback && hp.Stage == deploy.StageFailed {
 			stuck = append(stuck, name)
 		}
 	}
 	if len(stuck) > 0 {
-		return r.finish(ctx, raftstore.StateFailed,
+		return r.finish(ctx, deploy.StateFailed,
 			fmt.Sprintf("%s; rollback failed on %s: see each host's error", d.Error, strings.Join(stuck, ", ")))
 	}
-	return r.finish(ctx, raftstore.StateRolledBack, d.Error)
+	return r.finish(ctx, deploy.StateRolledBack, d.Error)
 }
 
 // alreadyOn: both the store and the host itself (seen in preflight) say the
@@ -434,31 +434,15 @@ func (r *run) alreadyOn(name, target string) bool {
 	return seen == target && r.e.d.Store.HostRecord(name).Current == target
 }
 
-// firstOpenBatch is the first batch with a host that still has work.
-func (r *run) firstOpenBatch(d raftstore.Deployment) int {
-	for b, batch := range d.Batches {
-		for _, name := range batch {
-			hp := d.Hosts[name]
-			switch {
-			case hp.Stage == raftstore.StageDone, hp.Stage == raftstore.StageSkipped:
-			case hp.Stage == raftstore.StageFailed && (hp.Phase == raftstore.PhaseRollback || !r.rollsBack()):
-			default:
-				return b
-			}
-		}
-	}
-	return len(d.Batches)
-}
-
 // needsRollback: the host was touched and is not already settled back.
-func needsRollback(hp *raftstore.HostProgress) bool {
+func needsRollback(hp *deploy.HostProgress) bool {
 	if !hp.Touched {
 		return false
 	}
-	return !(hp.Phase == raftstore.PhaseRollback && hp.Stage.Settled())
+	return !(hp.Phase == deploy.PhaseRollback && hp.Stage.Settled())
 }
 
-func failedHosts(d raftstore.Deployment) []string {
+func failedHosts(d deploy.Deployment) []string {
 	var out []string
 	for _, name := range d.HostNames() {
 		if d.Hosts[name].RolloutFailed {
@@ -468,7 +452,7 @@ func failedHosts(d raftstore.Deployment) []string {
 	return out
 }
 
-func names(hps []*raftstore.HostProgress) []string {
+func names(hps []*deploy.HostProgress) []string {
 	out := make([]string, len(hps))
 	for i, hp := range hps {
 		out[i] = hp.Name

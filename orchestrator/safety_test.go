@@ -6,6 +6,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/drover-dev/drover/deploy"
 	"github.com/drover-dev/drover/plans"
 	"github.com/drover-dev/drover/raftstore"
 )
@@ -23,13 +24,13 @@ func TestRollbackVerifiesWithThePreviousPlan(t *testing.T) {
 			h := newHarness(t, f)
 			v1 := h.plan("v1", plans.Size{N: 2}, 0)
 			v1ID, st, err := h.deploy(v1, nil)
-			if err != nil || st != raftstore.StateSucceeded {
+			if err != nil || st != deploy.StateSucceeded {
 				t.Fatalf("v1: %s %v", st, err)
 			}
 			v2 := h.plan("v2", plans.Size{N: 2}, 0)
 			mistake(v2)
 			id, st, err := h.deploy(v2, nil)
-			if err != nil || st != raftstore.StateRolledBack {
+			if err != nil || st != deploy.StateRolledBack {
 				d, _ := h.store.Deployment(id)
 				t.Fatalf("state %s, err %v, want rolled_back (%s)", st, err, d.Error)
 			}
@@ -54,7 +55,7 @@ func TestRollbackVerifiesWithThePreviousPlan(t *testing.T) {
 // plan verified a release.
 type historyless struct{ *raftstore.Store }
 
-func (historyless) Deployments() []raftstore.Deployment { return nil }
+func (historyless) Deployments() []deploy.Deployment { return nil }
 
 func TestRollbackWithoutHistoryFallsBackAndSaysSo(t *testing.T) {
 	f := newFleet(hostsNamed(2)...)
@@ -63,7 +64,7 @@ func TestRollbackWithoutHistoryFallsBackAndSaysSo(t *testing.T) {
 	h.engine.d.Store = historyless{h.store}
 	f.broken["v2"] = true
 	id, st, err := h.deploy(h.plan("v2", plans.Size{N: 1}, 0), nil)
-	if err != nil || st != raftstore.StateRolledBack {
+	if err != nil || st != deploy.StateRolledBack {
 		t.Fatalf("state %s, err %v", st, err)
 	}
 	var warned bool
@@ -77,18 +78,18 @@ func TestRollbackWithoutHistoryFallsBackAndSaysSo(t *testing.T) {
 }
 
 func TestVerifiedBy(t *testing.T) {
-	host := func(stage raftstore.Stage, ph raftstore.Phase, target string) map[string]*raftstore.HostProgress {
-		return map[string]*raftstore.HostProgress{"web1": {Name: "web1", Stage: stage, Phase: ph, Target: target}}
+	host := func(stage deploy.Stage, ph deploy.Phase, target string) map[string]*deploy.HostProgress {
+		return map[string]*deploy.HostProgress{"web1": {Name: "web1", Stage: stage, Phase: ph, Target: target}}
 	}
-	done := raftstore.StageDone
-	deploy, rollback := raftstore.KindDeploy, raftstore.KindRollback
-	ds := []raftstore.Deployment{
-		{ID: "a", Kind: deploy, Hosts: host(done, raftstore.PhaseRollout, "v1")},
-		{ID: "b", Kind: deploy, Hosts: host(done, raftstore.PhaseRollout, "v1")},
-		{ID: "c", Kind: deploy, Hosts: host(done, raftstore.PhaseRollback, "v1")},  // rolled back to v1
-		{ID: "d", Kind: rollback, Hosts: host(done, raftstore.PhaseRollout, "v1")}, // carries v2's plan
-		{ID: "e", Kind: deploy, Hosts: host(raftstore.StageFailed, raftstore.PhaseRollout, "v1")},
-		{ID: "f", Kind: deploy, Hosts: host(done, raftstore.PhaseRollout, "v2")},
+	done := deploy.StageDone
+	kdeploy, rollback := deploy.KindDeploy, deploy.KindRollback
+	ds := []deploy.Deployment{
+		{ID: "a", Kind: kdeploy, Hosts: host(done, deploy.PhaseRollout, "v1")},
+		{ID: "b", Kind: kdeploy, Hosts: host(done, deploy.PhaseRollout, "v1")},
+		{ID: "c", Kind: kdeploy, Hosts: host(done, deploy.PhaseRollback, "v1")}, // rolled back to v1
+		{ID: "d", Kind: rollback, Hosts: host(done, deploy.PhaseRollout, "v1")}, // carries v2's plan
+		{ID: "e", Kind: kdeploy, Hosts: host(deploy.StageFailed, deploy.PhaseRollout, "v1")},
+		{ID: "f", Kind: kdeploy, Hosts: host(done, deploy.PhaseRollout, "v2")},
 	}
 	for _, tc := range []struct {
 		skip, version, want string
@@ -115,7 +116,7 @@ func TestRedeployPutsBackHostsOutOfRotation(t *testing.T) {
 	f.out["web/web2"] = true
 	f.hosts["web3"].running = "crashed"
 	id, st, err := h.deploy(h.plan("v1", plans.Size{N: 2}, 0), nil)
-	if err != nil || st != raftstore.StateSucceeded {
+	if err != nil || st != deploy.StateSucceeded {
 		t.Fatalf("state %s, err %v", st, err)
 	}
 	allOn(t, h.running(), "v1")
@@ -123,7 +124,7 @@ func TestRedeployPutsBackHostsOutOfRotation(t *testing.T) {
 		t.Errorf("left out of rotation: %v", f.out)
 	}
 	d, _ := h.store.Deployment(id)
-	for n, want := range map[string]raftstore.Stage{"web1": raftstore.StageSkipped, "web2": raftstore.StageDone, "web3": raftstore.StageDone, "web4": raftstore.StageSkipped} {
+	for n, want := range map[string]deploy.Stage{"web1": deploy.StageSkipped, "web2": deploy.StageDone, "web3": deploy.StageDone, "web4": deploy.StageSkipped} {
 		if got := d.Hosts[n].Stage; got != want {
 			t.Errorf("%s: %s, want %s", n, got, want)
 		}
@@ -156,7 +157,7 @@ func TestMinInServiceCountsServersAlreadyDown(t *testing.T) {
 	// web1 and web2 form the first batch; with web4 down, only one of
 	// them may leave at a time (web3 and the other stay).
 	maxOut := 0
-	f.onStage = func(host string, st raftstore.Stage, ph raftstore.Phase) {
+	f.onStage = func(host string, st deploy.Stage, ph deploy.Phase) {
 		f.mu.Lock()
 		defer f.mu.Unlock()
 		n := 0
@@ -168,7 +169,7 @@ func TestMinInServiceCountsServersAlreadyDown(t *testing.T) {
 		maxOut = max(maxOut, n)
 	}
 	_, st, err := h.deploy(p, nil)
-	if err != nil || st != raftstore.StateSucceeded {
+	if err != nil || st != deploy.StateSucceeded {
 		t.Fatalf("state %s, err %v", st, err)
 	}
 	if maxOut > 2 {
@@ -192,7 +193,7 @@ func TestMinInServiceRefusalTouchesNothing(t *testing.T) {
 		t.Fatal(err)
 	}
 	d, _ := h.store.Deployment(id)
-	if st != raftstore.StateFailed || !strings.Contains(d.Hosts["web1"].Error, "min_in_service") {
+	if st != deploy.StateFailed || !strings.Contains(d.Hosts["web1"].Error, "min_in_service") {
 		t.Fatalf("state %s, web1 %+v", st, d.Hosts["web1"])
 	}
 	if d.Hosts["web1"].Touched || len(f.lbLog) != 0 || f.hosts["web1"].running != "v1" {
@@ -210,15 +211,15 @@ func TestNeverSucceededOutOfRotation(t *testing.T) {
 	h := newHarness(t, f)
 	h.mustDeploy(h.plan("v1", plans.Size{N: 1}, 0))
 	// web2's app dies while web3 is deployed: nothing the engine did.
-	f.onStage = func(host string, st raftstore.Stage, ph raftstore.Phase) {
-		if host == "web3" && st == raftstore.StageEnable {
+	f.onStage = func(host string, st deploy.Stage, ph deploy.Phase) {
+		if host == "web3" && st == deploy.StageEnable {
 			f.mu.Lock()
 			f.hosts["web2"].running = "crashed"
 			f.mu.Unlock()
 		}
 	}
 	id, st, err := h.deploy(h.plan("v2", plans.Size{N: 1}, 0), nil)
-	if err != nil || st != raftstore.StateFailed {
+	if err != nil || st != deploy.StateFailed {
 		t.Fatalf("state %s, err %v, want failed", st, err)
 	}
 	d, _ := h.store.Deployment(id)
@@ -244,7 +245,7 @@ func TestRepair(t *testing.T) {
 		t.Fatalf("submit: %v (skipped %v)", err, skipped)
 	}
 	st, err := h.engine.Run(context.Background(), nil, id)
-	if err != nil || st != raftstore.StateSucceeded {
+	if err != nil || st != deploy.StateSucceeded {
 		d, _ := h.store.Deployment(id)
 		t.Fatalf("repair: %s %v (%s)", st, err, d.Error)
 	}
@@ -253,7 +254,7 @@ func TestRepair(t *testing.T) {
 		t.Errorf("left out of rotation: %v", f.out)
 	}
 	d, _ := h.store.Deployment(id)
-	if got := d.Hosts["web4"].Stage; got != raftstore.StageSkipped {
+	if got := d.Hosts["web4"].Stage; got != deploy.StageSkipped {
 		t.Errorf("web4: %s, want skipped", got)
 	}
 	for _, n := range hostsNamed(4) {

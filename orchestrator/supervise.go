@@ -7,13 +7,13 @@ import (
 	"sync"
 	"time"
 
-	"github.com/drover-dev/drover/raftstore"
+	"github.com/drover-dev/drover/deploy"
 )
 
 // Deployments is what Supervise watches: the replicated list and a signal
 // on every change.
 type Deployments interface {
-	Deployments() []raftstore.Deployment
+	Deployments() []deploy.Deployment
 	Changed() <-chan struct{}
 }
 
@@ -102,8 +102,8 @@ func (e *Engine) Supervise(ctx context.Context, w Deployments) {
 
 // runnable says whether a deployment needs an engine: running or rolling
 // back. Paused ones wait for an operator's resume.
-func runnable(d raftstore.Deployment) bool {
-	return d.State == raftstore.StateRunning || d.State == raftstore.StateRollingBack
+func runnable(d deploy.Deployment) bool {
+	return d.State == deploy.StateRunning || d.State == deploy.StateRollingBack
 }
 
 // abortStuck ends a deployment that an operator asked to abort but that
@@ -123,11 +123,11 @@ func (e *Engine) abortStuck(ctx context.Context, id string, runErr error) error 
 			return runErr
 		}
 	}
-	err = e.d.Store.Apply(ctx, &raftstore.SetState{ID: id, State: raftstore.StateAborted,
+	err = e.d.Store.Apply(ctx, &deploy.SetState{ID: id, State: deploy.StateAborted,
 		Error: fmt.Sprintf("aborted by operator; the engine could not run it: %v", runErr), At: e.d.Now().UTC()})
 	if err != nil {
 		return runErr
 	}
-	e.d.Events(Event{Time: e.d.Now(), Deployment: id, Kind: EventFinished, State: raftstore.StateAborted, Error: runErr.Error()})
+	e.d.Events(Event{Time: e.d.Now(), Deployment: id, Kind: EventFinished, State: deploy.StateAborted, Error: runErr.Error()})
 	return nil
 }

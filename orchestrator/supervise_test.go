@@ -9,9 +9,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/drover-dev/drover/deploy"
 	"github.com/drover-dev/drover/internal/fence"
 	"github.com/drover-dev/drover/plans"
-	"github.com/drover-dev/drover/raftstore"
 )
 
 // A leader deposed in the middle of a rollout makes no further change to
@@ -36,8 +36,8 @@ func TestFencingStopsADeposedLeader(t *testing.T) {
 		return termRecorder{c, &terms, f}, err
 	}
 	var before int
-	f.onStage = func(host string, st raftstore.Stage, ph raftstore.Phase) {
-		if host == "web3" && st == raftstore.StageInstall && !deposed.Load() {
+	f.onStage = func(host string, st deploy.Stage, ph deploy.Phase) {
+		if host == "web3" && st == deploy.StageInstall && !deposed.Load() {
 			f.mu.Lock()
 			before = sideEffects(f)
 			f.mu.Unlock()
@@ -126,8 +126,8 @@ func TestSuperviseResumesAndStops(t *testing.T) {
 
 	// First leader: deposed when web3 starts.
 	ctx, cancel := context.WithCancel(context.Background())
-	f.onStage = func(host string, st raftstore.Stage, ph raftstore.Phase) {
-		if host == "web3" && st == raftstore.StageDrain {
+	f.onStage = func(host string, st deploy.Stage, ph deploy.Phase) {
+		if host == "web3" && st == deploy.StageDrain {
 			cancel()
 		}
 	}
@@ -159,7 +159,7 @@ func TestSuperviseResumesAndStops(t *testing.T) {
 		case <-time.After(100 * time.Millisecond):
 		}
 	}
-	if d.State != raftstore.StateSucceeded {
+	if d.State != deploy.StateSucceeded {
 		t.Fatalf("state %s (%s), want succeeded", d.State, d.Error)
 	}
 	for n, v := range h.running() {
@@ -188,7 +188,7 @@ func TestSuperviseAbortsAStuckDeployment(t *testing.T) {
 	if err := os.Remove(p.Release.Artifact); err != nil {
 		t.Fatal(err)
 	}
-	if err := h.store.Apply(context.Background(), &raftstore.Request{ID: id, Abort: true}); err != nil {
+	if err := h.store.Apply(context.Background(), &deploy.Request{ID: id, Abort: true}); err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
@@ -197,7 +197,7 @@ func TestSuperviseAbortsAStuckDeployment(t *testing.T) {
 	deadline := time.Now().Add(10 * time.Second)
 	for {
 		d, _ := h.store.Deployment(id)
-		if d.State == raftstore.StateAborted {
+		if d.State == deploy.StateAborted {
 			if rec := h.store.HostRecord("web1"); rec.Lock != "" {
 				t.Fatalf("web1 still locked by %s", rec.Lock)
 			}

@@ -6,8 +6,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/drover-dev/drover/deploy"
 	"github.com/drover-dev/drover/plans"
-	"github.com/drover-dev/drover/raftstore"
 )
 
 // A warmed deploy connects to each host once: the run takes the warm
@@ -45,7 +45,7 @@ func TestWarmConnectionsAreTakenByTheRun(t *testing.T) {
 			}
 			st, err := h.engine.Run(context.Background(), nil, id)
 			w.Close()
-			if err != nil || st != raftstore.StateSucceeded {
+			if err != nil || st != deploy.StateSucceeded {
 				t.Fatalf("state %s, err %v", st, err)
 			}
 			f.mu.Lock()
@@ -78,7 +78,7 @@ func TestWarmClosedWhenSubmitIsRefused(t *testing.T) {
 	p := h.plan("v2", plans.Size{N: 1}, 0)
 	w := StartWarm(p, func(*plans.Plan) (Connector, error) { return f, nil })
 	_, err := h.engine.Submit(context.Background(), p, SubmitOptions{Warm: w})
-	if !errors.Is(err, raftstore.ErrNameInUse) {
+	if !errors.Is(err, deploy.ErrNameInUse) {
 		t.Fatalf("submit over a running deployment: err = %v, want ErrNameInUse", err)
 	}
 	w.Close()

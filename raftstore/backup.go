@@ -9,6 +9,7 @@ import (
 	"io"
 	"time"
 
+	"github.com/drover-dev/drover/deploy"
 	"github.com/hashicorp/raft"
 )
 
@@ -36,7 +37,7 @@ func (s *Store) Restore(ctx context.Context, r io.Reader) error {
 		return ErrNotLeader
 	}
 	for _, d := range s.Deployments() {
-		if !d.State.Terminal() && d.State != StatePaused {
+		if !d.State.Terminal() && d.State != deploy.StatePaused {
 			return fmt.Errorf("restore: %s is %s: %w", d.ID, d.State, ErrBusy)
 		}
 	}
@@ -45,18 +46,18 @@ func (s *Store) Restore(ctx context.Context, r io.Reader) error {
 		return fmt.Errorf("read backup: %w", err)
 	}
 	if int64(len(b)) > backupLimit {
-		return fmt.Errorf("%w: the backup is larger than %d bytes", ErrBadCommand, backupLimit)
+		return fmt.Errorf("%w: the backup is larger than %d bytes", deploy.ErrBadCommand, backupLimit)
 	}
 	var st State
 	dec := json.NewDecoder(bytes.NewReader(b))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&st); err != nil || st.Deployments == nil {
-		return fmt.Errorf("%w: not a drover backup (%v)", ErrBadCommand, err)
+		return fmt.Errorf("%w: not a drover backup (%v)", deploy.ErrBadCommand, err)
 	}
 	// Every node would install it and fail at the same entry: judge it
 	// whole, here, before Raft sees it.
 	if err := st.validate(); err != nil {
-		return fmt.Errorf("%w: refused backup: %w", ErrBadCommand, err)
+		return fmt.Errorf("%w: refused backup: %w", deploy.ErrBadCommand, err)
 	}
 	timeout := 30 * time.Second
 	if dl, ok := ctx.Deadline(); ok {

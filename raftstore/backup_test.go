@@ -6,6 +6,8 @@ import (
 	"errors"
 	"strings"
 	"testing"
+
+	"github.com/drover-dev/drover/deploy"
 )
 
 // A backup taken from one cluster restores the state on every node of
@@ -18,7 +20,7 @@ func TestBackupRestore(t *testing.T) {
 		if err := src[0].Apply(ctx, clusterDeployment(id)); err != nil {
 			t.Fatal(err)
 		}
-		if err := src[0].Apply(ctx, &SetState{ID: id, State: StateSucceeded}); err != nil {
+		if err := src[0].Apply(ctx, &deploy.SetState{ID: id, State: deploy.StateSucceeded}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -34,10 +36,10 @@ func TestBackupRestore(t *testing.T) {
 	if err := dst[0].Restore(ctx, bytes.NewReader(backup.Bytes())); !errors.Is(err, ErrBusy) {
 		t.Fatalf("restore with a running deployment: %v, want ErrBusy", err)
 	}
-	if err := dst[0].Apply(ctx, &SetState{ID: "lost", State: StateAborted}); err != nil {
+	if err := dst[0].Apply(ctx, &deploy.SetState{ID: "lost", State: deploy.StateAborted}); err != nil {
 		t.Fatal(err)
 	}
-	if err := dst[0].Restore(ctx, strings.NewReader(`{"not":"a backup"}`)); !errors.Is(err, ErrBadCommand) {
+	if err := dst[0].Restore(ctx, strings.NewReader(`{"not":"a backup"}`)); !errors.Is(err, deploy.ErrBadCommand) {
 		t.Fatalf("restore of garbage: %v, want ErrBadCommand", err)
 	}
 	if err := dst[1].Restore(ctx, bytes.NewReader(backup.Bytes())); !errors.Is(err, ErrNotLeader) {

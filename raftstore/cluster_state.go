@@ -2,8 +2,9 @@ package raftstore
 
 import (
 	"fmt"
-	"sort"
 	"time"
+
+	"github.com/drover-dev/drover/deploy"
 )
 
 // Node is a coordinator as the cluster knows it: its Raft address (also in
@@ -68,44 +69,6 @@ func (t Token) Spendable(role TokenRole, agent string, enrolled bool, at time.Ti
 	return nil
 }
 
-// EventKind says what an Event records.
-type EventKind string
-
-// Event kinds.
-const (
-	EvCreated EventKind = "created" // a deployment was recorded
-	EvStage   EventKind = "stage"   // a host entered a stage
-	EvState   EventKind = "state"   // the deployment's state changed
-	EvRequest EventKind = "request" // an operator asked to pause, resume or abort
-	// EvTrimmed says that events after the watcher's last one were dropped
-	// from the bounded history before it asked.
-	EvTrimmed EventKind = "trimmed"
-)
-
-// Event is one change to a deployment, numbered in apply order. Seq is the
-// same on every node (it counts applied commands, which every node applies
-// in the same order), so a watcher that reconnects to another node resumes
-// exactly after the last event it saw.
-type Event struct {
-	Seq        uint64          `json:"seq"`
-	Time       time.Time       `json:"time"`
-	Deployment string          `json:"deployment"`
-	Kind       EventKind       `json:"kind"`
-	Host       string          `json:"host,omitempty"`
-	Stage      Stage           `json:"stage,omitempty"`
-	Phase      Phase           `json:"phase,omitempty"`
-	Target     string          `json:"target,omitempty"`
-	State      DeploymentState `json:"state,omitempty"`
-	Message    string          `json:"message,omitempty"`
-	Error      string          `json:"error,omitempty"`
-	Output     string          `json:"output,omitempty"`
-}
-
-// maxEvents bounds the replicated event history (about 150 bytes each):
-// enough for the last few hundred deployments of a fleet; older
-// deployments keep their full record, only their step-by-step log goes.
-const maxEvents = 10000
-
 // RegisterNode records (or updates) a coordinator's addresses.
 type RegisterNode struct {
 	Node Node `json:"node"`
@@ -162,15 +125,18 @@ type RevokeAgent struct {
 	Name string `json:"name"`
 }
 
-func (EnrollAgent) commandType() CommandType { return CmdEnrollAgent }
-func (RevokeAgent) commandType() CommandType { return CmdRevokeAgent }
+// CommandType implements deploy.Command.
+func (EnrollAgent) CommandType() deploy.CommandType { return CmdEnrollAgent }
+
+// CommandType implements deploy.Command.
+func (RevokeAgent) CommandType() deploy.CommandType { return CmdRevokeAgent }
 
 // ErrUnknownAgent means no agent of that name was ever enrolled.
 var ErrUnknownAgent = fmt.Errorf("no such agent")
 
 func (s *State) enrollAgent(c *EnrollAgent) error {
 	if c.Name == "" || c.Serial == "" {
-		return fmt.Errorf("%w: agent needs a name and a serial", ErrBadCommand)
+		return fmt.Errorf("%w: agent needs a name and a serial", deploy.ErrBadCommand)
 	}
 	s.Agents[c.Name] = &Agent{Name: c.Name, Serial: c.Serial, Enrolled: c.At}
 	return nil
@@ -197,15 +163,16 @@ var (
 	ErrAgentEnrolled = fmt.Errorf("already enrolled, and the join token does not allow replacing it")
 )
 
-func (RegisterNode) commandType() CommandType { return CmdRegisterNode }
-func (ForgetNode) commandType() CommandType   { return CmdForgetNode }
-func (PutToken) commandType() CommandType     { return CmdPutToken }
-func (DeleteToken) commandType() CommandType  { return CmdDeleteToken }
-func (SpendToken) commandType() CommandType   { return CmdSpendToken }
+// CommandType implements deploy.Command (for the store's own commands).
+func (RegisterNode) CommandType() deploy.CommandType { return CmdRegisterNode }
+func (ForgetNode) CommandType() deploy.CommandType   { return CmdForgetNode }
+func (PutToken) CommandType() deploy.CommandType     { return CmdPutToken }
+func (DeleteToken) CommandType() deploy.CommandType  { return CmdDeleteToken }
+func (SpendToken) CommandType() deploy.CommandType   { return CmdSpendToken }
 
 func (s *State) registerNode(c *RegisterNode) error {
 	if c.Node.ID == "" {
-		return fmt.Errorf("%w: node needs an id", ErrBadCommand)
+		return fmt.Errorf("%w: node needs an id", deploy.ErrBadCommand)
 	}
 	// An address now used by another id belongs to a replaced node.
 	for id, n := range s.Nodes {
@@ -226,7 +193,7 @@ func (s *State) forgetNode(c *ForgetNode) error {
 func (s *State) putToken(c *PutToken) error {
 	t := c.Token
 	if t.Name == "" || t.Hash == "" || t.Role == "" {
-		return fmt.Errorf("%w: token needs a name, a role and a hash", ErrBadCommand)
+		return fmt.Errorf("%w: token needs a name, a role and a hash", deploy.ErrBadCommand)
 	}
 	if c.IfNone {
 		for _, o := range s.Tokens {
@@ -236,7 +203,7 @@ func (s *State) putToken(c *PutToken) error {
 		}
 	}
 	if _, ok := s.Tokens[t.Name]; ok {
-		return fmt.Errorf("token %s: %w", t.Name, ErrExists)
+		return fmt.Errorf("token %s: %w", t.Name, deploy.ErrExists)
 	}
 	s.Tokens[t.Name] = &t
 	return nil
@@ -263,39 +230,4 @@ func (s *State) spendToken(c *SpendToken) error {
 		return nil
 	}
 	return ErrNoToken
-}
-
-// record appends an event, dropping the oldest beyond maxEvents.
-func (s *State) record(ev Event) {
-	ev.Seq = s.Seq
-	s.Events = append(s.Events, ev)
-	if n := len(s.Events) - maxEvents; n > 0 {
-		s.TrimmedThrough = s.Events[n-1].Seq
-		s.Events = append(s.Events[:0:0], s.Events[n:]...)
-	}
-}
-
-// eventsAfter returns the events of deployment id (all deployments when
-// id is "") with Seq > after.
-//
-// When events the caller has not seen were trimmed from the history, the
-// answer starts with an EvTrimmed event saying so (its Seq is the last
-// trimmed one), instead of silently going on after the gap.
-func (s *State) eventsAfter(id string, after uint64) []Event {
-	i := sort.Search(len(s.Events), func(i int) bool { return s.Events[i].Seq > after })
-	var out []Event
-	if after < s.TrimmedThrough {
-		d := s.Deployments[id]
-		if id == "" || d == nil || d.Seq <= s.TrimmedThrough {
-			out = append(out, Event{Seq: s.TrimmedThrough, Deployment: id, Kind: EvTrimmed,
-				Message: fmt.Sprintf("events %d to %d are no longer kept (the history holds the last %d); the deployment's record (drover status) is complete",
-					after+1, s.TrimmedThrough, maxEvents)})
-		}
-	}
-	for _, ev := range s.Events[i:] {
-		if id == "" || ev.Deployment == id {
-			out = append(out, ev)
-		}
-	}
-	return out
 }

@@ -4,6 +4,8 @@ import (
 	"errors"
 	"testing"
 	"time"
+
+	"github.com/drover-dev/drover/deploy"
 )
 
 var tc0 = time.Date(2026, 11, 28, 10, 0, 0, 0, time.UTC)
@@ -14,13 +16,13 @@ var tc0 = time.Date(2026, 11, 28, 10, 0, 0, 0, time.UTC)
 func TestTokenCommands(t *testing.T) {
 	steps := []struct {
 		name string
-		cmd  Command
+		cmd  deploy.Command
 		want error
 	}{
 		{"bootstrap token", &PutToken{IfNone: true, Token: Token{Name: "bootstrap", Role: RoleManage, Hash: "h-boot"}}, nil},
 		{"bootstrap offered again: kept once", &PutToken{IfNone: true, Token: Token{Name: "bootstrap2", Role: RoleManage, Hash: "h-boot2"}}, nil},
-		{"same name again", &PutToken{Token: Token{Name: "bootstrap", Role: RoleRead, Hash: "h-x"}}, ErrExists},
-		{"no hash", &PutToken{Token: Token{Name: "x", Role: RoleRead}}, ErrBadCommand},
+		{"same name again", &PutToken{Token: Token{Name: "bootstrap", Role: RoleRead, Hash: "h-x"}}, deploy.ErrExists},
+		{"no hash", &PutToken{Token: Token{Name: "x", Role: RoleRead}}, deploy.ErrBadCommand},
 		{"join token", &PutToken{Token: Token{Name: "join-web1", Role: RoleAgentJoin, Hash: "h-join", Expires: tc0.Add(time.Minute)}}, nil},
 		{"manage token is not a join token", &SpendToken{Hash: "h-boot", Role: RoleAgentJoin, At: tc0}, ErrNoToken},
 		{"spent once", &SpendToken{Hash: "h-join", Role: RoleAgentJoin, At: tc0}, nil},
@@ -103,26 +105,26 @@ func TestAgentCommands(t *testing.T) {
 // back after a given Seq only.
 func TestEventsAfter(t *testing.T) {
 	s := newState()
-	d := Deployment{ID: "d1", Name: "web", Version: "v2", Kind: KindDeploy, Batches: [][]string{{"web1"}}}
-	cmds := []Command{
-		&CreateDeployment{Deployment: d, At: tc0},
-		&SetHostStage{ID: "d1", Host: "web1", Stage: StageDrain, Phase: PhaseRollout, At: tc0},
+	d := deploy.Deployment{ID: "d1", Name: "web", Version: "v2", Kind: deploy.KindDeploy, Batches: [][]string{{"web1"}}}
+	cmds := []deploy.Command{
+		&deploy.CreateDeployment{Deployment: d, At: tc0},
+		&deploy.SetHostStage{ID: "d1", Host: "web1", Stage: deploy.StageDrain, Phase: deploy.PhaseRollout, At: tc0},
 		&PutToken{Token: Token{Name: "x", Role: RoleRead, Hash: "h"}},
-		&SetState{ID: "d1", State: StateSucceeded, At: tc0},
+		&deploy.SetState{ID: "d1", State: deploy.StateSucceeded, At: tc0},
 	}
 	for _, c := range cmds {
 		if err := s.apply(c); err != nil {
 			t.Fatal(err)
 		}
 	}
-	all := s.eventsAfter("d1", 0)
-	if len(all) != 3 || all[0].Kind != EvCreated || all[1].Kind != EvStage || all[2].Kind != EvState {
+	all := s.EventsAfter("d1", 0)
+	if len(all) != 3 || all[0].Kind != deploy.EvCreated || all[1].Kind != deploy.EvStage || all[2].Kind != deploy.EvState {
 		t.Fatalf("events: %+v", all)
 	}
 	if s.Seq != 4 || all[2].Seq != 4 {
 		t.Fatalf("seq %d, last event seq %d, want 4", s.Seq, all[2].Seq)
 	}
-	if after := s.eventsAfter("d1", all[1].Seq); len(after) != 1 || after[0].Kind != EvState {
+	if after := s.EventsAfter("d1", all[1].Seq); len(after) != 1 || after[0].Kind != deploy.EvState {
 		t.Fatalf("after %d: %+v", all[1].Seq, after)
 	}
 }

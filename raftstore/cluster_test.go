@@ -5,10 +5,12 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
-	"github.com/drover-dev/drover/internal/pki/pkitest"
 	"path/filepath"
 	"testing"
 	"time"
+
+	"github.com/drover-dev/drover/deploy"
+	"github.com/drover-dev/drover/internal/pki/pkitest"
 
 	"github.com/hashicorp/raft"
 
@@ -147,9 +149,9 @@ func startCluster(t *testing.T, ca *testCA, n int, tune func(*Options)) []*node 
 	return nodes
 }
 
-func clusterDeployment(id string) *CreateDeployment {
-	return &CreateDeployment{
-		Deployment: Deployment{ID: id, Name: "app-" + id, Version: "v1", Kind: KindDeploy, Batches: [][]string{{"host-" + id}}},
+func clusterDeployment(id string) *deploy.CreateDeployment {
+	return &deploy.CreateDeployment{
+		Deployment: deploy.Deployment{ID: id, Name: "app-" + id, Version: "v1", Kind: deploy.KindDeploy, Batches: [][]string{{"host-" + id}}},
 		At:         time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC),
 	}
 }

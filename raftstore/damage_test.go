@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/drover-dev/drover/deploy"
 )
 
 // damage overwrites raft.db in dir as how says.
@@ -48,7 +50,7 @@ func TestOpenDamagedRaftDB(t *testing.T) {
 				t.Fatal(err)
 			}
 			for i, id := range []string{"d1", "d2", "d3"} {
-				if err := s.Apply(ctx, &CreateDeployment{Deployment: deployment(id, "v1", string(rune('a'+i))), At: t0}); err != nil {
+				if err := s.Apply(ctx, &deploy.CreateDeployment{Deployment: deployment(id, "v1", string(rune('a'+i))), At: t0}); err != nil {
 					t.Fatal(err)
 				}
 			}

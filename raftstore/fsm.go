@@ -6,6 +6,7 @@ import (
 	"io"
 	"sync"
 
+	"github.com/drover-dev/drover/deploy"
 	"github.com/hashicorp/raft"
 )
 
@@ -57,10 +58,10 @@ func (f *fsm) Restore(rc io.ReadCloser) error {
 		return fmt.Errorf("restore snapshot: %w", err)
 	}
 	if s.Deployments == nil {
-		s.Deployments = map[string]*Deployment{}
+		s.Deployments = map[string]*deploy.Deployment{}
 	}
 	if s.Hosts == nil {
-		s.Hosts = map[string]*HostRecord{}
+		s.Hosts = map[string]*deploy.HostRecord{}
 	}
 	if s.Nodes == nil {
 		s.Nodes = map[string]*Node{}
@@ -89,10 +90,10 @@ func (f *fsm) Restore(rc io.ReadCloser) error {
 // did not foresee) turned into the command's error: every node meets it
 // at the same entry, so they stay alike, and none of them crashes on it
 // at every restart.
-func (s *State) safeApply(c Command) (err error) {
+func (s *State) safeApply(c deploy.Command) (err error) {
 	defer func() {
 		if r := recover(); r != nil {
-			err = fmt.Errorf("%w: %T could not be applied: %v", ErrInconsistent, c, r)
+			err = fmt.Errorf("%w: %T could not be applied: %v", deploy.ErrInconsistent, c, r)
 		}
 	}()
 	return s.apply(c)

@@ -1,12 +1,19 @@
 package raftstore
 
+import (
+	"maps"
+	"slices"
+
+	"github.com/drover-dev/drover/deploy"
+)
+
 // Events returns the recorded events of deployment id ("" for all) with
 // Seq > after, oldest first, and the Seq of the last applied command: a
 // watcher waits on Changed and asks again from there.
-func (s *Store) Events(id string, after uint64) ([]Event, uint64) {
+func (s *Store) Events(id string, after uint64) ([]deploy.Event, uint64) {
 	s.fsm.mu.RLock()
 	defer s.fsm.mu.RUnlock()
-	return s.fsm.state.eventsAfter(id, after), s.fsm.state.Seq
+	return s.fsm.state.EventsAfter(id, after), s.fsm.state.Seq
 }
 
 // Nodes returns the coordinators' registered addresses, by ID.
@@ -37,7 +44,7 @@ func (s *Store) Tokens() []Token {
 	s.fsm.mu.RLock()
 	defer s.fsm.mu.RUnlock()
 	out := make([]Token, 0, len(s.fsm.state.Tokens))
-	for _, k := range sortedKeys(s.fsm.state.Tokens) {
+	for _, k := range slices.Sorted(maps.Keys(s.fsm.state.Tokens)) {
 		out = append(out, *s.fsm.state.Tokens[k])
 	}
 	return out
@@ -59,7 +66,7 @@ func (s *Store) Agents() []Agent {
 	s.fsm.mu.RLock()
 	defer s.fsm.mu.RUnlock()
 	out := make([]Agent, 0, len(s.fsm.state.Agents))
-	for _, k := range sortedKeys(s.fsm.state.Agents) {
+	for _, k := range slices.Sorted(maps.Keys(s.fsm.state.Agents)) {
 		out = append(out, *s.fsm.state.Agents[k])
 	}
 	return out

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/drover-dev/drover/deploy"
 	"github.com/hashicorp/raft"
 )
 
@@ -78,22 +79,19 @@ func WithRequestKey(ctx context.Context, key string) context.Context {
 	return context.WithValue(ctx, requestKeyCtx{}, key)
 }
 
-// keyed marks the commands that record an operator's write, the ones a
-// request key names.
-type keyed interface {
-	Command
-	operatorWrite()
+// keyed reports whether c records an operator's write, the kind of command
+// a request key names.
+func keyed(c deploy.Command) bool {
+	switch c.(type) {
+	case *deploy.CreateDeployment, *deploy.Request, *deploy.SetState, *PutToken, *DeleteToken:
+		return true
+	}
+	return false
 }
 
-func (CreateDeployment) operatorWrite() {}
-func (Request) operatorWrite()          {}
-func (SetState) operatorWrite()         {}
-func (PutToken) operatorWrite()         {}
-func (DeleteToken) operatorWrite()      {}
-
 // requestKey is the key c carries when applied under ctx.
-func requestKey(ctx context.Context, c Command) string {
-	if _, ok := c.(keyed); !ok {
+func requestKey(ctx context.Context, c deploy.Command) string {
+	if !keyed(c) {
 		return ""
 	}
 	return RequestKey(ctx)
@@ -108,7 +106,7 @@ func RequestKey(ctx context.Context) string {
 // applyOnce applies c unless key was applied before. Only a command that
 // was applied is remembered: a refused one changed nothing, and its repeat
 // is judged afresh.
-func (s *State) applyOnce(c Command, key string) error {
+func (s *State) applyOnce(c deploy.Command, key string) error {
 	if key != "" {
 		for _, r := range s.Requests {
 			if r.Key == key {
@@ -121,7 +119,7 @@ func (s *State) applyOnce(c Command, key string) error {
 		return err
 	}
 	var result string
-	if cd, ok := c.(*CreateDeployment); ok {
+	if cd, ok := c.(*deploy.CreateDeployment); ok {
 		result = cd.Deployment.ID
 	}
 	s.Requests = append(s.Requests, AppliedRequest{Key: key, Result: result, Seq: s.Seq})

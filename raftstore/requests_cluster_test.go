@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/drover-dev/drover/deploy"
 	"github.com/hashicorp/raft"
 )
 
@@ -88,7 +89,7 @@ func TestRepeatAcrossLeaders(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	create := func(s *Store, key, id string) error {
-		return s.Apply(WithRequestKey(ctx, key), &CreateDeployment{Deployment: deployment(id, "v1", "host-"+key), At: t0})
+		return s.Apply(WithRequestKey(ctx, key), &deploy.CreateDeployment{Deployment: deployment(id, "v1", "host-"+key), At: t0})
 	}
 
 	// Committed, then the leader changes: the repeat finds it.

@@ -6,23 +6,26 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
+	"slices"
 	"testing"
 
+	"github.com/drover-dev/drover/deploy"
 	"github.com/hashicorp/raft"
 )
 
 // keyedStep is one command of a dedupe test, with its request key and what
 // applying it must give.
 type keyedStep struct {
-	cmd        Command
+	cmd        deploy.Command
 	key        string
 	wantErr    error
 	wantResult string // for ErrAlreadyApplied
 }
 
 func TestApplyOnce(t *testing.T) {
-	create := func(id string, hosts ...string) Command {
-		return &CreateDeployment{Deployment: deployment(id, "v1", hosts...), At: t0}
+	create := func(id string, hosts ...string) deploy.Command {
+		return &deploy.CreateDeployment{Deployment: deployment(id, "v1", hosts...), At: t0}
 	}
 	tests := []struct {
 		name  string
@@ -37,7 +40,7 @@ func TestApplyOnce(t *testing.T) {
 			},
 			check: func(t *testing.T, s *State) {
 				if len(s.Deployments) != 1 || s.Deployments["d1"] == nil {
-					t.Errorf("deployments = %v, want d1 only", sortedKeys(s.Deployments))
+					t.Errorf("deployments = %v, want d1 only", slices.Sorted(maps.Keys(s.Deployments)))
 				}
 			},
 		},
@@ -45,22 +48,22 @@ func TestApplyOnce(t *testing.T) {
 			name: "without a key the repeat is refused as before",
 			steps: []keyedStep{
 				{cmd: create("d1", "a")},
-				{cmd: create("d2", "a"), wantErr: ErrHostLocked},
+				{cmd: create("d2", "a"), wantErr: deploy.ErrHostLocked},
 			},
 		},
 		{
 			name: "another key is another request",
 			steps: []keyedStep{
 				{cmd: create("d1", "a"), key: "k1"},
-				{cmd: create("d2", "a"), key: "k2", wantErr: ErrHostLocked},
+				{cmd: create("d2", "a"), key: "k2", wantErr: deploy.ErrHostLocked},
 			},
 		},
 		{
 			name: "a refused command is not remembered: its repeat is judged afresh",
 			steps: []keyedStep{
 				{cmd: create("d1", "a"), key: "k1"},
-				{cmd: create("d2", "a"), key: "k2", wantErr: ErrHostLocked},
-				{cmd: &SetState{ID: "d1", State: StateSucceeded, At: t0}},
+				{cmd: create("d2", "a"), key: "k2", wantErr: deploy.ErrHostLocked},
+				{cmd: &deploy.SetState{ID: "d1", State: deploy.StateSucceeded, At: t0}},
 				{cmd: create("d2", "a"), key: "k2"},
 			},
 			check: func(t *testing.T, s *State) {
@@ -73,21 +76,21 @@ func TestApplyOnce(t *testing.T) {
 			name: "a repeated abort of a deployment it ended is not an error about its end",
 			steps: []keyedStep{
 				{cmd: create("d1", "a")},
-				{cmd: &SetState{ID: "d1", State: StateAborted, At: t0}, key: "k1"},
-				{cmd: &SetState{ID: "d1", State: StateAborted, At: t0}, key: "k1", wantErr: ErrAlreadyApplied},
+				{cmd: &deploy.SetState{ID: "d1", State: deploy.StateAborted, At: t0}, key: "k1"},
+				{cmd: &deploy.SetState{ID: "d1", State: deploy.StateAborted, At: t0}, key: "k1", wantErr: ErrAlreadyApplied},
 			},
 		},
 		{
 			name: "a repeated pause records one request",
 			steps: []keyedStep{
 				{cmd: create("d1", "a")},
-				{cmd: &Request{ID: "d1", Pause: true, At: t0}, key: "p"},
-				{cmd: &Request{ID: "d1", Pause: true, At: t0}, key: "p", wantErr: ErrAlreadyApplied},
+				{cmd: &deploy.Request{ID: "d1", Pause: true, At: t0}, key: "p"},
+				{cmd: &deploy.Request{ID: "d1", Pause: true, At: t0}, key: "p", wantErr: ErrAlreadyApplied},
 			},
 			check: func(t *testing.T, s *State) {
 				n := 0
 				for _, ev := range s.Events {
-					if ev.Kind == EvRequest {
+					if ev.Kind == deploy.EvRequest {
 						n++
 					}
 				}
@@ -122,7 +125,7 @@ func TestApplyOnce(t *testing.T) {
 }
 
 // applyKeyed applies c with key through the log's encode/decode path.
-func applyKeyed(t *testing.T, s *State, c Command, key string) error {
+func applyKeyed(t *testing.T, s *State, c deploy.Command, key string) error {
 	t.Helper()
 	b, err := encode(c, key)
 	if err != nil {
@@ -140,18 +143,18 @@ func applyKeyed(t *testing.T, s *State, c Command, key string) error {
 // node restored from it answers a repeat the same way.
 func TestRequestKeysBoundedAndSnapshotted(t *testing.T) {
 	f := newFSM()
-	apply := func(i uint64, c Command, key string) any {
+	apply := func(i uint64, c deploy.Command, key string) any {
 		b, err := encode(c, key)
 		if err != nil {
 			t.Fatal(err)
 		}
 		return f.Apply(&raft.Log{Index: i, Type: raft.LogCommand, Data: b})
 	}
-	if r := apply(1, &CreateDeployment{Deployment: deployment("d1", "v1", "a"), At: t0}, "first"); r != nil {
+	if r := apply(1, &deploy.CreateDeployment{Deployment: deployment("d1", "v1", "a"), At: t0}, "first"); r != nil {
 		t.Fatal(r)
 	}
 	for i := range maxRequestKeys {
-		if r := apply(uint64(i+2), &Request{ID: "d1", Pause: true, At: t0}, fmt.Sprintf("k%d", i)); r != nil {
+		if r := apply(uint64(i+2), &deploy.Request{ID: "d1", Pause: true, At: t0}, fmt.Sprintf("k%d", i)); r != nil {
 			t.Fatal(r)
 		}
 	}
@@ -173,12 +176,12 @@ func TestRequestKeysBoundedAndSnapshotted(t *testing.T) {
 	f = g
 	// The newest key is still known after the restore...
 	last := fmt.Sprintf("k%d", maxRequestKeys-1)
-	if err, _ := apply(9000, &Request{ID: "d1", Pause: true, At: t0}, last).(error); !errors.Is(err, ErrAlreadyApplied) {
+	if err, _ := apply(9000, &deploy.Request{ID: "d1", Pause: true, At: t0}, last).(error); !errors.Is(err, ErrAlreadyApplied) {
 		t.Errorf("repeat of %s after restore: %v, want ErrAlreadyApplied", last, err)
 	}
 	// ...the oldest was pruned: its repeat is applied afresh (here refused,
 	// host a being locked by d1).
-	if err, _ := apply(9001, &CreateDeployment{Deployment: deployment("d2", "v1", "a"), At: t0}, "first").(error); !errors.Is(err, ErrHostLocked) {
+	if err, _ := apply(9001, &deploy.CreateDeployment{Deployment: deployment("d2", "v1", "a"), At: t0}, "first").(error); !errors.Is(err, deploy.ErrHostLocked) {
 		t.Errorf("repeat of a pruned key: %v, want ErrHostLocked", err)
 	}
 }
@@ -205,10 +208,10 @@ func TestBookkeepingTakesNoKey(t *testing.T) {
 	}
 	kctx := WithRequestKey(ctx, "submit-1")
 	submit := func(id string) error {
-		if err := s.Apply(kctx, &Prune{KeepFinished: 10, At: t0.Add(SpentTokenGrace)}); err != nil {
+		if err := s.Apply(kctx, &deploy.Prune{KeepFinished: 10, At: t0.Add(SpentTokenGrace)}); err != nil {
 			t.Fatalf("prune: %v", err)
 		}
-		return s.Apply(kctx, &CreateDeployment{Deployment: deployment(id, "v1", "a"), At: t0})
+		return s.Apply(kctx, &deploy.CreateDeployment{Deployment: deployment(id, "v1", "a"), At: t0})
 	}
 	if err := submit("d1"); err != nil {
 		t.Fatalf("submit: %v", err)

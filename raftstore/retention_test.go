@@ -4,10 +4,13 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"maps"
 	"slices"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/drover-dev/drover/deploy"
 )
 
 // Prune keeps the newest finished deployments, every unfinished one and
@@ -16,17 +19,17 @@ import (
 func TestPrune(t *testing.T) {
 	build := func(t *testing.T) *State {
 		s := newState()
-		var cmds []Command
+		var cmds []deploy.Command
 		for _, id := range []string{"d1", "d2", "d3", "d4", "d5"} {
-			cmds = append(cmds, &CreateDeployment{Deployment: deployment(id, "v1", "h-"+id), At: t0},
-				&SetState{ID: id, State: StateSucceeded, At: t0})
+			cmds = append(cmds, &deploy.CreateDeployment{Deployment: deployment(id, "v1", "h-"+id), At: t0},
+				&deploy.SetState{ID: id, State: deploy.StateSucceeded, At: t0})
 		}
 		rb := deployment("r1", "rollback of d1", "h-d1")
-		rb.Name, rb.Kind, rb.Of = "app-d1", KindRollback, "d1"
+		rb.Name, rb.Kind, rb.Of = "app-d1", deploy.KindRollback, "d1"
 		cmds = append(cmds,
-			&CreateDeployment{Deployment: deployment("p1", "v2", "h-p1"), At: t0},
-			&SetState{ID: "p1", State: StatePaused, At: t0},
-			&CreateDeployment{Deployment: rb, At: t0},
+			&deploy.CreateDeployment{Deployment: deployment("p1", "v2", "h-p1"), At: t0},
+			&deploy.SetState{ID: "p1", State: deploy.StatePaused, At: t0},
+			&deploy.CreateDeployment{Deployment: rb, At: t0},
 			&PutToken{Token: Token{Name: "spent-old", Role: RoleAgentJoin, Hash: "a", Created: t0}},
 			&SpendToken{Hash: "a", Role: RoleAgentJoin, At: t0},
 			&PutToken{Token: Token{Name: "spent-new", Role: RoleAgentJoin, Hash: "b", Created: t0}},
@@ -40,17 +43,17 @@ func TestPrune(t *testing.T) {
 		return s
 	}
 	s := build(t)
-	if err := applyAll(t, s, &Prune{KeepFinished: 2, At: t0.Add(48 * time.Hour)}); err != nil {
+	if err := applyAll(t, s, &deploy.Prune{KeepFinished: 2, At: t0.Add(48 * time.Hour)}); err != nil {
 		t.Fatal(err)
 	}
 	// d1 stays (r1 reverts it); of d2..d5 the newest two.
 	if want := []string{"d1", "d4", "d5", "p1", "r1"}; !slices.Equal(s.Order, want) {
 		t.Errorf("order = %v, want %v", s.Order, want)
 	}
-	if got := sortedKeys(s.Deployments); !slices.Equal(got, []string{"d1", "d4", "d5", "p1", "r1"}) {
+	if got := slices.Sorted(maps.Keys(s.Deployments)); !slices.Equal(got, []string{"d1", "d4", "d5", "p1", "r1"}) {
 		t.Errorf("deployments = %v", got)
 	}
-	if got := sortedKeys(s.Tokens); !slices.Equal(got, []string{"ops", "spent-new"}) {
+	if got := slices.Sorted(maps.Keys(s.Tokens)); !slices.Equal(got, []string{"ops", "spent-new"}) {
 		t.Errorf("tokens = %v, want ops and spent-new", got)
 	}
 	if err := s.validate(); err != nil {
@@ -58,7 +61,7 @@ func TestPrune(t *testing.T) {
 	}
 	// Deterministic: the same log gives the same state.
 	s2 := build(t)
-	if err := applyAll(t, s2, &Prune{KeepFinished: 2, At: t0.Add(48 * time.Hour)}); err != nil {
+	if err := applyAll(t, s2, &deploy.Prune{KeepFinished: 2, At: t0.Add(48 * time.Hour)}); err != nil {
 		t.Fatal(err)
 	}
 	a, _ := json.Marshal(s)
@@ -66,7 +69,7 @@ func TestPrune(t *testing.T) {
 	if string(a) != string(b) {
 		t.Error("two nodes applying the same prune differ")
 	}
-	if err := applyAll(t, s, &Prune{KeepFinished: -1, At: t0}); err == nil {
+	if err := applyAll(t, s, &deploy.Prune{KeepFinished: -1, At: t0}); err == nil {
 		t.Error("a negative keep was accepted")
 	}
 }
@@ -80,20 +83,20 @@ func TestPruneWithNothingToDropWritesNothing(t *testing.T) {
 	}
 	defer s.Close()
 	before := s.Stats().LastLogIndex
-	if err := s.Apply(ctx, &Prune{At: t0}); err != nil {
+	if err := s.Apply(ctx, &deploy.Prune{At: t0}); err != nil {
 		t.Fatal(err)
 	}
 	if got := s.Stats().LastLogIndex; got != before {
 		t.Fatalf("an empty prune was written: last log index %d -> %d", before, got)
 	}
-	if err := s.Apply(ctx, &Prune{KeepFinished: -1, At: t0}); !errors.Is(err, ErrBadCommand) {
+	if err := s.Apply(ctx, &deploy.Prune{KeepFinished: -1, At: t0}); !errors.Is(err, deploy.ErrBadCommand) {
 		t.Fatalf("a negative keep: err = %v, want ErrBadCommand", err)
 	}
 	if err := s.Apply(ctx, &PutToken{Token: Token{Name: "old", Role: RoleRead, Hash: "h", Created: t0, Expires: t0}}); err != nil {
 		t.Fatal(err)
 	}
 	before = s.Stats().LastLogIndex
-	if err := s.Apply(ctx, &Prune{At: t0.Add(SpentTokenGrace)}); err != nil {
+	if err := s.Apply(ctx, &deploy.Prune{At: t0.Add(SpentTokenGrace)}); err != nil {
 		t.Fatal(err)
 	}
 	if got := s.Stats().LastLogIndex; got != before+1 {
@@ -108,15 +111,15 @@ func TestPruneWithNothingToDropWritesNothing(t *testing.T) {
 // instead of silently skipping them.
 func TestEventsAfterTrimmed(t *testing.T) {
 	s := newState()
-	if err := applyAll(t, s, &CreateDeployment{Deployment: deployment("old", "v1", "a"), At: t0}); err != nil {
+	if err := applyAll(t, s, &deploy.CreateDeployment{Deployment: deployment("old", "v1", "a"), At: t0}); err != nil {
 		t.Fatal(err)
 	}
-	for range maxEvents {
-		if err := applyAll(t, s, &Request{ID: "old", Pause: true, At: t0}); err != nil {
+	for range deploy.MaxEvents {
+		if err := applyAll(t, s, &deploy.Request{ID: "old", Pause: true, At: t0}); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if err := applyAll(t, s, &CreateDeployment{Deployment: deployment("new", "v1", "b"), At: t0}); err != nil {
+	if err := applyAll(t, s, &deploy.CreateDeployment{Deployment: deployment("new", "v1", "b"), At: t0}); err != nil {
 		t.Fatal(err)
 	}
 	if s.TrimmedThrough == 0 {
@@ -135,8 +138,8 @@ func TestEventsAfterTrimmed(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			evs := s.eventsAfter(tc.id, tc.after)
-			got := len(evs) > 0 && evs[0].Kind == EvTrimmed
+			evs := s.EventsAfter(tc.id, tc.after)
+			got := len(evs) > 0 && evs[0].Kind == deploy.EvTrimmed
 			if got != tc.trimmed {
 				t.Fatalf("first event %+v; want trimmed=%v", evs[0], tc.trimmed)
 			}
@@ -156,14 +159,14 @@ func TestEventsAfterTrimmed(t *testing.T) {
 // in between do not leak into the snapshot.
 func TestSnapshotIsACopy(t *testing.T) {
 	f := newFSM()
-	if err := applyAll(t, f.state, &CreateDeployment{Deployment: deployment("d1", "v1", "a"), At: t0}); err != nil {
+	if err := applyAll(t, f.state, &deploy.CreateDeployment{Deployment: deployment("d1", "v1", "a"), At: t0}); err != nil {
 		t.Fatal(err)
 	}
 	snap, err := f.Snapshot()
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := applyAll(t, f.state, done("d1", "a", PhaseRollout), &SetState{ID: "d1", State: StateSucceeded, At: t0}); err != nil {
+	if err := applyAll(t, f.state, done("d1", "a", deploy.PhaseRollout), &deploy.SetState{ID: "d1", State: deploy.StateSucceeded, At: t0}); err != nil {
 		t.Fatal(err)
 	}
 	var out sink
@@ -174,7 +177,7 @@ func TestSnapshotIsACopy(t *testing.T) {
 	if err := json.Unmarshal(out.Bytes(), &got); err != nil {
 		t.Fatal(err)
 	}
-	if d := got.Deployments["d1"]; d.State != StateRunning || d.Hosts["a"].Stage != StagePending || got.Hosts["a"].Current != "" || len(got.Events) != 1 {
+	if d := got.Deployments["d1"]; d.State != deploy.StateRunning || d.Hosts["a"].Stage != deploy.StagePending || got.Hosts["a"].Current != "" || len(got.Events) != 1 {
 		t.Fatalf("the snapshot saw later commands: %+v %+v", d, got.Hosts["a"])
 	}
 }

@@ -9,17 +9,18 @@ import (
 	"testing"
 	"time"
 
+	"github.com/drover-dev/drover/deploy"
 	"github.com/hashicorp/raft"
 )
 
 var t0 = time.Date(2026, 11, 28, 10, 0, 0, 0, time.UTC)
 
-func deployment(id, version string, hosts ...string) Deployment {
-	return Deployment{ID: id, Name: "app-" + id, Version: version, Kind: KindDeploy, Batches: [][]string{hosts}}
+func deployment(id, version string, hosts ...string) deploy.Deployment {
+	return deploy.Deployment{ID: id, Name: "app-" + id, Version: version, Kind: deploy.KindDeploy, Batches: [][]string{hosts}}
 }
 
 // applyAll runs commands through the same encode/decode path as the log.
-func applyAll(t *testing.T, s *State, cmds ...Command) error {
+func applyAll(t *testing.T, s *State, cmds ...deploy.Command) error {
 	t.Helper()
 	for _, c := range cmds {
 		b, err := Encode(c)
@@ -37,53 +38,53 @@ func applyAll(t *testing.T, s *State, cmds ...Command) error {
 	return nil
 }
 
-func done(id, host string, phase Phase) *SetHostStage {
-	return &SetHostStage{ID: id, Host: host, Stage: StageDone, Phase: phase, At: t0}
+func done(id, host string, phase deploy.Phase) *deploy.SetHostStage {
+	return &deploy.SetHostStage{ID: id, Host: host, Stage: deploy.StageDone, Phase: phase, At: t0}
 }
 
 func TestApply(t *testing.T) {
 	tests := []struct {
 		name    string
-		cmds    []Command
+		cmds    []deploy.Command
 		wantErr error
 		check   func(t *testing.T, s *State)
 	}{
 		{
 			name: "create locks hosts",
-			cmds: []Command{&CreateDeployment{Deployment: deployment("d1", "v1", "a", "b"), At: t0}},
+			cmds: []deploy.Command{&deploy.CreateDeployment{Deployment: deployment("d1", "v1", "a", "b"), At: t0}},
 			check: func(t *testing.T, s *State) {
 				for _, h := range []string{"a", "b"} {
 					if s.Hosts[h].Lock != "d1" {
 						t.Errorf("%s lock = %q", h, s.Hosts[h].Lock)
 					}
 				}
-				if got := s.Deployments["d1"].Hosts["a"].Stage; got != StagePending {
+				if got := s.Deployments["d1"].Hosts["a"].Stage; got != deploy.StagePending {
 					t.Errorf("stage = %s", got)
 				}
 			},
 		},
 		{
 			name: "second deployment on a locked host is refused",
-			cmds: []Command{
-				&CreateDeployment{Deployment: deployment("d1", "v1", "a", "b"), At: t0},
-				&CreateDeployment{Deployment: deployment("d2", "v2", "b", "c"), At: t0},
+			cmds: []deploy.Command{
+				&deploy.CreateDeployment{Deployment: deployment("d1", "v1", "a", "b"), At: t0},
+				&deploy.CreateDeployment{Deployment: deployment("d2", "v2", "b", "c"), At: t0},
 			},
-			wantErr: ErrHostLocked,
+			wantErr: deploy.ErrHostLocked,
 		},
 		{
 			name: "one running deployment per name",
-			cmds: []Command{
-				&CreateDeployment{Deployment: deployment("d1", "v1", "a"), At: t0},
-				&CreateDeployment{Deployment: Deployment{ID: "d2", Name: "app-d1", Version: "v2", Batches: [][]string{{"b"}}}, At: t0},
+			cmds: []deploy.Command{
+				&deploy.CreateDeployment{Deployment: deployment("d1", "v1", "a"), At: t0},
+				&deploy.CreateDeployment{Deployment: deploy.Deployment{ID: "d2", Name: "app-d1", Version: "v2", Batches: [][]string{{"b"}}}, At: t0},
 			},
-			wantErr: ErrNameInUse,
+			wantErr: deploy.ErrNameInUse,
 		},
 		{
 			name: "terminal state releases locks",
-			cmds: []Command{
-				&CreateDeployment{Deployment: deployment("d1", "v1", "a"), At: t0},
-				&SetState{ID: "d1", State: StateAborted, At: t0},
-				&CreateDeployment{Deployment: deployment("d2", "v2", "a"), At: t0},
+			cmds: []deploy.Command{
+				&deploy.CreateDeployment{Deployment: deployment("d1", "v1", "a"), At: t0},
+				&deploy.SetState{ID: "d1", State: deploy.StateAborted, At: t0},
+				&deploy.CreateDeployment{Deployment: deployment("d2", "v2", "a"), At: t0},
 			},
 			check: func(t *testing.T, s *State) {
 				if s.Hosts["a"].Lock != "d2" {
@@ -93,21 +94,21 @@ func TestApply(t *testing.T) {
 		},
 		{
 			name: "duplicate id",
-			cmds: []Command{
-				&CreateDeployment{Deployment: deployment("d1", "v1", "a"), At: t0},
-				&SetState{ID: "d1", State: StateSucceeded, At: t0},
-				&CreateDeployment{Deployment: deployment("d1", "v1", "a"), At: t0},
+			cmds: []deploy.Command{
+				&deploy.CreateDeployment{Deployment: deployment("d1", "v1", "a"), At: t0},
+				&deploy.SetState{ID: "d1", State: deploy.StateSucceeded, At: t0},
+				&deploy.CreateDeployment{Deployment: deployment("d1", "v1", "a"), At: t0},
 			},
-			wantErr: ErrExists,
+			wantErr: deploy.ErrExists,
 		},
 		{
 			name: "done rollout moves current to previous",
-			cmds: []Command{
-				&CreateDeployment{Deployment: deployment("d1", "v1", "a"), At: t0},
-				done("d1", "a", PhaseRollout),
-				&SetState{ID: "d1", State: StateSucceeded, At: t0},
-				&CreateDeployment{Deployment: deployment("d2", "v2", "a"), At: t0},
-				done("d2", "a", PhaseRollout),
+			cmds: []deploy.Command{
+				&deploy.CreateDeployment{Deployment: deployment("d1", "v1", "a"), At: t0},
+				done("d1", "a", deploy.PhaseRollout),
+				&deploy.SetState{ID: "d1", State: deploy.StateSucceeded, At: t0},
+				&deploy.CreateDeployment{Deployment: deployment("d2", "v2", "a"), At: t0},
+				done("d2", "a", deploy.PhaseRollout),
 			},
 			check: func(t *testing.T, s *State) {
 				if r := s.Hosts["a"]; r.Current != "v2" || r.Previous != "v1" {
@@ -120,18 +121,19 @@ func TestApply(t *testing.T) {
 		},
 		{
 			name: "rollback restores exactly the records before the deployment",
-			cmds: []Command{
-				&CreateDeployment{Deployment: deployment("d1", "v1", "a"), At: t0},
-				done("d1", "a", PhaseRollout),
-				&SetState{ID: "d1", State: StateSucceeded, At: t0},
-				&CreateDeployment{Deployment: deployment("d2", "v2", "a"), At: t0},
-				done("d2", "a", PhaseRollout),
-				&SetState{ID: "d2", State: StateSucceeded, At: t0},
-				&CreateDeployment{Deployment: deployment("d3", "v3", "a"), At: t0},
-				done("d3", "a", PhaseRollout),
-				&SetHostStage{ID: "d3", Host: "a", Stage: StageDrain, Phase: PhaseRollback, Target: "v2", At: t0},
-				done("d3", "a", PhaseRollback),
-				&SetState{ID: "d3", State: StateRolledBack, At: t0},
+			cmds: []deploy.Command{
+				&deploy.CreateDeployment{Deployment: deployment("d1", "v1", "a"), At: t0},
+				done("d1", "a", deploy.PhaseRollout),
+				&deploy.SetState{ID: "d1", State: deploy.StateSucceeded, At: t0},
+				&deploy.CreateDeployment{Deployment: deployment("d2", "v2", "a"), At: t0},
+				done("d2", "a", deploy.PhaseRollout),
+				&deploy.SetState{ID: "d2", State: deploy.StateSucceeded, At: t0},
+				&deploy.CreateDeployment{Deployment: deployment("d3", "v3", "a"), At: t0},
+				done("d3", "a", deploy.PhaseRollout),
+				&deploy.SetState{ID: "d3", State: deploy.StateRollingBack, At: t0},
+				&deploy.SetHostStage{ID: "d3", Host: "a", Stage: deploy.StageDrain, Phase: deploy.PhaseRollback, Target: "v2", At: t0},
+				done("d3", "a", deploy.PhaseRollback),
+				&deploy.SetState{ID: "d3", State: deploy.StateRolledBack, At: t0},
 			},
 			check: func(t *testing.T, s *State) {
 				if r := s.Hosts["a"]; r.Current != "v2" || r.Previous != "v1" || r.Lock != "" {
@@ -141,15 +143,15 @@ func TestApply(t *testing.T) {
 		},
 		{
 			name: "operator rollback leaves no previous",
-			cmds: []Command{
-				&CreateDeployment{Deployment: deployment("d1", "v1", "a"), At: t0},
-				done("d1", "a", PhaseRollout),
-				&SetState{ID: "d1", State: StateSucceeded, At: t0},
-				&CreateDeployment{Deployment: deployment("d2", "v2", "a"), At: t0},
-				done("d2", "a", PhaseRollout),
-				&SetState{ID: "d2", State: StateSucceeded, At: t0},
-				&CreateDeployment{Deployment: Deployment{ID: "r1", Kind: KindRollback, Of: "d2", Version: "v1", Batches: [][]string{{"a"}}}, At: t0},
-				done("r1", "a", PhaseRollout),
+			cmds: []deploy.Command{
+				&deploy.CreateDeployment{Deployment: deployment("d1", "v1", "a"), At: t0},
+				done("d1", "a", deploy.PhaseRollout),
+				&deploy.SetState{ID: "d1", State: deploy.StateSucceeded, At: t0},
+				&deploy.CreateDeployment{Deployment: deployment("d2", "v2", "a"), At: t0},
+				done("d2", "a", deploy.PhaseRollout),
+				&deploy.SetState{ID: "d2", State: deploy.StateSucceeded, At: t0},
+				&deploy.CreateDeployment{Deployment: deploy.Deployment{ID: "r1", Kind: deploy.KindRollback, Of: "d2", Version: "v1", Batches: [][]string{{"a"}}}, At: t0},
+				done("r1", "a", deploy.PhaseRollout),
 			},
 			check: func(t *testing.T, s *State) {
 				if r := s.Hosts["a"]; r.Current != "v1" || r.Previous != "" {
@@ -159,36 +161,36 @@ func TestApply(t *testing.T) {
 		},
 		{
 			name: "stage of an ended deployment is refused",
-			cmds: []Command{
-				&CreateDeployment{Deployment: deployment("d1", "v1", "a"), At: t0},
-				&SetState{ID: "d1", State: StateFailed, At: t0},
-				done("d1", "a", PhaseRollout),
+			cmds: []deploy.Command{
+				&deploy.CreateDeployment{Deployment: deployment("d1", "v1", "a"), At: t0},
+				&deploy.SetState{ID: "d1", State: deploy.StateFailed, At: t0},
+				done("d1", "a", deploy.PhaseRollout),
 			},
-			wantErr: ErrTerminal,
+			wantErr: deploy.ErrTerminal,
 		},
 		{
 			name:    "unknown deployment",
-			cmds:    []Command{done("nope", "a", PhaseRollout)},
-			wantErr: ErrUnknownDeployment,
+			cmds:    []deploy.Command{done("nope", "a", deploy.PhaseRollout)},
+			wantErr: deploy.ErrUnknownDeployment,
 		},
 		{
 			name: "unknown host",
-			cmds: []Command{
-				&CreateDeployment{Deployment: deployment("d1", "v1", "a"), At: t0},
-				done("d1", "zz", PhaseRollout),
+			cmds: []deploy.Command{
+				&deploy.CreateDeployment{Deployment: deployment("d1", "v1", "a"), At: t0},
+				done("d1", "zz", deploy.PhaseRollout),
 			},
-			wantErr: ErrUnknownHost,
+			wantErr: deploy.ErrUnknownHost,
 		},
 		{
 			name: "pause request then resume",
-			cmds: []Command{
-				&CreateDeployment{Deployment: deployment("d1", "v1", "a"), At: t0},
-				&Request{ID: "d1", Pause: true, At: t0},
-				&SetState{ID: "d1", State: StatePaused, At: t0},
-				&Request{ID: "d1", Resume: true, At: t0},
+			cmds: []deploy.Command{
+				&deploy.CreateDeployment{Deployment: deployment("d1", "v1", "a"), At: t0},
+				&deploy.Request{ID: "d1", Pause: true, At: t0},
+				&deploy.SetState{ID: "d1", State: deploy.StatePaused, At: t0},
+				&deploy.Request{ID: "d1", Resume: true, At: t0},
 			},
 			check: func(t *testing.T, s *State) {
-				if d := s.Deployments["d1"]; d.State != StateRunning || d.PauseRequested {
+				if d := s.Deployments["d1"]; d.State != deploy.StateRunning || d.PauseRequested {
 					t.Errorf("deployment = %s pause=%v", d.State, d.PauseRequested)
 				}
 			},
@@ -210,7 +212,7 @@ func TestApply(t *testing.T) {
 
 func TestDecodeRejectsGarbage(t *testing.T) {
 	for _, b := range []string{``, `{`, `{"t":99,"v":1,"p":{}}`, `{"t":2,"v":1,"p":"x"}`} {
-		if _, err := decode([]byte(b)); !errors.Is(err, ErrBadCommand) {
+		if _, err := decode([]byte(b)); !errors.Is(err, deploy.ErrBadCommand) {
 			t.Errorf("decode(%q) = %v, want ErrBadCommand", b, err)
 		}
 	}
@@ -227,10 +229,10 @@ func (s *sink) Cancel() error { s.cancelled = true; return nil }
 
 func TestSnapshotRestoreRoundTrip(t *testing.T) {
 	f := newFSM()
-	cmds := []Command{
-		&CreateDeployment{Deployment: deployment("d1", "v1", "a", "b"), At: t0},
-		done("d1", "a", PhaseRollout),
-		&SetHostStage{ID: "d1", Host: "b", Stage: StageVerify, Phase: PhaseRollout, At: t0.Add(time.Second)},
+	cmds := []deploy.Command{
+		&deploy.CreateDeployment{Deployment: deployment("d1", "v1", "a", "b"), At: t0},
+		done("d1", "a", deploy.PhaseRollout),
+		&deploy.SetHostStage{ID: "d1", Host: "b", Stage: deploy.StageVerify, Phase: deploy.PhaseRollout, At: t0.Add(time.Second)},
 	}
 	for i, c := range cmds {
 		b, _ := Encode(c)
@@ -248,7 +250,7 @@ func TestSnapshotRestoreRoundTrip(t *testing.T) {
 	}
 	g := newFSM()
 	// Restore must discard whatever was there before.
-	b, _ := Encode(&CreateDeployment{Deployment: deployment("stale", "v9", "z"), At: t0})
+	b, _ := Encode(&deploy.CreateDeployment{Deployment: deployment("stale", "v9", "z"), At: t0})
 	g.Apply(&raft.Log{Type: raft.LogCommand, Data: b})
 	if err := g.Restore(io.NopCloser(&out)); err != nil {
 		t.Fatal(err)

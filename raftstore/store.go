@@ -1,7 +1,8 @@
-// Package raftstore is drover's replicated state: a hashicorp/raft node with
-// its log and stable store in bbolt, file snapshots, and the deterministic
-// state machine that records deployments, host stages, stable releases and
-// host locks.
+// Package raftstore carries drover's replicated state: a hashicorp/raft
+// node with its log and stable store in bbolt, file snapshots, the command
+// envelope on disk, and the FSM, a thin adapter that applies the domain's
+// commands (package deploy: deployments, host stages, stable releases,
+// host locks) and the cluster's own (members, tokens, agents, request keys).
 package raftstore
 
 import (
@@ -16,6 +17,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/drover-dev/drover/deploy"
 	"github.com/drover-dev/drover/internal/notify"
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/raft"
@@ -321,8 +323,8 @@ func (s *Store) Close() error {
 // changes and the error is an *AppliedError. A leader lost while c was
 // being committed gives an error matching ErrOutcomeUnknown (and
 // ErrNotLeader): c may still be applied.
-func (s *Store) Apply(ctx context.Context, c Command) error {
-	if p, ok := c.(*Prune); ok && s.nothingToPrune(p) {
+func (s *Store) Apply(ctx context.Context, c deploy.Command) error {
+	if p, ok := c.(*deploy.Prune); ok && s.nothingToPrune(p) {
 		return nil // not worth a log entry (and a sync) on every submit
 	}
 	b, err := encode(c, requestKey(ctx, c))
@@ -348,11 +350,10 @@ func (s *Store) Apply(ctx context.Context, c Command) error {
 
 // nothingToPrune: p would drop nothing from this node's state. A node
 // behind the log may miss something to drop; the next Prune drops it.
-func (s *Store) nothingToPrune(p *Prune) bool {
+func (s *Store) nothingToPrune(p *deploy.Prune) bool {
 	s.fsm.mu.RLock()
 	defer s.fsm.mu.RUnlock()
-	deps, tokens, err := s.fsm.state.prunable(p)
-	return err == nil && len(deps) == 0 && len(tokens) == 0
+	return s.fsm.state.nothingToPrune(p)
 }
 
 // Snapshot forces a snapshot (used by backup and tests).
@@ -364,33 +365,33 @@ func (s *Store) Snapshot() error {
 func (s *Store) Changed() <-chan struct{} { return s.changed.C() }
 
 // Deployment returns a copy of one deployment.
-func (s *Store) Deployment(id string) (Deployment, error) {
+func (s *Store) Deployment(id string) (deploy.Deployment, error) {
 	s.fsm.mu.RLock()
 	defer s.fsm.mu.RUnlock()
 	d := s.fsm.state.Deployments[id]
 	if d == nil {
-		return Deployment{}, fmt.Errorf("%s: %w", id, ErrUnknownDeployment)
+		return deploy.Deployment{}, fmt.Errorf("%s: %w", id, deploy.ErrUnknownDeployment)
 	}
-	return d.clone(), nil
+	return d.Clone(), nil
 }
 
 // Deployments returns copies of all deployments, oldest first.
-func (s *Store) Deployments() []Deployment {
+func (s *Store) Deployments() []deploy.Deployment {
 	s.fsm.mu.RLock()
 	defer s.fsm.mu.RUnlock()
-	out := make([]Deployment, 0, len(s.fsm.state.Order))
+	out := make([]deploy.Deployment, 0, len(s.fsm.state.Order))
 	for _, id := range s.fsm.state.Order {
-		out = append(out, s.fsm.state.Deployments[id].clone())
+		out = append(out, s.fsm.state.Deployments[id].Clone())
 	}
 	return out
 }
 
 // HostRecord returns what is known about a host (zero record if nothing).
-func (s *Store) HostRecord(name string) HostRecord {
+func (s *Store) HostRecord(name string) deploy.HostRecord {
 	s.fsm.mu.RLock()
 	defer s.fsm.mu.RUnlock()
 	if r := s.fsm.state.Hosts[name]; r != nil {
 		return *r
 	}
-	return HostRecord{Name: name}
+	return deploy.HostRecord{Name: name}
 }

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"testing"
+
+	"github.com/drover-dev/drover/deploy"
 )
 
 func TestStorePersistsAcrossRestart(t *testing.T) {
@@ -13,13 +15,13 @@ func TestStorePersistsAcrossRestart(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := s.Apply(ctx, &CreateDeployment{Deployment: deployment("d1", "v1", "a"), At: t0}); err != nil {
+	if err := s.Apply(ctx, &deploy.CreateDeployment{Deployment: deployment("d1", "v1", "a"), At: t0}); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.Apply(ctx, done("d1", "a", PhaseRollout)); err != nil {
+	if err := s.Apply(ctx, done("d1", "a", deploy.PhaseRollout)); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.Apply(ctx, &CreateDeployment{Deployment: deployment("d2", "v2", "a"), At: t0}); !errors.Is(err, ErrHostLocked) {
+	if err := s.Apply(ctx, &deploy.CreateDeployment{Deployment: deployment("d2", "v2", "a"), At: t0}); !errors.Is(err, deploy.ErrHostLocked) {
 		t.Fatalf("second create on locked host: %v", err)
 	}
 
@@ -30,7 +32,7 @@ func TestStorePersistsAcrossRestart(t *testing.T) {
 	if err := s.Snapshot(); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.Apply(ctx, &SetState{ID: "d1", State: StateSucceeded, At: t0}); err != nil {
+	if err := s.Apply(ctx, &deploy.SetState{ID: "d1", State: deploy.StateSucceeded, At: t0}); err != nil {
 		t.Fatal(err)
 	}
 	if err := s.Close(); err != nil {
@@ -47,7 +49,7 @@ func TestStorePersistsAcrossRestart(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if d.State != StateSucceeded || d.Hosts["a"].Stage != StageDone {
+	if d.State != deploy.StateSucceeded || d.Hosts["a"].Stage != deploy.StageDone {
 		t.Fatalf("after restart: state=%s stage=%s", d.State, d.Hosts["a"].Stage)
 	}
 	if r := s.HostRecord("a"); r.Current != "v1" || r.Lock != "" {

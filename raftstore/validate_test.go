@@ -8,6 +8,8 @@ import (
 	"io"
 	"strings"
 	"testing"
+
+	"github.com/drover-dev/drover/deploy"
 )
 
 // stateWith is a state made by apply: d1 paused on hosts a and b, d2
@@ -16,10 +18,10 @@ func stateWith(t *testing.T) *State {
 	t.Helper()
 	s := newState()
 	err := applyAll(t, s,
-		&CreateDeployment{Deployment: deployment("d1", "v1", "a", "b"), At: t0},
-		&SetState{ID: "d1", State: StatePaused, At: t0},
-		&CreateDeployment{Deployment: deployment("d2", "v1", "c"), At: t0},
-		&SetState{ID: "d2", State: StateSucceeded, At: t0},
+		&deploy.CreateDeployment{Deployment: deployment("d1", "v1", "a", "b"), At: t0},
+		&deploy.SetState{ID: "d1", State: deploy.StatePaused, At: t0},
+		&deploy.CreateDeployment{Deployment: deployment("d2", "v1", "c"), At: t0},
+		&deploy.SetState{ID: "d2", State: deploy.StateSucceeded, At: t0},
 		&PutToken{Token: Token{Name: "ops", Role: RoleManage, Hash: "h", Created: t0}},
 		&EnrollAgent{Name: "c", Serial: "01", At: t0},
 		&RegisterNode{Node: Node{ID: "n1", RaftAddr: "r", HTTPAddr: "h"}},
@@ -43,16 +45,18 @@ func TestValidateState(t *testing.T) {
 			"deployment d1 is paused, but host a has no record locked by it"},
 		{"lock held by a finished deployment", func(s *State) { s.Hosts["c"].Lock = "d2" },
 			"host c: locked by d2, which is not an unfinished deployment"},
-		{"a repair is a legal kind", func(s *State) { s.Deployments["d2"].Kind = KindRepair }, ""},
+		{"a repair is a legal kind", func(s *State) { s.Deployments["d2"].Kind = deploy.KindRepair }, ""},
 		{"unknown state", func(s *State) { s.Deployments["d2"].State = "exploded" }, `deployment d2: unknown state "exploded"`},
 		{"unknown stage", func(s *State) { s.Deployments["d1"].Hosts["a"].Stage = "warp" }, `host a: unknown stage "warp"`},
-		{"host in no batch", func(s *State) { s.Deployments["d1"].Hosts["z"] = &HostProgress{Name: "z", Stage: StagePending} },
+		{"host in no batch", func(s *State) {
+			s.Deployments["d1"].Hosts["z"] = &deploy.HostProgress{Name: "z", Stage: deploy.StagePending}
+		},
 			"deployment d1: host z is in no batch"},
 		{"batch host without progress", func(s *State) { delete(s.Deployments["d1"].Hosts, "b") }, "host b has no progress record"},
 		{"order names a ghost", func(s *State) { s.Order = append(s.Order, "d9") }, "order: d9 is not a deployment"},
 		{"deployment missing from the order", func(s *State) { s.Order = s.Order[:1] }, "deployment d2: missing from the order"},
 		{"two unfinished of one name", func(s *State) {
-			d := s.Deployments["d1"].clone()
+			d := s.Deployments["d1"].Clone()
 			d.ID = "d3"
 			s.Deployments["d3"], s.Order = &d, append(s.Order, "d3")
 			s.Hosts["a"].Lock = "d3"
@@ -72,7 +76,7 @@ func TestValidateState(t *testing.T) {
 				}
 				return
 			}
-			if !errors.Is(err, ErrInconsistent) || !strings.Contains(err.Error(), tc.want) {
+			if !errors.Is(err, deploy.ErrInconsistent) || !strings.Contains(err.Error(), tc.want) {
 				t.Fatalf("validate: %v\nwant ErrInconsistent with %q", err, tc.want)
 			}
 		})
@@ -89,12 +93,12 @@ func TestFSMRefusesInconsistentState(t *testing.T) {
 		t.Fatal(err)
 	}
 	f := newFSM()
-	if err := f.Restore(io.NopCloser(bytes.NewReader(b))); !errors.Is(err, ErrInconsistent) {
+	if err := f.Restore(io.NopCloser(bytes.NewReader(b))); !errors.Is(err, deploy.ErrInconsistent) {
 		t.Fatalf("fsm restore: %v, want ErrInconsistent", err)
 	}
 	// The same state reached anyway (an older snapshot, a bug): the command
 	// that finishes the host fails cleanly.
-	if err := s.safeApply(done("d1", "a", PhaseRollout)); !errors.Is(err, ErrInconsistent) {
+	if err := s.safeApply(done("d1", "a", deploy.PhaseRollout)); !errors.Is(err, deploy.ErrInconsistent) {
 		t.Fatalf("apply on a host without record: %v, want ErrInconsistent", err)
 	}
 }
@@ -110,7 +114,7 @@ func TestRestoreRefusesInconsistentBackup(t *testing.T) {
 	if err := nodes[0].Apply(ctx, clusterDeployment("before")); err != nil {
 		t.Fatal(err)
 	}
-	if err := nodes[0].Apply(ctx, &SetState{ID: "before", State: StateSucceeded}); err != nil {
+	if err := nodes[0].Apply(ctx, &deploy.SetState{ID: "before", State: deploy.StateSucceeded}); err != nil {
 		t.Fatal(err)
 	}
 	s := stateWith(t)
@@ -120,14 +124,14 @@ func TestRestoreRefusesInconsistentBackup(t *testing.T) {
 		t.Fatal(err)
 	}
 	err = nodes[0].Restore(ctx, bytes.NewReader(b))
-	if !errors.Is(err, ErrBadCommand) || !errors.Is(err, ErrInconsistent) || !strings.Contains(err.Error(), "host a has no record") {
+	if !errors.Is(err, deploy.ErrBadCommand) || !errors.Is(err, deploy.ErrInconsistent) || !strings.Contains(err.Error(), "host a has no record") {
 		t.Fatalf("restore: %v; want it refused as inconsistent", err)
 	}
 	old := backupLimit
 	backupLimit = 1 << 10
 	t.Cleanup(func() { backupLimit = old })
 	big := `{"deployments":{},"order":[],"pad":"` + strings.Repeat("x", 2<<10) + `"}`
-	if err := nodes[0].Restore(ctx, strings.NewReader(big)); !errors.Is(err, ErrBadCommand) || !strings.Contains(err.Error(), "larger than 1024 bytes") {
+	if err := nodes[0].Restore(ctx, strings.NewReader(big)); !errors.Is(err, deploy.ErrBadCommand) || !strings.Contains(err.Error(), "larger than 1024 bytes") {
 		t.Fatalf("restore of a big body: %v", err)
 	}
 	if hasDeployment(nodes[0], "d1") || !hasDeployment(nodes[0], "before") {

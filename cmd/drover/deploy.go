@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/drover-dev/drover/api"
+	"github.com/drover-dev/drover/deploy"
 	"github.com/drover-dev/drover/orchestrator"
 	"github.com/drover-dev/drover/plans"
 	"github.com/drover-dev/drover/raftstore"
@@ -146,7 +147,7 @@ func envVars(p *plans.Plan) map[string]string {
 // submitError explains why a deployment could not be recorded.
 func submitError(err error) error {
 	switch {
-	case errors.Is(err, raftstore.ErrHostLocked), errors.Is(err, raftstore.ErrNameInUse):
+	case errors.Is(err, deploy.ErrHostLocked), errors.Is(err, deploy.ErrNameInUse):
 		return fmt.Errorf("%w\n(see 'drover status'; continue it with 'drover resume ID' or end it with 'drover abort ID')", err)
 	}
 	return err
@@ -230,13 +231,13 @@ func (c *local) drive(ctx context.Context, id string) error {
 		return withCode(exitFailed, runErr)
 	}
 	switch st {
-	case raftstore.StateSucceeded:
+	case deploy.StateSucceeded:
 		return nil
-	case raftstore.StateRolledBack:
+	case deploy.StateRolledBack:
 		return withCode(exitRolledBack, errors.New("deployment failed and was rolled back: "+d.Error))
-	case raftstore.StatePaused:
+	case deploy.StatePaused:
 		return withCode(exitPaused, fmt.Errorf("paused; continue with 'drover resume %s'", id))
-	case raftstore.StateFailed:
+	case deploy.StateFailed:
 		if !d.Touched() {
 			// Refused before touching anything (min_in_service), as a
 			// cluster deploy reports it too.

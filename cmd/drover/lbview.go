@@ -7,16 +7,16 @@ import (
 	"io"
 	"time"
 
+	"github.com/drover-dev/drover/deploy"
 	"github.com/drover-dev/drover/orchestrator"
 	"github.com/drover-dev/drover/plans"
-	"github.com/drover-dev/drover/raftstore"
 )
 
 // lbStates reads, for each host of d's plan, its state on every load
 // balancer instance now ("UP", "MAINT", "lb1 UP, lb2 DRAIN"); nil when the
 // plan has no balancer. When the balancer cannot be read from here, every
 // host shows "?" and the error is returned.
-func lbStates(ctx context.Context, d raftstore.Deployment) (map[string]string, error) {
+func lbStates(ctx context.Context, d deploy.Deployment) (map[string]string, error) {
 	var p plans.Plan
 	if json.Unmarshal(d.Plan, &p) != nil {
 		return nil, nil
@@ -54,7 +54,7 @@ func lbStates(ctx context.Context, d raftstore.Deployment) (map[string]string, e
 }
 
 // printWithLB prints d with each host's load-balancer state.
-func printWithLB(ctx context.Context, w io.Writer, st hostRecords, d raftstore.Deployment) {
+func printWithLB(ctx context.Context, w io.Writer, st hostRecords, d deploy.Deployment) {
 	lb, err := lbStates(ctx, d)
 	printDeployment(w, st, lb, d)
 	if err != nil {

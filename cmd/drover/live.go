@@ -7,7 +7,7 @@ import (
 	"time"
 	"unicode/utf8"
 
-	"github.com/drover-dev/drover/raftstore"
+	"github.com/drover-dev/drover/deploy"
 )
 
 // The live view's frame: what the terminal shows under the event lines,
@@ -42,13 +42,13 @@ func liveFrame(sum liveSummary, order []string, batchOf map[string]int, rows map
 	var done, failed, skipped, waiting, active []string
 	for _, h := range order {
 		switch r := rows[h]; {
-		case r.stage == raftstore.StageDone:
+		case r.stage == deploy.StageDone:
 			done = append(done, h)
-		case r.stage == raftstore.StageFailed:
+		case r.stage == deploy.StageFailed:
 			failed = append(failed, h)
-		case r.stage == raftstore.StageSkipped:
+		case r.stage == deploy.StageSkipped:
 			skipped = append(skipped, h)
-		case r.stage == raftstore.StagePending:
+		case r.stage == deploy.StagePending:
 			waiting = append(waiting, h)
 		default:
 			active = append(active, h)
@@ -68,7 +68,7 @@ func liveFrame(sum liveSummary, order []string, batchOf map[string]int, rows map
 			el = r.took
 		}
 		stage := string(r.stage)
-		if r.phase == raftstore.PhaseRollback {
+		if r.phase == deploy.PhaseRollback {
 			stage += " (rollback)"
 		}
 		line := fmt.Sprintf("%sbatch %-2d %-*s %-20s %-10s %6.2fs", mark(r.stage), batchOf[h], nameW, cut(h, nameW), stage, r.version, el.Seconds())
@@ -162,13 +162,13 @@ func humanDuration(d time.Duration) string {
 	}
 }
 
-func mark(st raftstore.Stage) string {
+func mark(st deploy.Stage) string {
 	switch {
-	case st == raftstore.StageDone:
+	case st == deploy.StageDone:
 		return "✓ "
-	case st == raftstore.StageFailed:
+	case st == deploy.StageFailed:
 		return "✗ "
-	case st == raftstore.StagePending, st.Settled():
+	case st == deploy.StagePending, st.Settled():
 		return "  "
 	default:
 		return "» "

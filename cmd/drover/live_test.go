@@ -10,21 +10,21 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/drover-dev/drover/deploy"
 	"github.com/drover-dev/drover/orchestrator"
-	"github.com/drover-dev/drover/raftstore"
 )
 
 // fleetOf is a deployment of n hosts named web1.. in batches of size b,
 // from v1 to v2.
-func fleetOf(n, b int) raftstore.Deployment {
-	d := raftstore.Deployment{ID: "d1", Name: "web", Version: "v2", Created: time.Now(), Hosts: map[string]*raftstore.HostProgress{}}
+func fleetOf(n, b int) deploy.Deployment {
+	d := deploy.Deployment{ID: "d1", Name: "web", Version: "v2", Created: time.Now(), Hosts: map[string]*deploy.HostProgress{}}
 	for i := 1; i <= n; i++ {
 		h := fmt.Sprintf("web%d", i)
 		if (i-1)%b == 0 {
 			d.Batches = append(d.Batches, nil)
 		}
 		d.Batches[len(d.Batches)-1] = append(d.Batches[len(d.Batches)-1], h)
-		d.Hosts[h] = &raftstore.HostProgress{Name: h, Stage: raftstore.StagePending, FromCurrent: "v1", Target: "v2"}
+		d.Hosts[h] = &deploy.HostProgress{Name: h, Stage: deploy.StagePending, FromCurrent: "v1", Target: "v2"}
 	}
 	return d
 }
@@ -52,7 +52,7 @@ func TestLiveFrameFits(t *testing.T) {
 			v.begin(fleetOf(tc.hosts, tc.batch))
 			v.event(orchestrator.Event{Kind: orchestrator.EventBatch, Batch: 1, Batches: (tc.hosts + tc.batch - 1) / tc.batch})
 			for _, h := range v.order[:tc.atWork] {
-				v.event(orchestrator.Event{Kind: orchestrator.EventStage, Host: h, Stage: raftstore.StageInstall, Version: "v2"})
+				v.event(orchestrator.Event{Kind: orchestrator.EventStage, Host: h, Stage: deploy.StageInstall, Version: "v2"})
 			}
 			lines := liveFrame(v.sum, v.order, v.batchOf, v.rows, time.Now(), tc.width, tc.height, false)
 			if len(lines) > tc.height-1 {
@@ -101,7 +101,7 @@ func playLiveView() error {
 	v.begin(d)
 	for b, hosts := range d.Batches {
 		v.event(orchestrator.Event{Kind: orchestrator.EventBatch, Batch: b + 1, Batches: len(d.Batches), Hosts: hosts})
-		for _, st := range []raftstore.Stage{raftstore.StageDrain, raftstore.StageInstall, raftstore.StageActivate, raftstore.StageVerify} {
+		for _, st := range []deploy.Stage{deploy.StageDrain, deploy.StageInstall, deploy.StageActivate, deploy.StageVerify} {
 			for _, h := range hosts {
 				v.event(orchestrator.Event{Kind: orchestrator.EventStage, Host: h, Stage: st, Version: "v2"})
 			}
@@ -110,14 +110,14 @@ func playLiveView() error {
 		for _, h := range hosts {
 			if h == "web57" {
 				v.event(orchestrator.Event{Kind: orchestrator.EventHostFailed, Host: h, Error: "verify: GET http://10.200.0.57:8080/health: status 500, want 200"})
-				d.Hosts[h].Stage = raftstore.StageFailed
+				d.Hosts[h].Stage = deploy.StageFailed
 				continue
 			}
 			v.event(orchestrator.Event{Kind: orchestrator.EventHostDone, Host: h, Version: "v2"})
-			d.Hosts[h].Stage = raftstore.StageDone
+			d.Hosts[h].Stage = deploy.StageDone
 		}
 	}
-	d.State, d.Ended = raftstore.StateFailed, time.Now()
+	d.State, d.Ended = deploy.StateFailed, time.Now()
 	v.end(d)
 	return nil
 }

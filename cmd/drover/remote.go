@@ -12,9 +12,9 @@ import (
 	"time"
 
 	"github.com/drover-dev/drover/api"
+	"github.com/drover-dev/drover/deploy"
 	"github.com/drover-dev/drover/internal/pki"
 	"github.com/drover-dev/drover/orchestrator"
-	"github.com/drover-dev/drover/raftstore"
 	"github.com/spf13/cobra"
 )
 
@@ -128,7 +128,7 @@ func watch(ctx context.Context, cl *api.Client, v *view, id string) error {
 	conv := newEventConverter(d)
 	var last uint64
 	for noted := false; ; {
-		err = cl.Watch(ctx, id, last, func(ev raftstore.Event) error {
+		err = cl.Watch(ctx, id, last, func(ev deploy.Event) error {
 			last = ev.Seq
 			for _, e := range conv.convert(ev) {
 				v.event(e)
@@ -163,16 +163,16 @@ func watch(ctx context.Context, cl *api.Client, v *view, id string) error {
 	return exitFor(d)
 }
 
-func exitFor(d raftstore.Deployment) error {
+func exitFor(d deploy.Deployment) error {
 	switch d.State {
-	case raftstore.StateSucceeded:
+	case deploy.StateSucceeded:
 		return nil
-	case raftstore.StateRolledBack:
+	case deploy.StateRolledBack:
 		return withCode(exitRolledBack, errors.New("deployment failed and was rolled back: "+d.Error))
-	case raftstore.StatePaused:
+	case deploy.StatePaused:
 		return withCode(exitPaused, fmt.Errorf("paused; continue with 'drover resume %s'", d.ID))
 	}
-	if d.State == raftstore.StateFailed && !d.Touched() {
+	if d.State == deploy.StateFailed && !d.Touched() {
 		// Refused before touching anything (the preflight): as a local
 		// deploy, that is exit 2.
 		return withCode(exitUsage, fmt.Errorf("deployment %s: %s", d.State, d.Error))
@@ -183,7 +183,7 @@ func exitFor(d raftstore.Deployment) error {
 // eventConverter turns the replicated events into the engine's progress
 // events, so that a cluster deploy shows like a local one.
 type eventConverter struct {
-	d       raftstore.Deployment
+	d       deploy.Deployment
 	batchOf map[string]int
 	opened  map[string]bool // batch (per phase) announced
 	last    map[string]time.Time
@@ -196,12 +196,12 @@ type eventConverter struct {
 const rerun = "re-run by the new leader"
 
 // stageRank orders a host's pipeline stages (verify is not recorded).
-var stageRank = map[raftstore.Stage]int{
-	raftstore.StageDrain: 1, raftstore.StageInstall: 2, raftstore.StageActivate: 3,
-	raftstore.StageVerify: 4, raftstore.StageEnable: 5,
+var stageRank = map[deploy.Stage]int{
+	deploy.StageDrain: 1, deploy.StageInstall: 2, deploy.StageActivate: 3,
+	deploy.StageVerify: 4, deploy.StageEnable: 5,
 }
 
-func newEventConverter(d raftstore.Deployment) *eventConverter {
+func newEventConverter(d deploy.Deployment) *eventConverter {
 	c := &eventConverter{d: d, batchOf: map[string]int{}, opened: map[string]bool{}, last: map[string]time.Time{}, reached: map[string]int{}}
 	for i, b := range d.Batches {
 		for _, h := range b {
@@ -211,24 +211,24 @@ func newEventConverter(d raftstore.Deployment) *eventConverter {
 	return c
 }
 
-func (c *eventConverter) convert(ev raftstore.Event) []orchestrator.Event {
+func (c *eventConverter) convert(ev deploy.Event) []orchestrator.Event {
 	base := orchestrator.Event{Time: ev.Time, Deployment: ev.Deployment, Host: ev.Host, Phase: ev.Phase, Version: ev.Target}
 	var out []orchestrator.Event
 	switch ev.Kind {
-	case raftstore.EvCreated:
+	case deploy.EvCreated:
 		base.Kind = orchestrator.EventStarted
 		out = append(out, base)
-	case raftstore.EvRequest:
+	case deploy.EvRequest:
 		base.Kind, base.Message = orchestrator.EventWarning, "operator asked to "+ev.Message
 		out = append(out, base)
-	case raftstore.EvTrimmed:
+	case deploy.EvTrimmed:
 		base.Kind, base.Message = orchestrator.EventWarning, ev.Message
 		out = append(out, base)
-	case raftstore.EvState:
+	case deploy.EvState:
 		switch {
-		case ev.State == raftstore.StateRollingBack:
+		case ev.State == deploy.StateRollingBack:
 			base.Kind, base.Message = orchestrator.EventRollback, ev.Error
-		case ev.State == raftstore.StatePaused:
+		case ev.State == deploy.StatePaused:
 			base.Kind, base.Message = orchestrator.EventPaused, "paused at a safe point; continue with 'drover resume "+ev.Deployment+"'"
 		case ev.State.Terminal():
 			base.Kind, base.State, base.Error = orchestrator.EventFinished, ev.State, ev.Error
@@ -236,10 +236,10 @@ func (c *eventConverter) convert(ev raftstore.Event) []orchestrator.Event {
 			return nil
 		}
 		out = append(out, base)
-	case raftstore.EvStage:
+	case deploy.EvStage:
 		b := c.batchOf[ev.Host]
 		key := fmt.Sprintf("%s/%d", ev.Phase, b)
-		if ev.Stage != raftstore.StagePending && ev.Stage != raftstore.StageSkipped && !c.opened[key] {
+		if ev.Stage != deploy.StagePending && ev.Stage != deploy.StageSkipped && !c.opened[key] {
 			c.opened[key] = true
 			out = append(out, orchestrator.Event{Time: ev.Time, Deployment: ev.Deployment, Kind: orchestrator.EventBatch,
 				Batch: b + 1, Batches: len(c.d.Batches), Hosts: c.d.Batches[b], Phase: ev.Phase})
@@ -249,13 +249,13 @@ func (c *eventConverter) convert(ev raftstore.Event) []orchestrator.Event {
 		}
 		c.last[ev.Host] = ev.Time
 		switch ev.Stage {
-		case raftstore.StageDone:
+		case deploy.StageDone:
 			base.Kind = orchestrator.EventHostDone
-		case raftstore.StageFailed:
+		case deploy.StageFailed:
 			base.Kind, base.Error, base.Output = orchestrator.EventHostFailed, ev.Error, ev.Output
-		case raftstore.StageSkipped:
+		case deploy.StageSkipped:
 			base.Kind, base.Message = orchestrator.EventHostSkipped, ev.Error
-		case raftstore.StagePending:
+		case deploy.StagePending:
 			return out
 		default:
 			base.Kind, base.Stage = orchestrator.EventStage, ev.Stage

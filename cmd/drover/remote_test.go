@@ -5,8 +5,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/drover-dev/drover/deploy"
 	"github.com/drover-dev/drover/orchestrator"
-	"github.com/drover-dev/drover/raftstore"
 )
 
 // The replicated events of a cluster deploy become the same progress
@@ -14,16 +14,16 @@ import (
 // host outcomes, and the end.
 func TestEventConverter(t *testing.T) {
 	t0 := time.Date(2026, 11, 28, 10, 0, 0, 0, time.UTC)
-	d := raftstore.Deployment{ID: "d1", Batches: [][]string{{"web1", "web2"}, {"web3"}}}
+	d := deploy.Deployment{ID: "d1", Batches: [][]string{{"web1", "web2"}, {"web3"}}}
 	c := newEventConverter(d)
-	in := []raftstore.Event{
-		{Kind: raftstore.EvCreated, Deployment: "d1", Time: t0, Target: "v2"},
-		{Kind: raftstore.EvStage, Deployment: "d1", Host: "web1", Stage: raftstore.StageDrain, Phase: raftstore.PhaseRollout, Time: t0},
-		{Kind: raftstore.EvStage, Deployment: "d1", Host: "web2", Stage: raftstore.StageDrain, Phase: raftstore.PhaseRollout, Time: t0},
-		{Kind: raftstore.EvStage, Deployment: "d1", Host: "web1", Stage: raftstore.StageDone, Phase: raftstore.PhaseRollout, Time: t0.Add(time.Second)},
-		{Kind: raftstore.EvStage, Deployment: "d1", Host: "web3", Stage: raftstore.StageFailed, Phase: raftstore.PhaseRollout, Error: "boom", Output: "out", Time: t0},
-		{Kind: raftstore.EvState, Deployment: "d1", State: raftstore.StateRollingBack, Error: "1 host failed", Time: t0},
-		{Kind: raftstore.EvState, Deployment: "d1", State: raftstore.StateRolledBack, Time: t0},
+	in := []deploy.Event{
+		{Kind: deploy.EvCreated, Deployment: "d1", Time: t0, Target: "v2"},
+		{Kind: deploy.EvStage, Deployment: "d1", Host: "web1", Stage: deploy.StageDrain, Phase: deploy.PhaseRollout, Time: t0},
+		{Kind: deploy.EvStage, Deployment: "d1", Host: "web2", Stage: deploy.StageDrain, Phase: deploy.PhaseRollout, Time: t0},
+		{Kind: deploy.EvStage, Deployment: "d1", Host: "web1", Stage: deploy.StageDone, Phase: deploy.PhaseRollout, Time: t0.Add(time.Second)},
+		{Kind: deploy.EvStage, Deployment: "d1", Host: "web3", Stage: deploy.StageFailed, Phase: deploy.PhaseRollout, Error: "boom", Output: "out", Time: t0},
+		{Kind: deploy.EvState, Deployment: "d1", State: deploy.StateRollingBack, Error: "1 host failed", Time: t0},
+		{Kind: deploy.EvState, Deployment: "d1", State: deploy.StateRolledBack, Time: t0},
 	}
 	var kinds []orchestrator.EventKind
 	var failed orchestrator.Event
@@ -63,18 +63,18 @@ func TestEventConverter(t *testing.T) {
 }
 
 func TestExitFor(t *testing.T) {
-	touched := map[string]*raftstore.HostProgress{"web1": {Touched: true}}
-	untouched := map[string]*raftstore.HostProgress{"web1": {}}
+	touched := map[string]*deploy.HostProgress{"web1": {Touched: true}}
+	untouched := map[string]*deploy.HostProgress{"web1": {}}
 	tests := []struct {
-		d    raftstore.Deployment
+		d    deploy.Deployment
 		want int
 	}{
-		{raftstore.Deployment{State: raftstore.StateSucceeded}, exitOK},
-		{raftstore.Deployment{State: raftstore.StateRolledBack, Hosts: touched}, exitRolledBack},
-		{raftstore.Deployment{State: raftstore.StatePaused}, exitPaused},
-		{raftstore.Deployment{State: raftstore.StateFailed, Hosts: touched}, exitFailed},
-		{raftstore.Deployment{State: raftstore.StateFailed, Hosts: untouched}, exitUsage}, // refused by the preflight
-		{raftstore.Deployment{State: raftstore.StateAborted, Hosts: touched}, exitFailed},
+		{deploy.Deployment{State: deploy.StateSucceeded}, exitOK},
+		{deploy.Deployment{State: deploy.StateRolledBack, Hosts: touched}, exitRolledBack},
+		{deploy.Deployment{State: deploy.StatePaused}, exitPaused},
+		{deploy.Deployment{State: deploy.StateFailed, Hosts: touched}, exitFailed},
+		{deploy.Deployment{State: deploy.StateFailed, Hosts: untouched}, exitUsage}, // refused by the preflight
+		{deploy.Deployment{State: deploy.StateAborted, Hosts: touched}, exitFailed},
 	}
 	for _, tc := range tests {
 		err := exitFor(tc.d)

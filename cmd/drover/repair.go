@@ -11,6 +11,7 @@ import (
 	"syscall"
 
 	"github.com/drover-dev/drover/api"
+	"github.com/drover-dev/drover/deploy"
 	"github.com/drover-dev/drover/plans"
 	"github.com/drover-dev/drover/raftstore"
 	"github.com/spf13/cobra"
@@ -76,7 +77,7 @@ func repairPlan(st *raftstore.Store, args []string) (*plans.Plan, error) {
 			return loadPlan(args[0], nil)
 		}
 	}
-	d, err := pick(st, args, func(raftstore.Deployment) bool { return true })
+	d, err := pick(st, args, func(deploy.Deployment) bool { return true })
 	if err != nil {
 		if len(args) == 1 {
 			return nil, withCode(exitUsage, fmt.Errorf("%s is neither a plan file nor a deployment: %w", args[0], err))
@@ -121,7 +122,7 @@ func repairRemote(ctx context.Context, cl *api.Client, g *globalFlags, args []st
 		}
 	}
 	if req.Plan == "" {
-		d, err := pickRemote(ctx, cl, args, func(raftstore.Deployment) bool { return true })
+		d, err := pickRemote(ctx, cl, args, func(deploy.Deployment) bool { return true })
 		if err != nil {
 			if len(args) == 1 && errors.Is(err, api.ErrNotFound) {
 				return withCode(exitUsage, fmt.Errorf("%s is neither a plan file nor a deployment: %w", args[0], err))

@@ -16,6 +16,7 @@ import (
 
 	"github.com/drover-dev/drover/api"
 	"github.com/drover-dev/drover/coordinator"
+	"github.com/drover-dev/drover/deploy"
 	"github.com/drover-dev/drover/internal/pki"
 	"github.com/drover-dev/drover/raftstore"
 	"github.com/spf13/cobra"
@@ -145,7 +146,7 @@ uses this node's ~/.ssh/known_hosts.`,
 	f.StringVar(&p.Key, "key", "", "this node's key (overrides --tls-dir)")
 	f.StringVar(&tokenFile, "bootstrap-token-file", "", "management token to store if the cluster has none (default: --tls-dir's bootstrap.token)")
 	f.StringArrayVar(&cfg.PlanFiles, "plan-files", nil, "a file, or a directory of files, that submitted plans may name (inventory, ssh.identity_file, ssh.known_hosts, haproxy socket); repeat it; default none")
-	f.IntVar(&cfg.KeepDeployments, "keep-deployments", raftstore.DefaultKeepFinished, "finished deployments kept in the replicated state (running and paused ones always are)")
+	f.IntVar(&cfg.KeepDeployments, "keep-deployments", deploy.DefaultKeepFinished, "finished deployments kept in the replicated state (running and paused ones always are)")
 	f.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
 	f.DurationVar(&timing.Heartbeat, "raft-heartbeat-timeout", 0, "follower's wait for the leader before an election (default 300ms)")
 	f.DurationVar(&timing.Election, "raft-election-timeout", 0, "candidate's wait for votes (default 300ms)")

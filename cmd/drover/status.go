@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/drover-dev/drover/api"
+	"github.com/drover-dev/drover/deploy"
 	"github.com/drover-dev/drover/raftstore"
 	"github.com/spf13/cobra"
 )
@@ -24,7 +25,7 @@ func newStatusCmd(g *globalFlags) *cobra.Command {
 		Args:  cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if handled, err := withCluster(cmd.Context(), &g.cluster, func(ctx context.Context, cl *api.Client) error {
-				d, err := pickRemote(ctx, cl, args, func(raftstore.Deployment) bool { return true })
+				d, err := pickRemote(ctx, cl, args, func(deploy.Deployment) bool { return true })
 				if err != nil {
 					return err
 				}
@@ -34,7 +35,7 @@ func newStatusCmd(g *globalFlags) *cobra.Command {
 				return err
 			}
 			return withLocal(cmd.Context(), g, func(ctx context.Context, c *local) error {
-				d, err := pick(c.store, args, func(raftstore.Deployment) bool { return true })
+				d, err := pick(c.store, args, func(deploy.Deployment) bool { return true })
 				if err != nil {
 					return err
 				}
@@ -85,14 +86,14 @@ ones (drover server --keep-deployments, default 100).`,
 }
 
 // newest keeps the last n of ds (oldest first); n == 0 keeps all.
-func newest(ds []raftstore.Deployment, n int) []raftstore.Deployment {
+func newest(ds []deploy.Deployment, n int) []deploy.Deployment {
 	if n > 0 && len(ds) > n {
 		return ds[len(ds)-n:]
 	}
 	return ds
 }
 
-func printHistory(ds []raftstore.Deployment) error {
+func printHistory(ds []deploy.Deployment) error {
 	tw := newTable(os.Stdout)
 	fmt.Fprintln(tw, "ID\tKIND\tVERSION\tSTATE\tHOSTS\tSTARTED\tDURATION")
 	for i := len(ds) - 1; i >= 0; i-- {
@@ -114,8 +115,8 @@ A host whose previous release is unknown (its first deploy) is not guessed at.`,
 		Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if handled, err := withCluster(cmd.Context(), &g.cluster, func(ctx context.Context, cl *api.Client) error {
-				d, err := pickRemote(ctx, cl, args, func(d raftstore.Deployment) bool {
-					return d.Kind == raftstore.KindDeploy && d.State.Terminal()
+				d, err := pickRemote(ctx, cl, args, func(d deploy.Deployment) bool {
+					return d.Kind == deploy.KindDeploy && d.State.Terminal()
 				})
 				if err != nil {
 					return err
@@ -129,8 +130,8 @@ A host whose previous release is unknown (its first deploy) is not guessed at.`,
 				return err
 			}
 			return withLocal(cmd.Context(), g, func(ctx context.Context, c *local) error {
-				d, err := pick(c.store, args, func(d raftstore.Deployment) bool {
-					return d.Kind == raftstore.KindDeploy && d.State.Terminal()
+				d, err := pick(c.store, args, func(d deploy.Deployment) bool {
+					return d.Kind == deploy.KindDeploy && d.State.Terminal()
 				})
 				if err != nil {
 					return err
@@ -156,7 +157,7 @@ Default: the only unfinished deployment.`,
 		Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if handled, err := withCluster(cmd.Context(), &g.cluster, func(ctx context.Context, cl *api.Client) error {
-				d, err := pickRemote(ctx, cl, args, func(d raftstore.Deployment) bool { return d.State == raftstore.StatePaused })
+				d, err := pickRemote(ctx, cl, args, func(d deploy.Deployment) bool { return d.State == deploy.StatePaused })
 				if err != nil {
 					return err
 				}
@@ -168,7 +169,7 @@ Default: the only unfinished deployment.`,
 				return err
 			}
 			return withLocal(cmd.Context(), g, func(ctx context.Context, c *local) error {
-				d, err := pick(c.store, args, func(d raftstore.Deployment) bool { return !d.State.Terminal() })
+				d, err := pick(c.store, args, func(d deploy.Deployment) bool { return !d.State.Terminal() })
 				if err != nil {
 					return err
 				}
@@ -204,7 +205,7 @@ are listed: 'drover rollback' or a new deploy brings them back.`,
 				if err != nil {
 					return withCode(exitUsage, err)
 				}
-				if err := c.store.Apply(ctx, &raftstore.SetState{ID: d.ID, State: raftstore.StateAborted,
+				if err := c.store.Apply(ctx, &deploy.SetState{ID: d.ID, State: deploy.StateAborted,
 					Error: "aborted by operator", At: time.Now().UTC()}); err != nil {
 					return withCode(exitUsage, err)
 				}
@@ -250,23 +251,23 @@ func watchNew(ctx context.Context, cl *api.Client, g *globalFlags, id string) er
 }
 
 // pickRemote is pick on a cluster.
-func pickRemote(ctx context.Context, cl *api.Client, args []string, ok func(raftstore.Deployment) bool) (raftstore.Deployment, error) {
+func pickRemote(ctx context.Context, cl *api.Client, args []string, ok func(deploy.Deployment) bool) (deploy.Deployment, error) {
 	if len(args) == 1 {
 		return cl.Deployment(ctx, args[0])
 	}
 	ds, err := cl.Deployments(ctx)
 	if err != nil {
-		return raftstore.Deployment{}, err
+		return deploy.Deployment{}, err
 	}
 	for i := len(ds) - 1; i >= 0; i-- {
 		if ok(ds[i]) {
 			return ds[i], nil
 		}
 	}
-	return raftstore.Deployment{}, withCode(exitUsage, errors.New("no matching deployment in the cluster (see 'drover history')"))
+	return deploy.Deployment{}, withCode(exitUsage, errors.New("no matching deployment in the cluster (see 'drover history')"))
 }
 
-func pick(st *raftstore.Store, args []string, ok func(raftstore.Deployment) bool) (raftstore.Deployment, error) {
+func pick(st *raftstore.Store, args []string, ok func(deploy.Deployment) bool) (deploy.Deployment, error) {
 	if len(args) == 1 {
 		d, err := st.Deployment(args[0])
 		if err != nil {
@@ -280,10 +281,10 @@ func pick(st *raftstore.Store, args []string, ok func(raftstore.Deployment) bool
 			return ds[i], nil
 		}
 	}
-	return raftstore.Deployment{}, withCode(exitUsage, errors.New("no matching deployment in this data dir (see 'drover history')"))
+	return deploy.Deployment{}, withCode(exitUsage, errors.New("no matching deployment in this data dir (see 'drover history')"))
 }
 
-func duration(d raftstore.Deployment) string {
+func duration(d deploy.Deployment) string {
 	end := d.Ended
 	if end.IsZero() {
 		end = d.Updated
@@ -294,15 +295,15 @@ func duration(d raftstore.Deployment) string {
 // hostRecords knows what each host runs now; nil on a cluster client,
 // which shows what the deployment itself recorded.
 type hostRecords interface {
-	HostRecord(name string) raftstore.HostRecord
+	HostRecord(name string) deploy.HostRecord
 }
 
 // printDeployment shows d; lb, when not nil, is each host's state on the
 // load balancer(s) now, shown next to the release it runs.
-func printDeployment(w io.Writer, st hostRecords, lb map[string]string, d raftstore.Deployment) {
+func printDeployment(w io.Writer, st hostRecords, lb map[string]string, d deploy.Deployment) {
 	fmt.Fprintf(w, "deployment %s (%s of %s %s)\n", d.ID, d.Kind, d.Name, d.Version)
 	fmt.Fprintf(w, "state:     %s", d.State)
-	if d.State == raftstore.StateRunning || d.State == raftstore.StatePaused {
+	if d.State == deploy.StateRunning || d.State == deploy.StatePaused {
 		fmt.Fprintf(w, " (batch %d of %d)", min(d.OpenBatch(), len(d.Batches)-1)+1, len(d.Batches))
 	}
 	fmt.Fprintf(w, "\nstarted:   %s, %s\n", d.Created.Local().Format(time.RFC3339), duration(d))
@@ -337,11 +338,11 @@ func printDeployment(w io.Writer, st hostRecords, lb map[string]string, d raftst
 }
 
 // nowRuns is what a host runs according to its deployment alone.
-func nowRuns(hp *raftstore.HostProgress) string {
+func nowRuns(hp *deploy.HostProgress) string {
 	switch {
-	case hp.Stage == raftstore.StageDone && hp.Phase == raftstore.PhaseRollout:
+	case hp.Stage == deploy.StageDone && hp.Phase == deploy.PhaseRollout:
 		return hp.Target
-	case !hp.Activated || hp.Phase == raftstore.PhaseRollback && hp.Stage == raftstore.StageDone:
+	case !hp.Activated || hp.Phase == deploy.PhaseRollback && hp.Stage == deploy.StageDone:
 		return hp.FromCurrent
 	}
 	return "?"

@@ -5,15 +5,15 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/drover-dev/drover/raftstore"
+	"github.com/drover-dev/drover/deploy"
 )
 
 func TestPrintDeploymentShowsTheLoadBalancer(t *testing.T) {
-	d := raftstore.Deployment{ID: "web-1", Kind: raftstore.KindDeploy, Name: "web", Version: "v1", State: raftstore.StateSucceeded,
+	d := deploy.Deployment{ID: "web-1", Kind: deploy.KindDeploy, Name: "web", Version: "v1", State: deploy.StateSucceeded,
 		Batches: [][]string{{"web1", "web2"}},
-		Hosts: map[string]*raftstore.HostProgress{
-			"web1": {Name: "web1", Stage: raftstore.StageDone, Phase: raftstore.PhaseRollout, Target: "v1"},
-			"web2": {Name: "web2", Stage: raftstore.StageDone, Phase: raftstore.PhaseRollout, Target: "v1"},
+		Hosts: map[string]*deploy.HostProgress{
+			"web1": {Name: "web1", Stage: deploy.StageDone, Phase: deploy.PhaseRollout, Target: "v1"},
+			"web2": {Name: "web2", Stage: deploy.StageDone, Phase: deploy.PhaseRollout, Target: "v1"},
 		}}
 	for _, tc := range []struct {
 		name string

@@ -9,8 +9,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/drover-dev/drover/deploy"
 	"github.com/drover-dev/drover/orchestrator"
-	"github.com/drover-dev/drover/raftstore"
 	"golang.org/x/term"
 )
 
@@ -39,8 +39,8 @@ type view struct {
 }
 
 type row struct {
-	stage   raftstore.Stage
-	phase   raftstore.Phase
+	stage   deploy.Stage
+	phase   deploy.Phase
 	version string
 	since   time.Time     // the current stage began
 	started time.Time     // the host's first stage in this run began
@@ -75,7 +75,7 @@ func newView(w io.Writer, mode string) (*view, error) {
 }
 
 // begin lays out the hosts of d and starts redrawing in live mode.
-func (v *view) begin(d raftstore.Deployment) {
+func (v *view) begin(d deploy.Deployment) {
 	v.mu.Lock()
 	defer v.mu.Unlock()
 	v.order, v.rows, v.batchOf = nil, map[string]*row{}, map[string]int{}
@@ -125,7 +125,7 @@ func (v *view) tick(done chan struct{}) {
 }
 
 // end stops redrawing and prints the outcome.
-func (v *view) end(d raftstore.Deployment) {
+func (v *view) end(d deploy.Deployment) {
 	v.mu.Lock()
 	defer v.mu.Unlock()
 	if v.done != nil && !v.stopped {
@@ -140,11 +140,11 @@ func (v *view) end(d raftstore.Deployment) {
 	for _, h := range d.HostNames() {
 		hp := d.Hosts[h]
 		key := string(hp.Stage)
-		if hp.Stage == raftstore.StagePending {
+		if hp.Stage == deploy.StagePending {
 			key = "not started"
-		} else if hp.Stage == raftstore.StageDone && hp.Phase == raftstore.PhaseRollback {
+		} else if hp.Stage == deploy.StageDone && hp.Phase == deploy.PhaseRollback {
 			key = "rolled back to " + hp.Target
-		} else if hp.Stage == raftstore.StageDone {
+		} else if hp.Stage == deploy.StageDone {
 			key = "on " + hp.Target
 		}
 		counts[key] = append(counts[key], h)
@@ -179,7 +179,7 @@ func (v *view) event(ev orchestrator.Event) {
 	defer v.mu.Unlock()
 	switch ev.Kind {
 	case orchestrator.EventBatch:
-		v.sum.batch, v.sum.rollingBack = ev.Batch, ev.Phase == raftstore.PhaseRollback
+		v.sum.batch, v.sum.rollingBack = ev.Batch, ev.Phase == deploy.PhaseRollback
 		if ev.Batches > 0 {
 			v.sum.batches = ev.Batches
 		}
@@ -197,14 +197,14 @@ func (v *view) event(ev orchestrator.Event) {
 				r.started = r.since
 			}
 		case orchestrator.EventHostDone:
-			r.stage, r.phase, r.took = raftstore.StageDone, ev.Phase, when(ev).Sub(r.started)
+			r.stage, r.phase, r.took = deploy.StageDone, ev.Phase, when(ev).Sub(r.started)
 		case orchestrator.EventHostFailed:
-			r.stage, r.err = raftstore.StageFailed, ev.Error
+			r.stage, r.err = deploy.StageFailed, ev.Error
 			if !r.started.IsZero() {
 				r.took = when(ev).Sub(r.started)
 			}
 		case orchestrator.EventHostSkipped:
-			r.stage = raftstore.StageSkipped
+			r.stage = deploy.StageSkipped
 		}
 	}
 	switch v.mode {
@@ -242,7 +242,7 @@ func when(ev orchestrator.Event) time.Time {
 func (v *view) line(ev orchestrator.Event) string {
 	ts := fmt.Sprintf("[%6.2fs]", when(ev).Sub(v.start).Seconds())
 	phase := ""
-	if ev.Phase == raftstore.PhaseRollback {
+	if ev.Phase == deploy.PhaseRollback {
 		phase = " (rollback)"
 	}
 	if ev.Kind == orchestrator.EventStage && ev.Message != "" {

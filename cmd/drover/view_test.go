@@ -6,7 +6,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/drover-dev/drover/raftstore"
+	"github.com/drover-dev/drover/deploy"
 )
 
 // A watcher that reconnects after a failover shows the events it missed in
@@ -15,20 +15,20 @@ import (
 func TestViewAfterFailover(t *testing.T) {
 	t0 := time.Date(2026, 11, 29, 10, 0, 0, 0, time.UTC)
 	at := func(ms int) time.Time { return t0.Add(time.Duration(ms) * time.Millisecond) }
-	d := raftstore.Deployment{ID: "d1", Name: "web", Version: "v4", Created: t0,
+	d := deploy.Deployment{ID: "d1", Name: "web", Version: "v4", Created: t0,
 		Batches: [][]string{{"web3"}},
-		Hosts:   map[string]*raftstore.HostProgress{"web3": {Name: "web3", Stage: raftstore.StagePending}}}
-	stage := func(ms int, s raftstore.Stage) raftstore.Event {
-		return raftstore.Event{Kind: raftstore.EvStage, Deployment: "d1", Host: "web3", Stage: s, Phase: raftstore.PhaseRollout, Target: "v4", Time: at(ms)}
+		Hosts:   map[string]*deploy.HostProgress{"web3": {Name: "web3", Stage: deploy.StagePending}}}
+	stage := func(ms int, s deploy.Stage) deploy.Event {
+		return deploy.Event{Kind: deploy.EvStage, Deployment: "d1", Host: "web3", Stage: s, Phase: deploy.PhaseRollout, Target: "v4", Time: at(ms)}
 	}
-	in := []raftstore.Event{
-		{Kind: raftstore.EvCreated, Deployment: "d1", Time: at(0)},
-		stage(100, raftstore.StageDrain),
+	in := []deploy.Event{
+		{Kind: deploy.EvCreated, Deployment: "d1", Time: at(0)},
+		stage(100, deploy.StageDrain),
 		// The leader dies; the new one resumes web3 from its recorded stage.
-		stage(1600, raftstore.StageDrain),
-		stage(1700, raftstore.StageInstall),
-		stage(2000, raftstore.StageDone),
-		{Kind: raftstore.EvState, Deployment: "d1", State: raftstore.StateSucceeded, Time: at(2100)},
+		stage(1600, deploy.StageDrain),
+		stage(1700, deploy.StageInstall),
+		stage(2000, deploy.StageDone),
+		{Kind: deploy.EvState, Deployment: "d1", State: deploy.StateSucceeded, Time: at(2100)},
 	}
 	var out bytes.Buffer
 	v, err := newView(&out, "text")
@@ -42,8 +42,8 @@ func TestViewAfterFailover(t *testing.T) {
 			v.event(e)
 		}
 	}
-	d.State, d.Ended = raftstore.StateSucceeded, at(2100)
-	d.Hosts["web3"].Stage, d.Hosts["web3"].Target = raftstore.StageDone, "v4"
+	d.State, d.Ended = deploy.StateSucceeded, at(2100)
+	d.Hosts["web3"].Stage, d.Hosts["web3"].Target = deploy.StageDone, "v4"
 	v.end(d)
 
 	want := []string{
