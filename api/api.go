@@ -92,14 +92,15 @@ type RepairResponse struct {
 	Skipped []string `json:"skipped,omitempty"`
 }
 
-// Action is an operator's request on a running deployment.
-type Action string
+// Action is an operator's request on a running deployment: the domain's
+// lifecycle action, named here for the API's callers.
+type Action = deploy.Action
 
 // Actions.
 const (
-	ActionPause  Action = "pause"
-	ActionResume Action = "resume"
-	ActionAbort  Action = "abort"
+	ActionPause  = deploy.ActionPause
+	ActionResume = deploy.ActionResume
+	ActionAbort  = deploy.ActionAbort
 )
 
 // TokenRequest creates an API token.

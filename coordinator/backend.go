@@ -151,8 +151,8 @@ func (c *Coordinator) List() []deploy.Deployment { return c.store.Deployments() 
 // Get returns one deployment.
 func (c *Coordinator) Get(id string) (deploy.Deployment, error) { return c.store.Deployment(id) }
 
-// Act records an operator's request. A paused deployment has no engine
-// running it, so aborting it ends it at once (its hosts are all settled).
+// Act records an operator's lifecycle action, as deploy.Decide rules for a
+// deployment that this cluster's leader supervises.
 func (c *Coordinator) Act(ctx context.Context, id string, a api.Action) error {
 	d, err := c.store.Deployment(id)
 	if err != nil {
@@ -161,19 +161,14 @@ func (c *Coordinator) Act(ctx context.Context, id string, a api.Action) error {
 	if _, ok := c.repeated(ctx); ok {
 		return nil
 	}
-	now := time.Now().UTC()
-	switch a {
-	case api.ActionPause:
-		return c.apply(ctx, &deploy.Request{ID: id, Pause: true, At: now})
-	case api.ActionResume:
-		return c.apply(ctx, &deploy.Request{ID: id, Resume: true, At: now})
-	case api.ActionAbort:
-		if d.State == deploy.StatePaused {
-			return c.apply(ctx, &deploy.SetState{ID: id, State: deploy.StateAborted, Error: "aborted by operator", At: now})
-		}
-		return c.apply(ctx, &deploy.Request{ID: id, Abort: true, At: now})
+	cmd, err := deploy.Decide(&d, a, deploy.Supervised, time.Now().UTC())
+	if errors.Is(err, deploy.ErrUnknownAction) {
+		return fmt.Errorf("unknown action %q: %w", a, api.ErrBadRequest)
 	}
-	return fmt.Errorf("unknown action %q: %w", a, api.ErrBadRequest)
+	if err != nil {
+		return err
+	}
+	return c.apply(ctx, cmd)
 }
 
 // Rollback records an operator's rollback of a finished deployment.

@@ -121,7 +121,7 @@ func (r *run) stopRequested() bool {
 	default:
 	}
 	d, err := r.deployment()
-	return err == nil && (d.PauseRequested || d.AbortRequested)
+	return err == nil && d.StopRequested()
 }
 
 // run is the deployment's main loop: decide from the recorded state, act,
@@ -201,8 +201,8 @@ func (r *run) pause(ctx context.Context, batch int) (deploy.DeploymentState, err
 	if err != nil {
 		return deploy.StateRunning, err
 	}
-	if d.AbortRequested {
-		return r.finish(ctx, deploy.StateAborted, "aborted by operator")
+	if deploy.AbortNow(&d, deploy.SafePoint) {
+		return r.finish(ctx, deploy.StateAborted, deploy.AbortedByOperator)
 	}
 	r.prunes.Wait() // paused, like finished, means nothing touches a host any more
 	if err := r.setState(ctx, deploy.StatePaused, ""); err != nil {

@@ -113,18 +113,11 @@ func runnable(d deploy.Deployment) bool {
 // returns nil once the deployment is ended, else runErr.
 func (e *Engine) abortStuck(ctx context.Context, id string, runErr error) error {
 	d, err := e.d.Store.Deployment(id)
-	if err != nil || !d.AbortRequested || d.State.Terminal() {
+	if err != nil || !deploy.AbortNow(&d, deploy.Stuck) {
 		return runErr
 	}
-	for _, hp := range d.Hosts {
-		if !hp.Stage.Settled() {
-			// A host is mid-pipeline (perhaps out of rotation): only a
-			// run that gets going again can bring it to a safe point.
-			return runErr
-		}
-	}
 	err = e.d.Store.Apply(ctx, &deploy.SetState{ID: id, State: deploy.StateAborted,
-		Error: fmt.Sprintf("aborted by operator; the engine could not run it: %v", runErr), At: e.d.Now().UTC()})
+		Error: fmt.Sprintf("%s; the engine could not run it: %v", deploy.AbortedByOperator, runErr), At: e.d.Now().UTC()})
 	if err != nil {
 		return runErr
 	}

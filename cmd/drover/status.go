@@ -205,8 +205,13 @@ are listed: 'drover rollback' or a new deploy brings them back.`,
 				if err != nil {
 					return withCode(exitUsage, err)
 				}
-				if err := c.store.Apply(ctx, &deploy.SetState{ID: d.ID, State: deploy.StateAborted,
-					Error: "aborted by operator", At: time.Now().UTC()}); err != nil {
+				// Nothing runs a deployment of this data dir but a drover
+				// command in the foreground, which holds the data dir.
+				cmd, err := deploy.Decide(&d, deploy.ActionAbort, deploy.Unattended, time.Now().UTC())
+				if err == nil {
+					err = c.store.Apply(ctx, cmd)
+				}
+				if err != nil {
 					return withCode(exitUsage, err)
 				}
 				d, _ = c.store.Deployment(d.ID)
