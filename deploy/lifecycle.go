@@ -101,3 +101,13 @@ func Decide(d *Deployment, a Action, by Driver, at time.Time) (Command, error) {
 	}
 	return nil, fmt.Errorf("%q: %w", a, ErrUnknownAction)
 }
+
+// Resumable reports whether a resume continues d: a paused deployment, and
+// an unattended one that did not finish (it was interrupted: its engine
+// died with it). A supervised running deployment already has its engine.
+func Resumable(d *Deployment, by Driver) bool {
+	if by == Unattended {
+		return !d.State.Terminal()
+	}
+	return d.State == StatePaused
+}

@@ -79,3 +79,27 @@ func TestAbortNowRequested(t *testing.T) {
 		})
 	}
 }
+
+func TestResumable(t *testing.T) {
+	tests := []struct {
+		state DeploymentState
+		by    Driver
+		want  bool
+	}{
+		{StatePaused, Supervised, true},
+		{StateRunning, Supervised, false}, // its engine runs it
+		{StateRollingBack, Supervised, false},
+		{StateSucceeded, Supervised, false},
+		{StatePaused, Unattended, true},
+		{StateRunning, Unattended, true}, // interrupted
+		{StateRollingBack, Unattended, true},
+		{StateFailed, Unattended, false},
+		{StateAborted, Unattended, false},
+	}
+	for _, tc := range tests {
+		d := Deployment{State: tc.state}
+		if got := Resumable(&d, tc.by); got != tc.want {
+			t.Errorf("Resumable(%s, driver %d) = %v, want %v", tc.state, tc.by, got, tc.want)
+		}
+	}
+}

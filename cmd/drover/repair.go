@@ -13,7 +13,6 @@ import (
 	"github.com/drover-dev/drover/api"
 	"github.com/drover-dev/drover/deploy"
 	"github.com/drover-dev/drover/plans"
-	"github.com/drover-dev/drover/raftstore"
 	"github.com/spf13/cobra"
 )
 
@@ -52,7 +51,7 @@ Exit codes: 0 every host consistent, 1 some host could not be repaired.`,
 				return err
 			}
 			return withLocal(cmd.Context(), g, func(ctx context.Context, c *local) error {
-				p, err := repairPlan(c.store, args)
+				p, err := repairPlan(ctx, c, args)
 				if err != nil {
 					return err
 				}
@@ -71,13 +70,13 @@ Exit codes: 0 every host consistent, 1 some host could not be repaired.`,
 
 // repairPlan reads the plan named by args: a plan file, a deployment ID,
 // or the latest deployment's.
-func repairPlan(st *raftstore.Store, args []string) (*plans.Plan, error) {
+func repairPlan(ctx context.Context, c *local, args []string) (*plans.Plan, error) {
 	if len(args) == 1 {
 		if fi, err := os.Stat(args[0]); err == nil && !fi.IsDir() {
 			return loadPlan(args[0], nil)
 		}
 	}
-	d, err := pick(st, args, func(deploy.Deployment) bool { return true })
+	d, err := c.pick(ctx, args, func(deploy.Deployment) bool { return true })
 	if err != nil {
 		if len(args) == 1 {
 			return nil, withCode(exitUsage, fmt.Errorf("%s is neither a plan file nor a deployment: %w", args[0], err))
@@ -122,7 +121,7 @@ func repairRemote(ctx context.Context, cl *api.Client, g *globalFlags, args []st
 		}
 	}
 	if req.Plan == "" {
-		d, err := pickRemote(ctx, cl, args, func(deploy.Deployment) bool { return true })
+		d, err := remote{cl: cl, g: g}.pick(ctx, args, func(deploy.Deployment) bool { return true })
 		if err != nil {
 			if len(args) == 1 && errors.Is(err, api.ErrNotFound) {
 				return withCode(exitUsage, fmt.Errorf("%s is neither a plan file nor a deployment: %w", args[0], err))

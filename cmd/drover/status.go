@@ -2,19 +2,16 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"os"
 	"os/signal"
-	"slices"
 	"syscall"
 	"text/tabwriter"
 	"time"
 
 	"github.com/drover-dev/drover/api"
 	"github.com/drover-dev/drover/deploy"
-	"github.com/drover-dev/drover/raftstore"
 	"github.com/spf13/cobra"
 )
 
@@ -24,22 +21,12 @@ func newStatusCmd(g *globalFlags) *cobra.Command {
 		Short: "Show a deployment and each host's stage (default: the latest)",
 		Args:  cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if handled, err := withCluster(cmd.Context(), &g.cluster, func(ctx context.Context, cl *api.Client) error {
-				d, err := pickRemote(ctx, cl, args, func(deploy.Deployment) bool { return true })
+			return withControl(cmd.Context(), g, func(ctx context.Context, ctl control) error {
+				d, err := ctl.pick(ctx, args, func(deploy.Deployment) bool { return true })
 				if err != nil {
 					return err
 				}
-				printWithLB(ctx, os.Stdout, nil, d)
-				return nil
-			}); handled {
-				return err
-			}
-			return withLocal(cmd.Context(), g, func(ctx context.Context, c *local) error {
-				d, err := pick(c.store, args, func(deploy.Deployment) bool { return true })
-				if err != nil {
-					return err
-				}
-				printWithLB(ctx, os.Stdout, c.store, d)
+				printWithLB(ctx, os.Stdout, ctl.records(), d)
 				return nil
 			})
 		},
@@ -59,25 +46,12 @@ ones (drover server --keep-deployments, default 100).`,
 			if limit < 0 {
 				return withCode(exitUsage, fmt.Errorf("--limit %d: want 0 (all) or more", limit))
 			}
-			if handled, err := withCluster(cmd.Context(), &g.cluster, func(ctx context.Context, cl *api.Client) error {
-				if limit == 0 || limit > api.MaxPageSize {
-					ds, err := cl.Deployments(ctx)
-					if err != nil {
-						return err
-					}
-					return printHistory(newest(ds, limit))
-				}
-				p, err := cl.DeploymentsPage(ctx, "", limit)
+			return withControl(cmd.Context(), g, func(ctx context.Context, ctl control) error {
+				ds, err := ctl.newest(ctx, limit)
 				if err != nil {
 					return err
 				}
-				slices.Reverse(p.Deployments)
-				return printHistory(p.Deployments)
-			}); handled {
-				return err
-			}
-			return withLocal(cmd.Context(), g, func(ctx context.Context, c *local) error {
-				return printHistory(newest(c.store.Deployments(), limit))
+				return printHistory(ds)
 			})
 		},
 	}
@@ -114,33 +88,18 @@ old release, verify, enable), batch by batch. Default: the latest deployment.
 A host whose previous release is unknown (its first deploy) is not guessed at.`,
 		Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if handled, err := withCluster(cmd.Context(), &g.cluster, func(ctx context.Context, cl *api.Client) error {
-				d, err := pickRemote(ctx, cl, args, func(d deploy.Deployment) bool {
+			return withControl(cmd.Context(), g, func(ctx context.Context, ctl control) error {
+				d, err := ctl.pick(ctx, args, func(d deploy.Deployment) bool {
 					return d.Kind == deploy.KindDeploy && d.State.Terminal()
 				})
 				if err != nil {
 					return err
 				}
-				id, err := cl.Rollback(ctx, d.ID)
+				id, err := ctl.rollback(ctx, d.ID)
 				if err != nil {
 					return err
 				}
-				return watchNew(ctx, cl, g, id)
-			}); handled {
-				return err
-			}
-			return withLocal(cmd.Context(), g, func(ctx context.Context, c *local) error {
-				d, err := pick(c.store, args, func(d deploy.Deployment) bool {
-					return d.Kind == deploy.KindDeploy && d.State.Terminal()
-				})
-				if err != nil {
-					return err
-				}
-				id, err := c.engine.SubmitRollback(ctx, d.ID)
-				if err != nil {
-					return withCode(exitUsage, submitError(err))
-				}
-				return c.drive(ctx, id)
+				return ctl.follow(ctx, id)
 			})
 		},
 	}
@@ -156,27 +115,15 @@ of a stage runs that stage again (every stage is safe to repeat).
 Default: the only unfinished deployment.`,
 		Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if handled, err := withCluster(cmd.Context(), &g.cluster, func(ctx context.Context, cl *api.Client) error {
-				d, err := pickRemote(ctx, cl, args, func(d deploy.Deployment) bool { return d.State == deploy.StatePaused })
+			return withControl(cmd.Context(), g, func(ctx context.Context, ctl control) error {
+				d, err := ctl.pick(ctx, args, func(d deploy.Deployment) bool { return deploy.Resumable(&d, ctl.driver()) })
 				if err != nil {
 					return err
 				}
-				if err := cl.Act(ctx, d.ID, api.ActionResume); err != nil {
+				if err := ctl.act(ctx, d.ID, deploy.ActionResume); err != nil {
 					return err
 				}
-				return watchNew(ctx, cl, g, d.ID)
-			}); handled {
-				return err
-			}
-			return withLocal(cmd.Context(), g, func(ctx context.Context, c *local) error {
-				d, err := pick(c.store, args, func(d deploy.Deployment) bool { return !d.State.Terminal() })
-				if err != nil {
-					return err
-				}
-				if d.State.Terminal() {
-					return withCode(exitUsage, fmt.Errorf("%s has ended (%s): nothing to resume", d.ID, d.State))
-				}
-				return c.drive(ctx, d.ID)
+				return ctl.follow(ctx, d.ID)
 			})
 		},
 	}
@@ -191,38 +138,35 @@ host locks, leaving every host as it is. Hosts left mid-stage (out of rotation)
 are listed: 'drover rollback' or a new deploy brings them back.`,
 		Args: exactArgs(1, "ID"),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if handled, err := withCluster(cmd.Context(), &g.cluster, func(ctx context.Context, cl *api.Client) error {
-				if err := cl.Act(ctx, args[0], api.ActionAbort); err != nil {
-					return err
-				}
-				fmt.Printf("abort requested: %s stops at the next safe point (hosts in flight finish) and releases its hosts\n", args[0])
-				return nil
-			}); handled {
-				return err
-			}
-			return withLocal(cmd.Context(), g, func(ctx context.Context, c *local) error {
-				d, err := c.store.Deployment(args[0])
-				if err != nil {
-					return withCode(exitUsage, err)
-				}
-				// Nothing runs a deployment of this data dir but a drover
-				// command in the foreground, which holds the data dir.
-				cmd, err := deploy.Decide(&d, deploy.ActionAbort, deploy.Unattended, time.Now().UTC())
-				if err == nil {
-					err = c.store.Apply(ctx, cmd)
-				}
-				if err != nil {
-					return withCode(exitUsage, err)
-				}
-				d, _ = c.store.Deployment(d.ID)
-				printWithLB(ctx, os.Stdout, c.store, d)
-				return nil
+			return withControl(cmd.Context(), g, func(ctx context.Context, ctl control) error {
+				return abort(ctx, ctl, args[0], os.Stdout)
 			})
 		},
 	}
 }
 
-// pick returns the deployment named in args, or the newest one that ok accepts.
+// abort ends deployment id now, showing where every host was left, or
+// requests its end at its engine's next safe point (deploy.AbortNow).
+func abort(ctx context.Context, ctl control, id string, w io.Writer) error {
+	d, err := ctl.get(ctx, id)
+	if err != nil {
+		return err
+	}
+	now := deploy.AbortNow(&d, ctl.driver())
+	if err := ctl.act(ctx, d.ID, deploy.ActionAbort); err != nil {
+		return err
+	}
+	if !now {
+		fmt.Fprintf(w, "abort requested: %s stops at the next safe point (hosts in flight finish) and releases its hosts\n", d.ID)
+		return nil
+	}
+	if d, err = ctl.get(ctx, d.ID); err != nil {
+		return err
+	}
+	printWithLB(ctx, w, ctl.records(), d)
+	return nil
+}
+
 func newPauseCmd(g *globalFlags) *cobra.Command {
 	return &cobra.Command{
 		Use:   "pause ID",
@@ -253,40 +197,6 @@ func watchNew(ctx context.Context, cl *api.Client, g *globalFlags, id string) er
 	sigctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	return watch(sigctx, cl, v, id)
-}
-
-// pickRemote is pick on a cluster.
-func pickRemote(ctx context.Context, cl *api.Client, args []string, ok func(deploy.Deployment) bool) (deploy.Deployment, error) {
-	if len(args) == 1 {
-		return cl.Deployment(ctx, args[0])
-	}
-	ds, err := cl.Deployments(ctx)
-	if err != nil {
-		return deploy.Deployment{}, err
-	}
-	for i := len(ds) - 1; i >= 0; i-- {
-		if ok(ds[i]) {
-			return ds[i], nil
-		}
-	}
-	return deploy.Deployment{}, withCode(exitUsage, errors.New("no matching deployment in the cluster (see 'drover history')"))
-}
-
-func pick(st *raftstore.Store, args []string, ok func(deploy.Deployment) bool) (deploy.Deployment, error) {
-	if len(args) == 1 {
-		d, err := st.Deployment(args[0])
-		if err != nil {
-			return d, withCode(exitUsage, fmt.Errorf("%w (see 'drover history')", err))
-		}
-		return d, nil
-	}
-	ds := st.Deployments()
-	for i := len(ds) - 1; i >= 0; i-- {
-		if ok(ds[i]) {
-			return ds[i], nil
-		}
-	}
-	return deploy.Deployment{}, withCode(exitUsage, errors.New("no matching deployment in this data dir (see 'drover history')"))
 }
 
 func duration(d deploy.Deployment) string {
