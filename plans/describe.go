@@ -128,6 +128,19 @@ func (p *Plan) Describe(w io.Writer) error {
 		pf("  ssh:            user %s, host key checking %s against %s, connect timeout %s, command timeout %s\n",
 			p.SSH.User, p.SSH.HostKeyChecking, p.SSH.KnownHosts, fmtDuration(p.SSH.ConnectTimeout), fmtDuration(p.SSH.CommandTimeout))
 	}
+	for _, wh := range p.Notify.Webhooks {
+		evs := wh.Events
+		if len(evs) == 0 {
+			evs = DefaultWebhookEvents
+		}
+		// The key's variable is named, never its value (the sender reads
+		// it, and this machine may not be the sender).
+		sig := "unsigned"
+		if wh.SecretEnv != "" {
+			sig = "signed with the HMAC key in $" + wh.SecretEnv + " on the sender"
+		}
+		pf("  webhook:        %s (%s; %s)\n", wh.URL, strings.Join(evs, ", "), sig)
+	}
 
 	n := 0
 	for bi, batch := range batches {

@@ -27,6 +27,7 @@ func TestPlanReferenceNamesEveryKey(t *testing.T) {
 		{"hosts[].", hostKeys}, {"", sshKeys}, {"", lbKeys}, {"haproxy.", haproxyKeys},
 		{"", strategyKeys}, {"", releaseKeys}, {"", healthKeys}, {"http.", httpKeys},
 		{"tcp.", tcpKeys}, {"", rollbackKeys}, {"", hookKeys},
+		{"notify.", notifyKeys}, {"webhooks[].", webhookKeys},
 	} {
 		for _, k := range set.keys {
 			if k == "http" || k == "tcp" {

@@ -36,6 +36,8 @@ type Plan struct {
 	// Secrets names variables whose values are blanked out of the command
 	// output drover records (events, errors, the replicated state).
 	Secrets []string `json:"secrets,omitempty"`
+	// Notify is where deployment events are sent (webhooks).
+	Notify Notify `json:"notify,omitzero"`
 
 	// Vars are the values taken from outside the file (${NAME} variables
 	// and --set), for `drover plan show`; not part of the recorded plan.
