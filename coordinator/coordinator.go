@@ -23,6 +23,7 @@ import (
 	"github.com/drover-dev/drover/internal/pki"
 	"github.com/drover-dev/drover/orchestrator"
 	"github.com/drover-dev/drover/raftstore"
+	"github.com/drover-dev/drover/webhook"
 )
 
 // Config describes one coordinator.
@@ -107,6 +108,7 @@ type Coordinator struct {
 	caPEM   []byte
 	store   *raftstore.Store
 	engine  *orchestrator.Engine
+	hooks   *webhook.Notifier // runs while this node leads
 	arts    *artifacts
 	metrics *metrics
 	log     *slog.Logger
@@ -189,6 +191,7 @@ func Start(ctx context.Context, cfg Config) (*Coordinator, error) {
 	deps.Fence = c.store.VerifyLeader
 	deps.ArtifactPath = c.arts.Path
 	c.engine = orchestrator.New(deps)
+	c.hooks = webhook.New(webhook.Config{Source: c.store, Env: os.LookupEnv, Log: cfg.Log})
 
 	handler := api.NewServer(api.Config{
 		NodeID: cfg.NodeID, Node: c, Cluster: c, Deployments: c, Artifacts: c.arts, Auth: c, Agents: c,
@@ -331,6 +334,12 @@ func (c *Coordinator) lead(ctx context.Context) {
 		}
 	}
 	c.log.Info("leading: resuming running deployments", "term", c.store.Term())
+	// Webhooks go out from the leader only. The previous leader may have
+	// died with deliveries queued: the last minute's events go again, with
+	// the IDs they had (receivers drop repeats).
+	var hooks sync.WaitGroup
+	defer hooks.Wait()
+	hooks.Go(func() { c.hooks.Run(ctx, webhook.Since(c.store, time.Now().Add(-webhook.Replay))) })
 	c.engine.Supervise(ctx, c.store)
 }
 

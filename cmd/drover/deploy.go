@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"os/signal"
 	"syscall"
@@ -15,6 +16,7 @@ import (
 	"github.com/drover-dev/drover/orchestrator"
 	"github.com/drover-dev/drover/plans"
 	"github.com/drover-dev/drover/raftstore"
+	"github.com/drover-dev/drover/webhook"
 	"github.com/spf13/cobra"
 )
 
@@ -187,7 +189,29 @@ func withLocal(ctx context.Context, g *globalFlags, fn func(context.Context, *lo
 	defer st.Close()
 	c := &local{store: st, view: v}
 	c.engine = orchestrator.New(orchestrator.DefaultDeps(st, v.event))
+	defer sendWebhooks(ctx, st)()
 	return fn(ctx, c)
+}
+
+// sendWebhooks sends the webhooks of what this process does to the local
+// store, from this process's environment; the returned func waits a few
+// seconds for the last deliveries before the CLI exits.
+func sendWebhooks(ctx context.Context, st *raftstore.Store) (stop func()) {
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	n := webhook.New(webhook.Config{Source: st, Env: os.LookupEnv, Log: log})
+	ctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	after := webhook.Now(st)
+	go func() { defer close(done); n.Run(ctx, after) }()
+	return func() {
+		fctx, fcancel := context.WithTimeout(ctx, 5*time.Second)
+		if err := n.Flush(fctx); err != nil {
+			log.Warn("exiting with webhooks not delivered", "err", err)
+		}
+		fcancel()
+		cancel()
+		<-done
+	}
 }
 
 // drive runs a deployment in the foreground with the two-stage Ctrl-C, and
