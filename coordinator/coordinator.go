@@ -23,6 +23,7 @@ import (
 	"github.com/drover-dev/drover/internal/pki"
 	"github.com/drover-dev/drover/orchestrator"
 	"github.com/drover-dev/drover/raftstore"
+	"github.com/drover-dev/drover/ui"
 	"github.com/drover-dev/drover/webhook"
 )
 
@@ -202,6 +203,8 @@ func Start(ctx context.Context, cfg Config) (*Coordinator, error) {
 	mux := http.NewServeMux()
 	mux.Handle(wire.ConnectPath, c.hub.Handler())
 	mux.Handle(wire.EnrollPath, c.hub.Handler())
+	mux.Handle(ui.Prefix, c.dashboard())
+	mux.Handle("GET /{$}", ui.Redirect())
 	mux.Handle("/", handler)
 	lim := cfg.Limits.withDefaults()
 	c.httpSrv = &http.Server{
