@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/drover-dev/drover/deploy"
+	"github.com/drover-dev/drover/internal/sse"
 )
 
 // The event stream (text/event-stream): one SSE event per deploy.Event,
@@ -85,18 +86,8 @@ func (s *server) events(w http.ResponseWriter, r *http.Request) {
 	// is gone.
 	send := func() bool {
 		evs, _ := s.cfg.Deployments.Events(id, last)
-		for _, ev := range evs {
-			if ev.Seq <= last {
-				continue
-			}
-			b, err := json.Marshal(ev)
-			if err != nil {
-				continue
-			}
-			if _, err := fmt.Fprintf(w, "id: %d\nevent: %s\ndata: %s\n\n", ev.Seq, sseField(string(ev.Kind)), b); err != nil {
-				return false
-			}
-			last = ev.Seq
+		if sse.Send(w, evs, &last) != nil {
+			return false
 		}
 		return len(evs) == 0 || rc.Flush() == nil
 	}
@@ -161,11 +152,6 @@ func eventCursor(r *http.Request) (uint64, error) {
 		return 0, fmt.Errorf("%w: %s %q is not an event number", ErrBadRequest, from, v)
 	}
 	return n, nil
-}
-
-// sseField keeps a value on one line.
-func sseField(s string) string {
-	return strings.NewReplacer("\r", " ", "\n", " ").Replace(s)
 }
 
 // --- client side ----------------------------------------------------------

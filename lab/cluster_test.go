@@ -10,7 +10,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"slices"
 	"strings"
 	"sync"
@@ -18,37 +17,8 @@ import (
 	"testing"
 	"time"
 
-	"golang.org/x/sys/unix"
-
 	"github.com/drover-dev/drover/orchestrator/lb/haproxy"
 )
-
-// inNode runs fn on a thread in node's network namespace: sockets fn creates
-// live there. The thread is never returned to the runtime (it exits with the
-// goroutine), so no other code ever runs in that namespace by accident.
-func inNode(l *Lab, node string, fn func()) error {
-	ns, err := l.nodeNS(node)
-	if err != nil {
-		return err
-	}
-	errc := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread()
-		f, err := os.Open("/run/netns/" + ns)
-		if err != nil {
-			errc <- err
-			return
-		}
-		defer f.Close()
-		if err := unix.Setns(int(f.Fd()), unix.CLONE_NEWNET); err != nil {
-			errc <- fmt.Errorf("setns %s: %w", ns, err)
-			return
-		}
-		fn()
-		errc <- nil
-	}()
-	return <-errc
-}
 
 // dialFrom opens a TCP connection from node's namespace.
 func dialFrom(l *Lab, node, addr string, timeout time.Duration) (net.Conn, error) {

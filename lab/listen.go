@@ -12,41 +12,44 @@ import (
 // ListenControl opens a TCP listener on the control node's lab address
 // (the namespace the drover CLI runs in), on port (0: any): a test serves
 // from it what coordinators and hosts must reach, such as a webhook
-// receiver, without a process of its own. Coordinators reach it over the
-// bridge; the test's own process reaches nothing in the lab but through it.
+// receiver or a dashboard's browser, without a process of its own.
 func (l *Lab) ListenControl(port int) (net.Listener, error) {
 	ctl := l.topo.Control()
-	ns, err := l.nodeNS(ctl.Name)
-	if err != nil {
-		return nil, err
-	}
 	addr := net.JoinHostPort(ctl.Address.String(), fmt.Sprint(port))
-	type result struct {
-		ln  net.Listener
-		err error
+	var ln net.Listener
+	var err error
+	if nerr := inNode(l, ctl.Name, func() { ln, err = net.Listen("tcp", addr) }); nerr != nil {
+		return nil, nerr
 	}
-	res := make(chan result, 1)
+	if err != nil {
+		return nil, fmt.Errorf("lab %s: listen on %s in %s: %w", l.ID, addr, ctl.Name, err)
+	}
+	return ln, nil
+}
+
+// inNode runs fn on a thread in node's network namespace: sockets fn creates
+// live there. The thread is never returned to the runtime (it exits with the
+// goroutine), so no other code ever runs in that namespace by accident.
+func inNode(l *Lab, node string, fn func()) error {
+	ns, err := l.nodeNS(node)
+	if err != nil {
+		return err
+	}
+	errc := make(chan error, 1)
 	go func() {
-		// The thread enters the namespace and is never handed back to the
-		// runtime (it exits with this goroutine): the socket lives in the
-		// namespace, and no other code runs there by accident.
 		runtime.LockOSThread()
 		f, err := os.Open("/run/netns/" + ns)
 		if err != nil {
-			res <- result{nil, err}
+			errc <- err
 			return
 		}
 		defer f.Close()
 		if err := unix.Setns(int(f.Fd()), unix.CLONE_NEWNET); err != nil {
-			res <- result{nil, fmt.Errorf("setns %s: %w", ns, err)}
+			errc <- fmt.Errorf("setns %s: %w", ns, err)
 			return
 		}
-		ln, err := net.Listen("tcp", addr)
-		res <- result{ln, err}
+		fn()
+		errc <- nil
 	}()
-	r := <-res
-	if r.err != nil {
-		return nil, fmt.Errorf("lab %s: listen on %s in %s: %w", l.ID, addr, ctl.Name, r.err)
-	}
-	return r.ln, nil
+	return <-errc
 }

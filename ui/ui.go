@@ -28,6 +28,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/drover-dev/drover/internal/sse"
 	"github.com/drover-dev/drover/raftstore"
 )
 
@@ -233,20 +234,7 @@ func (h *handler) events(w http.ResponseWriter, r *http.Request) {
 	for {
 		changed := h.cfg.Source.Changed()
 		evs, _ := h.cfg.Source.Events(id, last)
-		for _, ev := range evs {
-			if ev.Seq <= last {
-				continue
-			}
-			b, err := json.Marshal(ev)
-			if err != nil {
-				continue
-			}
-			if _, err := fmt.Fprintf(w, "id: %d\nevent: %s\ndata: %s\n\n", ev.Seq, oneLine(string(ev.Kind)), b); err != nil {
-				return
-			}
-			last = ev.Seq
-		}
-		if len(evs) > 0 && rc.Flush() != nil {
+		if sse.Send(w, evs, &last) != nil || (len(evs) > 0 && rc.Flush() != nil) {
 			return
 		}
 		if d, err := h.cfg.Source.Deployment(id); err != nil || d.State.Terminal() {
@@ -270,8 +258,6 @@ func (h *handler) events(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 }
-
-func oneLine(s string) string { return strings.NewReplacer("\r", " ", "\n", " ").Replace(s) }
 
 func writeJSON(w http.ResponseWriter, v any) {
 	b, err := json.Marshal(v)
