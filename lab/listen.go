@@ -1,6 +1,7 @@
 package lab
 
 import (
+	"context"
 	"fmt"
 	"net"
 	"os"
@@ -52,4 +53,16 @@ func inNode(l *Lab, node string, fn func()) error {
 		errc <- nil
 	}()
 	return <-errc
+}
+
+// DialControl opens a TCP connection to addr from the control node's
+// namespace: how a test process reaches a lab address (a coordinator's API)
+// without routing out of the root namespace.
+func (l *Lab) DialControl(ctx context.Context, addr string) (net.Conn, error) {
+	var c net.Conn
+	var err error
+	if nerr := inNode(l, l.topo.Control().Name, func() { c, err = (&net.Dialer{}).DialContext(ctx, "tcp", addr) }); nerr != nil {
+		return nil, nerr
+	}
+	return c, err
 }

@@ -14,6 +14,9 @@ command -v pgrep >/dev/null 2>&1 || need="$need procps"
 command -v tmux >/dev/null 2>&1 || need="$need tmux"
 # The lab's Prometheus (metric gates).
 command -v prometheus >/dev/null 2>&1 || need="$need prometheus"
+# The dashboard's end-to-end test (e2e/dashboard_test.go) drives headless
+# Chromium; fonts-dejavu-core gives its screenshots readable text.
+command -v chromium >/dev/null 2>&1 || need="$need chromium fonts-dejavu-core"
 # `make vagrant-validate` (part of `make test`): `vagrant validate` on the
 # Vagrantfile; Debian's vagrant brings its Ruby. No provider is needed.
 command -v vagrant >/dev/null 2>&1 || need="$need vagrant"

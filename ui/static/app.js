@@ -175,11 +175,12 @@ async function deploymentPage(id) {
         el("div", {}, el("span", {}, "Hosts done"), el("b", { id: "hosts-done" }, `${c.done}/${c.total}`), c.failed ? el("b", { class: "error" }, ` ${c.failed} failed`) : ""),
         el("div", {}, el("span", {}, "Started"), el("b", {}, fmtTime(d.created))),
         el("div", {}, el("span", {}, "Elapsed"), el("b", {}, fmtDur(end - new Date(d.created))))),
-      el("div", { class: "progress" }, el("div", { style: `width: ${c.total ? (100 * c.done) / c.total : 0}%` })),
+      // A progress element, not a styled width: the page's CSP allows no inline style.
+      el("progress", { max: c.total || 1, value: c.done }),
       d.error ? el("p", { class: "error" }, d.error) : "",
       d.pause_requested ? el("p", { class: "muted" }, "Pause requested: the deployment stops at the next safe point.") : "",
       el("h2", {}, "Batches"),
-      (d.batches || []).map((b, i) => el("section", { class: "batch" + (i === cb && !terminal(d.state) ? " current" : "") },
+      ...(d.batches || []).map((b, i) => el("section", { class: "batch" + (i === cb && !terminal(d.state) ? " current" : "") },
         el("h3", {}, `Batch ${i + 1} of ${d.batches.length}`),
         el("div", { class: "hosts" }, b.map((n) => hostCard(d, n))))),
       el("h2", {}, "Events"));
