@@ -25,6 +25,7 @@ func newDeployCmd(g *globalFlags) *cobra.Command {
 		force, detach, watchFlag bool
 		lockWait                 time.Duration
 		set                      []string
+		uiAddr                   string
 	)
 	cmd := &cobra.Command{
 		Use:   "deploy PLAN",
@@ -71,6 +72,13 @@ sent with the plan: the coordinators never read their own environment.`,
 			warm := orchestrator.StartWarm(p, orchestrator.SSHConnector)
 			defer warm.Close()
 			return withLocal(cmd.Context(), g, func(ctx context.Context, c *local) error {
+				if uiAddr != "" {
+					stop, err := serveDashboard(ctx, c.store, uiAddr, os.Stderr)
+					if err != nil {
+						return withCode(exitUsage, err)
+					}
+					defer stop()
+				}
 				id, err := c.engine.Submit(ctx, p, orchestrator.SubmitOptions{Force: force, Warm: warm})
 				if err != nil {
 					return withCode(exitUsage, submitError(err))
@@ -83,6 +91,7 @@ sent with the plan: the coordinators never read their own environment.`,
 	cmd.Flags().BoolVar(&force, "force", false, "redeploy hosts that already run the plan's version")
 	cmd.Flags().DurationVar(&lockWait, "lock-wait", 0, "with --server: when a host is held by another deployment, wait this long for it instead of refusing")
 	cmd.Flags().BoolVar(&detach, "detach", false, "with --server: return once the deployment is recorded, without watching it")
+	cmd.Flags().StringVar(&uiAddr, "ui", "", "without --server: serve the web dashboard of this deploy on this loopback address (like 127.0.0.1:7480) while it runs")
 	cmd.Flags().BoolVar(&watchFlag, "watch", true, "with --server: follow the deployment until it ends (the default; see --detach)")
 	return cmd
 }

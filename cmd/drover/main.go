@@ -121,6 +121,7 @@ back cleanly, 4 the data dir is damaged, 130 paused by Ctrl-C (continue with
 		newAgentCmd(g),
 		newHostsCmd(g),
 		newVersionCmd(g),
+		newUICmd(g),
 	)
 	return root
 }
