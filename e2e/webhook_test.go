@@ -225,3 +225,31 @@ func TestClusterWebhooks(t *testing.T) {
 		}
 	})
 }
+
+// TestLocalWebhooks: without a cluster the CLI itself sends the webhooks,
+// signed with the key from its own environment, and has delivered the
+// deployment's end when it exits.
+func TestLocalWebhooks(t *testing.T) {
+	s := newSession(t, 2)
+	rcv := newHookReceiver(t, s.lab)
+	const key = "local-hook-key"
+	plan := s.plan("v1", false, "1", func(p *lab.PlanParams) {
+		p.Extra = fmt.Sprintf("notify:\n  webhooks:\n    - {url: %q, secret_env: LOCAL_HOOK_KEY}\n", rcv.url)
+	})
+	d := s.launch([]string{"LOCAL_HOOK_KEY=" + key}, "deploy", plan, "--data-dir", s.dataDir, "--output", "json")
+	if code := d.wait(t); code != 0 {
+		t.Fatalf("deploy v1: exit %d\n%s", code, d.stderr.String())
+	}
+	reqs := rcv.of("v1")
+	var events []string
+	for _, g := range reqs {
+		events = append(events, g.p.Event)
+		if !webhook.Verify([]byte(key), g.body, g.header.Get(webhook.HeaderSignature)) {
+			t.Errorf("%s %s: signature does not verify", g.p.ID, g.p.Event)
+		}
+	}
+	// The default events: the start and the end (no host failed).
+	if want := []string{"deployment.created", "deployment.succeeded"}; strings.Join(events, " ") != strings.Join(want, " ") {
+		t.Errorf("when drover exited the receiver had %v, want %v", events, want)
+	}
+}
