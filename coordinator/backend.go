@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"time"
 
 	"github.com/drover-dev/drover/api"
@@ -121,6 +122,9 @@ func (c *Coordinator) Submit(ctx context.Context, req api.SubmitRequest) (string
 		return c.arts.Path(ctx, req.ArtifactSHA256)
 	}
 	opts.Files = &plans.AllowedFiles{Paths: c.cfg.PlanFiles}
+	// The leader sends the webhooks: their keys must be in its environment
+	// (plans accepts only DROVER_WEBHOOK_* names, so nothing else is probed).
+	opts.SenderEnv, opts.Sender = os.LookupEnv, "coordinator "+c.cfg.NodeID+", the leader: set it on every coordinator"
 	p, err := plans.ParseWith(name, []byte(req.Plan), opts)
 	if err != nil {
 		return "", badRequest{err}

@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
 	"testing"
@@ -102,7 +103,7 @@ func TestClusterWebhooks(t *testing.T) {
 	_, _ = rand.Read(kb)
 	key := "hook-" + hex.EncodeToString(kb)
 	// The coordinators inherit it: the lab starts them with this environment.
-	t.Setenv("DROVER_E2E_HOOK_KEY", key)
+	t.Setenv("DROVER_WEBHOOK_E2E", key)
 	c := newCluster(t, 4)
 	rcv := newHookReceiver(t, c.lab)
 	addrOf := map[string]string{}
@@ -112,7 +113,7 @@ func TestClusterWebhooks(t *testing.T) {
 	plan := func(version string) string {
 		return c.plan(version, false, "2", func(p *lab.PlanParams) {
 			p.HAProxyTCP, p.MinHealthyTime = true, 200*time.Millisecond
-			p.Extra = fmt.Sprintf("notify:\n  webhooks:\n    - url: %s\n      events: [\"*\"]\n      secret_env: DROVER_E2E_HOOK_KEY\n", rcv.url)
+			p.Extra = fmt.Sprintf("notify:\n  webhooks:\n    - url: %s\n      events: [\"*\"]\n      secret_env: DROVER_WEBHOOK_E2E\n", rcv.url)
 		})
 	}
 	checkSigned := func(t *testing.T, reqs []hookRequest) {
@@ -126,6 +127,19 @@ func TestClusterWebhooks(t *testing.T) {
 			}
 		}
 	}
+
+	t.Run("key not set on the leader", func(t *testing.T) {
+		c.t = t
+		p := c.plan("v0", false, "2", func(p *lab.PlanParams) {
+			p.HAProxyTCP = true
+			p.Extra = fmt.Sprintf("notify:\n  webhooks:\n    - {url: %q, secret_env: DROVER_WEBHOOK_NOT_SET}\n", rcv.url)
+		})
+		code, d := c.runWith(c.env(), "deploy", p)
+		at := regexp.MustCompile(`plan-v0\.yaml:[0-9]+:[0-9]+: notify\.webhooks\[0\]\.secret_env: DROVER_WEBHOOK_NOT_SET is not set in the environment of the sender \(coordinator c[0-9]`)
+		if msg := d.stderr.String(); code != 2 || !at.MatchString(msg) {
+			t.Fatalf("deploy naming an unset key: exit %d, want 2 with the key's position\n%s", code, msg)
+		}
+	})
 
 	t.Run("steady leader", func(t *testing.T) {
 		c.t = t
@@ -234,9 +248,9 @@ func TestLocalWebhooks(t *testing.T) {
 	rcv := newHookReceiver(t, s.lab)
 	const key = "local-hook-key"
 	plan := s.plan("v1", false, "1", func(p *lab.PlanParams) {
-		p.Extra = fmt.Sprintf("notify:\n  webhooks:\n    - {url: %q, secret_env: LOCAL_HOOK_KEY}\n", rcv.url)
+		p.Extra = fmt.Sprintf("notify:\n  webhooks:\n    - {url: %q, secret_env: DROVER_WEBHOOK_LOCAL}\n", rcv.url)
 	})
-	d := s.launch([]string{"LOCAL_HOOK_KEY=" + key}, "deploy", plan, "--data-dir", s.dataDir, "--output", "json")
+	d := s.launch([]string{"DROVER_WEBHOOK_LOCAL=" + key}, "deploy", plan, "--data-dir", s.dataDir, "--output", "json")
 	if code := d.wait(t); code != 0 {
 		t.Fatalf("deploy v1: exit %d\n%s", code, d.stderr.String())
 	}

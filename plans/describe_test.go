@@ -146,10 +146,10 @@ func TestDescribeWithoutBalancer(t *testing.T) {
 // plan show lists each webhook with its events, and names the variable of
 // its key without reading it.
 func TestDescribeWebhooks(t *testing.T) {
-	t.Setenv("HOOK_KEY", "hunter2")
-	_, out := describe(t, base+"notify:\n  webhooks:\n    - {url: \"https://h/x\", secret_env: HOOK_KEY}\n    - {url: \"http://h/y\", events: [host.stage]}\n")
+	t.Setenv("DROVER_WEBHOOK_KEY", "hunter2")
+	_, out := describe(t, base+"notify:\n  webhooks:\n    - {url: \"https://h/x\", secret_env: DROVER_WEBHOOK_KEY}\n    - {url: \"http://h/y\", events: [host.stage]}\n")
 	mustContain(t, out,
-		"  webhook:        https://h/x (deployment.created, deployment.paused, deployment.rolling_back, deployment.succeeded, deployment.failed, deployment.rolled_back, deployment.aborted, host.failed; signed with the HMAC key in $HOOK_KEY on the sender)\n",
+		"  webhook:        https://h/x (deployment.created, deployment.paused, deployment.rolling_back, deployment.succeeded, deployment.failed, deployment.rolled_back, deployment.aborted, host.failed; signed with the HMAC key in $DROVER_WEBHOOK_KEY on the sender)\n",
 		"  webhook:        http://h/y (host.stage; unsigned)\n",
 	)
 	if strings.Contains(out, "hunter2") {

@@ -105,6 +105,11 @@ type Options struct {
 	// passes os.LookupEnv; a coordinator passes only the values the CLI
 	// sent, never its own environment.
 	Env func(name string) (string, bool)
+	// SenderEnv, when set, is the environment of the process that will
+	// send the plan's webhooks: a notify.webhooks[].secret_env it does not
+	// set is an error. Sender names that process in the message.
+	SenderEnv func(name string) (string, bool)
+	Sender    string
 	// Set replaces the values of VarKeys (the CLI's --set KEY=VALUE),
 	// present in the file or not. A relative release.artifact given here is
 	// relative to the working directory, not to the plan.

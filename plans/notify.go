@@ -32,6 +32,17 @@ type Webhook struct {
 	SecretEnv string `json:"secret_env,omitempty"`
 }
 
+// WebhookSecretPrefix starts the name of every variable that may hold a
+// webhook's HMAC key: a plan, written by an API client, cannot make the
+// sender sign with any other variable of its environment (a cloud
+// credential, say) and send the result where the plan says.
+const WebhookSecretPrefix = "DROVER_WEBHOOK_"
+
+func isSet(env func(string) (string, bool), name string) bool {
+	v, ok := env(name)
+	return ok && v != ""
+}
+
 // Webhook event names: what a receiver subscribes to in events:.
 const (
 	EventDeploymentCreated     = "deployment.created"
@@ -137,11 +148,16 @@ func (l *loader) webhook(m *mapping, path string) (Webhook, bool) {
 	}
 	if m.has("secret_env") {
 		if s, sp, ok := m.nonEmpty("secret_env", false, ""); ok {
-			if envNameRE.MatchString(s) {
-				w.SecretEnv = s
-			} else {
-				l.errorf(sp, "%s.secret_env: must be an environment variable name (letters, digits and _, not starting with a digit), got %s", path, quote(s))
+			switch {
+			case !envNameRE.MatchString(s) || !strings.HasPrefix(s, WebhookSecretPrefix) || s == WebhookSecretPrefix:
+				l.errorf(sp, "%s.secret_env: must be the name of an environment variable that starts with %s (the sender signs with no other variable), got %s",
+					path, WebhookSecretPrefix, quote(s))
 				good = false
+			case l.opts.SenderEnv != nil && !isSet(l.opts.SenderEnv, s):
+				l.errorf(sp, "%s.secret_env: %s is not set in the environment of the sender (%s)", path, s, l.opts.Sender)
+				good = false
+			default:
+				w.SecretEnv = s
 			}
 		} else {
 			good = false

@@ -148,7 +148,7 @@ func start(t *testing.T, src *source, cfg Config) (*Notifier, *logs) {
 	cfg.Source = src
 	cfg.Log = slog.New(slog.NewTextHandler(lg, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	cfg.Env = func(name string) (string, bool) {
-		if name == "HOOK_KEY" {
+		if name == "DROVER_WEBHOOK_KEY" {
 			return key, true
 		}
 		return "", false
@@ -185,7 +185,7 @@ func TestDeliversSubscribedEventsSigned(t *testing.T) {
 	all := newReceiver(t, nil)
 	def := newReceiver(t, nil)
 	src := newSource(
-		plans.Webhook{URL: all.URL + "/all", Events: []string{plans.EventAll}, SecretEnv: "HOOK_KEY"},
+		plans.Webhook{URL: all.URL + "/all", Events: []string{plans.EventAll}, SecretEnv: "DROVER_WEBHOOK_KEY"},
 		plans.Webhook{URL: def.URL + "/default"},
 	)
 	start(t, src, Config{})
@@ -316,7 +316,7 @@ func TestMissingKeyIsNotSentUnsigned(t *testing.T) {
 	r := newReceiver(t, nil)
 	other := newReceiver(t, nil)
 	src := newSource(
-		plans.Webhook{URL: r.URL, SecretEnv: "UNSET_KEY"},
+		plans.Webhook{URL: r.URL, SecretEnv: "DROVER_WEBHOOK_UNSET"},
 		plans.Webhook{URL: other.URL},
 	)
 	n, lg := start(t, src, Config{})
@@ -330,7 +330,7 @@ func TestMissingKeyIsNotSentUnsigned(t *testing.T) {
 	if c := r.count(); c != 0 {
 		t.Fatalf("%d requests without the key, want 0", c)
 	}
-	if !strings.Contains(lg.String(), "variable=UNSET_KEY") {
+	if !strings.Contains(lg.String(), "variable=DROVER_WEBHOOK_UNSET") {
 		t.Errorf("the log does not name the variable:\n%s", lg)
 	}
 }

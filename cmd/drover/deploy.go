@@ -62,9 +62,15 @@ sent with the plan: the coordinators never read their own environment.`,
 			}); handled {
 				return err
 			}
-			p, err := loadPlan(args[0], set)
+			opts, err := planOptions(set)
 			if err != nil {
 				return err
+			}
+			// This process sends the webhooks of a local deploy.
+			opts.SenderEnv, opts.Sender = os.LookupEnv, "this drover process"
+			p, err := plans.LoadWith(args[0], opts)
+			if err != nil {
+				return withCode(exitUsage, err)
 			}
 			// Connect and checksum while the store opens and the
 			// deployment is recorded: nothing on a host changes until
