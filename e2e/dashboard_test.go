@@ -177,6 +177,17 @@ func TestDashboard(t *testing.T) {
 	if loads := mustEval(ctx, `String(performance.getEntriesByType("navigation").length)`); loads != "1" {
 		t.Errorf("the page was loaded %s times, want once (live updates, no reload)", loads)
 	}
+	// The other pages: each host with the release it reached, the members.
+	step("the hosts page", 30*time.Second, func(ctx context.Context) error {
+		_, err := chromedp.Run(ctx, chromedp.Poll[bool](`(location.hash = "#/hosts", true) && `+
+			`[...document.querySelectorAll('tr[data-host]')].filter(r => r.children[1].textContent === "v1").length === 4`))
+		return err
+	})
+	step("the cluster page", 30*time.Second, func(ctx context.Context) error {
+		_, err := chromedp.Run(ctx, chromedp.Poll[bool](`(location.hash = "#/cluster", true) && `+
+			`document.querySelectorAll('tbody tr').length === 3`))
+		return err
+	})
 	dir := artifactsDir(t)
 	for name, b := range map[string][]byte{"dashboard-mid.png": mid, "dashboard.png": shot} {
 		if err := os.WriteFile(filepath.Join(dir, name), b, 0o644); err != nil {
