@@ -58,6 +58,8 @@ type Config struct {
 	// Limits bound what one client can hold open; zero fields take the
 	// defaults (DefaultLimits).
 	Limits Limits
+	// NoDashboard leaves the web dashboard (/ui/, package ui) out.
+	NoDashboard bool
 }
 
 // Limits bound the API's connections. The event stream, artifact
@@ -203,8 +205,10 @@ func Start(ctx context.Context, cfg Config) (*Coordinator, error) {
 	mux := http.NewServeMux()
 	mux.Handle(wire.ConnectPath, c.hub.Handler())
 	mux.Handle(wire.EnrollPath, c.hub.Handler())
-	mux.Handle(ui.Prefix, c.dashboard())
-	mux.Handle("GET /{$}", ui.Redirect())
+	if !cfg.NoDashboard {
+		mux.Handle(ui.Prefix, c.dashboard())
+		mux.Handle("GET /{$}", ui.Redirect())
+	}
 	mux.Handle("/", handler)
 	lim := cfg.Limits.withDefaults()
 	c.httpSrv = &http.Server{

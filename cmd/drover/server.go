@@ -148,6 +148,7 @@ uses this node's ~/.ssh/known_hosts.`,
 	f.StringArrayVar(&cfg.PlanFiles, "plan-files", nil, "a file, or a directory of files, that submitted plans may name (inventory, ssh.identity_file, ssh.known_hosts, haproxy socket); repeat it; default none")
 	f.IntVar(&cfg.KeepDeployments, "keep-deployments", deploy.DefaultKeepFinished, "finished deployments kept in the replicated state (running and paused ones always are)")
 	f.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
+	f.BoolVar(&cfg.NoDashboard, "no-dashboard", false, "do not serve the web dashboard at /ui/ (it signs in with a read token alone, no certificate: docs/dashboard.md)")
 	f.DurationVar(&timing.Heartbeat, "raft-heartbeat-timeout", 0, "follower's wait for the leader before an election (default 300ms)")
 	f.DurationVar(&timing.Election, "raft-election-timeout", 0, "candidate's wait for votes (default 300ms)")
 	f.DurationVar(&timing.LeaderLease, "raft-leader-lease", 0, "leader steps down after this long without a quorum (default 200ms)")
