@@ -162,7 +162,11 @@ func start(t *testing.T, src *source, cfg Config) (*Notifier, *logs) {
 	go func() { defer close(done); n.Run(ctx, 0) }()
 	t.Cleanup(func() {
 		cancel()
-		<-done
+		select {
+		case <-done:
+		case <-time.After(10 * time.Second):
+			t.Errorf("Run did not return after its context ended")
+		}
 		if strings.Contains(lg.String(), key) {
 			t.Errorf("the HMAC key is in the log:\n%s", lg)
 		}
