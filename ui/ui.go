@@ -28,8 +28,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/drover-dev/drover/deploy"
 	"github.com/drover-dev/drover/internal/sse"
-	"github.com/drover-dev/drover/raftstore"
 )
 
 //go:embed static
@@ -46,9 +46,9 @@ const heartbeat = 5 * time.Second
 
 // Source is the replicated state the dashboard shows (a raftstore.Store).
 type Source interface {
-	Deployments() []raftstore.Deployment
-	Deployment(id string) (raftstore.Deployment, error)
-	Events(id string, after uint64) ([]raftstore.Event, uint64)
+	Deployments() []deploy.Deployment
+	Deployment(id string) (deploy.Deployment, error)
+	Events(id string, after uint64) ([]deploy.Event, uint64)
 	Changed() <-chan struct{}
 }
 
@@ -174,7 +174,7 @@ func (h *handler) logout(w http.ResponseWriter, r *http.Request) {
 
 func (h *handler) deployments(w http.ResponseWriter, r *http.Request) {
 	ds := h.cfg.Source.Deployments()
-	out := make([]raftstore.Deployment, 0, len(ds))
+	out := make([]deploy.Deployment, 0, len(ds))
 	for _, d := range ds {
 		d.Plan = nil // the list needs no plans; one deployment's page has it
 		out = append(out, d)

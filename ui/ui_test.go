@@ -13,37 +13,37 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/drover-dev/drover/deploy"
 	"github.com/drover-dev/drover/internal/notify"
-	"github.com/drover-dev/drover/raftstore"
 )
 
 // state is a replicated state in memory.
 type state struct {
 	mu      sync.Mutex
-	d       raftstore.Deployment
-	evs     []raftstore.Event
+	d       deploy.Deployment
+	evs     []deploy.Event
 	changed notify.Signal
 }
 
-func (s *state) Deployments() []raftstore.Deployment {
+func (s *state) Deployments() []deploy.Deployment {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return []raftstore.Deployment{s.d}
+	return []deploy.Deployment{s.d}
 }
 
-func (s *state) Deployment(id string) (raftstore.Deployment, error) {
+func (s *state) Deployment(id string) (deploy.Deployment, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if id != s.d.ID {
-		return raftstore.Deployment{}, raftstore.ErrUnknownDeployment
+		return deploy.Deployment{}, deploy.ErrUnknownDeployment
 	}
 	return s.d, nil
 }
 
-func (s *state) Events(id string, after uint64) ([]raftstore.Event, uint64) {
+func (s *state) Events(id string, after uint64) ([]deploy.Event, uint64) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	var out []raftstore.Event
+	var out []deploy.Event
 	for _, ev := range s.evs {
 		if ev.Seq > after && ev.Deployment == id {
 			out = append(out, ev)
@@ -55,7 +55,7 @@ func (s *state) Events(id string, after uint64) ([]raftstore.Event, uint64) {
 func (s *state) Changed() <-chan struct{} { return s.changed.C() }
 
 // apply records an event, and the state it leads to.
-func (s *state) apply(ev raftstore.Event) {
+func (s *state) apply(ev deploy.Event) {
 	s.mu.Lock()
 	ev.Seq, ev.Deployment = uint64(len(s.evs)+1), s.d.ID
 	s.evs = append(s.evs, ev)
@@ -70,9 +70,9 @@ const readToken = "read-token"
 
 func newDashboard(t *testing.T) (*httptest.Server, *state) {
 	t.Helper()
-	st := &state{d: raftstore.Deployment{ID: "d1", Name: "web", Version: "v2", State: raftstore.StateRunning,
+	st := &state{d: deploy.Deployment{ID: "d1", Name: "web", Version: "v2", State: deploy.StateRunning,
 		Plan: json.RawMessage(`{"name":"web"}`), Batches: [][]string{{"web1"}},
-		Hosts: map[string]*raftstore.HostProgress{"web1": {Name: "web1", Stage: raftstore.StagePending, Target: "v2"}}}}
+		Hosts: map[string]*deploy.HostProgress{"web1": {Name: "web1", Stage: deploy.StagePending, Target: "v2"}}}}
 	h := New(Config{
 		Source:       st,
 		Authenticate: func(tok string) bool { return tok == readToken },
@@ -185,7 +185,7 @@ func TestLogin(t *testing.T) {
 // resumes after Last-Event-ID, and ends with the deployment.
 func TestEventStream(t *testing.T) {
 	srv, st := newDashboard(t)
-	st.apply(raftstore.Event{Kind: raftstore.EvCreated})
+	st.apply(deploy.Event{Kind: deploy.EvCreated})
 	req, _ := http.NewRequest(http.MethodGet, srv.URL+"/ui/api/deployments/d1/events", nil)
 	req.AddCookie(&http.Cookie{Name: Cookie, Value: readToken})
 	req.Header.Set("Last-Event-ID", "1")
@@ -215,11 +215,11 @@ func TestEventStream(t *testing.T) {
 			}
 		}
 	}
-	st.apply(raftstore.Event{Kind: raftstore.EvStage, Host: "web1", Stage: raftstore.StageDrain})
+	st.apply(deploy.Event{Kind: deploy.EvStage, Host: "web1", Stage: deploy.StageDrain})
 	if got := next(); got[0] != "id: 2" || got[1] != "event: stage" || !strings.Contains(got[2], `"host":"web1"`) {
 		t.Fatalf("first event after 1: %q", got)
 	}
-	st.apply(raftstore.Event{Kind: raftstore.EvState, State: raftstore.StateSucceeded})
+	st.apply(deploy.Event{Kind: deploy.EvState, State: deploy.StateSucceeded})
 	if got := next(); got[0] != "id: 3" || got[1] != "event: state" {
 		t.Fatalf("second event: %q", got)
 	}

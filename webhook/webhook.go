@@ -29,9 +29,9 @@ import (
 	"sync"
 	"time"
 
+	"github.com/drover-dev/drover/deploy"
 	"github.com/drover-dev/drover/internal/notify"
 	"github.com/drover-dev/drover/plans"
-	"github.com/drover-dev/drover/raftstore"
 )
 
 // Request headers.
@@ -54,9 +54,9 @@ const (
 
 // Source is the replicated state the Notifier follows (a raftstore.Store).
 type Source interface {
-	Events(id string, after uint64) ([]raftstore.Event, uint64)
+	Events(id string, after uint64) ([]deploy.Event, uint64)
 	Changed() <-chan struct{}
-	Deployment(id string) (raftstore.Deployment, error)
+	Deployment(id string) (deploy.Deployment, error)
 }
 
 // Config wires a Notifier.
@@ -83,21 +83,21 @@ type Payload struct {
 	Time       time.Time  `json:"time"`
 	Deployment Deployment `json:"deployment"`
 	// The deployment's state, for deployment.* events.
-	State raftstore.DeploymentState `json:"state,omitempty"`
+	State deploy.DeploymentState `json:"state,omitempty"`
 	// The host, its stage and direction, for host.* events.
-	Host    string          `json:"host,omitempty"`
-	Stage   raftstore.Stage `json:"stage,omitempty"`
-	Phase   raftstore.Phase `json:"phase,omitempty"`
-	Message string          `json:"message,omitempty"`
-	Error   string          `json:"error,omitempty"`
+	Host    string       `json:"host,omitempty"`
+	Stage   deploy.Stage `json:"stage,omitempty"`
+	Phase   deploy.Phase `json:"phase,omitempty"`
+	Message string       `json:"message,omitempty"`
+	Error   string       `json:"error,omitempty"`
 }
 
 // Deployment says which deployment an event is about.
 type Deployment struct {
-	ID      string         `json:"id"`
-	Name    string         `json:"name"`
-	Version string         `json:"version"`
-	Kind    raftstore.Kind `json:"kind"`
+	ID      string      `json:"id"`
+	Name    string      `json:"name"`
+	Version string      `json:"version"`
+	Kind    deploy.Kind `json:"kind"`
 }
 
 // Notifier delivers events. Run it while this node runs deployments.
@@ -206,14 +206,14 @@ func (n *Notifier) Flush(ctx context.Context) error {
 }
 
 // names are the webhook events an event is (the most specific first).
-func names(ev raftstore.Event) []string {
+func names(ev deploy.Event) []string {
 	switch ev.Kind {
-	case raftstore.EvCreated:
+	case deploy.EvCreated:
 		return []string{plans.EventDeploymentCreated}
-	case raftstore.EvState:
+	case deploy.EvState:
 		return []string{"deployment." + string(ev.State)}
-	case raftstore.EvStage:
-		if ev.Stage == raftstore.StageFailed {
+	case deploy.EvStage:
+		if ev.Stage == deploy.StageFailed {
 			return []string{plans.EventHostFailed, plans.EventHostStage}
 		}
 		return []string{plans.EventHostStage}
@@ -222,7 +222,7 @@ func names(ev raftstore.Event) []string {
 }
 
 // dispatch queues ev for every receiver of its deployment that wants it.
-func (n *Notifier) dispatch(ctx context.Context, wg *sync.WaitGroup, ev raftstore.Event) {
+func (n *Notifier) dispatch(ctx context.Context, wg *sync.WaitGroup, ev deploy.Event) {
 	evNames := names(ev)
 	if len(evNames) == 0 || ev.Deployment == "" {
 		return

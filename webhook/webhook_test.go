@@ -13,27 +13,27 @@ import (
 	"testing"
 	"time"
 
+	"github.com/drover-dev/drover/deploy"
 	"github.com/drover-dev/drover/internal/notify"
 	"github.com/drover-dev/drover/plans"
-	"github.com/drover-dev/drover/raftstore"
 )
 
 // source is a replicated state in memory: events appended by the test.
 type source struct {
 	mu      sync.Mutex
-	evs     []raftstore.Event
-	deps    map[string]raftstore.Deployment
+	evs     []deploy.Event
+	deps    map[string]deploy.Deployment
 	changed notify.Signal
 }
 
 func newSource(hooks ...plans.Webhook) *source {
 	plan, _ := json.Marshal(plans.Plan{Name: "web", Notify: plans.Notify{Webhooks: hooks}})
-	return &source{deps: map[string]raftstore.Deployment{
-		"d1": {ID: "d1", Name: "web", Version: "2.0", Kind: raftstore.KindDeploy, Plan: plan},
+	return &source{deps: map[string]deploy.Deployment{
+		"d1": {ID: "d1", Name: "web", Version: "2.0", Kind: deploy.KindDeploy, Plan: plan},
 	}}
 }
 
-func (s *source) add(evs ...raftstore.Event) {
+func (s *source) add(evs ...deploy.Event) {
 	s.mu.Lock()
 	for _, ev := range evs {
 		ev.Seq = uint64(len(s.evs) + 1)
@@ -49,10 +49,10 @@ func (s *source) add(evs ...raftstore.Event) {
 	s.changed.Fire()
 }
 
-func (s *source) Events(id string, after uint64) ([]raftstore.Event, uint64) {
+func (s *source) Events(id string, after uint64) ([]deploy.Event, uint64) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	var out []raftstore.Event
+	var out []deploy.Event
 	for _, ev := range s.evs {
 		if ev.Seq > after && (id == "" || ev.Deployment == id) {
 			out = append(out, ev)
@@ -63,10 +63,10 @@ func (s *source) Events(id string, after uint64) ([]raftstore.Event, uint64) {
 
 func (s *source) Changed() <-chan struct{} { return s.changed.C() }
 
-func (s *source) Deployment(id string) (raftstore.Deployment, error) {
+func (s *source) Deployment(id string) (deploy.Deployment, error) {
 	d, ok := s.deps[id]
 	if !ok {
-		return d, raftstore.ErrUnknownDeployment
+		return d, deploy.ErrUnknownDeployment
 	}
 	return d, nil
 }
@@ -174,13 +174,13 @@ func start(t *testing.T, src *source, cfg Config) (*Notifier, *logs) {
 	return n, lg
 }
 
-var rollout = []raftstore.Event{
-	{Kind: raftstore.EvCreated},
-	{Kind: raftstore.EvState, State: raftstore.StateRunning},
-	{Kind: raftstore.EvStage, Host: "web1", Stage: raftstore.StageDrain, Phase: raftstore.PhaseRollout},
-	{Kind: raftstore.EvStage, Host: "web1", Stage: raftstore.StageFailed, Phase: raftstore.PhaseRollout, Error: "health: 503"},
-	{Kind: raftstore.EvRequest, Message: "pause"},
-	{Kind: raftstore.EvState, State: raftstore.StateRolledBack},
+var rollout = []deploy.Event{
+	{Kind: deploy.EvCreated},
+	{Kind: deploy.EvState, State: deploy.StateRunning},
+	{Kind: deploy.EvStage, Host: "web1", Stage: deploy.StageDrain, Phase: deploy.PhaseRollout},
+	{Kind: deploy.EvStage, Host: "web1", Stage: deploy.StageFailed, Phase: deploy.PhaseRollout, Error: "health: 503"},
+	{Kind: deploy.EvRequest, Message: "pause"},
+	{Kind: deploy.EvState, State: deploy.StateRolledBack},
 }
 
 // Each receiver gets the events it subscribes to, in order, each signed
@@ -212,7 +212,7 @@ func TestDeliversSubscribedEventsSigned(t *testing.T) {
 			if g.p.ID == "" || g.header.Get(HeaderDelivery) != g.p.ID {
 				t.Errorf("request %d: delivery header %q, body id %q", i, g.header.Get(HeaderDelivery), g.p.ID)
 			}
-			if g.p.Deployment != (Deployment{ID: "d1", Name: "web", Version: "2.0", Kind: raftstore.KindDeploy}) {
+			if g.p.Deployment != (Deployment{ID: "d1", Name: "web", Version: "2.0", Kind: deploy.KindDeploy}) {
 				t.Errorf("request %d: deployment %+v", i, g.p.Deployment)
 			}
 			sig := g.header.Get(HeaderSignature)
@@ -292,9 +292,9 @@ func TestDeadReceiverBlocksNothing(t *testing.T) {
 	n, lg := start(t, src, Config{Queue: 4})
 	src.add(rollout[0])
 	for range 200 {
-		src.add(raftstore.Event{Kind: raftstore.EvStage, Host: "h", Stage: raftstore.StageDrain})
+		src.add(deploy.Event{Kind: deploy.EvStage, Host: "h", Stage: deploy.StageDrain})
 	}
-	src.add(raftstore.Event{Kind: raftstore.EvState, State: raftstore.StateSucceeded})
+	src.add(deploy.Event{Kind: deploy.EvState, State: deploy.StateSucceeded})
 	// The live receiver has both ends of the deployment while the dead one
 	// still holds its first request.
 	if got := live.wait(t, 2); got[1].p.Event != plans.EventDeploymentSucceeded {
@@ -343,9 +343,9 @@ func TestMissingKeyIsNotSentUnsigned(t *testing.T) {
 func TestSince(t *testing.T) {
 	src := newSource()
 	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
-	src.add(raftstore.Event{Kind: raftstore.EvCreated, Time: t0},
-		raftstore.Event{Kind: raftstore.EvState, Time: t0.Add(time.Minute)},
-		raftstore.Event{Kind: raftstore.EvState, Time: t0.Add(2 * time.Minute)})
+	src.add(deploy.Event{Kind: deploy.EvCreated, Time: t0},
+		deploy.Event{Kind: deploy.EvState, Time: t0.Add(time.Minute)},
+		deploy.Event{Kind: deploy.EvState, Time: t0.Add(2 * time.Minute)})
 	tests := []struct {
 		at   time.Time
 		want uint64
