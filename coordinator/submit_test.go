@@ -75,6 +75,9 @@ func TestSubmittedPlanVariablesComeFromTheRequestOnly(t *testing.T) {
 			if d.Version != c.version {
 				t.Errorf("recorded version %q, want %q", d.Version, c.version)
 			}
+			// It fails its preflight; until then it holds web1, which the
+			// next case names too.
+			waitFor(t, id+" to end", func() bool { d, err := cl.Deployment(ctx, id); return err == nil && d.State.Terminal() })
 		})
 	}
 }
