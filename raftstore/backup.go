@@ -63,6 +63,12 @@ func (s *Store) Restore(ctx context.Context, r io.Reader) error {
 	if dl, ok := ctx.Deadline(); ok {
 		timeout = time.Until(dl)
 	}
+	// raft refuses a restore while a membership change is uncommitted
+	// ("wait until the configuration entry at N has been applied"): a
+	// barrier first waits for whatever the log holds to be applied.
+	if err := s.raft.Barrier(timeout).Error(); err != nil {
+		return fmt.Errorf("restore: %w", err)
+	}
 	if err := s.raft.Restore(&raft.SnapshotMeta{Version: raft.SnapshotVersionMax, Size: int64(len(b))}, bytes.NewReader(b), timeout); err != nil {
 		return fmt.Errorf("restore: %w", err)
 	}
