@@ -226,7 +226,9 @@ func (tc *testCluster) dialer(id string) func(t *testing.T) *tls.Conn {
 // through its headers, or leaves a keep-alive connection idle is cut off.
 // (The limits are shortened here; the defaults are in DefaultLimits.)
 func TestSlowClientsAreCutOff(t *testing.T) {
-	lim := Limits{ReadHeaderTimeout: 300 * time.Millisecond, ReadTimeout: 600 * time.Millisecond, IdleTimeout: 600 * time.Millisecond}
+	// Long enough that a loaded machine still writes the request before
+	// the header timeout runs out.
+	lim := Limits{ReadHeaderTimeout: time.Second, ReadTimeout: 2 * time.Second, IdleTimeout: 2 * time.Second}
 	tc := newTestClusterWith(t, func(c *Config) { c.Limits = lim }, "c1")
 	dial := tc.dialer("c1")
 	// closedByServer reads until the server closes the connection; the
