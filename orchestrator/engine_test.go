@@ -752,3 +752,38 @@ func TestPreflightErrorsOnce(t *testing.T) {
 		})
 	}
 }
+
+// Each health probe during verify is an event (the live view shows the
+// last one): "ok", or why not.
+func TestProbeEvents(t *testing.T) {
+	f := newFleet(hostsNamed(2)...)
+	f.broken["v2"] = true
+	h := newHarness(t, f)
+	h.mustDeploy(h.plan("v1", plans.Size{N: 1}, 0))
+	if _, st, err := h.deploy(h.plan("v2", plans.Size{N: 1}, 0), nil); err != nil || st != deploy.StateRolledBack {
+		t.Fatalf("deploy of the broken v2: %s, %v", st, err)
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	ok, failed := map[string]int{}, map[string]int{}
+	for _, ev := range h.events {
+		if ev.Kind != EventProbe {
+			continue
+		}
+		if ev.Stage != deploy.StageVerify || ev.Host == "" {
+			t.Errorf("probe event %+v", ev)
+		}
+		switch {
+		case ev.Message == "ok" && ev.Error == "":
+			ok[ev.Version]++
+		case ev.Message == "" && strings.Contains(ev.Error, "status 500"):
+			failed[ev.Version]++
+		default:
+			t.Errorf("probe event %+v: want ok, or an error", ev)
+		}
+	}
+	// v1 passed on both hosts (deploy, then web1's rollback); v2 failed.
+	if ok["v1"] < 3 || failed["v2"] < 1 || ok["v2"] != 0 {
+		t.Errorf("probes: ok %v, failed %v", ok, failed)
+	}
+}

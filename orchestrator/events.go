@@ -18,6 +18,7 @@ const (
 	EventHostDone    EventKind = "host_done"    // a host finished its pipeline
 	EventHostFailed  EventKind = "host_failed"  // a host failed a stage
 	EventHostSkipped EventKind = "host_skipped" // a host needed no work
+	EventProbe       EventKind = "probe"        // a health probe during verify: Message "ok", or Error
 	EventRollback    EventKind = "rollback"     // the deployment is rolling back
 	EventWarning     EventKind = "warning"      // something to know that changes nothing
 	EventNote        EventKind = "note"         // how the engine chose to act (which checks, why a host is re-enabled)

@@ -287,7 +287,20 @@ func (r *run) verify(ctx context.Context, p *plans.Plan, h plans.Host, target st
 	if err != nil {
 		return err
 	}
-	return health.WaitHealthy(ctx, chk, pol)
+	// Each probe's result is an event: the live view shows the last one
+	// while a host is in verify.
+	probe := health.CheckerFunc(func(ctx context.Context) error {
+		err := chk.Check(ctx)
+		ev := Event{Kind: EventProbe, Host: h.Name, Stage: deploy.StageVerify, Version: target, Message: "ok"}
+		if err != nil && ctx.Err() == nil {
+			ev.Message, ev.Error = "", err.Error()
+		}
+		if err == nil || ctx.Err() == nil {
+			r.emit(ev)
+		}
+		return err
+	})
+	return health.WaitHealthy(ctx, probe, pol)
 }
 
 // enable puts the host back and waits until the balancer reports it UP.

@@ -72,8 +72,11 @@ func liveFrame(sum liveSummary, order []string, batchOf map[string]int, rows map
 			stage += " (rollback)"
 		}
 		line := fmt.Sprintf("%sbatch %-2d %-*s %-20s %-10s %6.2fs", mark(r.stage), batchOf[h], nameW, cut(h, nameW), stage, r.version, el.Seconds())
-		if r.err != "" {
+		switch {
+		case r.err != "":
 			line += "  " + oneLine(r.err)
+		case r.stage == deploy.StageVerify && r.probe != "":
+			line += "  last probe: " + oneLine(r.probe)
 		}
 		return line
 	}

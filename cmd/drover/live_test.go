@@ -188,3 +188,20 @@ func TestLiveViewInTmux(t *testing.T) {
 		t.Logf("the terminal at the end:\n%s", pane)
 	}
 }
+
+// During verify a host's row shows its last probe; text output stays quiet.
+func TestLiveRowShowsLastProbe(t *testing.T) {
+	var out bytes.Buffer
+	v, _ := newView(&out, "text")
+	v.begin(fleetOf(2, 1))
+	v.event(orchestrator.Event{Kind: orchestrator.EventStage, Host: "web1", Stage: deploy.StageActivate, Version: "v2"})
+	v.event(orchestrator.Event{Kind: orchestrator.EventProbe, Host: "web1", Stage: deploy.StageVerify, Version: "v2",
+		Error: "GET http://10.0.0.1:8080/health: status 503, want 200"})
+	lines := liveFrame(v.sum, v.order, v.batchOf, v.rows, time.Now(), 120, 24, false)
+	if !strings.Contains(lines[1], "verify") || !strings.Contains(lines[1], "last probe: GET http://10.0.0.1:8080/health: status 503") {
+		t.Errorf("web1's row = %q", lines[1])
+	}
+	if strings.Contains(out.String(), "probe") || strings.Contains(out.String(), "503") {
+		t.Errorf("text output shows probes:\n%s", out.String())
+	}
+}

@@ -46,6 +46,7 @@ type row struct {
 	started time.Time     // the host's first stage in this run began
 	took    time.Duration // from started to done
 	err     string
+	probe   string // the last health probe's result during verify ("ok" or why not)
 }
 
 func newView(w io.Writer, mode string) (*view, error) {
@@ -192,7 +193,7 @@ func (v *view) event(ev orchestrator.Event) {
 	if r := v.rows[ev.Host]; r != nil {
 		switch ev.Kind {
 		case orchestrator.EventStage:
-			r.stage, r.phase, r.version, r.since = ev.Stage, ev.Phase, ev.Version, when(ev)
+			r.stage, r.phase, r.version, r.since, r.probe = ev.Stage, ev.Phase, ev.Version, when(ev), ""
 			if r.started.IsZero() {
 				r.started = r.since
 			}
@@ -205,7 +206,19 @@ func (v *view) event(ev orchestrator.Event) {
 			}
 		case orchestrator.EventHostSkipped:
 			r.stage = deploy.StageSkipped
+		case orchestrator.EventProbe:
+			// verify is not a recorded stage: its first probe says it began.
+			if r.stage != deploy.StageVerify {
+				r.stage, r.since = deploy.StageVerify, when(ev)
+			}
+			r.probe = ev.Message
+			if ev.Error != "" {
+				r.probe = ev.Error
+			}
 		}
+	}
+	if ev.Kind == orchestrator.EventProbe && v.mode != "json" {
+		return // the live row shows it; one line per probe would drown the rest
 	}
 	switch v.mode {
 	case "json":
