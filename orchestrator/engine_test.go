@@ -4,6 +4,7 @@ import (
 	"archive/tar"
 	"compress/gzip"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -11,6 +12,7 @@ import (
 	"maps"
 	"os"
 	"path/filepath"
+	"reflect"
 	"regexp"
 	"slices"
 	"strings"
@@ -785,5 +787,23 @@ func TestProbeEvents(t *testing.T) {
 	// v1 passed on both hosts (deploy, then web1's rollback); v2 failed.
 	if ok["v1"] < 3 || failed["v2"] < 1 || ok["v2"] != 0 {
 		t.Errorf("probes: ok %v, failed %v", ok, failed)
+	}
+}
+
+// Events are JSON as docs/json.md says: elapsed in seconds; and read back.
+func TestEventJSON(t *testing.T) {
+	ev := Event{Time: time.Date(2026, 11, 29, 10, 0, 0, 0, time.UTC), Deployment: "d1", Kind: EventStage, Host: "web1",
+		Stage: deploy.StageInstall, Phase: deploy.PhaseRollout, Version: "v2", Elapsed: 1500 * time.Millisecond}
+	b, err := json.Marshal(ev)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := `{"time":"2026-11-29T10:00:00Z","deployment":"d1","kind":"stage","host":"web1","stage":"install","phase":"rollout","version":"v2","elapsed":1.5}`
+	if string(b) != want {
+		t.Errorf("JSON = %s\nwant   %s", b, want)
+	}
+	var back Event
+	if err := json.Unmarshal(b, &back); err != nil || !reflect.DeepEqual(back, ev) {
+		t.Errorf("read back %+v, %v; want %+v", back, err, ev)
 	}
 }

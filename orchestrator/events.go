@@ -1,6 +1,7 @@
 package orchestrator
 
 import (
+	"encoding/json"
 	"time"
 
 	"github.com/drover-dev/drover/deploy"
@@ -42,5 +43,31 @@ type Event struct {
 	Message    string                 `json:"message,omitempty"`
 	Error      string                 `json:"error,omitempty"`
 	Output     string                 `json:"output,omitempty"` // bounded output of a failed command
-	Elapsed    time.Duration          `json:"elapsed,omitempty"`
+	// Elapsed is how long the host's previous stage took (on a stage,
+	// done or failed event). In JSON: seconds, as a number.
+	Elapsed time.Duration `json:"-"`
+}
+
+// eventJSON is Event with Elapsed in seconds (docs/json.md).
+type eventJSON struct {
+	plainEvent
+	ElapsedSeconds float64 `json:"elapsed,omitempty"`
+}
+
+type plainEvent Event
+
+// MarshalJSON writes the event as docs/json.md describes it.
+func (e Event) MarshalJSON() ([]byte, error) {
+	return json.Marshal(eventJSON{plainEvent(e), e.Elapsed.Seconds()})
+}
+
+// UnmarshalJSON reads what MarshalJSON writes.
+func (e *Event) UnmarshalJSON(b []byte) error {
+	var j eventJSON
+	if err := json.Unmarshal(b, &j); err != nil {
+		return err
+	}
+	*e = Event(j.plainEvent)
+	e.Elapsed = time.Duration(j.ElapsedSeconds * float64(time.Second))
+	return nil
 }

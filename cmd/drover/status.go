@@ -26,6 +26,10 @@ func newStatusCmd(g *globalFlags) *cobra.Command {
 				if err != nil {
 					return err
 				}
+				if g.output == "json" {
+					lb, _ := lbStates(ctx, d) // unreadable: every host "?"
+					return writeJSON(os.Stdout, statusJSON(ctl.records(), lb, d))
+				}
 				printWithLB(ctx, os.Stdout, ctl.records(), d)
 				return nil
 			})
@@ -50,6 +54,9 @@ ones (drover server --keep-deployments, default 100).`,
 				ds, err := ctl.newest(ctx, limit)
 				if err != nil {
 					return err
+				}
+				if g.output == "json" {
+					return writeJSON(os.Stdout, historyJSON(ds))
 				}
 				return printHistory(ds)
 			})
