@@ -66,6 +66,11 @@ type SubmitRequest struct {
 	Vars map[string]string `json:"vars,omitempty"`
 	// Set are the operator's --set KEY=VALUE (plans.VarKeys).
 	Set map[string]string `json:"set,omitempty"`
+	// Message is why the operator deploys (--message), kept with it.
+	Message string `json:"message,omitempty"`
+	// By is filled in by the server from the caller's certificate (never
+	// read from the request): who asked.
+	By string `json:"-"`
 }
 
 // SubmitResponse names the new deployment.

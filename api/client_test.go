@@ -560,3 +560,42 @@ func TestClientPassesOverSilentNodes(t *testing.T) {
 		}
 	})
 }
+
+// A deployment records who asked, from the caller's certificate (through a
+// follower too), never from the request body; and why, from the request.
+func TestSubmitRecordsWhoAsked(t *testing.T) {
+	p := newPKI(t)
+	ctx := context.Background()
+	st := newStore()
+	l := startNode(t, p, st, "n1", true)
+	f := startNode(t, p, st, "n2", false)
+	f.setLeader(false, l.addr)
+	for _, addr := range []string{l.addr, f.addr} {
+		c := newTestClient(t, p, tokManage, addr)
+		id, err := c.Submit(ctx, SubmitRequest{PlanName: "web", Plan: "name: web", Message: "fix the login page", By: "client root"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		d, err := c.Deployment(ctx, id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if d.By != "client operator" || d.Message != "fix the login page" {
+			t.Errorf("through %s: by %q, message %q; want the caller's certificate (operator) and the message", addr, d.By, d.Message)
+		}
+	}
+	// A body that names someone is refused: "by" is not a request field.
+	body := `{"plan_name":"web","plan":"name: web","by":"client root"}`
+	req, _ := http.NewRequest(http.MethodPost, "https://"+l.addr+"/v1/deployments", strings.NewReader(body))
+	req.Header.Set("Authorization", "Bearer "+tokManage)
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := p.httpClient(&p.client).Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusBadRequest || !strings.Contains(string(b), `unknown field \"by\"`) {
+		t.Errorf("a submit naming its author: %s %s, want 400 unknown field", resp.Status, b)
+	}
+}

@@ -331,7 +331,8 @@ func (n *fakeNode) Submit(ctx context.Context, req SubmitRequest) (string, error
 		return "", err
 	}
 	id := fmt.Sprintf("d%d", len(n.st.order)+1)
-	n.st.deps[id] = &deploy.Deployment{ID: id, Name: req.PlanName, State: deploy.StateRunning, ArtifactSHA256: req.ArtifactSHA256}
+	n.st.deps[id] = &deploy.Deployment{ID: id, Name: req.PlanName, State: deploy.StateRunning, ArtifactSHA256: req.ArtifactSHA256,
+		By: req.By, Message: req.Message}
 	n.st.order = append(n.st.order, id)
 	n.st.record(deploy.Event{Deployment: id, Kind: deploy.EvCreated})
 	if key != "" {

@@ -553,6 +553,9 @@ func (s *server) submit(w http.ResponseWriter, r *http.Request) {
 		writeError(w, fmt.Errorf("%w: artifact_sha256 %q is not a lower-case hex SHA-256", ErrBadRequest, req.ArtifactSHA256))
 		return
 	}
+	if cert, _ := s.caller(r); cert != nil { // authorize accepted it
+		req.By = "client " + cert.Subject.CommonName
+	}
 	id, err := s.cfg.Deployments.Submit(r.Context(), req)
 	if err != nil {
 		writeError(w, err)

@@ -129,7 +129,7 @@ func (c *Coordinator) Submit(ctx context.Context, req api.SubmitRequest) (string
 	if err != nil {
 		return "", badRequest{err}
 	}
-	id, err := c.engine.Submit(ctx, p, orchestrator.SubmitOptions{Force: req.Force})
+	id, err := c.engine.Submit(ctx, p, orchestrator.SubmitOptions{Force: req.Force, By: req.By, Message: req.Message})
 	if errors.Is(err, orchestrator.ErrBadArtifact) || errors.Is(err, orchestrator.ErrUnsafeArtifact) {
 		return "", badRequest{err}
 	}

@@ -107,6 +107,10 @@ type Deployment struct {
 	// Seq is the sequence number of the command that created it: whether
 	// its first events are still in the event history.
 	Seq uint64 `json:"seq,omitempty"`
+	// By is who asked for it: "client NAME" (the operator's certificate)
+	// or "local USER@HOST"; Message is why, in their words (--message).
+	By      string `json:"by,omitempty"`
+	Message string `json:"message,omitempty"`
 }
 
 // HostProgress is one host's progress inside a deployment.

@@ -138,6 +138,8 @@ type SubmitOptions struct {
 	// takes its artifact inspection and the deployment's run its
 	// connections. The caller still closes it.
 	Warm *Warm
+	// By and Message are recorded with the deployment (deploy.Deployment).
+	By, Message string
 }
 
 // Submit records a new deployment of p and returns its ID. Nothing is done
@@ -174,6 +176,8 @@ func (e *Engine) Submit(ctx context.Context, p *plans.Plan, opts SubmitOptions) 
 		ArtifactSHA256: art.SHA256,
 		Force:          opts.Force,
 		Hosts:          map[string]*deploy.HostProgress{},
+		By:             opts.By,
+		Message:        opts.Message,
 	}
 	for _, b := range p.Batches() {
 		var names []string

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"os/user"
 	"syscall"
 	"time"
 
@@ -25,7 +26,7 @@ func newDeployCmd(g *globalFlags) *cobra.Command {
 		force, detach, watchFlag bool
 		lockWait                 time.Duration
 		set                      []string
-		uiAddr                   string
+		uiAddr, message          string
 	)
 	cmd := &cobra.Command{
 		Use:   "deploy PLAN",
@@ -58,7 +59,7 @@ sent with the plan: the coordinators never read their own environment.`,
 		Args: exactArgs(1, "PLAN"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if handled, err := withCluster(cmd.Context(), &g.cluster, func(ctx context.Context, cl *api.Client) error {
-				return deployRemote(ctx, cl, g, args[0], set, api.SubmitRequest{Force: force}, lockWait, detach)
+				return deployRemote(ctx, cl, g, args[0], set, api.SubmitRequest{Force: force, Message: message}, lockWait, detach)
 			}); handled {
 				return err
 			}
@@ -85,7 +86,7 @@ sent with the plan: the coordinators never read their own environment.`,
 					}
 					defer stop()
 				}
-				id, err := c.engine.Submit(ctx, p, orchestrator.SubmitOptions{Force: force, Warm: warm})
+				id, err := c.engine.Submit(ctx, p, orchestrator.SubmitOptions{Force: force, Warm: warm, By: localUser(), Message: message})
 				if err != nil {
 					return withCode(exitUsage, submitError(err))
 				}
@@ -95,6 +96,7 @@ sent with the plan: the coordinators never read their own environment.`,
 	}
 	addSetFlag(cmd, &set)
 	cmd.Flags().BoolVar(&force, "force", false, "redeploy hosts that already run the plan's version")
+	cmd.Flags().StringVarP(&message, "message", "m", "", "why you deploy: kept with the deployment, shown by status and history")
 	cmd.Flags().DurationVar(&lockWait, "lock-wait", 0, "with --server: when a host is held by another deployment, wait this long for it instead of refusing")
 	cmd.Flags().BoolVar(&detach, "detach", false, "with --server: return once the deployment is recorded, without watching it")
 	cmd.Flags().StringVar(&uiAddr, "ui", "", "without --server: serve the web dashboard of this deploy on this loopback address (like 127.0.0.1:7480) while it runs")
@@ -308,4 +310,15 @@ func submitWaiting(ctx context.Context, cl *api.Client, v *view, req api.SubmitR
 		case <-time.After(min(time.Second, time.Until(deadline))):
 		}
 	}
+}
+
+// localUser is who runs a local deploy, as history shows it: "local
+// USER@HOST".
+func localUser() string {
+	name := "unknown"
+	if u, err := user.Current(); err == nil {
+		name = u.Username
+	}
+	host, _ := os.Hostname()
+	return "local " + name + "@" + host
 }

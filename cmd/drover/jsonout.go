@@ -18,7 +18,10 @@ type deploymentJSON struct {
 	Name            string     `json:"name"`
 	Kind            string     `json:"kind"`
 	Version         string     `json:"version"`
+	From            string     `json:"from,omitempty"` // the release most hosts ran before
 	Of              string     `json:"of,omitempty"`
+	By              string     `json:"by,omitempty"`
+	Message         string     `json:"message,omitempty"`
 	State           string     `json:"state"`
 	Error           string     `json:"error,omitempty"`
 	Created         time.Time  `json:"created"`
@@ -44,7 +47,7 @@ type hostJSON struct {
 }
 
 func toJSON(d deploy.Deployment) deploymentJSON {
-	j := deploymentJSON{ID: d.ID, Name: d.Name, Kind: string(d.Kind), Version: d.Version, Of: d.Of, State: string(d.State),
+	j := deploymentJSON{ID: d.ID, Name: d.Name, Kind: string(d.Kind), Version: d.Version, From: fromVersion(d), Of: d.Of, By: d.By, Message: d.Message, State: string(d.State),
 		Error: d.Error, Created: d.Created, Batches: len(d.Batches), HostCount: len(d.Hosts)}
 	end := d.Ended
 	if !end.IsZero() {

@@ -43,12 +43,15 @@ func validate(t *testing.T, s *jsonschema.Schema, raw []byte) {
 func jsonLedger(t *testing.T) deploy.Ledger {
 	t.Helper()
 	l := deploy.NewLedger()
+	// Both hosts ran v1 before (what a finished deploy of v1 records).
+	l.Hosts["web1"] = &deploy.HostRecord{Name: "web1", Current: "v1"}
+	l.Hosts["web2"] = &deploy.HostRecord{Name: "web2", Current: "v1"}
 	t0 := time.Date(2026, 11, 29, 10, 0, 0, 0, time.UTC)
 	host := func(name string) *deploy.HostProgress {
 		return &deploy.HostProgress{Name: name, Stage: deploy.StagePending, Phase: deploy.PhaseRollout, Target: "v2", FromCurrent: "v1"}
 	}
 	cmds := []deploy.Command{
-		&deploy.CreateDeployment{At: t0, Deployment: deploy.Deployment{ID: "d1", Name: "web", Version: "v2", Kind: deploy.KindDeploy,
+		&deploy.CreateDeployment{At: t0, Deployment: deploy.Deployment{ID: "d1", Name: "web", Version: "v2", Kind: deploy.KindDeploy, By: "client ops", Message: "fix the login page",
 			Batches: [][]string{{"web1"}, {"web2"}}, Hosts: map[string]*deploy.HostProgress{"web1": host("web1"), "web2": host("web2")}}},
 		&deploy.SetState{ID: "d1", State: deploy.StateRollingBack, At: t0.Add(time.Second)},
 		&deploy.SetState{ID: "d1", State: deploy.StateRolledBack, Error: "1 host(s) failed", At: t0.Add(2 * time.Second)},
@@ -90,8 +93,10 @@ func TestStatusAndHistoryJSONMatchTheSchema(t *testing.T) {
 	if !strings.Contains(string(items[0]), `"id": "d2"`) || !strings.Contains(string(items[0]), `"batch": 1`) {
 		t.Errorf("history is not newest first with the running one's batch:\n%s", b.String())
 	}
-	if !strings.Contains(string(items[1]), `"duration_seconds": 2`) || !strings.Contains(string(items[1]), `"ended": "2026-11-29T10:00:02Z"`) {
-		t.Errorf("finished deployment:\n%s", items[1])
+	for _, want := range []string{`"duration_seconds": 2`, `"ended": "2026-11-29T10:00:02Z"`, `"from": "v1"`, `"by": "client ops"`, `"message": "fix the login page"`} {
+		if !strings.Contains(string(items[1]), want) {
+			t.Errorf("finished deployment lacks %s:\n%s", want, items[1])
+		}
 	}
 }
 

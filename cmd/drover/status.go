@@ -76,11 +76,11 @@ func newest(ds []deploy.Deployment, n int) []deploy.Deployment {
 
 func printHistory(ds []deploy.Deployment) error {
 	tw := newTable(os.Stdout)
-	fmt.Fprintln(tw, "ID\tKIND\tVERSION\tSTATE\tHOSTS\tSTARTED\tDURATION")
+	fmt.Fprintln(tw, "ID\tKIND\tFROM\tVERSION\tSTATE\tHOSTS\tSTARTED\tDURATION\tBY")
 	for i := len(ds) - 1; i >= 0; i-- {
 		d := ds[i]
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%s\t%s\n", d.ID, d.Kind, d.Version, d.State,
-			len(d.Hosts), d.Created.Local().Format("2006-01-02 15:04:05"), duration(d))
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%s\t%s\t%s\n", d.ID, d.Kind, orNone(fromVersion(d)), d.Version, d.State,
+			len(d.Hosts), d.Created.Local().Format("2006-01-02 15:04:05"), duration(d), orNone(d.By))
 	}
 	return tw.Flush()
 }
@@ -229,6 +229,15 @@ func printDeployment(w io.Writer, st hostRecords, lb map[string]string, d deploy
 		fmt.Fprintf(w, " (batch %d of %d)", min(d.OpenBatch(), len(d.Batches)-1)+1, len(d.Batches))
 	}
 	fmt.Fprintf(w, "\nstarted:   %s, %s\n", d.Created.Local().Format(time.RFC3339), duration(d))
+	if from := fromVersion(d); from != "" {
+		fmt.Fprintf(w, "from:      %s\n", from)
+	}
+	if d.By != "" {
+		fmt.Fprintf(w, "by:        %s\n", d.By)
+	}
+	if d.Message != "" {
+		fmt.Fprintf(w, "message:   %s\n", oneLine(d.Message))
+	}
 	if d.Error != "" {
 		fmt.Fprintf(w, "reason:    %s\n", d.Error)
 	}
@@ -257,6 +266,16 @@ func printDeployment(w io.Writer, st hostRecords, lb map[string]string, d deploy
 		}
 	}
 	tw.Flush()
+}
+
+// fromVersion is the release most of d's hosts ran before it ("" for a
+// first deploy).
+func fromVersion(d deploy.Deployment) string {
+	var from []string
+	for _, hp := range d.Hosts {
+		from = append(from, hp.FromCurrent)
+	}
+	return mostCommon(from)
 }
 
 // nowRuns is what a host runs according to its deployment alone.
