@@ -457,6 +457,11 @@ func TestCluster(t *testing.T) {
 		if code != 2 || !strings.Contains(d.stderr.String(), first) {
 			t.Fatalf("deploy over held hosts: exit %d, stderr %q; want exit 2 naming %s", code, d.stderr.String(), first)
 		}
+		// Another terminal re-attaches to the detached deployment.
+		watcher := c.startWith(c.env(), "status", first, "--watch")
+		watcher.stdout.waitFor(t, "status --watch to show the detached deployment", func(ev orchestrator.Event) bool {
+			return ev.Kind == orchestrator.EventStarted || ev.Kind == orchestrator.EventBatch || ev.Kind == orchestrator.EventStage
+		})
 		waiting := c.startWith(c.env(), "deploy", other, "--lock-wait", "2m")
 		waiting.stdout.waitFor(t, "the deploy waiting for the held hosts", func(ev orchestrator.Event) bool {
 			return ev.Kind == "note" && strings.Contains(ev.Message, "waiting up to")
@@ -464,6 +469,12 @@ func TestCluster(t *testing.T) {
 		c.cli(0, "abort", first)
 		if err := os.WriteFile(gate, nil, 0o644); err != nil {
 			t.Fatal(err)
+		}
+		watcher.wait(t)
+		if !slices.ContainsFunc(watcher.stdout.all(), func(ev orchestrator.Event) bool {
+			return ev.Kind == orchestrator.EventFinished && ev.State == deploy.StateAborted
+		}) {
+			t.Errorf("status --watch did not follow %s to its end:\n%s\n%s", first, watcher.stdout.text(), watcher.stderr.String())
 		}
 		if code := waiting.wait(t); code != 0 {
 			t.Fatalf("deploy with --lock-wait after the holder was aborted: exit %d\n%s\n%s", code, waiting.stdout.text(), waiting.stderr.String())

@@ -16,15 +16,32 @@ import (
 )
 
 func newStatusCmd(g *globalFlags) *cobra.Command {
-	return &cobra.Command{
+	var watch bool
+	cmd := &cobra.Command{
 		Use:   "status [ID]",
 		Short: "Show a deployment and each host's stage (default: the latest)",
-		Args:  cobra.MaximumNArgs(1),
+		Long: `Show a deployment and each host's stage (default: the latest): its state, who
+asked for it and why, and for each host the stage, the release it runs now and
+its state on the load balancer(s).
+
+With --watch, a deployment that a coordinator cluster runs is followed live
+until it ends, as 'drover deploy' shows it (from any machine, after a detach,
+a failover or a lost terminal), then shown.`,
+		Example: `  drover status
+  drover status web-20261129-101500-1a2b -o json | jq '.hosts[] | {name, stage, runs}'
+  DROVER_ADDR=10.0.0.5:7443 drover status --watch`,
+		Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return withControl(cmd.Context(), g, func(ctx context.Context, ctl control) error {
 				d, err := ctl.pick(ctx, args, func(deploy.Deployment) bool { return true })
 				if err != nil {
 					return err
+				}
+				if watch && !d.State.Terminal() && d.State != deploy.StatePaused {
+					if ctl.driver() != deploy.Supervised {
+						return withCode(exitUsage, fmt.Errorf("--watch follows a deployment that a coordinator cluster runs (--server); %s is shown live by the drover that runs it here, or continued with 'drover resume %s'", d.ID, d.ID))
+					}
+					return ctl.follow(ctx, d.ID)
 				}
 				if g.output == "json" {
 					lb, _ := lbStates(ctx, d) // unreadable: every host "?"
@@ -35,6 +52,8 @@ func newStatusCmd(g *globalFlags) *cobra.Command {
 			})
 		},
 	}
+	cmd.Flags().BoolVarP(&watch, "watch", "w", false, "follow a running cluster deployment live until it ends")
+	return cmd
 }
 
 func newHistoryCmd(g *globalFlags) *cobra.Command {
