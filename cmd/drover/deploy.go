@@ -196,6 +196,9 @@ func withLocal(ctx context.Context, g *globalFlags, fn func(context.Context, *lo
 	if err != nil {
 		return withCode(exitUsage, err)
 	}
+	if g.dataDirNote != "" {
+		fmt.Fprintln(os.Stderr, "drover:", g.dataDirNote)
+	}
 	st, err := raftstore.OpenSingle(ctx, raftstore.Options{Dir: g.dataDir})
 	if err != nil {
 		if errors.Is(err, raftstore.ErrDataDirInUse) {

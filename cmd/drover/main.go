@@ -74,12 +74,17 @@ func main() {
 
 type globalFlags struct {
 	dataDir string
-	output  string
-	cluster clusterFlags
+	// dataDirNote, when not empty, is told once the data dir is opened
+	// (an earlier drover's ./.drover in use).
+	dataDirNote string
+	output      string
+	cluster     clusterFlags
 }
 
-func newRootCmd() *cobra.Command {
-	g := &globalFlags{}
+func newRootCmd() *cobra.Command { return newRoot(&globalFlags{}) }
+
+// newRoot is the command tree, its global flags parsed into g.
+func newRoot(g *globalFlags) *cobra.Command {
 	root := &cobra.Command{
 		Use:   "drover",
 		Short: "Roll releases across a fleet behind a load balancer, safely",
@@ -91,7 +96,13 @@ it rolls every touched host back to its previous release, automatically.
 With --server (or DROVER_ADDR), commands go to a coordinator cluster ('drover
 server'), authenticated by a client certificate and a token: DROVER_CA,
 DROVER_CLIENT_CERT, DROVER_CLIENT_KEY, DROVER_TOKEN. Without it, drover runs an
-embedded single-node coordinator whose replicated log lives in --data-dir.
+embedded single-node coordinator whose replicated log lives in --data-dir
+(DROVER_DATA_DIR; default ~/.local/state/drover), the same for every terminal
+and folder of this user.
+
+Defaults for these flags can live in ~/.config/drover/config.yaml (or the file
+DROVER_CONFIG names): server, ca, cert, key, token_file, data_dir, output. A
+flag beats its environment variable, which beats the file.
 
 Exit codes: 0 deployed, 1 failed, 2 bad input or usage, 3 failed and rolled
 back cleanly, 4 the data dir is damaged, 130 paused by Ctrl-C (continue with
@@ -101,7 +112,9 @@ back cleanly, 4 the data dir is damaged, 130 paused by Ctrl-C (continue with
 		Version:       build().Version,
 	}
 	root.SetVersionTemplate(build().line() + "\n")
-	root.PersistentFlags().StringVar(&g.dataDir, "data-dir", ".drover", "where the embedded coordinator keeps its Raft log and snapshots")
+	root.PersistentFlags().StringVar(&g.dataDir, "data-dir", "", "where the embedded coordinator keeps its Raft log and snapshots (env DROVER_DATA_DIR; default $XDG_STATE_HOME/drover, ~/.local/state/drover)")
+	// Defaults the operator keeps in ~/.config/drover/config.yaml.
+	root.PersistentPreRunE = func(cmd *cobra.Command, _ []string) error { return applyConfig(cmd, g) }
 	root.PersistentFlags().StringVarP(&g.output, "output", "o", "auto", "output format: auto (live progress on a terminal, lines otherwise), text, json")
 	g.cluster.register(root)
 	root.AddCommand(
