@@ -7,6 +7,7 @@ import (
 	"sync"
 
 	"github.com/drover-dev/drover/deploy"
+	"github.com/drover-dev/drover/internal/shell"
 	"github.com/drover-dev/drover/plans"
 )
 
@@ -179,7 +180,7 @@ for rel in $(ls -1t); do
   case "$rel" in %s|%s) continue;; esac
   [ "$n" -gt %d ] && rm -rf -- "$rel"
 done
-exit 0`, shq(path.Join(r.plan.Release.Path, "releases")), shq(rec.Current), shq(orDash(rec.Previous)), r.plan.Release.Keep)
+exit 0`, shell.Quote(path.Join(r.plan.Release.Path, "releases")), shell.Quote(rec.Current), shell.Quote(orDash(rec.Previous)), r.plan.Release.Keep)
 	c, err := r.openConn(ctx, h)
 	if err == nil {
 		_, err = r.execOn(ctx, c, h, deploy.StageDone, "prune old releases", script)

@@ -11,14 +11,6 @@ import (
 // command failed, never enough to fill memory with a chatty restart script.
 const maxOutput = 8 << 10
 
-// shq quotes s for a POSIX shell.
-func shq(s string) string {
-	if s != "" && strings.Trim(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_./+:=@%") == "" {
-		return s
-	}
-	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
-}
-
 // What of a failed command's output is recorded: it goes into events and
 // the replicated state, which every read token can see and every node
 // keeps, so only its end (where the reason usually is), and with secret

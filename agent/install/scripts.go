@@ -6,6 +6,8 @@ import (
 	"path"
 	"regexp"
 	"strings"
+
+	"github.com/drover-dev/drover/internal/shell"
 )
 
 // UnitPath is where the systemd unit is written on hosts with systemd.
@@ -72,11 +74,6 @@ func checkDir(dir string) error {
 	return nil
 }
 
-// shQuote quotes s as one word for a POSIX shell.
-func shQuote(s string) string {
-	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
-}
-
 // Every script starts with a marker line naming its step (the unit tests'
 // fake host dispatches on it), then the prelude.
 const markerPrefix = "# drover agent install: "
@@ -100,8 +97,8 @@ const (
 //	stop PID PATTERN      SIGTERM, SIGKILL after 10 s; fails if it survives
 func prelude(step string, l layout) string {
 	return markerPrefix + step + "\n" +
-		"D=" + shQuote(l.Dir) + "\n" +
-		"U=" + shQuote(l.Unit) + "\n" +
+		"D=" + shell.Quote(l.Dir) + "\n" +
+		"U=" + shell.Quote(l.Unit) + "\n" +
 		`AGENT="$D/bin/drover agent run"
 SUP="$D/run/supervise.sh"
 nap() { sleep 0.1 2>/dev/null || sleep 1; }
@@ -291,7 +288,7 @@ func supervisorScript(l layout) string {
 # without systemd. It runs the agent and starts it again 1 s after it exits.
 # Stop it with "drover agent uninstall" (or SIGTERM to the PID in
 # run/supervise.pid: that stops the agent too).
-D=` + shQuote(l.Dir) + `
+D=` + shell.Quote(l.Dir) + `
 echo $$ >"$D/run/supervise.pid"
 child=
 trap 'if [ -n "$child" ]; then kill -TERM "$child" 2>/dev/null; fi; exit 0' TERM INT

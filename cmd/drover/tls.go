@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/drover-dev/drover/internal/pki"
+	"github.com/drover-dev/drover/internal/shell"
 	"github.com/spf13/cobra"
 )
 
@@ -111,14 +112,7 @@ func dirFlag(dir string) string {
 	if dir == "tls" {
 		return ""
 	}
-	return " --dir " + shellQuote(dir)
-}
-
-func shellQuote(s string) string {
-	if s != "" && !strings.ContainsAny(s, " \t\n'\"\\$`!*?&;|<>()[]{}#~") {
-		return s
-	}
-	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
+	return " --dir " + shell.Quote(dir)
 }
 
 type issueFlags struct {
@@ -245,8 +239,8 @@ func runIssue(w io.Writer, role pki.Role, name string, f *issueFlags) error {
 		return nil
 	}
 	fmt.Fprintln(w, "\nuse it with:")
-	fmt.Fprintf(w, "  export DROVER_CA=%s DROVER_CLIENT_CERT=%s DROVER_CLIENT_KEY=%s\n", shellQuote(caPath), shellQuote(certPath), shellQuote(keyPath))
-	fmt.Fprintf(w, "  export DROVER_TOKEN=$(cat %s)   # the bootstrap token, until you have your own\n", shellQuote(filepath.Join(f.dir, pki.BootstrapTokenFile)))
+	fmt.Fprintf(w, "  export DROVER_CA=%s DROVER_CLIENT_CERT=%s DROVER_CLIENT_KEY=%s\n", shell.Quote(caPath), shell.Quote(certPath), shell.Quote(keyPath))
+	fmt.Fprintf(w, "  export DROVER_TOKEN=$(cat %s)   # the bootstrap token, until you have your own\n", shell.Quote(filepath.Join(f.dir, pki.BootstrapTokenFile)))
 	return nil
 }
 

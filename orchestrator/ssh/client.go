@@ -6,8 +6,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"github.com/drover-dev/drover/internal/fence"
-	"github.com/drover-dev/drover/internal/tail"
 	"io"
 	"io/fs"
 	"net"
@@ -18,6 +16,10 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+
+	"github.com/drover-dev/drover/internal/fence"
+	"github.com/drover-dev/drover/internal/shell"
+	"github.com/drover-dev/drover/internal/tail"
 
 	"github.com/pkg/sftp"
 	"golang.org/x/crypto/ssh"
@@ -480,7 +482,7 @@ func (cn *conn) runAlone(ctx context.Context, cmd string, out io.Writer) error {
 // runs through eval in a subshell of the login shell, as it would unwrapped:
 // the login shell must be sh-compatible (sh, bash, dash, ksh, zsh).
 func wrapCommand(cmd string) string {
-	quoted := shellQuote(cmd)
+	quoted := shell.Quote(cmd)
 	return "exec 3<&0 </dev/null\n" +
 		"(while read -r __drover_l <&3; do :; done; kill -KILL 0) >/dev/null 2>&1 &\n" +
 		"__drover_w=$!\n" +
@@ -566,14 +568,14 @@ func (cn *conn) putSession(ctx context.Context, s *shellSession, p string, r io.
 	// A short stream (the session or the source broke) leaves no temp file:
 	// nobody may be left to remove it.
 	write := fmt.Sprintf("umask 077 && mkdir -p %[1]s && dd of=%[2]s bs=65536 conv=fsync status=none && [ \"$(wc -c <%[2]s)\" -eq %[3]d ] || { rm -f %[2]s; exit 1; }",
-		shellQuote(dir), shellQuote(tmp), size)
+		shell.Quote(dir), shell.Quote(tmp), size)
 	err = s.upload(ctx, write, r, size, out)
 	if err == nil {
 		// The upload took a while; the rename is what changes the host.
 		_, err = fence.Check(ctx)
 		if err == nil {
 			perm := mode & (fs.ModePerm | fs.ModeSetuid | fs.ModeSetgid | fs.ModeSticky)
-			err = s.run(ctx, fmt.Sprintf("chmod %o %s && mv -f %s %s", perm, shellQuote(tmp), shellQuote(tmp), shellQuote(p)), out)
+			err = s.run(ctx, fmt.Sprintf("chmod %o %s && mv -f %s %s", perm, shell.Quote(tmp), shell.Quote(tmp), shell.Quote(p)), out)
 		}
 	}
 	if err == nil {
@@ -584,14 +586,11 @@ func (cn *conn) putSession(ctx context.Context, s *shellSession, p string, r io.
 	}
 	if !s.isDead() {
 		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-		_ = s.run(rctx, "rm -f "+shellQuote(tmp), nil)
+		_ = s.run(rctx, "rm -f "+shell.Quote(tmp), nil)
 		cancel()
 	}
 	return err
 }
-
-// shellQuote quotes s for a POSIX shell.
-func shellQuote(s string) string { return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'" }
 
 func (cn *conn) put(ctx context.Context, p string, r io.Reader, mode fs.FileMode) error {
 	dir, tmp, err := tempBeside(p)
