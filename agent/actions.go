@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"log/slog"
 	"os"
@@ -16,6 +17,7 @@ import (
 	"time"
 
 	"github.com/drover-dev/drover/agent/wire"
+	"github.com/drover-dev/drover/internal/atomicfile"
 	"github.com/drover-dev/drover/orchestrator/health"
 )
 
@@ -344,60 +346,39 @@ func (s *session) put(a *wire.Action, ps *putStream) wire.Result {
 	return wire.Result{}
 }
 
-func writeChunks(ctx context.Context, a *wire.Action, ps *putStream) (err error) {
-	dir := filepath.Dir(a.Path)
-	if err := os.MkdirAll(dir, 0o755); err != nil {
+func writeChunks(ctx context.Context, a *wire.Action, ps *putStream) error {
+	if err := os.MkdirAll(filepath.Dir(a.Path), 0o755); err != nil {
 		return fmt.Errorf("put %s: %w", a.Path, err)
 	}
-	f, err := os.CreateTemp(dir, "."+filepath.Base(a.Path)+".drover-*")
+	err := atomicfile.WriteFunc(a.Path, fileMode(a.Mode), func(w io.Writer) error {
+		h := sha256.New()
+		var size int64
+		for eof := false; !eof; {
+			var c *wire.Chunk
+			select {
+			case <-ctx.Done():
+				return context.Cause(ctx)
+			case c = <-ps.ch:
+			}
+			size += int64(len(c.Data))
+			if size > a.Size {
+				return fmt.Errorf("more data than the announced size of %d bytes", a.Size)
+			}
+			if _, err := w.Write(c.Data); err != nil {
+				return err
+			}
+			h.Write(c.Data)
+			eof = c.EOF
+		}
+		if size != a.Size {
+			return fmt.Errorf("size mismatch: got %d bytes, want %d", size, a.Size)
+		}
+		if got := hex.EncodeToString(h.Sum(nil)); !strings.EqualFold(got, a.SHA256) {
+			return fmt.Errorf("checksum mismatch: got sha256 %s, want %s", got, strings.ToLower(a.SHA256))
+		}
+		return nil
+	})
 	if err != nil {
-		return fmt.Errorf("put %s: %w", a.Path, err)
-	}
-	tmp := f.Name()
-	defer func() {
-		if err != nil {
-			f.Close()
-			os.Remove(tmp)
-		}
-	}()
-	h := sha256.New()
-	var size int64
-	for eof := false; !eof; {
-		var c *wire.Chunk
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("put %s: %w", a.Path, context.Cause(ctx))
-		case c = <-ps.ch:
-		}
-		size += int64(len(c.Data))
-		if size > a.Size {
-			return fmt.Errorf("put %s: more data than the announced size of %d bytes", a.Path, a.Size)
-		}
-		if _, err := f.Write(c.Data); err != nil {
-			return fmt.Errorf("put %s: %w", a.Path, err)
-		}
-		h.Write(c.Data)
-		eof = c.EOF
-	}
-	if size != a.Size {
-		return fmt.Errorf("put %s: size mismatch: got %d bytes, want %d", a.Path, size, a.Size)
-	}
-	if got := hex.EncodeToString(h.Sum(nil)); !strings.EqualFold(got, a.SHA256) {
-		return fmt.Errorf("put %s: checksum mismatch: got sha256 %s, want %s", a.Path, got, strings.ToLower(a.SHA256))
-	}
-	if err := f.Chmod(fileMode(a.Mode)); err != nil {
-		return fmt.Errorf("put %s: %w", a.Path, err)
-	}
-	if err := f.Sync(); err != nil {
-		return fmt.Errorf("put %s: %w", a.Path, err)
-	}
-	if err := f.Close(); err != nil {
-		return fmt.Errorf("put %s: %w", a.Path, err)
-	}
-	if err := os.Rename(tmp, a.Path); err != nil {
-		return fmt.Errorf("put %s: %w", a.Path, err)
-	}
-	if err := syncDir(dir); err != nil {
 		return fmt.Errorf("put %s: %w", a.Path, err)
 	}
 	return nil

@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/drover-dev/drover/agent/wire"
+	"github.com/drover-dev/drover/internal/atomicfile"
 	"github.com/drover-dev/drover/internal/pki"
 )
 
@@ -104,7 +105,7 @@ func Enroll(ctx context.Context, cfg Config) error {
 		if err := checkIssued(certPEM, key, cfg); err != nil {
 			return fmt.Errorf("enroll %s: certificate from %s: %w", cfg.Name, addr, err)
 		}
-		if err := writeFileAtomic(cfg.path(certFile), certPEM, secretMode); err != nil {
+		if err := atomicfile.Write(cfg.path(certFile), certPEM, secretMode); err != nil {
 			return fmt.Errorf("enroll %s: store certificate: %w", cfg.Name, err)
 		}
 		// The token is spent on the coordinators' side; deleting it is
@@ -247,7 +248,7 @@ func loadOrMakeKey(path string) (*ecdsa.PrivateKey, error) {
 	if err != nil {
 		return nil, fmt.Errorf("encode key: %w", err)
 	}
-	if err := writeFileAtomic(path, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), secretMode); err != nil {
+	if err := atomicfile.Write(path, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), secretMode); err != nil {
 		return nil, fmt.Errorf("write key: %w", err)
 	}
 	return k, nil

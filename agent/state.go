@@ -15,50 +15,8 @@ import (
 	"time"
 
 	"github.com/drover-dev/drover/agent/wire"
+	"github.com/drover-dev/drover/internal/atomicfile"
 )
-
-// writeFileAtomic writes data to a temp file beside path, fsyncs it, renames
-// it over path and fsyncs the dir: after a crash, path holds the old
-// content or the new one, never a mix or nothing.
-func writeFileAtomic(path string, data []byte, mode os.FileMode) error {
-	dir := filepath.Dir(path)
-	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
-	if err != nil {
-		return err
-	}
-	tmp := f.Name()
-	_, err = f.Write(data)
-	if err == nil {
-		err = f.Chmod(mode)
-	}
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp, path)
-	}
-	if err != nil {
-		os.Remove(tmp)
-		return err
-	}
-	return syncDir(dir)
-}
-
-// syncDir makes a rename or a new file in dir durable.
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	err = d.Sync()
-	if cerr := d.Close(); err == nil {
-		err = cerr
-	}
-	return err
-}
 
 // termStore is the fencing term: the highest Raft term under which the
 // agent accepted an action. It only grows.
@@ -103,7 +61,7 @@ func (t *termStore) admit(term uint64) (max uint64, ok bool, err error) {
 		return t.max, false, nil
 	}
 	if term > t.max {
-		if err := writeFileAtomic(t.path, []byte(strconv.FormatUint(term, 10)+"\n"), secretMode); err != nil {
+		if err := atomicfile.Write(t.path, []byte(strconv.FormatUint(term, 10)+"\n"), secretMode); err != nil {
 			return t.max, false, fmt.Errorf("persist fencing term %d: %w", term, err)
 		}
 		t.max = term
@@ -153,7 +111,7 @@ func (j journal) add(a *wire.Action) error {
 	if err != nil {
 		return err
 	}
-	if err := writeFileAtomic(j.fileName(a.ID), data, secretMode); err != nil {
+	if err := atomicfile.Write(j.fileName(a.ID), data, secretMode); err != nil {
 		return fmt.Errorf("journal action %s: %w", a.ID, err)
 	}
 	return nil

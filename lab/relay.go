@@ -13,6 +13,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/drover-dev/drover/internal/atomicfile"
 )
 
 // haproxyAdminPort is where the relay in the balancer namespace listens:
@@ -49,12 +51,7 @@ func RunHAProxyRelay(ctx context.Context, cfg RelayConfig) error {
 		return err
 	}
 	if cfg.Ready != "" {
-		tmp := cfg.Ready + ".tmp"
-		if err := os.WriteFile(tmp, []byte(strconv.Itoa(os.Getpid())+"\n"), 0o644); err != nil {
-			ln.Close()
-			return err
-		}
-		if err := os.Rename(tmp, cfg.Ready); err != nil {
+		if err := atomicfile.Write(cfg.Ready, []byte(strconv.Itoa(os.Getpid())+"\n"), 0o644); err != nil {
 			ln.Close()
 			return err
 		}

@@ -34,6 +34,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/drover-dev/drover/internal/atomicfile"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
@@ -209,11 +210,7 @@ func releaseVersion() (string, error) {
 }
 
 func writePidfile(path string) error {
-	tmp := path + "." + strconv.Itoa(os.Getpid())
-	if err := os.WriteFile(tmp, []byte(strconv.Itoa(os.Getpid())+"\n"), 0o644); err != nil {
-		return err
-	}
-	return os.Rename(tmp, path)
+	return atomicfile.Write(path, []byte(strconv.Itoa(os.Getpid())+"\n"), 0o644)
 }
 
 // removePidfile removes the pidfile only while it still names this process.

@@ -8,7 +8,8 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"path/filepath"
+
+	"github.com/drover-dev/drover/internal/atomicfile"
 )
 
 // writeFile writes data to path with mode, fsynced, so that a crash never
@@ -16,9 +17,9 @@ import (
 //
 // Without replace, the file is created with O_EXCL: it fails with ErrExists
 // rather than overwrite anything, even when racing another writer. With
-// replace, the data goes to a temp file in the same dir (created 0600, so a
-// key is never readable by others even for a moment) and is renamed over
-// path: readers see the old file or the new one, never a mix.
+// replace, it is replaced atomically (internal/atomicfile): readers see the
+// old file or the new one, never a mix, and a key is never readable by
+// others even for a moment.
 func writeFile(path string, data []byte, mode os.FileMode, replace bool) error {
 	if !replace {
 		f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, mode)
@@ -33,17 +34,7 @@ func writeFile(path string, data []byte, mode os.FileMode, replace bool) error {
 		}
 		return nil
 	}
-	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp-*")
-	if err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	tmp := f.Name()
-	if err := finish(f, data, mode); err != nil {
-		os.Remove(tmp)
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		os.Remove(tmp)
+	if err := atomicfile.Write(path, data, mode); err != nil {
 		return fmt.Errorf("write %s: %w", path, err)
 	}
 	return nil
