@@ -23,7 +23,27 @@ func Write(path string, data []byte, mode fs.FileMode) error {
 // it over path and fsyncs the folder. When fill or any step fails, the temp
 // file is removed, path is untouched and the error is returned as it is:
 // the caller says what was being written.
-func WriteFunc(path string, mode fs.FileMode, fill func(w io.Writer) error) (err error) {
+func WriteFunc(path string, mode fs.FileMode, fill func(w io.Writer) error) error {
+	return write(path, mode, fill, os.Rename)
+}
+
+// Create is Write that never replaces: when path exists (even when another
+// writer created it a moment ago) it fails with an error that is
+// fs.ErrExist, and path keeps what it held. The new file appears whole,
+// by a hard link from the temp file.
+func Create(path string, data []byte, mode fs.FileMode) error {
+	return write(path, mode, func(w io.Writer) error {
+		_, err := w.Write(data)
+		return err
+	}, func(tmp, path string) error {
+		if err := os.Link(tmp, path); err != nil {
+			return err
+		}
+		return os.Remove(tmp)
+	})
+}
+
+func write(path string, mode fs.FileMode, fill func(w io.Writer) error, place func(tmp, path string) error) (err error) {
 	dir := filepath.Dir(path)
 	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
 	if err != nil {
@@ -48,7 +68,7 @@ func WriteFunc(path string, mode fs.FileMode, fill func(w io.Writer) error) (err
 	if err != nil {
 		return err
 	}
-	if err := os.Rename(tmp, path); err != nil {
+	if err := place(tmp, path); err != nil {
 		return err
 	}
 	return SyncDir(dir)

@@ -71,6 +71,25 @@ func TestWriteFuncFails(t *testing.T) {
 	onlyFile(t, dir)
 }
 
+// TestCreate: Create writes a new file whole and never replaces one.
+func TestCreate(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "f")
+	if err := Create(path, []byte("first"), 0o640); err != nil {
+		t.Fatal(err)
+	}
+	err := Create(path, []byte("second"), 0o600)
+	if !errors.Is(err, fs.ErrExist) {
+		t.Fatalf("second Create: err = %v, want fs.ErrExist", err)
+	}
+	got, _ := os.ReadFile(path)
+	st, _ := os.Stat(path)
+	if string(got) != "first" || st.Mode().Perm() != 0o640 {
+		t.Errorf("file holds %q mode %o, want the first write's \"first\" 0640", got, st.Mode().Perm())
+	}
+	onlyFile(t, dir)
+}
+
 func TestWriteMissingDir(t *testing.T) {
 	if err := Write(filepath.Join(t.TempDir(), "no", "f"), nil, 0o600); !errors.Is(err, fs.ErrNotExist) {
 		t.Fatalf("err = %v, want not exist", err)

@@ -7,53 +7,30 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 
 	"github.com/drover-dev/drover/internal/atomicfile"
 )
 
-// writeFile writes data to path with mode, fsynced, so that a crash never
-// leaves a half-written key behind a good name.
-//
-// Without replace, the file is created with O_EXCL: it fails with ErrExists
-// rather than overwrite anything, even when racing another writer. With
-// replace, it is replaced atomically (internal/atomicfile): readers see the
-// old file or the new one, never a mix, and a key is never readable by
-// others even for a moment.
+// writeFile writes data to path with mode, so that a crash never leaves a
+// half-written key behind a good name, and a key is never readable by
+// others even for a moment (internal/atomicfile). Without replace it fails
+// with ErrExists rather than overwrite anything, even when racing another
+// writer; with replace, readers see the old file or the new one.
 func writeFile(path string, data []byte, mode os.FileMode, replace bool) error {
-	if !replace {
-		f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, mode)
-		if errors.Is(err, os.ErrExist) {
-			return fmt.Errorf("write %s: %w", path, ErrExists)
-		} else if err != nil {
-			return fmt.Errorf("write %s: %w", path, err)
-		}
-		if err := finish(f, data, mode); err != nil {
-			os.Remove(path)
-			return fmt.Errorf("write %s: %w", path, err)
-		}
-		return nil
+	var err error
+	if replace {
+		err = atomicfile.Write(path, data, mode)
+	} else {
+		err = atomicfile.Create(path, data, mode)
 	}
-	if err := atomicfile.Write(path, data, mode); err != nil {
+	if errors.Is(err, fs.ErrExist) {
+		return fmt.Errorf("write %s: %w", path, ErrExists)
+	} else if err != nil {
 		return fmt.Errorf("write %s: %w", path, err)
 	}
 	return nil
-}
-
-// finish writes, sets the exact mode (the umask may have narrowed it at
-// creation, and CreateTemp always uses 0600), syncs and closes f.
-func finish(f *os.File, data []byte, mode os.FileMode) error {
-	_, err := f.Write(data)
-	if err == nil {
-		err = f.Chmod(mode)
-	}
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	return err
 }
 
 // encodeKey encodes a private key as PKCS#8 PEM, the format every TLS stack
