@@ -9,6 +9,8 @@ import (
 	"net/http"
 	"strings"
 	"time"
+
+	"github.com/drover-dev/drover/internal/oneline"
 )
 
 // --- plumbing -------------------------------------------------------------
@@ -50,22 +52,6 @@ const (
 	headerError     = "X-Drover-Error"
 )
 
-// firstLine is s's first line, short and without control characters,
-// fit for a header value.
-func firstLine(s string) string {
-	s, _, _ = strings.Cut(s, "\n")
-	s = strings.Map(func(r rune) rune {
-		if r < 0x20 || r == 0x7f {
-			return ' '
-		}
-		return r
-	}, s)
-	if len(s) > 200 {
-		s = s[:200]
-	}
-	return s
-}
-
 func writeError(w http.ResponseWriter, err error) {
 	e := toError(err)
 	b, _ := json.Marshal(errorBody{Error: e.Message, Code: e.Code})
@@ -74,7 +60,7 @@ func writeError(w http.ResponseWriter, err error) {
 	// A HEAD answer has no body: the code and the message's first line
 	// travel in headers too.
 	w.Header().Set(headerErrorCode, e.Code)
-	w.Header().Set(headerError, firstLine(e.Message))
+	w.Header().Set(headerError, oneline.First(e.Message, 200))
 	w.WriteHeader(e.Status)
 	_, _ = w.Write(append(b, '\n'))
 }

@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/drover-dev/drover/internal/oneline"
 	"github.com/drover-dev/drover/lab"
 	"github.com/drover-dev/drover/orchestrator"
 )
@@ -58,7 +59,7 @@ func TestFleetBench(t *testing.T) {
 					r := fb.measure(tool, fmt.Sprintf("v%d", i+2))
 					if r.err != nil {
 						t.Errorf("%s: %v", tool, r.err)
-						r.outside = "FAILED: " + firstLineOf(r.err.Error())
+						r.outside = "FAILED: " + oneline.First(r.err.Error(), 200)
 					}
 					fmt.Fprintf(out, "%d\t%s\t%v\t%s\t%.2f\t%d\t%d\t%.1f\t%.1f\t%.1f\t%s\t%s\n",
 						hosts, batch, rc, tool, r.seconds, r.failed, r.maxOut, r.sessions, r.inSession, r.roundTrips, r.outside, r.rss)
@@ -92,11 +93,6 @@ type benchResult struct {
 	sessions, inSession, roundTrips float64 // per host
 	outside, rss                    string  // drover only
 	err                             error   // the tool failed
-}
-
-func firstLineOf(s string) string {
-	s, _, _ = strings.Cut(s, "\n")
-	return s
 }
 
 // plan is drover's plan: the stock runtime socket, no shim (the baselines

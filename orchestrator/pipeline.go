@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/drover-dev/drover/deploy"
+	"github.com/drover-dev/drover/internal/oneline"
 	"github.com/drover-dev/drover/internal/shell"
 	"github.com/drover-dev/drover/internal/tail"
 	"github.com/drover-dev/drover/orchestrator/health"
@@ -163,17 +164,6 @@ func (r *run) execOn(ctx context.Context, c Host, h plans.Host, st deploy.Stage,
 	return out.String(), nil
 }
 
-func firstLine(s string) string {
-	s = strings.TrimSpace(s)
-	if i := strings.IndexByte(s, '\n'); i >= 0 {
-		s = s[:i] + " ..."
-	}
-	if len(s) > 120 {
-		s = s[:117] + "..."
-	}
-	return s
-}
-
 // releaseDir is where a version lives on a host.
 func (r *run) releaseDir(version string) string {
 	return path.Join(r.plan.Release.Path, "releases", version)
@@ -185,7 +175,7 @@ func (r *run) hooks(ctx context.Context, h plans.Host, st deploy.Stage, ph deplo
 	for _, cmd := range cmds {
 		script := fmt.Sprintf("cd %s 2>/dev/null || cd %s 2>/dev/null || cd /; DROVER_HOST=%s DROVER_VERSION=%s DROVER_PHASE=%s DROVER_RELEASE_DIR=%s; export DROVER_HOST DROVER_VERSION DROVER_PHASE DROVER_RELEASE_DIR; %s",
 			shell.Quote(r.releaseDir(target)), shell.Quote(r.plan.Release.Path), shell.Quote(h.Name), shell.Quote(target), shell.Quote(string(ph)), shell.Quote(r.releaseDir(target)), cmd)
-		if _, err := r.exec(ctx, h, st, "hook "+firstLine(cmd), script); err != nil {
+		if _, err := r.exec(ctx, h, st, "hook "+oneline.First(cmd, 120), script); err != nil {
 			return err
 		}
 	}

@@ -218,7 +218,7 @@ func (p *Plan) describeHost(pf func(string, ...any), h Host, url, sum string) {
 		step("preflight: lb: check %s exists in haproxy%s", h.LBServer, instances(lb))
 	}
 	for _, c := range p.Hooks.BeforeDrain {
-		step("hook before_drain: %s (in %s)", oneLine(c), p.Release.Path)
+		step("hook before_drain: %s (in %s)", commandText(c), p.Release.Path)
 	}
 	if len(lb.HAProxy) > 0 {
 		step("lb: drain %s%s (set server state drain, wait for 0 sessions, then maint; timeout %s, on timeout: %s)",
@@ -233,12 +233,12 @@ func (p *Plan) describeHost(pf func(string, ...any), h Host, url, sum string) {
 		step("unpack into %s", rel)
 	}
 	for _, c := range p.Hooks.AfterInstall {
-		step("hook after_install: %s (in %s)", oneLine(c), rel)
+		step("hook after_install: %s (in %s)", commandText(c), rel)
 	}
 	step("activate: ln -sfn releases/%s %s (atomic rename)", p.Version, p.CurrentLink())
-	step("run restart: %s", oneLine(p.Release.Restart))
+	step("run restart: %s", commandText(p.Release.Restart))
 	for _, c := range p.Hooks.AfterActivate {
-		step("hook after_activate: %s (in %s)", oneLine(c), rel)
+		step("hook after_activate: %s (in %s)", commandText(c), rel)
 	}
 	hc := p.Health
 	var check string
@@ -251,7 +251,7 @@ func (p *Plan) describeHost(pf func(string, ...any), h Host, url, sum string) {
 	case hc.TCP != nil:
 		check = fmt.Sprintf("tcp connect to %s", joinPort(h.HostOnly(), hc.TCP.Port))
 	default:
-		check = fmt.Sprintf("run %s on the host, expect exit 0", oneLine(hc.Command))
+		check = fmt.Sprintf("run %s on the host, expect exit 0", commandText(hc.Command))
 	}
 	step("verify: %s (timeout %s each), %d consecutive passes every %s within %s, then watch %s",
 		check, fmtDuration(hc.Timeout), hc.HealthyThreshold, fmtDuration(hc.Interval), fmtDuration(hc.Deadline), fmtDuration(hc.MinHealthyTime))
@@ -259,7 +259,7 @@ func (p *Plan) describeHost(pf func(string, ...any), h Host, url, sum string) {
 		step("lb: enable %s%s (set server state ready), wait until UP (timeout %s)", h.LBServer, instances(lb), fmtDuration(lb.EnableTimeout))
 	}
 	for _, c := range p.Hooks.AfterEnable {
-		step("hook after_enable: %s (in %s)", oneLine(c), rel)
+		step("hook after_enable: %s (in %s)", commandText(c), rel)
 	}
 	step("prune releases beyond keep=%d in %s/releases (never the current or the previous one)", p.Release.Keep, p.Release.Path)
 }
@@ -287,8 +287,9 @@ func joinPort(host string, port int) string {
 	return host + ":" + strconv.Itoa(port)
 }
 
-// oneLine shows a (possibly multi-line) command on one line.
-func oneLine(s string) string {
+// commandText shows a command exactly, on one line: a multi-line one as a
+// Go-quoted string (unlike internal/oneline, which shortens for display).
+func commandText(s string) string {
 	s = strings.TrimSpace(s)
 	if strings.ContainsAny(s, "\n\r") {
 		return strconv.Quote(s)

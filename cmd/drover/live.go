@@ -8,6 +8,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/drover-dev/drover/deploy"
+	"github.com/drover-dev/drover/internal/oneline"
 )
 
 // The live view's frame: what the terminal shows under the event lines,
@@ -74,9 +75,9 @@ func liveFrame(sum liveSummary, order []string, batchOf map[string]int, rows map
 		line := fmt.Sprintf("%sbatch %-2d %-*s %-20s %-10s %6.2fs", mark(r.stage), batchOf[h], nameW, cut(h, nameW), stage, r.version, el.Seconds())
 		switch {
 		case r.err != "":
-			line += "  " + oneLine(r.err)
+			line += "  " + oneline.First(r.err, 100)
 		case r.stage == deploy.StageVerify && r.probe != "":
-			line += "  last probe: " + oneLine(r.probe)
+			line += "  last probe: " + oneline.First(r.probe, 100)
 		}
 		return line
 	}

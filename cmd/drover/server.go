@@ -17,6 +17,7 @@ import (
 	"github.com/drover-dev/drover/api"
 	"github.com/drover-dev/drover/coordinator"
 	"github.com/drover-dev/drover/deploy"
+	"github.com/drover-dev/drover/internal/oneline"
 	"github.com/drover-dev/drover/internal/pki"
 	"github.com/drover-dev/drover/raftstore"
 	"github.com/spf13/cobra"
@@ -207,7 +208,7 @@ func newClusterCmd(g *globalFlags) *cobra.Command {
 					if !m.Reachable {
 						role = "unreachable"
 						if m.Error != "" {
-							role += " (" + oneLine(m.Error) + ")"
+							role += " (" + oneline.First(m.Error, 100) + ")"
 						}
 					} else if m.LastContactMS >= 0 && !m.Leader {
 						contact = (time.Duration(m.LastContactMS) * time.Millisecond).String()

@@ -12,6 +12,7 @@ import (
 
 	"github.com/drover-dev/drover/api"
 	"github.com/drover-dev/drover/deploy"
+	"github.com/drover-dev/drover/internal/oneline"
 	"github.com/spf13/cobra"
 )
 
@@ -255,7 +256,7 @@ func printDeployment(w io.Writer, st hostRecords, lb map[string]string, d deploy
 		fmt.Fprintf(w, "by:        %s\n", d.By)
 	}
 	if d.Message != "" {
-		fmt.Fprintf(w, "message:   %s\n", oneLine(d.Message))
+		fmt.Fprintf(w, "message:   %s\n", oneline.First(d.Message, 100))
 	}
 	if d.Error != "" {
 		fmt.Fprintf(w, "reason:    %s\n", d.Error)
@@ -281,7 +282,7 @@ func printDeployment(w io.Writer, st hostRecords, lb map[string]string, d deploy
 			if lb != nil {
 				lbState = orNone(lb[h]) + "\t"
 			}
-			fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\t%s%s\n", i+1, h, hp.Stage, hp.Phase, hp.Target, orNone(now), lbState, oneLine(note))
+			fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\t%s%s\n", i+1, h, hp.Stage, hp.Phase, hp.Target, orNone(now), lbState, oneline.First(note, 100))
 		}
 	}
 	tw.Flush()

@@ -342,11 +342,3 @@ func nameList(names []string, n int) string {
 func indent(s, prefix string) string {
 	return prefix + strings.ReplaceAll(strings.TrimRight(s, "\n"), "\n", "\n"+prefix)
 }
-
-func oneLine(s string) string {
-	s = strings.ReplaceAll(s, "\n", " ")
-	if len(s) > 100 {
-		s = s[:97] + "..."
-	}
-	return s
-}
