@@ -20,6 +20,7 @@ import (
 	"github.com/coder/websocket"
 
 	"github.com/drover-dev/drover/agent/wire"
+	"github.com/drover-dev/drover/internal/ctxtime"
 	"github.com/drover-dev/drover/internal/pki"
 )
 
@@ -77,7 +78,7 @@ func run(ctx context.Context, cfg Config, tun tuning) error {
 		}
 		d := bo.next()
 		log.Error("enrollment failed; retrying", "err", err, "retry_in", d.Round(time.Millisecond))
-		if !sleep(ctx, d) {
+		if ctxtime.Sleep(ctx, d) != nil {
 			return nil
 		}
 	}
@@ -101,7 +102,7 @@ func run(ctx context.Context, cfg Config, tun tuning) error {
 		}
 		d := bo.next()
 		log.Warn("disconnected from the coordinators; reconnecting", "err", err, "retry_in", d.Round(time.Millisecond))
-		if !sleep(ctx, d) {
+		if ctxtime.Sleep(ctx, d) != nil {
 			log.Info("agent stopped")
 			return nil
 		}
@@ -405,15 +406,3 @@ func (b *backoff) next() time.Duration {
 }
 
 func (b *backoff) reset() { b.cur = 0 }
-
-// sleep waits d or until ctx ends; it reports whether d passed.
-func sleep(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return false
-	case <-t.C:
-		return true
-	}
-}

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/drover-dev/drover/deploy"
+	"github.com/drover-dev/drover/internal/duration"
 	"github.com/drover-dev/drover/raftstore"
 )
 
@@ -129,17 +130,7 @@ type TokenResponse struct {
 }
 
 // Duration is a time.Duration that travels as a string ("1m30s").
-type Duration time.Duration
-
-// MarshalText implements encoding.TextMarshaler.
-func (d Duration) MarshalText() ([]byte, error) { return []byte(time.Duration(d).String()), nil }
-
-// UnmarshalText implements encoding.TextUnmarshaler.
-func (d *Duration) UnmarshalText(b []byte) error {
-	v, err := time.ParseDuration(string(b))
-	*d = Duration(v)
-	return err
-}
+type Duration = duration.Duration
 
 // The server's collaborators, owned here and implemented by the
 // coordinator (cmd/drover wires them to the store and the engine).

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/drover-dev/drover/deploy"
+	"github.com/drover-dev/drover/internal/ctxtime"
 )
 
 // ClientConfig configures a Client.
@@ -377,7 +378,7 @@ func (c *Client) Watch(ctx context.Context, id string, after uint64, fn func(dep
 		} else {
 			pause = min(2*pause, maxWatchPause)
 		}
-		if err := sleep(ctx, pause); err != nil {
+		if err := ctxtime.Sleep(ctx, pause); err != nil {
 			return err
 		}
 	}

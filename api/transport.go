@@ -14,6 +14,8 @@ import (
 	"net/url"
 	"sync/atomic"
 	"time"
+
+	"github.com/drover-dev/drover/internal/ctxtime"
 )
 
 // --- transport ------------------------------------------------------------
@@ -103,7 +105,7 @@ func (c *Client) send(ctx context.Context, rq request) (*http.Response, error) {
 		if time.Now().Add(wait).After(giveUp) {
 			return nil, c.unavailable(r.tried, r.lastErr, nil)
 		}
-		if err := sleep(ctx, wait+rand.N(wait/2)); err != nil {
+		if err := ctxtime.Sleep(ctx, wait+rand.N(wait/2)); err != nil {
 			return nil, c.unavailable(r.tried, r.lastErr, err)
 		}
 		backoff = min(2*backoff, maxRoundBackoff)
@@ -393,15 +395,4 @@ func (b *cancelBody) Close() error {
 	err := b.ReadCloser.Close()
 	b.done()
 	return err
-}
-
-func sleep(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
 }

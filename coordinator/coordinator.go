@@ -20,6 +20,7 @@ import (
 	"github.com/drover-dev/drover/api"
 	"github.com/drover-dev/drover/deploy"
 	"github.com/drover-dev/drover/internal/connlimit"
+	"github.com/drover-dev/drover/internal/ctxtime"
 	"github.com/drover-dev/drover/internal/pki"
 	"github.com/drover-dev/drover/orchestrator"
 	"github.com/drover-dev/drover/raftstore"
@@ -320,10 +321,8 @@ func (c *Coordinator) lead(ctx context.Context) {
 			break
 		}
 		c.log.Warn("leader barrier failed, retrying", "err", err, "in", wait)
-		select {
-		case <-ctx.Done():
+		if ctxtime.Sleep(ctx, wait) != nil {
 			return
-		case <-time.After(wait):
 		}
 	}
 	self := raftstore.Node{ID: c.cfg.NodeID, RaftAddr: c.cfg.RaftAddr, HTTPAddr: c.cfg.HTTPAddr}
@@ -384,10 +383,8 @@ func (c *Coordinator) joinLoop(ctx context.Context) {
 			return
 		}
 		c.log.Warn("join failed, retrying", "err", err, "in", wait)
-		select {
-		case <-ctx.Done():
+		if ctxtime.Sleep(ctx, wait) != nil {
 			return
-		case <-time.After(wait):
 		}
 	}
 }

@@ -14,6 +14,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/drover-dev/drover/internal/ctxtime"
 	"github.com/drover-dev/drover/orchestrator/lb/haproxy"
 )
 
@@ -136,10 +137,8 @@ func (l *Lab) startHAProxy(ctx context.Context, i int) error {
 		if time.Now().After(deadline) {
 			return fmt.Errorf("%s not ready within 10s (servers %v, last error %v)", inst.Name, states, err)
 		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(10 * time.Millisecond):
+		if err := ctxtime.Sleep(ctx, 10*time.Millisecond); err != nil {
+			return err
 		}
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/drover-dev/drover/internal/ctxtime"
 	"github.com/drover-dev/drover/internal/notify"
 	"github.com/drover-dev/drover/plans"
 )
@@ -115,10 +116,8 @@ func (r *run) outOfRotation(ctx context.Context) ([]string, error) {
 	var err error
 	for attempt := 0; attempt < 3; attempt++ {
 		if attempt > 0 {
-			select {
-			case <-time.After(200 * time.Millisecond):
-			case <-ctx.Done():
-				return nil, ctx.Err()
+			if err := ctxtime.Sleep(ctx, 200*time.Millisecond); err != nil {
+				return nil, err
 			}
 		}
 		var out []string
