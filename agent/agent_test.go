@@ -8,7 +8,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"github.com/drover-dev/drover/internal/syncbuf"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -21,20 +20,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/drover-dev/drover/internal/syncbuf"
+	"github.com/drover-dev/drover/internal/testwait"
+
 	"github.com/drover-dev/drover/agent/wire"
 )
-
-// waitFor polls cond until it holds; the agent works in its own goroutines.
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
 
 func permOf(t *testing.T, path string) os.FileMode {
 	t.Helper()
@@ -193,7 +183,7 @@ func TestRunTimeoutKillsProcessGroup(t *testing.T) {
 		t.Fatal(err)
 	}
 	pid, _ := strconv.Atoi(strings.TrimSpace(string(data)))
-	waitFor(t, "the background sleep to die", func() bool {
+	testwait.For(t, "the background sleep to die", func() bool {
 		stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
 		if err != nil {
 			return true // gone
@@ -428,7 +418,7 @@ func TestActionInterruptedByRestartIsLost(t *testing.T) {
 	if res, _ := c.result(t, "after"); res.Error != "" {
 		t.Fatalf("%+v", res)
 	}
-	waitFor(t, "an empty journal", func() bool { return len(dirNames(t, cfg.path(journalDir))) == 0 })
+	testwait.For(t, "an empty journal", func() bool { return len(dirNames(t, cfg.path(journalDir))) == 0 })
 }
 
 func TestReconnectAfterDropReportsLost(t *testing.T) {
@@ -508,7 +498,7 @@ func TestCoordinatorFromAnotherCARefused(t *testing.T) {
 	}
 	cfg.Coordinators = []string{impostor.addr}
 	startAgent(t, cfg)
-	waitFor(t, "the refusal to be logged", func() bool {
+	testwait.For(t, "the refusal to be logged", func() bool {
 		return strings.Contains(logs.String(), "certificate signed by unknown authority")
 	})
 	if n := impostor.hits.Load(); n != 0 {

@@ -5,7 +5,6 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
-	"github.com/drover-dev/drover/internal/pki/pkitest"
 	"io"
 	"log/slog"
 	"net"
@@ -14,6 +13,9 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/drover-dev/drover/internal/pki/pkitest"
+	"github.com/drover-dev/drover/internal/testwait"
 
 	"github.com/drover-dev/drover/api"
 	"github.com/drover-dev/drover/internal/pki"
@@ -142,24 +144,11 @@ func (tc *testCluster) client(token string, ids ...string) *api.Client {
 	return cl
 }
 
-// waitFor polls cond (cluster state is observed from outside, through the
-// API, so there is no channel to wait on).
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(15 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
 // waitFormed waits until cl sees every node a reachable member, with its
 // API address, and one leader.
 func (tc *testCluster) waitFormed(ctx context.Context, cl *api.Client) {
 	tc.t.Helper()
-	waitFor(tc.t, "reachable members with one leader", func() bool {
+	testwait.For(tc.t, "reachable members with one leader", func() bool {
 		ms, err := cl.Members(ctx)
 		if err != nil || len(ms) != len(tc.nodes) {
 			return false
@@ -248,13 +237,13 @@ func TestClusterFormsFailsOverAndAuthenticates(t *testing.T) {
 	// through the remaining addresses.
 	old := tc.leader()
 	tc.stop(old)
-	waitFor(t, "a new leader", func() bool { l := tc.leader(); return l != "" && l != old })
+	testwait.For(t, "a new leader", func() bool { l := tc.leader(); return l != "" && l != old })
 	if _, err := cl.CreateToken(ctx, api.TokenRequest{Name: "after-failover", Role: raftstore.RoleRead}); err != nil {
 		t.Fatalf("write after failover: %v", err)
 	}
 	// The old leader restarts with its data dir and catches up.
 	tc.start(old)
-	waitFor(t, old+" to catch up", func() bool {
+	testwait.For(t, old+" to catch up", func() bool {
 		for _, tk := range tc.nodes[old].c.store.Tokens() {
 			if tk.Name == "after-failover" {
 				return true
@@ -288,7 +277,7 @@ func TestMetricsOnEveryNode(t *testing.T) {
 		t.Fatal(err)
 	}
 	hc := &http.Client{Transport: &http.Transport{TLSClientConfig: tlsCfg}, Timeout: 5 * time.Second}
-	waitFor(t, "a leader", func() bool { return tc.leader() != "" })
+	testwait.For(t, "a leader", func() bool { return tc.leader() != "" })
 	for id, n := range tc.nodes {
 		resp, err := hc.Get("https://" + n.cfg.HTTPAddr + "/metrics")
 		if err != nil {
@@ -310,7 +299,7 @@ func TestFiveNodesLoseTwo(t *testing.T) {
 	tc := newTestCluster(t, "c1", "c2", "c3", "c4", "c5")
 	ctx := context.Background()
 	cl := tc.client(tc.token)
-	waitFor(t, "five reachable members", func() bool {
+	testwait.For(t, "five reachable members", func() bool {
 		ms, err := cl.Members(ctx)
 		if err != nil || len(ms) != 5 {
 			return false
@@ -330,7 +319,7 @@ func TestFiveNodesLoseTwo(t *testing.T) {
 			break
 		}
 	}
-	waitFor(t, "a new leader among three", func() bool { l := tc.leader(); return l != "" && l != old })
+	testwait.For(t, "a new leader among three", func() bool { l := tc.leader(); return l != "" && l != old })
 	if _, err := cl.CreateToken(ctx, api.TokenRequest{Name: "three-left", Role: raftstore.RoleRead}); err != nil {
 		t.Fatalf("write with three of five: %v", err)
 	}
@@ -342,7 +331,7 @@ func TestBackupRestoreThroughTheAPI(t *testing.T) {
 	ctx := context.Background()
 	src := newTestCluster(t, "a1", "a2", "a3")
 	cl := src.client(src.token)
-	waitFor(t, "the bootstrap token stored", func() bool { _, err := cl.Deployments(ctx); return err == nil })
+	testwait.For(t, "the bootstrap token stored", func() bool { _, err := cl.Deployments(ctx); return err == nil })
 	tok, err := cl.CreateToken(ctx, api.TokenRequest{Name: "dash", Role: raftstore.RoleRead})
 	if err != nil {
 		t.Fatal(err)
@@ -357,7 +346,7 @@ func TestBackupRestoreThroughTheAPI(t *testing.T) {
 
 	dst := newTestCluster(t, "b1", "b2")
 	dcl := dst.client(dst.token)
-	waitFor(t, "the bootstrap token stored", func() bool { _, err := dcl.Deployments(ctx); return err == nil })
+	testwait.For(t, "the bootstrap token stored", func() bool { _, err := dcl.Deployments(ctx); return err == nil })
 	if err := dcl.Restore(ctx, func() (io.ReadCloser, error) { return io.NopCloser(strings.NewReader(backup.String())), nil }); err != nil {
 		t.Fatalf("restore: %v", err)
 	}

@@ -9,6 +9,7 @@ import (
 
 	"github.com/drover-dev/drover/api"
 	"github.com/drover-dev/drover/internal/pki"
+	"github.com/drover-dev/drover/internal/testwait"
 	"github.com/drover-dev/drover/raftstore"
 )
 
@@ -26,7 +27,7 @@ func TestRepeatedWritesThroughAFollower(t *testing.T) {
 		t.Fatal(err)
 	}
 	fc := tc.nodes[follower].c
-	waitFor(t, follower+" to know the leader and the new token", func() bool {
+	testwait.For(t, follower+" to know the leader and the new token", func() bool {
 		for _, tk := range fc.store.Tokens() {
 			if tk.Name == "ci" {
 				return fc.LeaderHTTP() != ""

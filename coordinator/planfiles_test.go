@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/drover-dev/drover/api"
+	"github.com/drover-dev/drover/internal/testwait"
 	"github.com/drover-dev/drover/plans"
 )
 
@@ -17,7 +18,7 @@ import (
 func TestSubmittedPlanCannotNameCoordinatorFiles(t *testing.T) {
 	tc := newTestCluster(t, "c1")
 	cl := tc.client(tc.token)
-	waitFor(t, "the bootstrap token stored", func() bool { _, err := cl.Deployments(t.Context()); return err == nil })
+	testwait.For(t, "the bootstrap token stored", func() bool { _, err := cl.Deployments(t.Context()); return err == nil })
 	const plan = `name: web
 version: "2"
 inventory: %s

@@ -20,6 +20,7 @@ import (
 
 	"github.com/drover-dev/drover/agent/wire"
 	"github.com/drover-dev/drover/internal/pki"
+	"github.com/drover-dev/drover/internal/testwait"
 )
 
 // httpAs is an HTTPS client presenting the operator's certificate, or none
@@ -121,7 +122,7 @@ func (tc *testCluster) joinToken(id, label, agent string, replace bool) string {
 func TestBogusEnrollmentsWriteNothing(t *testing.T) {
 	tc := newTestCluster(t, "c1")
 	c := tc.nodes["c1"].c
-	waitFor(t, "the bootstrap token applied", c.hasManageToken)
+	testwait.For(t, "the bootstrap token applied", c.hasManageToken)
 	before := c.Status().AppliedIndex
 	refused, limited := 0, 0
 	for i := range 50 {
@@ -147,7 +148,7 @@ func TestBogusEnrollmentsWriteNothing(t *testing.T) {
 // and an enrolled or revoked name only with --replace.
 func TestJoinTokenBoundToAgentName(t *testing.T) {
 	tc := newTestCluster(t, "c1")
-	waitFor(t, "the bootstrap token applied", tc.nodes["c1"].c.hasManageToken)
+	testwait.For(t, "the bootstrap token applied", tc.nodes["c1"].c.hasManageToken)
 	ctx := t.Context()
 	cl := tc.client(tc.token)
 	for9 := tc.joinToken("c1", "for-web9", "web9", false)
@@ -189,7 +190,7 @@ func TestJoinTokenBoundToAgentName(t *testing.T) {
 // claiming to be a coordinator's push.
 func TestReplicaHeaderFromOperatorRefused(t *testing.T) {
 	tc := newTestCluster(t, "c1", "c2")
-	waitFor(t, "two members", func() bool { return len(tc.nodes["c1"].c.peerAddrs()) == 1 })
+	testwait.For(t, "two members", func() bool { return len(tc.nodes["c1"].c.peerAddrs()) == 1 })
 	data := []byte("release archive")
 	sum := sha256.Sum256(data)
 	sha := hex.EncodeToString(sum[:])

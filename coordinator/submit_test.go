@@ -14,6 +14,7 @@ import (
 	"testing"
 
 	"github.com/drover-dev/drover/api"
+	"github.com/drover-dev/drover/internal/testwait"
 )
 
 // testVersion is the version the test coordinators report.
@@ -27,7 +28,7 @@ func TestSubmittedPlanVariablesComeFromTheRequestOnly(t *testing.T) {
 	tc := newTestCluster(t, "c1")
 	ctx := context.Background()
 	cl := tc.client(tc.token)
-	waitFor(t, "the cluster to answer", func() bool { _, err := cl.Deployments(ctx); return err == nil })
+	testwait.For(t, "the cluster to answer", func() bool { _, err := cl.Deployments(ctx); return err == nil })
 	if st, err := cl.Status(ctx); err != nil || st.Version != testVersion {
 		t.Errorf("status: version %q, %v; want %s", st.Version, err, testVersion)
 	}
@@ -77,7 +78,7 @@ func TestSubmittedPlanVariablesComeFromTheRequestOnly(t *testing.T) {
 			}
 			// It fails its preflight; until then it holds web1, which the
 			// next case names too.
-			waitFor(t, id+" to end", func() bool { d, err := cl.Deployment(ctx, id); return err == nil && d.State.Terminal() })
+			testwait.For(t, id+" to end", func() bool { d, err := cl.Deployment(ctx, id); return err == nil && d.State.Terminal() })
 		})
 	}
 }
@@ -87,7 +88,7 @@ func TestRepairPlanVariablesComeFromTheRequestOnly(t *testing.T) {
 	tc := newTestCluster(t, "c1")
 	ctx := context.Background()
 	cl := tc.client(tc.token)
-	waitFor(t, "the cluster to answer", func() bool { _, err := cl.Deployments(ctx); return err == nil })
+	testwait.For(t, "the cluster to answer", func() bool { _, err := cl.Deployments(ctx); return err == nil })
 	t.Setenv("VERSION", "from-the-coordinator")
 	const plan = "name: web\nversion: ${VERSION}\nhosts: [{name: web1, address: \"127.0.0.1:1\"}]\n" +
 		"release: {artifact: app.tar.gz, path: /srv/app, restart: /bin/true}\nhealth: {command: \"true\"}\n"

@@ -14,6 +14,7 @@ import (
 	"github.com/drover-dev/drover/agent/wire"
 	"github.com/drover-dev/drover/api"
 	"github.com/drover-dev/drover/internal/pki"
+	"github.com/drover-dev/drover/internal/testwait"
 	"github.com/drover-dev/drover/lab"
 	"github.com/drover-dev/drover/orchestrator"
 )
@@ -134,7 +135,7 @@ func TestAgents(t *testing.T) {
 				return ev.Kind == orchestrator.EventStage && ev.Host == "web4" && ev.Stage == "install"
 			})
 			pid := c.agentPid("web4")
-			waitUntil(t, "web4's agent running the hook", 30*time.Second, func() bool { return runsCommand(pid, "sleep 2") })
+			testwait.Within(t, 30*time.Second, "web4's agent running the hook", func() bool { return runsCommand(pid, "sleep 2") })
 			if cmd, err := c.lab.SSH(context.Background(), "web4", "kill -9 "+pid); err != nil || cmd.Run() != nil {
 				t.Fatalf("kill the agent of web4 (pid %s): %v", pid, err)
 			}
@@ -204,7 +205,7 @@ func TestAgents(t *testing.T) {
 		}
 		// Revoked: its connection is dropped and it cannot come back.
 		c.cli(0, "agent", "revoke", "probe1")
-		waitUntil(t, "probe1 refused on reconnecting", 30*time.Second, func() bool {
+		testwait.Within(t, 30*time.Second, "probe1 refused on reconnecting", func() bool {
 			return strings.Contains(first.stderr.String(), "HTTP 403")
 		})
 		d := c.startWith(c.env(), "hosts")
@@ -405,23 +406,6 @@ func (d *drover) stop(t *testing.T) {
 	}
 	d.cmd.Process.Signal(os.Interrupt)
 	d.wait(t)
-}
-
-// waitUntil polls cond (the state of other processes, which announce
-// nothing) until it holds, failing the test after limit.
-// show, when given, tells what was seen instead.
-func waitUntil(t *testing.T, what string, limit time.Duration, cond func() bool, show ...func() string) {
-	t.Helper()
-	deadline := time.Now().Add(limit)
-	for !cond() {
-		if time.Now().After(deadline) {
-			for _, f := range show {
-				t.Log(f())
-			}
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
 }
 
 // runsCommand reports whether a descendant of pid (the PID space is the

@@ -18,6 +18,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/drover-dev/drover/internal/testwait"
 	"github.com/drover-dev/drover/lab"
 	"github.com/drover-dev/drover/orchestrator"
 	"github.com/drover-dev/drover/webhook"
@@ -147,7 +148,7 @@ func TestClusterWebhooks(t *testing.T) {
 		if code, d := c.runWith(c.env(), "deploy", plan("v1")); code != 0 {
 			t.Fatalf("deploy v1: exit %d\n%s", code, d.stdout.text())
 		}
-		waitUntil(t, "deployment.succeeded at the receiver", 30*time.Second,
+		testwait.Within(t, 30*time.Second, "deployment.succeeded at the receiver",
 			func() bool { return rcv.has("v1", "deployment.succeeded") }, rcv.dump("v1"))
 		reqs := rcv.of("v1")
 		checkSigned(t, reqs)
@@ -185,7 +186,7 @@ func TestClusterWebhooks(t *testing.T) {
 		if code := d.wait(t); code != 0 {
 			t.Fatalf("deploy v2 with the leader killed: exit %d\n%s\n%s", code, d.stdout.text(), d.stderr.String())
 		}
-		waitUntil(t, "deployment.succeeded at the receiver", 30*time.Second,
+		testwait.Within(t, 30*time.Second, "deployment.succeeded at the receiver",
 			func() bool { return rcv.has("v2", "deployment.succeeded") }, rcv.dump("v2"))
 		reqs := rcv.of("v2")
 		checkSigned(t, reqs)

@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/drover-dev/drover/deploy"
+	"github.com/drover-dev/drover/internal/testwait"
 )
 
 // A backup taken from one cluster restores the state on every node of
@@ -49,7 +50,7 @@ func TestBackupRestore(t *testing.T) {
 		t.Fatalf("restore: %v", err)
 	}
 	for _, n := range dst {
-		waitFor(t, "restored state on "+n.NodeID(), func() bool {
+		testwait.For(t, "restored state on "+n.NodeID(), func() bool {
 			return hasDeployment(n, "a") && hasDeployment(n, "b") && !hasDeployment(n, "lost")
 		})
 	}

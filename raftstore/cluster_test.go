@@ -11,6 +11,7 @@ import (
 
 	"github.com/drover-dev/drover/deploy"
 	"github.com/drover-dev/drover/internal/pki/pkitest"
+	"github.com/drover-dev/drover/internal/testwait"
 
 	"github.com/hashicorp/raft"
 
@@ -91,25 +92,11 @@ func (n *node) restart(t *testing.T, addr string) *node {
 	return openNode(t, opts)
 }
 
-// waitFor polls cond until it holds, failing the test after 10 s.
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	tick := time.NewTicker(10 * time.Millisecond)
-	defer tick.Stop()
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		<-tick.C
-	}
-}
-
 // waitLeader waits until exactly one of nodes leads and returns it.
 func waitLeader(t *testing.T, nodes ...*node) *node {
 	t.Helper()
 	var leader *node
-	waitFor(t, "a leader", func() bool {
+	testwait.For(t, "a leader", func() bool {
 		n := 0
 		for _, s := range nodes {
 			if s.IsLeader() {
@@ -144,7 +131,7 @@ func startCluster(t *testing.T, ca *testCA, n int, tune func(*Options)) []*node 
 		if err := nodes[0].AddVoter(ctx, s.NodeID(), s.Addr()); err != nil {
 			t.Fatal(err)
 		}
-		waitFor(t, s.NodeID()+" to know the leader", func() bool { id, _ := s.Leader(); return id == "n1" })
+		testwait.For(t, s.NodeID()+" to know the leader", func() bool { id, _ := s.Leader(); return id == "n1" })
 	}
 	return nodes
 }
@@ -164,7 +151,7 @@ func hasDeployment(s *node, id string) bool {
 func waitDeployment(t *testing.T, id string, nodes ...*node) {
 	t.Helper()
 	for _, s := range nodes {
-		waitFor(t, id+" on "+s.NodeID(), func() bool { return hasDeployment(s, id) })
+		testwait.For(t, id+" on "+s.NodeID(), func() bool { return hasDeployment(s, id) })
 	}
 }
 
@@ -309,7 +296,7 @@ func TestClusterInstallsSnapshotOnNewNode(t *testing.T) {
 	}
 	// The FSM holds the state a moment before raft's stats record how it
 	// got there: wait for both.
-	waitFor(t, "n4 to catch up", func() bool { return len(n4.Deployments()) == n && n4.Stats().AppliedIndex > 0 })
+	testwait.For(t, "n4 to catch up", func() bool { return len(n4.Deployments()) == n && n4.Stats().AppliedIndex > 0 })
 	if st := n4.Stats(); st.LastSnapshotIndex == 0 {
 		t.Fatalf("n4 caught up without installing a snapshot: %+v", st)
 	}
@@ -419,7 +406,7 @@ func TestClusterRefusesForeignCA(t *testing.T) {
 	if err == nil {
 		t.Fatal("foreign client certificate accepted")
 	}
-	waitFor(t, "the listener to count the refusal", func() bool { return n1.stream.acceptFailures.Load() > refused })
+	testwait.For(t, "the listener to count the refusal", func() bool { return n1.stream.acceptFailures.Load() > refused })
 
 	// Added as a voter (the three members commit that without it), it
 	// never receives anything.
@@ -431,8 +418,8 @@ func TestClusterRefusesForeignCA(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitDeployment(t, "d1", nodes...)
-	waitFor(t, "the leader to fail dialling evil", func() bool { return n1.stream.dialFailures.Load() > dials })
-	waitFor(t, "evil to refuse the leader", func() bool { return evil.stream.acceptFailures.Load() > accepts })
+	testwait.For(t, "the leader to fail dialling evil", func() bool { return n1.stream.dialFailures.Load() > dials })
+	testwait.For(t, "evil to refuse the leader", func() bool { return evil.stream.acceptFailures.Load() > accepts })
 	if st := evil.Stats(); st.LastLogIndex != 0 || len(evil.Deployments()) != 0 {
 		t.Fatalf("evil received entries: %+v", st)
 	}

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/drover-dev/drover/deploy"
+	"github.com/drover-dev/drover/internal/testwait"
 	"github.com/hashicorp/raft"
 )
 
@@ -38,7 +39,7 @@ func newInmemCluster(t *testing.T) *inmemCluster {
 		c.stores, c.trans = append(c.stores, s), append(c.trans, tr)
 	}
 	c.connect()
-	waitFor(t, "n1 to lead", c.stores[0].IsLeader)
+	testwait.For(t, "n1 to lead", c.stores[0].IsLeader)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	for _, s := range c.stores[1:] {
@@ -73,7 +74,7 @@ func (c *inmemCluster) isolate(i int) {
 func (c *inmemCluster) leader(t *testing.T, skip int) int {
 	t.Helper()
 	idx := -1
-	waitFor(t, "a leader", func() bool {
+	testwait.For(t, "a leader", func() bool {
 		for i, s := range c.stores {
 			if i != skip && s.IsLeader() {
 				idx = i
@@ -134,7 +135,7 @@ func TestRepeatAcrossLeaders(t *testing.T) {
 	}
 	c.connect()
 	for i, s := range c.stores {
-		waitFor(t, fmt.Sprintf("n%d to apply d2", i+1), func() bool { _, err := s.Deployment("d2"); return err == nil })
+		testwait.For(t, fmt.Sprintf("n%d to apply d2", i+1), func() bool { _, err := s.Deployment("d2"); return err == nil })
 		if _, err := s.Deployment("d2-lost"); err == nil {
 			t.Errorf("n%d: the lost write was applied too", i+1)
 		}

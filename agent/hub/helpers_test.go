@@ -7,8 +7,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"github.com/drover-dev/drover/internal/pki/pkitest"
-	"github.com/drover-dev/drover/internal/syncbuf"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
@@ -17,6 +15,10 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/drover-dev/drover/internal/pki/pkitest"
+	"github.com/drover-dev/drover/internal/syncbuf"
+	"github.com/drover-dev/drover/internal/testwait"
 
 	"github.com/coder/websocket"
 
@@ -165,7 +167,7 @@ func (e *env) connect(name string, hello wire.Hello) *fakeAgent {
 		hello.Name = name
 	}
 	a.send(wire.Frame{Type: wire.TypeHello, Hello: &hello})
-	waitFor(e.t, name+" online", func() bool { _, err := e.hub.Host(name); return err == nil })
+	testwait.For(e.t, name+" online", func() bool { _, err := e.hub.Host(name); return err == nil })
 	return a
 }
 
@@ -233,17 +235,6 @@ func (a *fakeAgent) closed() websocket.StatusCode {
 		if err != nil {
 			return websocket.CloseStatus(err)
 		}
-	}
-}
-
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
 	}
 }
 

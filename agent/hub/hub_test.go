@@ -19,6 +19,7 @@ import (
 	"github.com/drover-dev/drover/agent/wire"
 	"github.com/drover-dev/drover/internal/fence"
 	"github.com/drover-dev/drover/internal/pki"
+	"github.com/drover-dev/drover/internal/testwait"
 )
 
 func TestConnectedAgentIsListed(t *testing.T) {
@@ -316,7 +317,7 @@ func TestDisconnectMidAction(t *testing.T) {
 	_ = a.conn.CloseNow()
 	mustIs(t, recvErr(t, done), ErrDisconnected, "web1")
 
-	waitFor(t, "web1 offline", func() bool { return !e.hub.Agents()[0].Online })
+	testwait.For(t, "web1 offline", func() bool { return !e.hub.Agents()[0].Online })
 	_, err := e.hub.Host("web1")
 	mustIs(t, err, ErrOffline, "agent web1 is offline (last seen ", "s ago)")
 	// The Host obtained before goes on failing cleanly.
@@ -420,7 +421,7 @@ func TestPingsAndSilentAgentDropped(t *testing.T) {
 	if silent.pings.Load() == 0 {
 		t.Fatal("the hub sent no ping")
 	}
-	waitFor(t, "web2 offline", func() bool { return !e.hub.Agents()[1].Online })
+	testwait.For(t, "web2 offline", func() bool { return !e.hub.Agents()[1].Online })
 	if !e.hub.Agents()[0].Online {
 		t.Fatal("the agent that pings was dropped")
 	}
@@ -667,7 +668,7 @@ func TestReconnectGrace(t *testing.T) {
 	a := e.connect("web1", wire.Hello{})
 	h, _ := e.hub.Host("web1")
 	_ = a.conn.CloseNow()
-	waitFor(t, "web1 offline", func() bool { return !e.hub.Agents()[0].Online })
+	testwait.For(t, "web1 offline", func() bool { return !e.hub.Agents()[0].Online })
 	done := async(func() error { return h.Run(context.Background(), "true", nil) })
 	time.Sleep(200 * time.Millisecond)
 	b := e.connect("web1", wire.Hello{})

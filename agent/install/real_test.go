@@ -16,6 +16,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/drover-dev/drover/internal/testwait"
 )
 
 // The tests in this file run the real scripts: against this machine
@@ -145,7 +147,7 @@ func exercise(t *testing.T, opts Options, target Target, local func(string) stri
 	waitAgent := func(old int, version string) int {
 		t.Helper()
 		var pid int
-		waitFor(t, 10*time.Second, "the supervisor runs the "+version+" agent", func() bool {
+		testwait.Within(t, 10*time.Second, "the supervisor runs the "+version+" agent", func() bool {
 			var ok bool
 			pid, ok = livePid(agentPidFile, agentPat)
 			log, _ := os.ReadFile(filepath.Join(dir, "run", "agent.log"))
@@ -237,7 +239,7 @@ func alive(pid int) bool {
 
 func waitGone(t *testing.T, pids ...int) {
 	t.Helper()
-	waitFor(t, 15*time.Second, fmt.Sprintf("processes %v exit", pids), func() bool {
+	testwait.Within(t, 15*time.Second, fmt.Sprintf("processes %v exit", pids), func() bool {
 		for _, p := range pids {
 			if alive(p) {
 				return false
@@ -245,17 +247,6 @@ func waitGone(t *testing.T, pids ...int) {
 		}
 		return true
 	})
-}
-
-func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting until %s", d, what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
 }
 
 // TestLocalUninstallRefusesForeignDir: a wrong --dir must not rm -rf

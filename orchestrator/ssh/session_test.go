@@ -12,6 +12,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/drover-dev/drover/internal/testwait"
 )
 
 // TestCommandsShareOneShellSession: a host's commands start the remote
@@ -297,17 +299,5 @@ func TestPutSourceFailsMidway(t *testing.T) {
 	if err := c.Run(t.Context(), "true", nil); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, func() bool { return len(listDir(t, filepath.Dir(dst))) == 0 })
-}
-
-// waitFor polls cond for up to 10s.
-func waitFor(t *testing.T, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatal("condition not met within 10s")
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	testwait.For(t, "the temp file removed", func() bool { return len(listDir(t, filepath.Dir(dst))) == 0 })
 }
