@@ -45,23 +45,16 @@ func (c *cluster) hostsOnline() map[string]api.AgentInfo {
 
 func (c *cluster) waitAgents(names ...string) {
 	c.t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		on := c.hostsOnline()
-		missing := 0
+	var on map[string]api.AgentInfo
+	testwait.Within(c.t, 30*time.Second, fmt.Sprintf("agents %v online", names), func() bool {
+		on = c.hostsOnline()
 		for _, n := range names {
 			if _, ok := on[n]; !ok {
-				missing++
+				return false
 			}
 		}
-		if missing == 0 {
-			return
-		}
-		if time.Now().After(deadline) {
-			c.t.Fatalf("agents %v not all online: %v", names, on)
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
+		return true
+	}, func() string { return fmt.Sprintf("online: %v", on) })
 }
 
 // agentPid is the pid of the agent process the supervisor runs on host.

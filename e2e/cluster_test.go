@@ -16,6 +16,7 @@ import (
 
 	"github.com/drover-dev/drover/api"
 	"github.com/drover-dev/drover/deploy"
+	"github.com/drover-dev/drover/internal/testwait"
 	"github.com/drover-dev/drover/lab"
 	"github.com/drover-dev/drover/orchestrator"
 )
@@ -107,27 +108,26 @@ func (c *cluster) members(nodes ...lab.Coordinator) ([]api.Member, error) {
 // returns its name.
 func (c *cluster) waitLeader(nodes []lab.Coordinator) string {
 	c.t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for time.Now().Before(deadline) {
+	var leader string
+	testwait.Within(c.t, 30*time.Second, fmt.Sprintf("a leader among %v", nodes), func() bool {
 		ms, err := c.members(nodes...)
 		if err == nil {
 			for _, m := range ms {
 				if m.Leader && m.Reachable && slices.ContainsFunc(nodes, func(n lab.Coordinator) bool { return n.Name == m.ID }) {
-					return m.ID
+					leader = m.ID
+					return true
 				}
 			}
 		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	c.t.Fatalf("no leader among %v", nodes)
-	return ""
+		return false
+	})
+	return leader
 }
 
 func (c *cluster) waitMembers(n int) {
 	c.t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
 	var last []api.Member
-	for time.Now().Before(deadline) {
+	testwait.Within(c.t, 30*time.Second, fmt.Sprintf("%d reachable members", n), func() bool {
 		ms, err := c.members()
 		last = ms
 		reachable := 0
@@ -136,12 +136,8 @@ func (c *cluster) waitMembers(n int) {
 				reachable++
 			}
 		}
-		if err == nil && len(ms) == n && reachable == n {
-			return
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	c.t.Fatalf("cluster did not reach %d reachable members: %+v", n, last)
+		return err == nil && len(ms) == n && reachable == n
+	}, func() string { return fmt.Sprintf("members: %+v", last) })
 }
 
 func (c *cluster) others(name string) []lab.Coordinator {

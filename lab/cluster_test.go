@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/drover-dev/drover/internal/testwait"
 	"github.com/drover-dev/drover/orchestrator/lb/haproxy"
 )
 
@@ -247,16 +248,12 @@ func TestCluster(t *testing.T) {
 			procs = append(procs, p)
 		}
 		for _, c := range l.Coordinators {
-			for i := 0; ; i++ {
-				out, err := l.Command(ctx, "curl", "-sS", "--noproxy", "*", "-m", "1", "http://"+c.Address+":9000/").Output()
-				if err == nil && strings.HasPrefix(string(out), c.Name+" ") {
-					break
-				}
-				if i == 200 {
-					t.Fatalf("%s's demoapp does not answer: %q %v", c.Name, out, err)
-				}
-				time.Sleep(10 * time.Millisecond)
-			}
+			var out []byte
+			var err error
+			testwait.Within(t, testwait.Limit, c.Name+"'s demoapp to answer", func() bool {
+				out, err = l.Command(ctx, "curl", "-sS", "--noproxy", "*", "-m", "1", "http://"+c.Address+":9000/").Output()
+				return err == nil && strings.HasPrefix(string(out), c.Name+" ")
+			}, func() string { return fmt.Sprintf("last answer %q %v", out, err) })
 		}
 		p := procs[0]
 		if pids, _ := nsPids(ctx, l.Coordinators[0].NS); !slices.Contains(pids, p.Pid()) {
@@ -302,15 +299,10 @@ func TestCluster(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		for i := 0; ; i++ {
-			if b, _ := os.ReadFile(k.LogPath()); string(b) == "started\n" {
-				break
-			}
-			if i == 200 {
-				t.Fatal("sleeper did not start")
-			}
-			time.Sleep(10 * time.Millisecond)
-		}
+		testwait.For(t, "the sleeper to start", func() bool {
+			b, _ := os.ReadFile(k.LogPath())
+			return string(b) == "started\n"
+		})
 		ctlPids, _ := nsPids(ctx, l.CtlNS)
 		if err := k.Kill(); err != nil || !k.Exited() {
 			t.Fatalf("Kill: %v, exited %v", err, k.Exited())
@@ -349,12 +341,9 @@ func TestCluster(t *testing.T) {
 			}
 			return err == nil
 		}
-		for i := 0; !up("c1", c2) || !up("c2", c1) || !up("c1", c3); i++ {
-			if i == 100 {
-				t.Fatal("c1, c2 and c3 do not reach each other before any cut")
-			}
-			time.Sleep(50 * time.Millisecond)
-		}
+		testwait.For(t, "c1, c2 and c3 to reach each other before any cut", func() bool {
+			return up("c1", c2) && up("c2", c1) && up("c1", c3)
+		})
 		// An HTTP keep-alive connection open across the cut.
 		open, err := dialFrom(l, "c1", c2, time.Second)
 		if err != nil {

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -16,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/drover-dev/drover/internal/testwait"
 	"github.com/drover-dev/drover/orchestrator/lb/haproxy"
 )
 
@@ -358,16 +360,11 @@ func TestLab(t *testing.T) {
 		haproxyCmd(t, ctx, l, "set server web/web2 state ready")
 		wctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 		defer cancel()
-		for {
-			states, _ := l.ServerStates(wctx)
-			if strings.HasPrefix(states["web2"], "DOWN") {
-				break
-			}
-			if wctx.Err() != nil {
-				t.Fatalf("web2 with the broken build stays %q", states["web2"])
-			}
-			time.Sleep(20 * time.Millisecond)
-		}
+		var states map[string]string
+		testwait.Within(t, testwait.Limit, "HAProxy to mark web2 with the broken build DOWN", func() bool {
+			states, _ = l.ServerStates(wctx)
+			return strings.HasPrefix(states["web2"], "DOWN")
+		}, func() string { return "web2 is " + states["web2"] })
 		// Roll back by hand.
 		mustSSH(t, ctx, l, "web2", "ln -sfn releases/v2 /srv/app/current && /srv/app/current/bin/restart", nil)
 		waitVersion(t, ctx, l, "web2", "v2")
@@ -387,13 +384,10 @@ func TestLab(t *testing.T) {
 			t.Fatal(err)
 		}
 		h, _ := l.Host("web1")
-		for {
+		testwait.For(t, "web1's sshd to run the session", func() bool {
 			pids, _ := l.sshdPids(ctx, h)
-			if len(pids) >= 2 { // listener + the session's process
-				break
-			}
-			time.Sleep(10 * time.Millisecond)
-		}
+			return len(pids) >= 2 // listener + the session's process
+		})
 		app := appPid(t, l, "web1")
 		if err := l.KillSSHD("web1"); err != nil {
 			t.Fatal(err)
@@ -576,16 +570,11 @@ func TestTwoLabsAndStaleCleanup(t *testing.T) {
 		t.Fatal(err)
 	}
 	go srv.Wait()
-	for i := 0; ; i++ {
-		out, err := live.Command(ctx, "curl", "-sS", "--noproxy", "*", "-m", "1", "http://10.200.0.5:9000/").Output()
-		if err == nil && strings.HasPrefix(string(out), "coord ") {
-			break
-		}
-		if i == 100 {
-			t.Fatalf("coordinator namespace unreachable: %q %v", out, err)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	var out []byte
+	testwait.Within(t, testwait.Limit, "the coordinator namespace to answer", func() bool {
+		out, err = live.Command(ctx, "curl", "-sS", "--noproxy", "*", "-m", "1", "http://10.200.0.5:9000/").Output()
+		return err == nil && strings.HasPrefix(string(out), "coord ")
+	}, func() string { return fmt.Sprintf("last answer %q %v", out, err) })
 
 	// A detached lab is not stale; Destroy removes it.
 	if err := live.Detach(); err != nil {

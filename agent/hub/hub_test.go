@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"net/http"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -664,13 +665,22 @@ func (w blockingWriter) Write(p []byte) (int, error) {
 // An action on an agent that just dropped its connection waits a little
 // for it to come back (a restart, a leader change) before it fails.
 func TestReconnectGrace(t *testing.T) {
-	e := newEnv(t, func(h *Hub) { h.grace = 5 * time.Second })
+	waiting := make(chan struct{})
+	e := newEnv(t, func(h *Hub) {
+		h.grace = 5 * time.Second
+		var once sync.Once
+		h.awaiting = func(string) { once.Do(func() { close(waiting) }) }
+	})
 	a := e.connect("web1", wire.Hello{})
 	h, _ := e.hub.Host("web1")
 	_ = a.conn.CloseNow()
 	testwait.For(t, "web1 offline", func() bool { return !e.hub.Agents()[0].Online })
 	done := async(func() error { return h.Run(context.Background(), "true", nil) })
-	time.Sleep(200 * time.Millisecond)
+	select { // the action waits for web1 before it comes back
+	case <-waiting:
+	case <-time.After(testwait.Limit):
+		t.Fatal("the action did not wait for web1 to reconnect")
+	}
 	b := e.connect("web1", wire.Hello{})
 	act := b.action(wire.KindRun)
 	b.send(wire.Frame{Type: wire.TypeResult, Result: &wire.Result{ID: act.ID}})

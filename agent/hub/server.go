@@ -48,6 +48,9 @@ type Hub struct {
 	pingInterval time.Duration
 	deadAfter    time.Duration
 	grace        time.Duration
+	// awaiting, when set (tests), is called as an action starts waiting
+	// for an agent to reconnect.
+	awaiting func(name string)
 
 	enrolls *sourceLimiter // enrollment attempts per source address
 
@@ -187,6 +190,9 @@ func (h *Hub) await(ctx context.Context, name string) (*session, error) {
 	h.mu.Unlock()
 	if !seen {
 		return nil, err
+	}
+	if h.awaiting != nil {
+		h.awaiting(name)
 	}
 	deadline := time.NewTimer(h.grace)
 	defer deadline.Stop()

@@ -16,6 +16,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/drover-dev/drover/internal/testwait"
 )
 
 func TestRunCapturesOutput(t *testing.T) {
@@ -61,24 +63,18 @@ func TestRunExitCode(t *testing.T) {
 // waitGone waits until pid no longer names a live process.
 func waitGone(t *testing.T, pid int, within time.Duration) {
 	t.Helper()
-	deadline := time.Now().Add(within)
-	for {
-		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-		if err != nil {
-			if errors.Is(err, fs.ErrNotExist) {
-				return
-			}
-			if err := syscall.Kill(pid, 0); errors.Is(err, syscall.ESRCH) {
-				return
-			}
-		} else if f := strings.Fields(string(b[bytes.LastIndexByte(b, ')')+1:])); len(f) > 0 && f[0] == "Z" {
-			return // exited, not yet reaped
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("process %d still running %s after cancellation", pid, within)
-		}
-		time.Sleep(20 * time.Millisecond)
+	testwait.Within(t, within, fmt.Sprintf("process %d to exit after cancellation", pid), func() bool { return !alive(pid) })
+}
+
+// alive reports whether pid names a process that has not exited (a zombie,
+// exited but not yet reaped, counts as exited).
+func alive(pid int) bool {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return !errors.Is(err, fs.ErrNotExist) && !errors.Is(syscall.Kill(pid, 0), syscall.ESRCH)
 	}
+	f := strings.Fields(string(b[bytes.LastIndexByte(b, ')')+1:]))
+	return len(f) == 0 || f[0] != "Z"
 }
 
 func readPID(t *testing.T, path string) int {
@@ -104,12 +100,18 @@ func runUntilStarted(t *testing.T, c *Client, dir string) (int, error) {
 	ctx, cancel := context.WithCancel(t.Context())
 	defer cancel()
 	go func() {
-		for ctx.Err() == nil {
+		tick := time.NewTicker(10 * time.Millisecond)
+		defer tick.Stop()
+		for {
 			if b, err := os.ReadFile(pidFile); err == nil && bytes.HasSuffix(b, []byte("\n")) {
 				cancel()
 				return
 			}
-			time.Sleep(10 * time.Millisecond)
+			select {
+			case <-ctx.Done():
+				return
+			case <-tick.C:
+			}
 		}
 	}()
 	err := c.Run(ctx, fmt.Sprintf("sleep 30 & echo $! > %s.tmp; mv %[1]s.tmp %[1]s; wait", pidFile), io.Discard)
@@ -166,9 +168,11 @@ func TestRunLeavesBackgroundProcessesOnSuccess(t *testing.T) {
 		t.Fatal(err)
 	}
 	pid := readPID(t, pidFile)
-	time.Sleep(200 * time.Millisecond) // give a wrongly fired watcher time to act
-	if err := syscall.Kill(pid, 0); err != nil {
-		t.Fatalf("background process %d died with the command: %v", pid, err)
+	// Not a wait for a condition: nothing announces that a watcher did not
+	// fire, so it is given time to act wrongly before the check.
+	time.Sleep(200 * time.Millisecond)
+	if !alive(pid) {
+		t.Fatalf("background process %d died with the command", pid)
 	}
 	_ = syscall.Kill(pid, syscall.SIGKILL)
 }

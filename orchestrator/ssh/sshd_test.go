@@ -7,7 +7,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/drover-dev/drover/internal/syncbuf"
 	"io"
 	"net"
 	"os"
@@ -17,6 +16,9 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/drover-dev/drover/internal/syncbuf"
+	"github.com/drover-dev/drover/internal/testwait"
 
 	"golang.org/x/crypto/ssh"
 	"golang.org/x/crypto/ssh/knownhosts"
@@ -120,23 +122,18 @@ LogLevel VERBOSE
 	})
 
 	addr := fmt.Sprintf("127.0.0.1:%d", port)
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		c, err := net.DialTimeout("tcp", addr, time.Second)
-		if err == nil {
-			_ = c.Close()
-			break
-		}
+	testwait.Within(t, 10*time.Second, "sshd accepting on "+addr, func() bool {
 		select {
 		case <-exited:
 			t.Fatalf("sshd exited at start:\n%s", logs.String())
 		default:
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("sshd not accepting on %s after 10s:\n%s", addr, logs.String())
+		c, err := net.DialTimeout("tcp", addr, time.Second)
+		if err == nil {
+			_ = c.Close()
 		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		return err == nil
+	}, logs.String)
 	return &realSSHD{addr: addr, edHostKey: edHost, ecHostKey: ecHost, identity: identity, user: u.Username}
 }
 
