@@ -4,7 +4,6 @@ import (
 	"crypto/tls"
 	"encoding/base64"
 	"encoding/json"
-	"io"
 	"net/http"
 	"slices"
 	"strings"
@@ -12,6 +11,7 @@ import (
 
 	"github.com/drover-dev/drover/internal/pki"
 	"github.com/drover-dev/drover/internal/pki/pkitest"
+	"github.com/drover-dev/drover/internal/testhttp"
 )
 
 const joinBody = `{"id":"evil","raft_addr":"127.0.0.1:1","http_addr":"127.0.0.1:2"}`
@@ -20,25 +20,10 @@ const joinBody = `{"id":"evil","raft_addr":"127.0.0.1:1","http_addr":"127.0.0.1:
 // headers, and returns the status and the error code of the answer.
 func do(t *testing.T, p *testPKI, cert *tls.Certificate, method, url, token, body string, hdr map[string]string) (int, string) {
 	t.Helper()
-	req, err := http.NewRequest(method, url, strings.NewReader(body))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if token != "" {
-		req.Header.Set("Authorization", "Bearer "+token)
-	}
-	for k, v := range hdr {
-		req.Header.Set(k, v)
-	}
-	resp, err := p.httpClient(cert).Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
+	status, b := testhttp.Do(t, p.httpClient(cert), method, url, token, body, hdr)
 	var eb errorBody
-	_ = json.Unmarshal(b, &eb)
-	return resp.StatusCode, eb.Code
+	_ = json.Unmarshal([]byte(b), &eb)
+	return status, eb.Code
 }
 
 // The forwarding headers give node rights only when a coordinator sends

@@ -2,13 +2,13 @@ package coordinator
 
 import (
 	"context"
-	"io"
 	"net/http"
 	"strings"
 	"testing"
 
 	"github.com/drover-dev/drover/api"
 	"github.com/drover-dev/drover/internal/pki"
+	"github.com/drover-dev/drover/internal/testhttp"
 	"github.com/drover-dev/drover/internal/testwait"
 	"github.com/drover-dev/drover/raftstore"
 )
@@ -43,20 +43,8 @@ func TestRepeatedWritesThroughAFollower(t *testing.T) {
 	defer hc.CloseIdleConnections()
 	send := func(method, path, body, key string) (int, string) {
 		t.Helper()
-		req, err := http.NewRequestWithContext(ctx, method, "https://"+tc.nodes[follower].cfg.HTTPAddr+path, strings.NewReader(body))
-		if err != nil {
-			t.Fatal(err)
-		}
-		req.Header.Set("Authorization", "Bearer "+tc.token)
-		req.Header.Set("Content-Type", "application/json")
-		req.Header.Set(api.HeaderIdempotencyKey, key)
-		resp, err := hc.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		b, _ := io.ReadAll(resp.Body)
-		return resp.StatusCode, string(b)
+		return testhttp.Do(t, hc, method, "https://"+tc.nodes[follower].cfg.HTTPAddr+path, tc.token, body,
+			map[string]string{"Content-Type": "application/json", api.HeaderIdempotencyKey: key})
 	}
 
 	for i, want := range []int{http.StatusNoContent, http.StatusNoContent} {

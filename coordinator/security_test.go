@@ -1,7 +1,6 @@
 package coordinator
 
 import (
-	"bytes"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -20,6 +19,7 @@ import (
 
 	"github.com/drover-dev/drover/agent/wire"
 	"github.com/drover-dev/drover/internal/pki"
+	"github.com/drover-dev/drover/internal/testhttp"
 	"github.com/drover-dev/drover/internal/testwait"
 )
 
@@ -36,28 +36,6 @@ func (tc *testCluster) httpAs(withCert bool) *http.Client {
 		tc.t.Fatal(err)
 	}
 	return &http.Client{Transport: &http.Transport{TLSClientConfig: cfg}}
-}
-
-// call sends one request and returns the status and the body.
-func call(t *testing.T, hc *http.Client, method, url, token string, body []byte, hdr map[string]string) (int, string) {
-	t.Helper()
-	req, err := http.NewRequest(method, url, bytes.NewReader(body))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if token != "" {
-		req.Header.Set("Authorization", "Bearer "+token)
-	}
-	for k, v := range hdr {
-		req.Header.Set(k, v)
-	}
-	resp, err := hc.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return resp.StatusCode, string(b)
 }
 
 // enroll presents token for name with a fresh key, as an agent does.
@@ -79,7 +57,7 @@ func (tc *testCluster) enrollKey(id, name, token string) (int, string, *ecdsa.Pr
 		tc.t.Fatal(err)
 	}
 	body, _ := json.Marshal(wire.EnrollRequest{Name: name, Token: token, PublicKey: pub})
-	status, out := call(tc.t, tc.httpAs(false), "POST", "https://"+tc.nodes[id].cfg.HTTPAddr+wire.EnrollPath, "", body, nil)
+	status, out := testhttp.Do(tc.t, tc.httpAs(false), "POST", "https://"+tc.nodes[id].cfg.HTTPAddr+wire.EnrollPath, "", string(body), nil)
 	return status, out, key
 }
 
@@ -105,7 +83,7 @@ func (tc *testCluster) agentClient(enrollAnswer string, key *ecdsa.PrivateKey) *
 func (tc *testCluster) joinToken(id, label, agent string, replace bool) string {
 	tc.t.Helper()
 	body := fmt.Sprintf(`{"name":%q,"role":"agent-join","ttl":"5m","agent":%q,"replace":%v}`, label, agent, replace)
-	status, out := call(tc.t, tc.httpAs(true), "POST", "https://"+tc.nodes[id].cfg.HTTPAddr+"/v1/tokens", tc.token, []byte(body), nil)
+	status, out := testhttp.Do(tc.t, tc.httpAs(true), "POST", "https://"+tc.nodes[id].cfg.HTTPAddr+"/v1/tokens", tc.token, body, nil)
 	if status != http.StatusCreated {
 		tc.t.Fatalf("create join token for %s: %d %s", agent, status, out)
 	}
@@ -162,13 +140,13 @@ func TestJoinTokenBoundToAgentName(t *testing.T) {
 	// Finding 1: a revoked agent certificate is refused on the API too.
 	web9 := tc.agentClient(body, key)
 	statusURL := "https://" + tc.nodes["c1"].cfg.HTTPAddr + "/v1/status"
-	if status, body := call(t, web9, "GET", statusURL, "", nil, nil); status != http.StatusOK {
+	if status, body := testhttp.Do(t, web9, "GET", statusURL, "", "", nil); status != http.StatusOK {
 		t.Fatalf("web9's certificate on /v1/status: %d %s", status, body)
 	}
 	if err := cl.RevokeAgent(ctx, "web9"); err != nil {
 		t.Fatal(err)
 	}
-	if status, body := call(t, web9, "GET", statusURL, "", nil, nil); status != http.StatusForbidden {
+	if status, body := testhttp.Do(t, web9, "GET", statusURL, "", "", nil); status != http.StatusForbidden {
 		t.Fatalf("revoked web9's certificate on /v1/status: %d %s, want 403", status, body)
 	}
 	again := tc.joinToken("c1", "web9-again", "web9", false)
@@ -179,8 +157,8 @@ func TestJoinTokenBoundToAgentName(t *testing.T) {
 	if status, body := tc.enroll("c1", "web9", replace); status != http.StatusOK {
 		t.Fatalf("web9 with a --replace token: %d %s", status, body)
 	}
-	status, body = call(t, tc.httpAs(true), "POST", "https://"+tc.nodes["c1"].cfg.HTTPAddr+"/v1/tokens", tc.token,
-		[]byte(`{"name":"unbound","role":"agent-join","ttl":"5m"}`), nil)
+	status, body = testhttp.Do(t, tc.httpAs(true), "POST", "https://"+tc.nodes["c1"].cfg.HTTPAddr+"/v1/tokens", tc.token,
+		`{"name":"unbound","role":"agent-join","ttl":"5m"}`, nil)
 	if status != http.StatusBadRequest {
 		t.Fatalf("a join token without an agent name: %d %s, want 400", status, body)
 	}
@@ -194,7 +172,7 @@ func TestReplicaHeaderFromOperatorRefused(t *testing.T) {
 	data := []byte("release archive")
 	sum := sha256.Sum256(data)
 	sha := hex.EncodeToString(sum[:])
-	status, body := call(t, tc.httpAs(true), "PUT", "https://"+tc.nodes["c1"].cfg.HTTPAddr+"/v1/artifacts/"+sha, tc.token, data,
+	status, body := testhttp.Do(t, tc.httpAs(true), "PUT", "https://"+tc.nodes["c1"].cfg.HTTPAddr+"/v1/artifacts/"+sha, tc.token, string(data),
 		map[string]string{"X-Drover-Replica": "1"})
 	if status/100 == 2 && !tc.nodes["c2"].c.arts.Has(sha) {
 		t.Fatalf("an operator's upload marked as a replica was accepted (%d) and not pushed to c2", status)

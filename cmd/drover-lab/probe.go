@@ -27,7 +27,6 @@ import (
 	"github.com/drover-dev/drover/internal/fence"
 	"github.com/drover-dev/drover/internal/pki"
 	"github.com/drover-dev/drover/lab"
-	"github.com/drover-dev/drover/orchestrator/ssh"
 )
 
 // cmdAgentProbe is a stand-in leader for tests and benchmarks of real
@@ -51,10 +50,7 @@ func cmdAgentProbe(ctx context.Context, args []string, stdout, stderr io.Writer)
 	terms := fs.String("terms", "", "comma-separated terms to run --cmd under, in order")
 	cmd := fs.String("cmd", "true", "command to run on the agent")
 	rounds := fs.Int("rounds", 0, "timed round trips of --cmd (agent, then SSH)")
-	sshHost := fs.String("ssh-host", "", "host:port to time the same command over SSH")
-	sshUser := fs.String("ssh-user", "root", "SSH user")
-	identity := fs.String("identity", "", "SSH private key")
-	knownHosts := fs.String("known-hosts", "", "known_hosts")
+	sshTarget := addSSHFlags(fs, "ssh-host", "ssh-user") // to time the same command over SSH
 	if err := parse(fs, args, stderr); err != nil {
 		return err
 	}
@@ -95,8 +91,8 @@ func cmdAgentProbe(ctx context.Context, args []string, stdout, stderr io.Writer)
 	defer srv.Close()
 
 	rep := lab.ProbeReport{}
-	ms := memStats()
-	rep.HeapBeforeKiB, rep.RSSBeforeKiB = ms.heap, ms.rss
+	usage := memStats()
+	rep.HeapBeforeKiB, rep.RSSBeforeKiB = usage.heap, usage.rss
 	deadline := time.Now().Add(*wait)
 	var names []string
 	for {
@@ -120,8 +116,8 @@ func cmdAgentProbe(ctx context.Context, args []string, stdout, stderr io.Writer)
 	}
 	slices.Sort(names)
 	rep.Agents = len(names)
-	ms = memStats()
-	rep.HeapAfterKiB, rep.RSSAfterKiB = ms.heap, ms.rss
+	usage = memStats()
+	rep.HeapAfterKiB, rep.RSSAfterKiB = usage.heap, usage.rss
 	target, err := h.Host(names[0])
 	if err != nil {
 		return err
@@ -153,12 +149,8 @@ func cmdAgentProbe(ctx context.Context, args []string, stdout, stderr io.Writer)
 		if err != nil {
 			return fmt.Errorf("agent round trip: %w", err)
 		}
-		if *sshHost != "" {
-			d, err := ssh.NewDialer(ssh.Config{User: *sshUser, IdentityFile: *identity, KnownHosts: *knownHosts})
-			if err != nil {
-				return err
-			}
-			cl, err := d.Dial(ctx, *sshHost)
+		if *sshTarget.host != "" {
+			_, cl, err := sshTarget.dial(ctx, false)
 			if err != nil {
 				return err
 			}
@@ -172,20 +164,6 @@ func cmdAgentProbe(ctx context.Context, args []string, stdout, stderr io.Writer)
 	enc := json.NewEncoder(stdout)
 	enc.SetIndent("", "  ")
 	return enc.Encode(rep)
-}
-
-func timeRounds(n int, f func() error) (*lab.RoundTrips, error) {
-	ds := make([]time.Duration, 0, n)
-	for range n {
-		start := time.Now()
-		if err := f(); err != nil {
-			return nil, err
-		}
-		ds = append(ds, time.Since(start))
-	}
-	slices.Sort(ds)
-	ms := func(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
-	return &lab.RoundTrips{N: n, MedianMS: ms(ds[n/2]), P90MS: ms(ds[n*9/10])}, nil
 }
 
 type mem struct{ heap, rss uint64 }

@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/drover-dev/drover/internal/shell"
 	"github.com/drover-dev/drover/internal/testwait"
 )
 
@@ -126,11 +127,7 @@ func TestRunCancelKillsCommand(t *testing.T) {
 			f := newFixture(t)
 			f.srv.ignoreSignals.Store(!signals)
 			c := f.client(t)
-			pid, err := runUntilStarted(t, c, f.dir)
-			if !errors.Is(err, context.Canceled) {
-				t.Fatalf("err = %v, want Canceled", err)
-			}
-			waitGone(t, pid, 10*time.Second)
+			cancelKills(t, c, f.dir)
 
 			// The connection is still good for the next call.
 			if err := c.Run(t.Context(), "true", nil); err != nil {
@@ -146,14 +143,7 @@ func TestRunCancelKillsCommand(t *testing.T) {
 func TestRunDeadline(t *testing.T) {
 	t.Parallel()
 	c := newFixture(t).client(t)
-	ctx, cancel := context.WithTimeout(t.Context(), 300*time.Millisecond)
-	defer cancel()
-	start := time.Now()
-	err := c.Run(ctx, "sleep 30", io.Discard)
-	if !errors.Is(err, context.DeadlineExceeded) {
-		t.Fatalf("err = %v, want DeadlineExceeded", err)
-	}
-	if d := time.Since(start); d > 5*time.Second {
+	if d := runPastDeadline(t, c, 300*time.Millisecond); d > 5*time.Second {
 		t.Errorf("Run returned after %s", d)
 	}
 }
@@ -230,6 +220,75 @@ func checkFile(t *testing.T, path, content string, mode fs.FileMode) {
 	}
 }
 
+// putTwice uploads first then second to dst with modes 0640 and 0600, and
+// checks each: the second replaces the first, and its mode applies.
+func putTwice(t *testing.T, c *Client, dst, first, second string) {
+	t.Helper()
+	for _, p := range []struct {
+		data string
+		mode fs.FileMode
+	}{{first, 0o640}, {second, 0o600}} {
+		if err := c.Put(t.Context(), dst, strings.NewReader(p.data), p.mode); err != nil {
+			t.Fatal(err)
+		}
+		checkFile(t, dst, p.data, p.mode)
+	}
+}
+
+// cancelKills cancels a command that left a grandchild running and waits
+// until that grandchild is killed.
+func cancelKills(t *testing.T, c *Client, dir string) {
+	t.Helper()
+	pid, err := runUntilStarted(t, c, dir)
+	if !errors.Is(err, context.Canceled) {
+		t.Fatalf("err = %v, want Canceled", err)
+	}
+	waitGone(t, pid, 10*time.Second)
+}
+
+// runPastDeadline runs a long command under a deadline of d and checks that
+// the deadline ends it; it returns how long Run took.
+func runPastDeadline(t *testing.T, c *Client, d time.Duration) time.Duration {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), d)
+	defer cancel()
+	start := time.Now()
+	if err := c.Run(ctx, "sleep 30", io.Discard); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("err = %v, want DeadlineExceeded", err)
+	}
+	return time.Since(start)
+}
+
+// killParentOnce runs a command whose first attempt kills its parent (the
+// remote shell or sshd's session process) with SIGKILL, and checks that
+// the retry ran it to the end on connection number handshakes. The killed
+// attempt then sleeps for hold, long enough for the kill to land first.
+func killParentOnce(t *testing.T, c *Client, marker string, hold string, handshakes int) {
+	t.Helper()
+	var out bytes.Buffer
+	cmd := fmt.Sprintf("if [ ! -e %[1]s ]; then touch %[1]s; kill -KILL $PPID; sleep %[2]s; fi; echo survived", shell.Quote(marker), hold)
+	if err := c.Run(t.Context(), cmd, &out); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasSuffix(out.String(), "survived\n") {
+		t.Errorf("output = %q", out.String())
+	}
+	if n := c.Handshakes(); n != handshakes {
+		t.Errorf("handshakes = %d, want %d", n, handshakes)
+	}
+}
+
+// runEach runs cmd n times and checks its output each time.
+func runEach(t *testing.T, c *Client, n int, cmd, want string) {
+	t.Helper()
+	for range n {
+		var out bytes.Buffer
+		if err := c.Run(t.Context(), cmd, &out); err != nil || out.String() != want {
+			t.Fatalf("%s: %q, %v; want %q", cmd, out.String(), err, want)
+		}
+	}
+}
+
 func TestPutAtomic(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t)
@@ -237,17 +296,9 @@ func TestPutAtomic(t *testing.T) {
 	dir := filepath.Join(f.dir, "srv", "app", "releases")
 	dst := filepath.Join(dir, "app.tar.gz")
 
-	big := strings.Repeat("0123456789abcdef", 64<<10) // 1 MiB: several concurrent writes
-	if err := c.Put(t.Context(), dst, strings.NewReader(big), 0o640); err != nil {
-		t.Fatal(err)
-	}
-	checkFile(t, dst, big, 0o640)
-
-	// Replace it: rename over the existing file, new mode applies.
-	if err := c.Put(t.Context(), dst, bytes.NewBufferString("v2"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	checkFile(t, dst, "v2", 0o600)
+	// 1 MiB: several concurrent writes; then replace it: rename over the
+	// existing file, new mode applies.
+	putTwice(t, c, dst, strings.Repeat("0123456789abcdef", 64<<10), "v2")
 
 	// A source that fails midway leaves the old file and no temp file.
 	err := c.Put(t.Context(), dst, io.MultiReader(strings.NewReader("partial"), errReader{}), 0o644)
@@ -310,12 +361,7 @@ func (r *cancellingReader) Read(b []byte) (int, error) {
 func TestOneHandshakePerHost(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t)
-	d := f.dialer(t)
-	c, err := d.Dial(t.Context(), f.srv.addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
+	d, c := f.dialed(t)
 	for i := range 5 {
 		if err := c.Run(t.Context(), "true", nil); err != nil {
 			t.Fatal(err)

@@ -415,10 +415,19 @@ func (f *fixture) dialer(t *testing.T, mutate ...func(*Config)) *Dialer {
 
 func (f *fixture) client(t *testing.T, mutate ...func(*Config)) *Client {
 	t.Helper()
-	c, err := f.dialer(t, mutate...).Dial(t.Context(), f.srv.addr)
+	_, c := f.dialed(t, mutate...)
+	return c
+}
+
+// dialed is client with its dialer (for its Stats); the client is closed
+// when the test ends.
+func (f *fixture) dialed(t *testing.T, mutate ...func(*Config)) (*Dialer, *Client) {
+	t.Helper()
+	d := f.dialer(t, mutate...)
+	c, err := d.Dial(t.Context(), f.srv.addr)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = c.Close() })
-	return c
+	return d, c
 }

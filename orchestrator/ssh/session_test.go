@@ -4,9 +4,7 @@ package ssh
 
 import (
 	"bytes"
-	"context"
 	"errors"
-	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -21,12 +19,7 @@ import (
 func TestCommandsShareOneShellSession(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t)
-	d := f.dialer(t)
-	c, err := d.Dial(t.Context(), f.srv.addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
+	d, c := f.dialed(t)
 	run := func(cmd string) (string, error) {
 		var out bytes.Buffer
 		err := c.Run(t.Context(), cmd, &out)
@@ -81,20 +74,9 @@ func TestTimeoutKeepsSessionUsable(t *testing.T) {
 	if err := c.Run(t.Context(), "true", nil); err != nil {
 		t.Fatal(err)
 	}
-	pid, err := runUntilStarted(t, c, f.dir)
-	if !errors.Is(err, context.Canceled) {
-		t.Fatalf("err = %v, want Canceled", err)
-	}
-	waitGone(t, pid, 10*time.Second)
-	ctx, cancel := context.WithTimeout(t.Context(), 200*time.Millisecond)
-	defer cancel()
-	if err := c.Run(ctx, "sleep 30", io.Discard); !errors.Is(err, context.DeadlineExceeded) {
-		t.Fatalf("err = %v, want DeadlineExceeded", err)
-	}
-	var out bytes.Buffer
-	if err := c.Run(t.Context(), "echo still-here", &out); err != nil || out.String() != "still-here\n" {
-		t.Fatalf("after the kills: %q, %v", out.String(), err)
-	}
+	cancelKills(t, c, f.dir)
+	runPastDeadline(t, c, 200*time.Millisecond)
+	runEach(t, c, 1, "echo still-here", "still-here\n")
 	if n := f.srv.execs.Load(); n != 1 {
 		t.Errorf("%d remote shell starts, want 1 (the session survives a kill)", n)
 	}
@@ -106,19 +88,8 @@ func TestSessionLostIsRetriedOnce(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t)
 	c := f.client(t)
-	marker := f.dir + "/killed-once"
-	var out bytes.Buffer
 	// $PPID of the command is the session's loop shell.
-	cmd := "if [ ! -e " + marker + " ]; then touch " + marker + "; kill -KILL $PPID; sleep 1; fi; echo survived"
-	if err := c.Run(t.Context(), cmd, &out); err != nil {
-		t.Fatal(err)
-	}
-	if !strings.HasSuffix(out.String(), "survived\n") {
-		t.Errorf("output = %q", out.String())
-	}
-	if n := c.Handshakes(); n != 2 {
-		t.Errorf("handshakes = %d, want 2", n)
-	}
+	killParentOnce(t, c, f.dir+"/killed-once", "1", 2)
 }
 
 // TestNoSetsidFallsBackToOneSessionPerCommand: a host without setsid runs
@@ -128,12 +99,7 @@ func TestNoSetsidFallsBackToOneSessionPerCommand(t *testing.T) {
 	f := newFixture(t)
 	f.srv.emptyPath.Store(true)
 	c := f.client(t)
-	for range 2 {
-		var out bytes.Buffer
-		if err := c.Run(t.Context(), "echo alone", &out); err != nil || out.String() != "alone\n" {
-			t.Fatalf("%q, %v", out.String(), err)
-		}
-	}
+	runEach(t, c, 2, "echo alone", "alone\n")
 	if n := f.srv.execs.Load(); n != 3 {
 		t.Errorf("%d exec requests, want 3 (the refused session, then one per command)", n)
 	}
@@ -142,16 +108,8 @@ func TestNoSetsidFallsBackToOneSessionPerCommand(t *testing.T) {
 func TestPerCommandSessionsConfig(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t)
-	c, err := f.dialer(t, func(c *Config) { c.PerCommandSessions = true }).Dial(t.Context(), f.srv.addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	for range 3 {
-		if err := c.Run(t.Context(), "true", nil); err != nil {
-			t.Fatal(err)
-		}
-	}
+	c := f.client(t, func(c *Config) { c.PerCommandSessions = true })
+	runEach(t, c, 3, "true", "")
 	if n := f.srv.execs.Load(); n != 3 {
 		t.Errorf("%d exec requests, want 3", n)
 	}
@@ -222,23 +180,11 @@ func TestPartialSuffix(t *testing.T) {
 func TestPutThroughSession(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t)
-	d := f.dialer(t)
-	c, err := d.Dial(t.Context(), f.srv.addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
+	d, c := f.dialed(t)
 	dir := filepath.Join(f.dir, "srv", "app")
 	dst := filepath.Join(dir, "releases", "app.tar.gz")
 	big := strings.Repeat("0123456789abcdef", 256<<10) // 4 MiB
-	if err := c.Put(t.Context(), dst, strings.NewReader(big), 0o640); err != nil {
-		t.Fatal(err)
-	}
-	checkFile(t, dst, big, 0o640)
-	if err := c.Put(t.Context(), dst, strings.NewReader("v2"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	checkFile(t, dst, "v2", 0o600)
+	putTwice(t, c, dst, big, "v2")
 
 	// A file where a directory should be: mkdir fails, the data is
 	// discarded, and the session reads the next frame.
@@ -246,15 +192,12 @@ func TestPutThroughSession(t *testing.T) {
 	if err := os.WriteFile(blocker, nil, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	err = c.Put(t.Context(), filepath.Join(blocker, "x"), strings.NewReader(big), 0o600)
+	err := c.Put(t.Context(), filepath.Join(blocker, "x"), strings.NewReader(big), 0o600)
 	var exit *ExitError
 	if !errors.As(err, &exit) {
 		t.Fatalf("put under a file: err = %v, want an exit error", err)
 	}
-	var out bytes.Buffer
-	if err := c.Run(t.Context(), "echo in-step", &out); err != nil || out.String() != "in-step\n" {
-		t.Fatalf("after the failed upload: %q, %v", out.String(), err)
-	}
+	runEach(t, c, 1, "echo in-step", "in-step\n")
 	if names := listDir(t, filepath.Dir(dst)); len(names) != 1 {
 		t.Errorf("releases/ holds %v, want only app.tar.gz", names)
 	}

@@ -4,7 +4,6 @@ package ssh
 
 import (
 	"bytes"
-	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -243,17 +242,8 @@ func TestRealSSHD(t *testing.T) {
 	t.Run("cancel kills the command", func(t *testing.T) {
 		// Logged in as root, sshd ignores signal requests (no post-auth
 		// privilege separation): the wrapper's watcher must do the job.
-		pid, err := runUntilStarted(t, c, dir)
-		if !errors.Is(err, context.Canceled) {
-			t.Fatalf("err = %v", err)
-		}
-		waitGone(t, pid, 10*time.Second)
-
-		ctx, cancel := context.WithTimeout(t.Context(), 300*time.Millisecond)
-		defer cancel()
-		if err := c.Run(ctx, "sleep 30", io.Discard); !errors.Is(err, context.DeadlineExceeded) {
-			t.Fatalf("err = %v, want DeadlineExceeded", err)
-		}
+		cancelKills(t, c, dir)
+		runPastDeadline(t, c, 300*time.Millisecond)
 	})
 
 	t.Run("one handshake for all of the above", func(t *testing.T) {
@@ -265,17 +255,6 @@ func TestRealSSHD(t *testing.T) {
 	t.Run("connection killed mid-command is redialled", func(t *testing.T) {
 		// The first attempt kills its own sshd session process, which drops
 		// the connection; the retry finds the marker and succeeds.
-		marker := filepath.Join(dir, "killed-once")
-		var out bytes.Buffer
-		cmd := fmt.Sprintf("if [ ! -e %[1]s ]; then touch %[1]s; kill -KILL $PPID; sleep 5; fi; echo survived", marker)
-		if err := c.Run(t.Context(), cmd, &out); err != nil {
-			t.Fatal(err)
-		}
-		if !strings.HasSuffix(out.String(), "survived\n") {
-			t.Errorf("output = %q", out.String())
-		}
-		if n := c.Handshakes(); n != 2 {
-			t.Errorf("handshakes = %d, want 2", n)
-		}
+		killParentOnce(t, c, filepath.Join(dir, "killed-once"), "5", 2)
 	})
 }
