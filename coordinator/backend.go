@@ -115,12 +115,13 @@ func (c *Coordinator) Submit(ctx context.Context, req api.SubmitRequest) (string
 		name = "plan.yaml"
 	}
 	opts := requestOptions(req.Vars, req.Set)
-	opts.Artifact = func(string) (string, error) {
-		if req.ArtifactSHA256 == "" {
-			return "", errors.New("upload the artifact first (its SHA-256 is missing from the request)")
-		}
-		return c.arts.Path(ctx, req.ArtifactSHA256)
+	// The archive is found by digest before the plan is read; a problem
+	// is reported at the plan's release.artifact.
+	art := &plans.ArtifactFile{Err: errors.New("upload the artifact first (its SHA-256 is missing from the request)")}
+	if req.ArtifactSHA256 != "" {
+		art.Path, art.Err = c.arts.Path(ctx, req.ArtifactSHA256)
 	}
+	opts.Artifact = art
 	opts.Files = &plans.AllowedFiles{Paths: c.cfg.PlanFiles}
 	// The leader sends the webhooks: their keys must be in its environment
 	// (plans accepts only DROVER_WEBHOOK_* names, so nothing else is probed).
@@ -205,7 +206,7 @@ func (c *Coordinator) Repair(ctx context.Context, req api.RepairRequest) (api.Re
 		var err error
 		opts := requestOptions(req.Vars, nil)
 		// A repair installs nothing: the release's archive is not needed.
-		opts.Artifact = func(path string) (string, error) { return path, nil }
+		opts.SkipArtifact = true
 		opts.Files = &plans.AllowedFiles{Paths: c.cfg.PlanFiles}
 		p, err = plans.ParseWith(name, []byte(req.Plan), opts)
 		if err != nil {

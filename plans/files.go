@@ -73,9 +73,9 @@ func within(p, dir string) bool {
 	return strings.HasPrefix(p, dir)
 }
 
-// coordinatorFile is where the loader asks whether a plan may name p; it
-// returns a message for the key, or "".
-func (l *loader) coordinatorFile(p string) string {
+// allowed says whether a plan may name the coordinator file p (see
+// Options.Files); it returns a message for the key, or "".
+func (l *loader) allowed(p string) string {
 	if l.opts.Files == nil {
 		return ""
 	}
@@ -83,4 +83,68 @@ func (l *loader) coordinatorFile(p string) string {
 		return p + " " + err.Error()
 	}
 	return ""
+}
+
+// fileRef is a file a plan names, decoded to an absolute path but not yet
+// looked at: decoding reads no file (but the inventory, whose hosts it
+// decodes), and resolveFiles checks them all after it.
+type fileRef struct {
+	key  string // as in messages: "ssh.identity_file"
+	at   pos
+	kind fileKind
+	path *string // the plan's field, absolute; replaced for an artifact stand-in
+}
+
+// fileKind is what a plan's file must be.
+type fileKind int
+
+const (
+	artifactFile    fileKind = iota // the release archive: a non-empty file here, or Options' stand-in
+	coordinatorFile                 // read by the coordinators (identity): allowed, and a file
+	coordinatorPath                 // used by the coordinators (known_hosts, HAProxy socket): allowed
+)
+
+// resolveFiles checks every file the plan names, after decoding: the
+// release archive on this machine (or the caller's stand-in), and the
+// coordinators' files against Options.Files.
+func (l *loader) resolveFiles() {
+	for _, r := range l.refs {
+		if msg := l.fileProblem(r); msg != "" {
+			l.errorf(r.at, "%s: %s", r.key, msg)
+		}
+	}
+}
+
+// fileProblem checks one file; it returns a message, or "".
+func (l *loader) fileProblem(r fileRef) string {
+	abs := *r.path
+	switch r.kind {
+	case artifactFile:
+		switch {
+		case l.opts.SkipArtifact:
+			return ""
+		case l.opts.Artifact != nil:
+			if l.opts.Artifact.Err != nil {
+				return l.opts.Artifact.Err.Error()
+			}
+			*r.path = l.opts.Artifact.Path
+			return ""
+		}
+		fi, err := os.Stat(abs)
+		switch {
+		case err != nil:
+			return describeFileError(abs, err)
+		case fi.IsDir():
+			return abs + " is a directory, expected a .tar.gz file"
+		case fi.Size() == 0:
+			return abs + " is empty"
+		}
+		return ""
+	case coordinatorFile:
+		if msg := l.allowed(abs); msg != "" || l.opts.SkipCoordinatorFiles {
+			return msg
+		}
+		return regularFile(abs)
+	}
+	return l.allowed(abs)
 }

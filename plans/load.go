@@ -89,10 +89,13 @@ func Parse(path string, data []byte) (*Plan, error) {
 // Options change where Parse looks for the files a plan names, for plans
 // read on one machine and run on another (a coordinator cluster).
 type Options struct {
-	// Artifact, when set, replaces the local check of release.artifact: it
-	// is given the path as written (resolved against the plan's folder)
-	// and returns the file to use; its error is reported at the key.
-	Artifact func(path string) (string, error)
+	// Artifact, when set, is the file to use as release.artifact instead of
+	// the one the plan names: a coordinator's copy of the archive the
+	// request named by its digest, found by the caller before parsing.
+	Artifact *ArtifactFile
+	// SkipArtifact keeps release.artifact as written (resolved against the
+	// plan's folder) without looking at it: a repair installs nothing.
+	SkipArtifact bool
 	// SkipCoordinatorFiles leaves unchecked the files that the coordinators
 	// read (ssh.identity_file): a CLI talking to a cluster cannot see them.
 	SkipCoordinatorFiles bool
@@ -134,12 +137,20 @@ func ParseWith(path string, data []byte, opts Options) (*Plan, error) {
 	return p, nil
 }
 
+// ArtifactFile is the release artifact a caller found for a plan, or why
+// it could not (reported at release.artifact, with its position).
+type ArtifactFile struct {
+	Path string
+	Err  error
+}
+
 // loader decodes one plan (and its inventory).
 type loader struct {
 	sink
 	path string // as given
 	dir  string // absolute folder of the plan
 	opts Options
+	refs []fileRef // the files the plan names, checked after decoding
 }
 
 func newLoader(path string) *loader {
@@ -216,6 +227,7 @@ func (l *loader) load(data []byte) *Plan {
 	}
 	l.secrets(top, p)
 	l.notify(top, p)
+	l.resolveFiles()
 	if hk, ok := top.optMapping("hooks", hookKeys...); ok && hk != nil {
 		p.Hooks.BeforeDrain, _ = hk.strList("before_drain", "shell commands")
 		p.Hooks.AfterInstall, _ = hk.strList("after_install", "shell commands")

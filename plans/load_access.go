@@ -99,10 +99,9 @@ func (l *loader) haproxy(d *doc, v value, path string) (HAProxy, bool) {
 		if s, sp, ok := hm.nonEmpty("socket", false, ""); ok {
 			if abs, msg := l.localPath(s); msg != "" {
 				l.errorf(sp, "%s.socket: %s", path, msg)
-			} else if msg := l.coordinatorFile(abs); msg != "" {
-				l.errorf(sp, "%s.socket: %s", path, msg)
 			} else {
 				hp.Socket = abs
+				l.refs = append(l.refs, fileRef{key: path + ".socket", at: sp, kind: coordinatorPath, path: &hp.Socket})
 				return hp, true
 			}
 		}
@@ -158,21 +157,17 @@ func (l *loader) ssh(top *mapping, p *Plan) {
 	if s, sp, ok := sm.nonEmpty("identity_file", false, ""); ok {
 		if abs, msg := l.localPath(s); msg != "" {
 			l.errorf(sp, "ssh.identity_file: %s", msg)
-		} else if msg := l.coordinatorFile(abs); msg != "" {
-			l.errorf(sp, "ssh.identity_file: %s", msg)
-		} else if msg := regularFile(abs); msg != "" && !l.opts.SkipCoordinatorFiles {
-			l.errorf(sp, "ssh.identity_file: %s", msg)
 		} else {
 			p.SSH.IdentityFile = abs
+			l.refs = append(l.refs, fileRef{key: "ssh.identity_file", at: sp, kind: coordinatorFile, path: &p.SSH.IdentityFile})
 		}
 	}
 	if s, sp, ok := sm.nonEmpty("known_hosts", false, ""); ok {
 		if abs, msg := l.localPath(s); msg != "" {
 			l.errorf(sp, "ssh.known_hosts: %s", msg)
-		} else if msg := l.coordinatorFile(abs); msg != "" {
-			l.errorf(sp, "ssh.known_hosts: %s", msg)
 		} else {
 			p.SSH.KnownHosts = abs
+			l.refs = append(l.refs, fileRef{key: "ssh.known_hosts", at: sp, kind: coordinatorPath, path: &p.SSH.KnownHosts})
 		}
 	} else if !sm.has("known_hosts") {
 		if home, err := os.UserHomeDir(); err == nil && home != "" {
@@ -226,7 +221,7 @@ func (l *loader) localPath(s string) (string, string) {
 func regularFile(p string) string {
 	fi, err := os.Stat(p)
 	if err != nil {
-		return fileProblem(p, err)
+		return describeFileError(p, err)
 	}
 	if fi.IsDir() {
 		return fmt.Sprintf("%s is a directory, expected a file", p)
@@ -234,7 +229,7 @@ func regularFile(p string) string {
 	return ""
 }
 
-func fileProblem(p string, err error) string {
+func describeFileError(p string, err error) string {
 	if errors.Is(err, fs.ErrNotExist) {
 		return fmt.Sprintf("file %s does not exist", p)
 	}

@@ -26,9 +26,10 @@ func (l *loader) hosts(top *mapping, p *Plan, hasLB bool) bool {
 		if !ok {
 			return false
 		}
+		// Read now, not in resolveFiles: the hosts are decoded from it.
 		resolved, msg := l.localPath(file)
 		if msg == "" {
-			msg = l.coordinatorFile(resolved)
+			msg = l.allowed(resolved)
 		}
 		if msg != "" {
 			l.errorf(fp, "inventory: %s", msg)
@@ -44,7 +45,7 @@ func (l *loader) hosts(top *mapping, p *Plan, hasLB bool) bool {
 		}
 		data, err := os.ReadFile(resolved)
 		if err != nil {
-			l.errorf(fp, "inventory: %s", fileProblem(resolved, err))
+			l.errorf(fp, "inventory: %s", describeFileError(resolved, err))
 			return false
 		}
 		p.Inventory = resolved

@@ -1,7 +1,6 @@
 package plans
 
 import (
-	"os"
 	"path"
 	"path/filepath"
 	"sort"
@@ -33,20 +32,9 @@ func (l *loader) release(top *mapping, p *Plan) {
 		}
 		if msg != "" {
 			l.errorf(sp, "release.artifact: %s", msg)
-		} else if l.opts.Artifact != nil {
-			if f, err := l.opts.Artifact(abs); err != nil {
-				l.errorf(sp, "release.artifact: %v", err)
-			} else {
-				p.Release.Artifact = f
-			}
-		} else if fi, err := os.Stat(abs); err != nil {
-			l.errorf(sp, "release.artifact: %s", fileProblem(abs, err))
-		} else if fi.IsDir() {
-			l.errorf(sp, "release.artifact: %s is a directory, expected a .tar.gz file", abs)
-		} else if fi.Size() == 0 {
-			l.errorf(sp, "release.artifact: %s is empty", abs)
 		} else {
 			p.Release.Artifact = abs
+			l.refs = append(l.refs, fileRef{key: "release.artifact", at: sp, kind: artifactFile, path: &p.Release.Artifact})
 		}
 	}
 	if s, sp, ok := rm.nonEmpty("path", true, "where releases live on each host, like /srv/app"); ok {

@@ -35,13 +35,15 @@ func TestParseWithOptions(t *testing.T) {
 		want     string // artifact path, or a problem
 	}{
 		{"coordinator resolves the artifact", "./gone.tar.gz", Options{
-			Artifact:             func(p string) (string, error) { return "/data/artifacts/abc.tar", nil },
+			Artifact:             &ArtifactFile{Path: "/data/artifacts/abc.tar"},
 			SkipCoordinatorFiles: true,
 		}, "/data/artifacts/abc.tar"},
 		{"resolver error at the key", "./app.tar.gz", Options{
-			Artifact:             func(p string) (string, error) { return "", errors.New("not uploaded") },
+			Artifact:             &ArtifactFile{Err: errors.New("not uploaded")},
 			SkipCoordinatorFiles: true,
 		}, "plan.yaml:10:13: release.artifact: not uploaded"},
+		{"a repair keeps the path unchecked", "./gone.tar.gz", Options{SkipArtifact: true, SkipCoordinatorFiles: true},
+			filepath.Join(f.dir, "gone.tar.gz")},
 		{"client skips key files", "./app.tar.gz", Options{SkipCoordinatorFiles: true}, filepath.Join(f.dir, "app.tar.gz")},
 		{"default checks key files", "./app.tar.gz", Options{}, "plan.yaml:8:18: ssh.identity_file: file /only/on/the/coordinators/id_deploy does not exist"},
 	}

@@ -112,7 +112,7 @@ func repairRemote(ctx context.Context, cl *api.Client, g *globalFlags, args []st
 				return err
 			}
 			opts.SkipCoordinatorFiles = true
-			opts.Artifact = func(path string) (string, error) { return path, nil }
+			opts.SkipArtifact = true
 			p, err := plans.ParseWith(args[0], data, opts)
 			if err != nil {
 				return withCode(exitUsage, err)
