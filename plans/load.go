@@ -173,38 +173,38 @@ type hostAt struct {
 }
 
 func (l *loader) load(data []byte) *Plan {
-	body, d, ok := parseYAML(&l.sink, l.path, data, "plan")
+	vs := &vars{env: l.opts.Env, set: l.opts.Set}
+	body, d, ok := parseYAML(&l.sink, l.path, data, "plan", vs)
 	if !ok {
 		return nil
 	}
-	d.vars = &vars{env: l.opts.Env, set: l.opts.Set}
-	origin := pos{file: l.path, line: 1, col: 1}
+	origin := pos{File: l.path, Line: 1, Col: 1}
 	if body == nil {
 		l.errorf(origin, "plan is empty; expected a mapping with name, version, hosts, release and health")
 		return nil
 	}
-	root, ok := d.value(body, "")
+	root, ok := d.Value(body, "")
 	if !ok {
 		return nil
 	}
-	if root.k != kMap {
-		l.errorf(root.p, "plan must be a mapping (name, version, hosts, release, health, ...), got %s", root)
+	if root.K != kMap {
+		l.errorf(root.P, "plan must be a mapping (name, version, hosts, release, health, ...), got %s", root)
 		return nil
 	}
-	top, _ := d.mapping(root, "", topKeys...)
-	top.p = origin // a missing top-level key is reported at 1:1
+	top, _ := d.Mapping(root, "", topKeys...)
+	top.P = origin // a missing top-level key is reported at 1:1
 
 	p := &Plan{Path: l.path, Dir: l.dir}
-	defer func() { p.Vars = d.vars.used }()
+	defer func() { p.Vars = vs.used }()
 
-	if s, sp, ok := top.nonEmpty("name", true, "one running deployment per name"); ok {
+	if s, sp, ok := top.NonEmpty("name", true, "one running deployment per name"); ok {
 		if IsSafeName(s) {
 			p.Name = s
 		} else {
 			l.errorf(sp, "name: must be a safe name (%s), got %s", safeNameRule, quote(s))
 		}
 	}
-	if s, sp, ok := top.nonEmpty("version", true, `the release being rolled out, e.g. "2.0.1"`); ok {
+	if s, sp, ok := top.NonEmpty("version", true, `the release being rolled out, e.g. "2.0.1"`); ok {
 		if IsSafeName(s) {
 			p.Version = s
 		} else {
@@ -219,20 +219,20 @@ func (l *loader) load(data []byte) *Plan {
 	batchAt, minAt := l.strategy(top, p)
 	l.release(top, p)
 	l.health(top, p, hostsOK)
-	if rb, ok := top.optMapping("rollback", rollbackKeys...); ok {
+	if rb, ok := top.OptMapping("rollback", rollbackKeys...); ok {
 		p.Rollback.Automatic = true
 		if rb != nil {
-			p.Rollback.Automatic, _ = rb.boolean("automatic", true)
+			p.Rollback.Automatic, _ = rb.Boolean("automatic", true)
 		}
 	}
 	l.secrets(top, p)
 	l.notify(top, p)
 	l.resolveFiles()
-	if hk, ok := top.optMapping("hooks", hookKeys...); ok && hk != nil {
-		p.Hooks.BeforeDrain, _ = hk.strList("before_drain", "shell commands")
-		p.Hooks.AfterInstall, _ = hk.strList("after_install", "shell commands")
-		p.Hooks.AfterActivate, _ = hk.strList("after_activate", "shell commands")
-		p.Hooks.AfterEnable, _ = hk.strList("after_enable", "shell commands")
+	if hk, ok := top.OptMapping("hooks", hookKeys...); ok && hk != nil {
+		p.Hooks.BeforeDrain, _ = hk.StrList("before_drain", "shell commands")
+		p.Hooks.AfterInstall, _ = hk.StrList("after_install", "shell commands")
+		p.Hooks.AfterActivate, _ = hk.StrList("after_activate", "shell commands")
+		p.Hooks.AfterEnable, _ = hk.StrList("after_enable", "shell commands")
 	}
 	// A check across keys, on a plan that decoded cleanly only: on a
 	// half-decoded one it would be noise.

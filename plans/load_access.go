@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/drover-dev/drover/plans/yamlpos"
 	"github.com/goccy/go-yaml/ast"
 )
 
@@ -22,21 +23,21 @@ func (l *loader) loadBalancer(top *mapping, p *Plan) bool {
 		OnDrainTimeout: DrainTimeoutFail,
 		EnableTimeout:  DefaultEnableTimeout,
 	}
-	lb, ok := top.optMapping("load_balancer", lbKeys...)
+	lb, ok := top.OptMapping("load_balancer", lbKeys...)
 	if !ok {
 		return true // set, though wrongly: the hosts still need lb_server
 	}
 	if lb == nil {
 		return false
 	}
-	p.LoadBalancer.DrainTimeout, _, _ = lb.duration("drain_timeout", DefaultDrainTimeout, positive)
-	p.LoadBalancer.EnableTimeout, _, _ = lb.duration("enable_timeout", DefaultEnableTimeout, positive)
-	if s, ok := lb.enum("on_drain_timeout", string(DrainTimeoutFail), string(DrainTimeoutFail), string(DrainTimeoutForce)); ok {
+	p.LoadBalancer.DrainTimeout, _, _ = lb.Duration("drain_timeout", DefaultDrainTimeout, positive)
+	p.LoadBalancer.EnableTimeout, _, _ = lb.Duration("enable_timeout", DefaultEnableTimeout, positive)
+	if s, ok := lb.Enum("on_drain_timeout", string(DrainTimeoutFail), string(DrainTimeoutFail), string(DrainTimeoutForce)); ok {
 		p.LoadBalancer.OnDrainTimeout = DrainTimeoutAction(s)
 	}
-	hv, present, ok := lb.get("haproxy")
+	hv, present, ok := lb.Get("haproxy")
 	if !present {
-		lb.missing("haproxy", "the runtime API: socket or address")
+		lb.Missing("haproxy", "the runtime API: socket or address")
 		return true
 	}
 	if !ok {
@@ -45,29 +46,29 @@ func (l *loader) loadBalancer(top *mapping, p *Plan) bool {
 	// One instance is a mapping; several (an HAProxy pair) are a list of them.
 	var items []value
 	var paths []string
-	switch hv.k {
+	switch hv.K {
 	case kMap:
 		items, paths = []value{hv}, []string{"load_balancer.haproxy"}
 	case kSeq:
-		for i, e := range hv.n.(*ast.SequenceNode).Values {
+		for i, e := range hv.N.(*ast.SequenceNode).Values {
 			path := index("load_balancer.haproxy", i)
-			if ev, ok := lb.d.value(e, path); ok {
+			if ev, ok := lb.D.Value(e, path); ok {
 				items, paths = append(items, ev), append(paths, path)
 			}
 		}
-		if len(hv.n.(*ast.SequenceNode).Values) == 0 {
-			l.errorf(hv.p, "load_balancer.haproxy: an empty list; give the runtime API of each HAProxy instance, like [{socket: /run/haproxy/admin.sock}]")
+		if len(hv.N.(*ast.SequenceNode).Values) == 0 {
+			l.errorf(hv.P, "load_balancer.haproxy: an empty list; give the runtime API of each HAProxy instance, like [{socket: /run/haproxy/admin.sock}]")
 			return true
 		}
 	default:
-		l.errorf(hv.p, "load_balancer.haproxy: must be the runtime API (a mapping with socket or address) or a list of them, one per HAProxy instance, got %s", hv)
+		l.errorf(hv.P, "load_balancer.haproxy: must be the runtime API (a mapping with socket or address) or a list of them, one per HAProxy instance, got %s", hv)
 		return true
 	}
 	seen := map[string]bool{}
 	for i, item := range items {
-		if hp, ok := l.haproxy(lb.d, item, paths[i]); ok {
+		if hp, ok := l.haproxy(lb.D, item, paths[i]); ok {
 			if key := hp.Socket + hp.Address; seen[key] {
-				l.errorf(item.p, "%s: the same runtime API as an earlier instance (%s)", paths[i], key)
+				l.errorf(item.P, "%s: the same runtime API as an earlier instance (%s)", paths[i], key)
 			} else {
 				seen[key] = true
 				p.LoadBalancer.HAProxy = append(p.LoadBalancer.HAProxy, hp)
@@ -80,23 +81,23 @@ func (l *loader) loadBalancer(top *mapping, p *Plan) bool {
 // haproxy reads one instance's runtime API at path.
 func (l *loader) haproxy(d *doc, v value, path string) (HAProxy, bool) {
 	var hp HAProxy
-	if v.k != kMap {
-		l.errorf(v.p, "%s: must be a mapping with socket (a unix socket path) or address (host:port), got %s", path, v)
+	if v.K != kMap {
+		l.errorf(v.P, "%s: must be a mapping with socket (a unix socket path) or address (host:port), got %s", path, v)
 		return hp, false
 	}
-	hm, ok := d.mapping(v, path, haproxyKeys...)
+	hm, ok := d.Mapping(v, path, haproxyKeys...)
 	if !ok {
 		return hp, false
 	}
 	switch {
-	case hm.has("socket") && hm.has("address"):
+	case hm.Has("socket") && hm.Has("address"):
 		later := "address"
-		if hm.keyPos("socket").line > hm.keyPos("address").line {
+		if hm.KeyPos("socket").Line > hm.KeyPos("address").Line {
 			later = "socket"
 		}
-		l.errorf(hm.keyPos(later), "%s: set socket or address, not both", path)
-	case hm.has("socket"):
-		if s, sp, ok := hm.nonEmpty("socket", false, ""); ok {
+		l.errorf(hm.KeyPos(later), "%s: set socket or address, not both", path)
+	case hm.Has("socket"):
+		if s, sp, ok := hm.NonEmpty("socket", false, ""); ok {
 			if abs, msg := l.localPath(s); msg != "" {
 				l.errorf(sp, "%s.socket: %s", path, msg)
 			} else {
@@ -105,8 +106,8 @@ func (l *loader) haproxy(d *doc, v value, path string) (HAProxy, bool) {
 				return hp, true
 			}
 		}
-	case hm.has("address"):
-		if s, sp, ok := hm.nonEmpty("address", false, ""); ok {
+	case hm.Has("address"):
+		if s, sp, ok := hm.NonEmpty("address", false, ""); ok {
 			h, port, err := net.SplitHostPort(s)
 			n, perr := strconv.Atoi(port)
 			if err != nil || h == "" || perr != nil || n < 1 || n > 65535 {
@@ -117,7 +118,7 @@ func (l *loader) haproxy(d *doc, v value, path string) (HAProxy, bool) {
 			}
 		}
 	default:
-		l.errorf(hm.p, "%s: needs socket (a unix socket path) or address (host:port) of the runtime API", path)
+		l.errorf(hm.P, "%s: needs socket (a unix socket path) or address (host:port) of the runtime API", path)
 	}
 	return hp, false
 }
@@ -134,27 +135,27 @@ func (l *loader) ssh(top *mapping, p *Plan) {
 	for _, h := range p.Hosts {
 		usesSSH = usesSSH || h.Transport == TransportSSH
 	}
-	sm, ok := top.optMapping("ssh", sshKeys...)
+	sm, ok := top.OptMapping("ssh", sshKeys...)
 	if !ok {
 		return
 	}
 	if sm == nil {
 		// An empty mapping: only defaults.
-		sm = &mapping{d: top.d, path: "ssh", p: top.keyPos("ssh"), fields: map[string]field{}}
+		sm = yamlpos.Empty(top.D, "ssh", top.KeyPos("ssh"))
 	}
-	if s, sp, ok := sm.nonEmpty("user", false, ""); ok {
+	if s, sp, ok := sm.NonEmpty("user", false, ""); ok {
 		if strings.HasPrefix(s, "-") || strings.ContainsAny(s, " \t\r\n@:/") {
 			l.errorf(sp, "ssh.user: must be a user name, got %s", quote(s))
 		} else {
 			p.SSH.User = s
 		}
-	} else if !sm.has("user") {
+	} else if !sm.Has("user") {
 		p.SSH.User = currentUser()
 		if p.SSH.User == "" && usesSSH {
-			l.errorf(sm.p, "ssh: missing required key \"user\" (the current user is unknown)")
+			l.errorf(sm.P, "ssh: missing required key \"user\" (the current user is unknown)")
 		}
 	}
-	if s, sp, ok := sm.nonEmpty("identity_file", false, ""); ok {
+	if s, sp, ok := sm.NonEmpty("identity_file", false, ""); ok {
 		if abs, msg := l.localPath(s); msg != "" {
 			l.errorf(sp, "ssh.identity_file: %s", msg)
 		} else {
@@ -162,26 +163,26 @@ func (l *loader) ssh(top *mapping, p *Plan) {
 			l.refs = append(l.refs, fileRef{key: "ssh.identity_file", at: sp, kind: coordinatorFile, path: &p.SSH.IdentityFile})
 		}
 	}
-	if s, sp, ok := sm.nonEmpty("known_hosts", false, ""); ok {
+	if s, sp, ok := sm.NonEmpty("known_hosts", false, ""); ok {
 		if abs, msg := l.localPath(s); msg != "" {
 			l.errorf(sp, "ssh.known_hosts: %s", msg)
 		} else {
 			p.SSH.KnownHosts = abs
 			l.refs = append(l.refs, fileRef{key: "ssh.known_hosts", at: sp, kind: coordinatorPath, path: &p.SSH.KnownHosts})
 		}
-	} else if !sm.has("known_hosts") {
+	} else if !sm.Has("known_hosts") {
 		if home, err := os.UserHomeDir(); err == nil && home != "" {
 			p.SSH.KnownHosts = filepath.Join(home, ".ssh", "known_hosts")
 		} else if usesSSH {
-			l.errorf(sm.p, "ssh: missing required key \"known_hosts\" (the home directory is unknown)")
+			l.errorf(sm.P, "ssh: missing required key \"known_hosts\" (the home directory is unknown)")
 		}
 	}
-	if s, ok := sm.enum("host_key_checking", string(HostKeyStrict), string(HostKeyStrict), string(HostKeyAcceptNew)); ok {
+	if s, ok := sm.Enum("host_key_checking", string(HostKeyStrict), string(HostKeyStrict), string(HostKeyAcceptNew)); ok {
 		p.SSH.HostKeyChecking = HostKeyChecking(s)
 	}
-	p.SSH.ConnectTimeout, _, _ = sm.duration("connect_timeout", DefaultConnectTimeout, positive)
-	p.SSH.CommandTimeout, _, _ = sm.duration("command_timeout", DefaultCommandTimeout, positive)
-	p.SSH.SessionPerCommand, _ = sm.boolean("session_per_command", false)
+	p.SSH.ConnectTimeout, _, _ = sm.Duration("connect_timeout", DefaultConnectTimeout, positive)
+	p.SSH.CommandTimeout, _, _ = sm.Duration("command_timeout", DefaultCommandTimeout, positive)
+	p.SSH.SessionPerCommand, _ = sm.Boolean("session_per_command", false)
 }
 
 func currentUser() string {

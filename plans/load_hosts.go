@@ -17,12 +17,12 @@ import (
 // host decoded cleanly (so that per-host checks such as the health URL are
 // meaningful).
 func (l *loader) hosts(top *mapping, p *Plan, hasLB bool) bool {
-	if top.has("inventory") {
-		if top.has("hosts") {
-			l.errorf(top.keyPos("inventory"), "inventory: set either hosts or inventory, not both")
+	if top.Has("inventory") {
+		if top.Has("hosts") {
+			l.errorf(top.KeyPos("inventory"), "inventory: set either hosts or inventory, not both")
 			return false
 		}
-		file, fp, ok := top.nonEmpty("inventory", false, "")
+		file, fp, ok := top.NonEmpty("inventory", false, "")
 		if !ok {
 			return false
 		}
@@ -49,55 +49,55 @@ func (l *loader) hosts(top *mapping, p *Plan, hasLB bool) bool {
 			return false
 		}
 		p.Inventory = resolved
-		body, d, ok := parseYAML(&l.sink, shown, data, "inventory")
+		body, d, ok := parseYAML(&l.sink, shown, data, "inventory", nil)
 		if !ok {
 			return false
 		}
 		if body == nil {
-			l.errorf(pos{file: shown, line: 1, col: 1}, "hosts: must list at least one host, got an empty file")
+			l.errorf(pos{File: shown, Line: 1, Col: 1}, "hosts: must list at least one host, got an empty file")
 			return false
 		}
-		v, ok := d.value(body, "hosts")
+		v, ok := d.Value(body, "hosts")
 		if !ok {
 			return false
 		}
 		return l.hostList(d, v, p, hasLB)
 	}
-	v, present, ok := top.get("hosts")
+	v, present, ok := top.Get("hosts")
 	if !present {
-		top.missing("hosts", "a list of hosts, or inventory: FILE")
+		top.Missing("hosts", "a list of hosts, or inventory: FILE")
 		return false
 	}
 	if !ok {
 		return false
 	}
-	return l.hostList(top.d, v, p, hasLB)
+	return l.hostList(top.D, v, p, hasLB)
 }
 
 func (l *loader) hostList(d *doc, v value, p *Plan, hasLB bool) bool {
-	if v.k == kNull || v.k == kSeq && len(v.n.(*ast.SequenceNode).Values) == 0 {
-		l.errorf(v.p, "hosts: must list at least one host, got %s", v)
+	if v.K == kNull || v.K == kSeq && len(v.N.(*ast.SequenceNode).Values) == 0 {
+		l.errorf(v.P, "hosts: must list at least one host, got %s", v)
 		return false
 	}
-	if v.k != kSeq {
-		l.errorf(v.p, "hosts: must be a list of hosts (each with name and address), got %s", v)
+	if v.K != kSeq {
+		l.errorf(v.P, "hosts: must be a list of hosts (each with name and address), got %s", v)
 		return false
 	}
 	var at []hostAt
-	for i, e := range v.n.(*ast.SequenceNode).Values {
+	for i, e := range v.N.(*ast.SequenceNode).Values {
 		hp := index("hosts", i)
-		ev, ok := d.value(e, hp)
+		ev, ok := d.Value(e, hp)
 		if !ok {
 			continue
 		}
-		if ev.k != kMap {
-			l.errorf(ev.p, "%s: must be a mapping with name and address, got %s", hp, ev)
+		if ev.K != kMap {
+			l.errorf(ev.P, "%s: must be a mapping with name and address, got %s", hp, ev)
 			continue
 		}
-		m, _ := d.mapping(ev, hp, hostKeys...)
+		m, _ := d.Mapping(ev, hp, hostKeys...)
 		h := Host{Transport: TransportSSH}
 		ha := hostAt{path: hp}
-		if s, sp, ok := m.nonEmpty("name", true, "a short unique name like web1"); ok {
+		if s, sp, ok := m.NonEmpty("name", true, "a short unique name like web1"); ok {
 			ha.nameP = sp
 			if IsSafeName(s) {
 				h.Name, ha.hasName = s, true
@@ -105,7 +105,7 @@ func (l *loader) hostList(d *doc, v value, p *Plan, hasLB bool) bool {
 				l.errorf(sp, "%s.name: must be a safe name (%s), got %s", hp, safeNameRule, quote(s))
 			}
 		}
-		if s, sp, ok := m.nonEmpty("address", true, "host or host:port"); ok {
+		if s, sp, ok := m.NonEmpty("address", true, "host or host:port"); ok {
 			ha.addrP = sp
 			if addr, msg := parseHostAddress(s); msg != "" {
 				l.errorf(sp, "%s.address: %s", hp, msg)
@@ -115,7 +115,7 @@ func (l *loader) hostList(d *doc, v value, p *Plan, hasLB bool) bool {
 		}
 		switch {
 		case hasLB:
-			if s, sp, ok := m.nonEmpty("lb_server", true, "the HAProxy <backend>/<server>, required because load_balancer is set"); ok {
+			if s, sp, ok := m.NonEmpty("lb_server", true, "the HAProxy <backend>/<server>, required because load_balancer is set"); ok {
 				ha.lbP = sp
 				if isLBServer(s) {
 					h.LBServer, ha.hasLB = s, true
@@ -123,10 +123,10 @@ func (l *loader) hostList(d *doc, v value, p *Plan, hasLB bool) bool {
 					l.errorf(sp, "%s.lb_server: must be <backend>/<server> as named in HAProxy, like web/web1, got %s", hp, quote(s))
 				}
 			}
-		case m.has("lb_server"):
-			l.errorf(m.keyPos("lb_server"), "%s.lb_server: set, but no load_balancer is configured: the host would never be drained; add load_balancer.haproxy or remove lb_server", hp)
+		case m.Has("lb_server"):
+			l.errorf(m.KeyPos("lb_server"), "%s.lb_server: set, but no load_balancer is configured: the host would never be drained; add load_balancer.haproxy or remove lb_server", hp)
 		}
-		if t, ok := m.enum("transport", string(TransportSSH), string(TransportSSH), string(TransportAgent)); ok {
+		if t, ok := m.Enum("transport", string(TransportSSH), string(TransportSSH), string(TransportAgent)); ok {
 			h.Transport = Transport(t)
 		}
 		p.Hosts = append(p.Hosts, h)
@@ -141,7 +141,7 @@ func (l *loader) hostList(d *doc, v value, p *Plan, hasLB bool) bool {
 		h := p.Hosts[i]
 		if ha.hasName {
 			if first, dup := names[h.Name]; dup {
-				l.errorf(ha.nameP, "%s.name: duplicate host name %s (also %s, line %d)", ha.path, quote(h.Name), first.path, first.nameP.line)
+				l.errorf(ha.nameP, "%s.name: duplicate host name %s (also %s, line %d)", ha.path, quote(h.Name), first.path, first.nameP.Line)
 			} else {
 				names[h.Name] = ha
 			}
@@ -149,20 +149,20 @@ func (l *loader) hostList(d *doc, v value, p *Plan, hasLB bool) bool {
 		if ha.hasAddr {
 			key := strings.ToLower(h.Address)
 			if first, dup := addrs[key]; dup {
-				l.errorf(ha.addrP, "%s.address: duplicate address %s (also %s, line %d)", ha.path, h.Address, first.path, first.addrP.line)
+				l.errorf(ha.addrP, "%s.address: duplicate address %s (also %s, line %d)", ha.path, h.Address, first.path, first.addrP.Line)
 			} else {
 				addrs[key] = ha
 			}
 		}
 		if ha.hasLB {
 			if first, dup := servers[h.LBServer]; dup {
-				l.errorf(ha.lbP, "%s.lb_server: duplicate lb_server %s (also %s, line %d)", ha.path, h.LBServer, first.path, first.lbP.line)
+				l.errorf(ha.lbP, "%s.lb_server: duplicate lb_server %s (also %s, line %d)", ha.path, h.LBServer, first.path, first.lbP.Line)
 			} else {
 				servers[h.LBServer] = ha
 			}
 		}
 	}
-	clean := len(at) == len(v.n.(*ast.SequenceNode).Values)
+	clean := len(at) == len(v.N.(*ast.SequenceNode).Values)
 	for _, ha := range at {
 		clean = clean && ha.hasName && ha.hasAddr
 	}

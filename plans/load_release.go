@@ -12,21 +12,21 @@ import (
 
 func (l *loader) release(top *mapping, p *Plan) {
 	p.Release = Release{Keep: DefaultKeep}
-	v, present, ok := top.get("release")
+	v, present, ok := top.Get("release")
 	if !present {
-		top.missing("release", "artifact, path and restart")
+		top.Missing("release", "artifact, path and restart")
 		return
 	}
 	if !ok {
 		return
 	}
-	rm, ok := top.d.mapping(v, "release", releaseKeys...)
+	rm, ok := top.D.Mapping(v, "release", releaseKeys...)
 	if !ok {
 		return
 	}
-	if s, sp, ok := rm.nonEmpty("artifact", true, "the release tarball, relative to the plan file"); ok {
+	if s, sp, ok := rm.NonEmpty("artifact", true, "the release tarball, relative to the plan file"); ok {
 		abs, msg := l.localPath(s)
-		if sp.fromSet() && msg == "" && !filepath.IsAbs(s) && !strings.HasPrefix(s, "~") {
+		if fromSet(sp) && msg == "" && !filepath.IsAbs(s) && !strings.HasPrefix(s, "~") {
 			// Typed on the command line: relative to where drover runs.
 			abs, _ = filepath.Abs(s)
 		}
@@ -37,7 +37,7 @@ func (l *loader) release(top *mapping, p *Plan) {
 			l.refs = append(l.refs, fileRef{key: "release.artifact", at: sp, kind: artifactFile, path: &p.Release.Artifact})
 		}
 	}
-	if s, sp, ok := rm.nonEmpty("path", true, "where releases live on each host, like /srv/app"); ok {
+	if s, sp, ok := rm.NonEmpty("path", true, "where releases live on each host, like /srv/app"); ok {
 		switch {
 		case strings.ContainsAny(s, "\x00\n\r\t"):
 			l.errorf(sp, "release.path: must not contain control characters, got %s", quote(s))
@@ -51,11 +51,11 @@ func (l *loader) release(top *mapping, p *Plan) {
 			p.Release.Path = path.Clean(s)
 		}
 	}
-	if s, _, ok := rm.nonEmpty("restart", true, "the command that restarts the app after `current` moves"); ok {
+	if s, _, ok := rm.NonEmpty("restart", true, "the command that restarts the app after `current` moves"); ok {
 		p.Release.Restart = s
 	}
-	p.Release.Keep, _, _ = rm.integer("keep", DefaultKeep, 1, maxInt)
-	p.Release.StripComponents, _, _ = rm.integer("strip_components", 0, 0, 64)
+	p.Release.Keep, _, _ = rm.Integer("keep", DefaultKeep, 1, maxInt)
+	p.Release.StripComponents, _, _ = rm.Integer("strip_components", 0, 0, 64)
 }
 
 func hasDotDot(s string) bool {
@@ -76,51 +76,51 @@ func (l *loader) health(top *mapping, p *Plan, hostsOK bool) {
 		HealthyThreshold: DefaultHealthyThreshold,
 		Deadline:         DefaultDeadline,
 	}
-	v, present, ok := top.get("health")
+	v, present, ok := top.Get("health")
 	if !present {
-		top.missing("health", "one check: http, tcp or command")
+		top.Missing("health", "one check: http, tcp or command")
 		return
 	}
 	if !ok {
 		return
 	}
-	hm, ok := top.d.mapping(v, "health", healthKeys...)
+	hm, ok := top.D.Mapping(v, "health", healthKeys...)
 	if !ok {
 		return
 	}
 	var checks []string
 	for _, c := range []string{"http", "tcp", "command"} {
-		if hm.has(c) {
+		if hm.Has(c) {
 			checks = append(checks, c)
 		}
 	}
 	// The first one written wins; the others are the mistake.
 	sort.SliceStable(checks, func(i, j int) bool {
-		a, b := hm.keyPos(checks[i]), hm.keyPos(checks[j])
-		return a.line < b.line || a.line == b.line && a.col < b.col
+		a, b := hm.KeyPos(checks[i]), hm.KeyPos(checks[j])
+		return a.Line < b.Line || a.Line == b.Line && a.Col < b.Col
 	})
 	if len(checks) == 0 {
-		l.errorf(hm.p, "health: needs exactly one check: http, tcp or command")
+		l.errorf(hm.P, "health: needs exactly one check: http, tcp or command")
 	}
 	for _, c := range checks[min(1, len(checks)):] {
-		l.errorf(hm.keyPos(c), "health.%s: only one check may be set; %s is already set", c, checks[0])
+		l.errorf(hm.KeyPos(c), "health.%s: only one check may be set; %s is already set", c, checks[0])
 	}
 	if len(checks) > 0 {
 		switch checks[0] {
 		case "http":
 			l.httpCheck(hm, p, hostsOK)
 		case "tcp":
-			if tm, ok := hm.optMapping("tcp", tcpKeys...); ok {
+			if tm, ok := hm.OptMapping("tcp", tcpKeys...); ok {
 				if tm == nil {
-					l.errorf(hm.keyPos("tcp"), "health.tcp: must be a mapping like {port: 8080}, got null")
-				} else if !tm.has("port") {
-					tm.missing("port", "the port to connect to on each host")
-				} else if port, _, ok := tm.integer("port", 0, 1, 65535); ok {
+					l.errorf(hm.KeyPos("tcp"), "health.tcp: must be a mapping like {port: 8080}, got null")
+				} else if !tm.Has("port") {
+					tm.Missing("port", "the port to connect to on each host")
+				} else if port, _, ok := tm.Integer("port", 0, 1, 65535); ok {
 					p.Health.TCP = &TCPCheck{Port: port}
 				}
 			}
 		case "command":
-			if s, _, ok := hm.nonEmpty("command", false, ""); ok {
+			if s, _, ok := hm.NonEmpty("command", false, ""); ok {
 				p.Health.Command = s
 			}
 		}
@@ -129,17 +129,17 @@ func (l *loader) health(top *mapping, p *Plan, hostsOK bool) {
 	h := &p.Health
 	var intervalP, timeoutP, deadlineP, thresholdP pos
 	var okI, okT, okD, okH bool
-	h.Interval, intervalP, okI = hm.duration("interval", DefaultInterval, positive)
-	h.Timeout, timeoutP, okT = hm.duration("timeout", DefaultTimeout, positive)
-	h.Deadline, deadlineP, okD = hm.duration("deadline", DefaultDeadline, positive)
-	h.HealthyThreshold, thresholdP, okH = hm.integer("healthy_threshold", DefaultHealthyThreshold, 1, maxInt)
-	h.MinHealthyTime, _, _ = hm.duration("min_healthy_time", 0, nonNegative)
+	h.Interval, intervalP, okI = hm.Duration("interval", DefaultInterval, positive)
+	h.Timeout, timeoutP, okT = hm.Duration("timeout", DefaultTimeout, positive)
+	h.Deadline, deadlineP, okD = hm.Duration("deadline", DefaultDeadline, positive)
+	h.HealthyThreshold, thresholdP, okH = hm.Integer("healthy_threshold", DefaultHealthyThreshold, 1, maxInt)
+	h.MinHealthyTime, _, _ = hm.Duration("min_healthy_time", 0, nonNegative)
 	if !okI || !okT || !okD || !okH {
 		return
 	}
 	// Point at whichever of the two settings the operator wrote.
 	pick := func(primary string, pp pos, other pos) pos {
-		if hm.has(primary) {
+		if hm.Has(primary) {
 			return pp
 		}
 		return other
@@ -147,7 +147,7 @@ func (l *loader) health(top *mapping, p *Plan, hostsOK bool) {
 	reported := true
 	switch {
 	case h.Deadline < h.Interval:
-		if hm.has("deadline") {
+		if hm.Has("deadline") {
 			l.errorf(deadlineP, "health.deadline: must be at least health.interval (%s), got %s", fmtDuration(h.Interval), fmtDuration(h.Deadline))
 		} else {
 			l.errorf(intervalP, "health.interval: must not exceed health.deadline (%s), got %s", fmtDuration(h.Deadline), fmtDuration(h.Interval))
@@ -161,7 +161,7 @@ func (l *loader) health(top *mapping, p *Plan, hostsOK bool) {
 		reported = false
 	}
 	if !reported && h.Timeout > h.Deadline {
-		if hm.has("timeout") {
+		if hm.Has("timeout") {
 			l.errorf(timeoutP, "health.timeout: must not exceed health.deadline (%s), got %s", fmtDuration(h.Deadline), fmtDuration(h.Timeout))
 		} else {
 			l.errorf(deadlineP, "health.deadline: must be at least health.timeout (%s), got %s", fmtDuration(h.Timeout), fmtDuration(h.Deadline))
@@ -170,21 +170,21 @@ func (l *loader) health(top *mapping, p *Plan, hostsOK bool) {
 }
 
 func (l *loader) httpCheck(hm *mapping, p *Plan, hostsOK bool) {
-	v, _, ok := hm.get("http")
+	v, _, ok := hm.Get("http")
 	if !ok {
 		return
 	}
-	if v.k == kNull {
-		l.errorf(hm.keyPos("http"), "health.http: must be a mapping like {url: \"http://{{.Host}}:8080/health\"}, got null")
+	if v.K == kNull {
+		l.errorf(hm.KeyPos("http"), "health.http: must be a mapping like {url: \"http://{{.Host}}:8080/health\"}, got null")
 		return
 	}
-	m, ok := hm.d.mapping(v, "health.http", httpKeys...)
+	m, ok := hm.D.Mapping(v, "health.http", httpKeys...)
 	if !ok {
 		return
 	}
 	c := &HTTPCheck{Status: DefaultHTTPStatus}
 	good := true
-	if s, sp, ok := m.nonEmpty("url", true, `like "http://{{.Host}}:8080/health"`); ok {
+	if s, sp, ok := m.NonEmpty("url", true, `like "http://{{.Host}}:8080/health"`); ok {
 		c.URL = s
 		if msg := checkURLTemplate(s); msg != "" {
 			l.errorf(sp, "health.http.url: %s", msg)
@@ -212,11 +212,11 @@ func (l *loader) httpCheck(hm *mapping, p *Plan, hostsOK bool) {
 	} else {
 		good = false
 	}
-	if st, _, ok := m.integer("status", DefaultHTTPStatus, 100, 599); ok {
+	if st, _, ok := m.Integer("status", DefaultHTTPStatus, 100, 599); ok {
 		c.Status = st
 	}
-	if m.has("body_contains") {
-		if s, _, ok := m.str("body_contains", false, ""); ok {
+	if m.Has("body_contains") {
+		if s, _, ok := m.Str("body_contains", false, ""); ok {
 			c.BodyContains = s
 		}
 	}

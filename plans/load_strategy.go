@@ -6,6 +6,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/drover-dev/drover/plans/yamlpos"
 	"github.com/goccy/go-yaml/ast"
 )
 
@@ -15,45 +16,45 @@ func (l *loader) strategy(top *mapping, p *Plan) (at []sizeAt, minAt sizeAt) {
 	p.Strategy = Strategy{Batches: []Size{{N: 1}}, MinInService: Size{N: 1}, Concurrency: DefaultConcurrency}
 	// Where each ramp entry and min_in_service were written, for the
 	// outage check (no strategy block: both are defaults, at the top).
-	at = []sizeAt{{top.p, "strategy.batch (default 1)"}}
-	minAt = sizeAt{top.p, "strategy.min_in_service (default 1)"}
-	sm, ok := top.optMapping("strategy", strategyKeys...)
+	at = []sizeAt{{top.P, "strategy.batch (default 1)"}}
+	minAt = sizeAt{top.P, "strategy.min_in_service (default 1)"}
+	sm, ok := top.OptMapping("strategy", strategyKeys...)
 	if !ok || sm == nil {
 		return at, minAt
 	}
 	switch {
-	case sm.has("batch") && sm.has("batches"):
+	case sm.Has("batch") && sm.Has("batches"):
 		later := "batches"
-		if sm.keyPos("batch").line > sm.keyPos("batches").line {
+		if sm.KeyPos("batch").Line > sm.KeyPos("batches").Line {
 			later = "batch"
 		}
-		l.errorf(sm.keyPos(later), "strategy: set batch or batches, not both")
-	case sm.has("batch"):
-		if v, _, ok := sm.get("batch"); ok {
-			if s, ok := l.size(sm.d, v, "strategy.batch", true); ok {
+		l.errorf(sm.KeyPos(later), "strategy: set batch or batches, not both")
+	case sm.Has("batch"):
+		if v, _, ok := sm.Get("batch"); ok {
+			if s, ok := l.size(sm.D, v, "strategy.batch", true); ok {
 				p.Strategy.Batches = []Size{s}
-				at = []sizeAt{{v.p, "strategy.batch"}}
+				at = []sizeAt{{v.P, "strategy.batch"}}
 			}
 		}
-	case sm.has("batches"):
-		if v, _, ok := sm.get("batches"); ok {
-			if v.k != kSeq || len(v.n.(*ast.SequenceNode).Values) == 0 {
-				l.errorf(v.p, "strategy.batches: must be a non-empty list of batch sizes like [1, 5, \"20%%\"], got %s", v)
+	case sm.Has("batches"):
+		if v, _, ok := sm.Get("batches"); ok {
+			if v.K != kSeq || len(v.N.(*ast.SequenceNode).Values) == 0 {
+				l.errorf(v.P, "strategy.batches: must be a non-empty list of batch sizes like [1, 5, \"20%%\"], got %s", v)
 			} else {
 				var ramp []Size
 				var rampAt []sizeAt
 				good := true
-				for i, e := range v.n.(*ast.SequenceNode).Values {
+				for i, e := range v.N.(*ast.SequenceNode).Values {
 					path := index("strategy.batches", i)
-					ev, ok := sm.d.value(e, path)
+					ev, ok := sm.D.Value(e, path)
 					if !ok {
 						good = false
 						continue
 					}
-					s, ok := l.size(sm.d, ev, path, true)
+					s, ok := l.size(sm.D, ev, path, true)
 					good = good && ok
 					ramp = append(ramp, s)
-					rampAt = append(rampAt, sizeAt{ev.p, path})
+					rampAt = append(rampAt, sizeAt{ev.P, path})
 				}
 				if good {
 					p.Strategy.Batches, at = ramp, rampAt
@@ -61,23 +62,23 @@ func (l *loader) strategy(top *mapping, p *Plan) (at []sizeAt, minAt sizeAt) {
 			}
 		}
 	}
-	if v, _, ok := sm.get("max_failures"); ok {
-		if s, ok := l.size(sm.d, v, "strategy.max_failures", false); ok {
+	if v, _, ok := sm.Get("max_failures"); ok {
+		if s, ok := l.size(sm.D, v, "strategy.max_failures", false); ok {
 			if n := len(p.Hosts); n > 0 && !s.Percent && s.N > n {
-				l.errorf(v.p, "strategy.max_failures: must not exceed the number of hosts (%d), got %d", n, s.N)
+				l.errorf(v.P, "strategy.max_failures: must not exceed the number of hosts (%d), got %d", n, s.N)
 			} else {
 				p.Strategy.MaxFailures = s
 			}
 		}
 	}
-	p.Strategy.Pause, _, _ = sm.duration("pause", 0, nonNegative)
-	if v, _, ok := sm.get("min_in_service"); ok {
-		if s, ok := l.size(sm.d, v, "strategy.min_in_service", true); ok {
-			p.Strategy.MinInService, minAt = s, sizeAt{v.p, "strategy.min_in_service"}
+	p.Strategy.Pause, _, _ = sm.Duration("pause", 0, nonNegative)
+	if v, _, ok := sm.Get("min_in_service"); ok {
+		if s, ok := l.size(sm.D, v, "strategy.min_in_service", true); ok {
+			p.Strategy.MinInService, minAt = s, sizeAt{v.P, "strategy.min_in_service"}
 		}
 	}
-	p.Strategy.AllowFullOutage, _ = sm.boolean("allow_full_outage", false)
-	p.Strategy.Concurrency, _, _ = sm.integer("concurrency", DefaultConcurrency, 1, 1024)
+	p.Strategy.AllowFullOutage, _ = sm.Boolean("allow_full_outage", false)
+	p.Strategy.Concurrency, _, _ = sm.Integer("concurrency", DefaultConcurrency, 1, 1024)
 	return at, minAt
 }
 
@@ -139,25 +140,25 @@ func (l *loader) size(d *doc, v value, path string, batch bool) (Size, bool) {
 		expect = `a count (0 or more) or a percentage like "10%"`
 	}
 	var text string
-	switch v.k {
+	switch v.K {
 	case kInt:
-		text = v.text
-		n, _ := intValue(v)
+		text = v.Text
+		n, _ := yamlpos.IntValue(v)
 		if n < 0 || n == 0 && batch || n > maxInt {
-			l.errorf(v.p, "%s: must be %s, got %s", path, expect, v)
+			l.errorf(v.P, "%s: must be %s, got %s", path, expect, v)
 			return Size{}, false
 		}
 		return Size{N: int(n)}, true
 	case kString:
-		text = v.text
+		text = v.Text
 	default:
-		l.errorf(v.p, "%s: must be %s, got %s", path, expect, v)
+		l.errorf(v.P, "%s: must be %s, got %s", path, expect, v)
 		return Size{}, false
 	}
 	if m := percentRE.FindStringSubmatch(text); m != nil {
 		n, err := strconv.Atoi(m[1])
 		if err != nil || n < 1 || n > 100 {
-			l.errorf(v.p, "%s: a percentage must be between 1%% and 100%%, got %s", path, v)
+			l.errorf(v.P, "%s: a percentage must be between 1%% and 100%%, got %s", path, v)
 			return Size{}, false
 		}
 		return Size{N: n, Percent: true}, true
@@ -168,6 +169,6 @@ func (l *loader) size(d *doc, v value, path string, batch bool) (Size, bool) {
 			return Size{N: n}, true
 		}
 	}
-	l.errorf(v.p, "%s: must be %s, got %s", path, expect, v)
+	l.errorf(v.P, "%s: must be %s, got %s", path, expect, v)
 	return Size{}, false
 }

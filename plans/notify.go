@@ -12,6 +12,7 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/drover-dev/drover/plans/yamlpos"
 	"github.com/goccy/go-yaml/ast"
 )
 
@@ -88,30 +89,30 @@ var (
 )
 
 func (l *loader) notify(top *mapping, p *Plan) {
-	nm, ok := top.optMapping("notify", notifyKeys...)
+	nm, ok := top.OptMapping("notify", notifyKeys...)
 	if !ok || nm == nil {
 		return
 	}
-	v, present, ok := nm.get("webhooks")
-	if !present || !ok || v.k == kNull {
+	v, present, ok := nm.Get("webhooks")
+	if !present || !ok || v.K == kNull {
 		return
 	}
-	if v.k != kSeq {
-		l.errorf(v.p, "notify.webhooks: must be a list of webhooks, like [{url: https://hooks.example.com/drover}], got %s", v)
+	if v.K != kSeq {
+		l.errorf(v.P, "notify.webhooks: must be a list of webhooks, like [{url: https://hooks.example.com/drover}], got %s", v)
 		return
 	}
-	for i, e := range v.n.(*ast.SequenceNode).Values {
+	for i, e := range v.N.(*ast.SequenceNode).Values {
 		path := index("notify.webhooks", i)
-		ev, ok := nm.d.value(e, path)
+		ev, ok := nm.D.Value(e, path)
 		if !ok {
 			continue
 		}
-		if ev.k != kMap {
-			l.errorf(ev.p, "%s: must be a mapping with url, events and secret_env, got %s", path, ev)
+		if ev.K != kMap {
+			l.errorf(ev.P, "%s: must be a mapping with url, events and secret_env, got %s", path, ev)
 			continue
 		}
 		// A literal key has a clear way out rather than "unknown key".
-		if wm, ok := nm.d.mapping(ev, path, append(webhookKeys, "secret")...); ok {
+		if wm, ok := nm.D.Mapping(ev, path, append(webhookKeys, "secret")...); ok {
 			if w, ok := l.webhook(wm, path); ok {
 				p.Notify.Webhooks = append(p.Notify.Webhooks, w)
 			}
@@ -123,12 +124,12 @@ func (l *loader) notify(top *mapping, p *Plan) {
 func (l *loader) webhook(m *mapping, path string) (Webhook, bool) {
 	var w Webhook
 	good := true
-	if m.has("secret") {
-		l.errorf(m.keyPos("secret"), "%s.secret: the HMAC key is not written in the plan (the plan is recorded in the replicated state); "+
+	if m.Has("secret") {
+		l.errorf(m.KeyPos("secret"), "%s.secret: the HMAC key is not written in the plan (the plan is recorded in the replicated state); "+
 			"put it in an environment variable of the coordinators and name it: secret_env: DROVER_WEBHOOK_SECRET", path)
 		good = false
 	}
-	if s, sp, ok := m.nonEmpty("url", true, "where events are POSTed, like https://hooks.example.com/drover"); ok {
+	if s, sp, ok := m.NonEmpty("url", true, "where events are POSTed, like https://hooks.example.com/drover"); ok {
 		u, err := url.Parse(s)
 		switch {
 		case err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "":
@@ -146,8 +147,8 @@ func (l *loader) webhook(m *mapping, path string) (Webhook, bool) {
 	if !l.webhookEvents(m, path, &w) {
 		good = false
 	}
-	if m.has("secret_env") {
-		if s, sp, ok := m.nonEmpty("secret_env", false, ""); ok {
+	if m.Has("secret_env") {
+		if s, sp, ok := m.NonEmpty("secret_env", false, ""); ok {
 			switch {
 			case !envNameRE.MatchString(s) || !strings.HasPrefix(s, WebhookSecretPrefix) || s == WebhookSecretPrefix:
 				l.errorf(sp, "%s.secret_env: must be the name of an environment variable that starts with %s (the sender signs with no other variable), got %s",
@@ -168,33 +169,33 @@ func (l *loader) webhook(m *mapping, path string) (Webhook, bool) {
 
 // webhookEvents decodes events:, each name checked where it is written.
 func (l *loader) webhookEvents(m *mapping, path string, w *Webhook) bool {
-	v, present, ok := m.get("events")
-	if !present || (ok && v.k == kNull) {
+	v, present, ok := m.Get("events")
+	if !present || (ok && v.K == kNull) {
 		return true
 	}
 	if !ok {
 		return false
 	}
 	path += ".events"
-	if v.k != kSeq {
-		l.errorf(v.p, "%s: must be a list of event names, like [deployment.succeeded, deployment.failed], got %s", path, v)
+	if v.K != kSeq {
+		l.errorf(v.P, "%s: must be a list of event names, like [deployment.succeeded, deployment.failed], got %s", path, v)
 		return false
 	}
 	good := true
 	seen := map[string]bool{}
-	for i, e := range v.n.(*ast.SequenceNode).Values {
+	for i, e := range v.N.(*ast.SequenceNode).Values {
 		ip := index(path, i)
-		ev, ok := m.d.value(e, ip)
+		ev, ok := m.D.Value(e, ip)
 		if !ok {
 			good = false
 			continue
 		}
-		s, sp, ok := m.d.asString(ev, ip)
+		s, sp, ok := m.D.AsString(ev, ip)
 		switch {
 		case !ok:
 			good = false
 		case s != EventAll && !slices.Contains(WebhookEvents, s):
-			if near := suggest(s, WebhookEvents); near != "" {
+			if near := yamlpos.Suggest(s, WebhookEvents); near != "" {
 				l.errorf(sp, "%s: unknown event %s; did you mean %s?", ip, quote(s), quote(near))
 			} else {
 				l.errorf(sp, "%s: unknown event %s; expected %s or %s", ip, quote(s), strings.Join(WebhookEvents, ", "), quote(EventAll))

@@ -15,22 +15,22 @@ var envNameRE = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]{0,127}$`)
 // output it records (see orchestrator's redaction), for example
 // `secrets: [API_TOKEN, DB_PASSWORD]`.
 func (l *loader) secrets(top *mapping, p *Plan) {
-	v, present, ok := top.get("secrets")
-	if !present || !ok || v.k == kNull {
+	v, present, ok := top.Get("secrets")
+	if !present || !ok || v.K == kNull {
 		return
 	}
-	if v.k != kSeq {
-		l.errorf(v.p, "secrets: must be a list of variable names, like [API_TOKEN], got %s", v)
+	if v.K != kSeq {
+		l.errorf(v.P, "secrets: must be a list of variable names, like [API_TOKEN], got %s", v)
 		return
 	}
 	seen := map[string]bool{}
-	for i, e := range v.n.(*ast.SequenceNode).Values {
+	for i, e := range v.N.(*ast.SequenceNode).Values {
 		path := index("secrets", i)
-		ev, ok := top.d.value(e, path)
+		ev, ok := top.D.Value(e, path)
 		if !ok {
 			continue
 		}
-		s, sp, ok := top.d.asString(ev, path)
+		s, sp, ok := top.D.AsString(ev, path)
 		if !ok {
 			continue
 		}

@@ -60,10 +60,10 @@ func ParseSet(arg string) (key, value string, err error) {
 }
 
 // setPos is where a problem with a --set value is reported.
-var setPos = pos{file: "--set"}
+var setPos = pos{File: "--set"}
 
 // fromSet reports a value given with --set, which has no position in a file.
-func (p pos) fromSet() bool { return p.file == setPos.file && p.line == 0 }
+func fromSet(p pos) bool { return p.File == setPos.File && p.Line == 0 }
 
 // vars resolves variables and --set values for one plan.
 type vars struct {
@@ -81,15 +81,25 @@ func (vs *vars) override(path string) (string, bool) {
 	return s, ok
 }
 
-// resolve decodes the string key at path. A --set value replaces the file's
+// resolver is the plan's yamlpos.StringHook: its variables (vs, nil in an
+// inventory) and --set values.
+type resolver struct{ vs *vars }
+
+// Overrides reports a key that --set replaces.
+func (r resolver) Overrides(path string) bool {
+	_, ok := r.vs.override(path)
+	return ok
+}
+
+// Resolve decodes the string key at path. A --set value replaces the file's
 // (present or not); else ${NAME} in a VarKeys value is substituted, and in
 // any other value but a shell command it is refused rather than left as is.
-func (m *mapping) resolve(path, s string, p pos, present bool) (string, pos, bool) {
-	vs := m.d.vars
+func (r resolver) Resolve(d *doc, path, s string, p pos, present bool) (string, pos, bool) {
+	vs := r.vs
 	if v, ok := vs.override(path); ok {
 		at := Var{Key: path, Value: v, From: FromSet}
 		if present {
-			at.File, at.Line, at.Col = p.file, p.line, p.col
+			at.File, at.Line, at.Col = p.File, p.Line, p.Col
 		}
 		vs.record(at)
 		return v, setPos, true
@@ -100,7 +110,7 @@ func (m *mapping) resolve(path, s string, p pos, present bool) (string, pos, boo
 	if slices.Contains(shellKeys, path) {
 		return s, p, true
 	}
-	out, ok := m.d.expand(path, s, p, slices.Contains(VarKeys, path))
+	out, ok := vs.expand(d, path, s, p, slices.Contains(VarKeys, path))
 	return out, p, ok
 }
 
@@ -118,7 +128,7 @@ func (vs *vars) record(v Var) {
 // written at p; $${ stands for a literal ${. Every problem is reported at
 // its own ${. In a key that takes no variables (allowed false) a ${ is
 // refused rather than left for the operator to find on the hosts.
-func (d *doc) expand(path, s string, p pos, allowed bool) (string, bool) {
+func (vs *vars) expand(d *doc, path, s string, p pos, allowed bool) (string, bool) {
 	var b strings.Builder
 	ok := true
 	for i, n := 0, 0; ; n++ {
@@ -135,14 +145,14 @@ func (d *doc) expand(path, s string, p pos, allowed bool) (string, bool) {
 			continue
 		}
 		b.WriteString(s[i:j])
-		at := d.varPos(p, s, n)
+		at := varPos(d, p, n)
 		if !allowed {
-			d.errorf(at, "%s: ${...} variables are expanded only in %s (write $${ for a literal ${)", path, orList(VarKeys))
+			d.Errorf(at, "%s: ${...} variables are expanded only in %s (write $${ for a literal ${)", path, orList(VarKeys))
 			return "", false
 		}
 		end := strings.IndexByte(s[j:], '}')
 		if end < 0 {
-			d.errorf(at, "%s: unterminated ${ (want ${NAME} or ${NAME:-default})", path)
+			d.Errorf(at, "%s: unterminated ${ (want ${NAME} or ${NAME:-default})", path)
 			return "", false
 		}
 		ref := s[j+2 : j+end]
@@ -150,48 +160,48 @@ func (d *doc) expand(path, s string, p pos, allowed bool) (string, bool) {
 		name, def, hasDef := strings.Cut(ref, ":-")
 		switch {
 		case !varNameRE.MatchString(name):
-			d.errorf(at, "%s: ${%s}: a variable name is letters, digits and _, not starting with a digit (want ${NAME} or ${NAME:-default})", path, ref)
+			d.Errorf(at, "%s: ${%s}: a variable name is letters, digits and _, not starting with a digit (want ${NAME} or ${NAME:-default})", path, ref)
 			ok = false
 			continue
 		case strings.Contains(def, "${"):
-			d.errorf(at, "%s: ${%s}: a default cannot contain another variable", path, ref)
+			d.Errorf(at, "%s: ${%s}: a default cannot contain another variable", path, ref)
 			ok = false
 			continue
 		}
 		val, set := "", false
-		if d.vars != nil && d.vars.env != nil {
-			val, set = d.vars.env(name)
+		if vs != nil && vs.env != nil {
+			val, set = vs.env(name)
 		}
 		from := FromEnv
 		switch {
 		case (!set || val == "") && hasDef:
 			val, from = def, FromDefault
 		case !set:
-			d.errorf(at, "%s: variable %s is not set; set it in the environment, use --set %s=VALUE, or give a default: ${%s:-VALUE}", path, name, path, name)
+			d.Errorf(at, "%s: variable %s is not set; set it in the environment, use --set %s=VALUE, or give a default: ${%s:-VALUE}", path, name, path, name)
 			ok = false
 			continue
 		case val == "":
-			d.errorf(at, "%s: variable %s is empty; set it, use --set %s=VALUE, or give a default: ${%s:-VALUE}", path, name, path, name)
+			d.Errorf(at, "%s: variable %s is empty; set it, use --set %s=VALUE, or give a default: ${%s:-VALUE}", path, name, path, name)
 			ok = false
 			continue
 		}
-		d.vars.record(Var{Key: path, Name: name, Value: val, From: from, File: at.file, Line: at.line, Col: at.col})
+		vs.record(Var{Key: path, Name: name, Value: val, From: from, File: at.File, Line: at.Line, Col: at.Col})
 		b.WriteString(val)
 	}
 	return b.String(), ok
 }
 
-// varPos is where the n-th ${ of the value s, written at p, is in the file:
+// varPos is where the n-th ${ of a value written at p is in the file:
 // the n-th ${ from p on. Quoting, folding and block indentation change
 // columns but not the order of the ${ (escapes that spell ${ are the only
 // exception); when the source does not have it, the value's start is used.
-func (d *doc) varPos(p pos, s string, n int) pos {
-	if p.line < 1 || p.line > len(d.lines) {
+func varPos(d *doc, p pos, n int) pos {
+	if p.Line < 1 || p.Line > d.Lines() {
 		return p
 	}
-	line, from := p.line, colOffset(d.lines[p.line-1], p.col)
-	for seen := 0; line <= len(d.lines); line, from = line+1, 0 {
-		text := d.lines[line-1]
+	line, from := p.Line, colOffset(d.Line(p.Line), p.Col)
+	for seen := 0; line <= d.Lines(); line, from = line+1, 0 {
+		text := d.Line(line)
 		for {
 			k := strings.Index(text[from:], "${")
 			if k < 0 {
@@ -199,7 +209,7 @@ func (d *doc) varPos(p pos, s string, n int) pos {
 			}
 			k += from
 			if seen == n {
-				return pos{file: p.file, line: line, col: utf8.RuneCountInString(text[:k]) + 1}
+				return pos{File: p.File, Line: line, Col: utf8.RuneCountInString(text[:k]) + 1}
 			}
 			seen++
 			from = k + 2
