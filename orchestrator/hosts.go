@@ -7,7 +7,6 @@ import (
 	"sync"
 
 	"github.com/drover-dev/drover/deploy"
-	"github.com/drover-dev/drover/internal/shell"
 	"github.com/drover-dev/drover/plans"
 )
 
@@ -173,14 +172,7 @@ func (r *run) prune(ctx context.Context, d deploy.Deployment) {
 func (r *run) pruneHost(ctx context.Context, name string) {
 	h := r.hosts[name]
 	rec := r.e.d.Store.HostRecord(name)
-	script := fmt.Sprintf(`cd %s 2>/dev/null || exit 0
-n=0
-for rel in $(ls -1t); do
-  n=$((n+1))
-  case "$rel" in %s|%s) continue;; esac
-  [ "$n" -gt %d ] && rm -rf -- "$rel"
-done
-exit 0`, shell.Quote(path.Join(r.plan.Release.Path, "releases")), shell.Quote(rec.Current), shell.Quote(orDash(rec.Previous)), r.plan.Release.Keep)
+	script := pruneScript(path.Join(r.plan.Release.Path, "releases"), rec.Current, orDash(rec.Previous), r.plan.Release.Keep)
 	c, err := r.openConn(ctx, h)
 	if err == nil {
 		_, err = r.execOn(ctx, c, h, deploy.StageDone, "prune old releases", script)

@@ -14,7 +14,6 @@ import (
 
 	"github.com/drover-dev/drover/deploy"
 	"github.com/drover-dev/drover/internal/oneline"
-	"github.com/drover-dev/drover/internal/shell"
 	"github.com/drover-dev/drover/internal/tail"
 	"github.com/drover-dev/drover/orchestrator/health"
 	"github.com/drover-dev/drover/plans"
@@ -173,8 +172,7 @@ func (r *run) releaseDir(version string) string {
 // (or the release path when that release is not on the host yet).
 func (r *run) hooks(ctx context.Context, h plans.Host, st deploy.Stage, ph deploy.Phase, target string, cmds []string) error {
 	for _, cmd := range cmds {
-		script := fmt.Sprintf("cd %s 2>/dev/null || cd %s 2>/dev/null || cd /; DROVER_HOST=%s DROVER_VERSION=%s DROVER_PHASE=%s DROVER_RELEASE_DIR=%s; export DROVER_HOST DROVER_VERSION DROVER_PHASE DROVER_RELEASE_DIR; %s",
-			shell.Quote(r.releaseDir(target)), shell.Quote(r.plan.Release.Path), shell.Quote(h.Name), shell.Quote(target), shell.Quote(string(ph)), shell.Quote(r.releaseDir(target)), cmd)
+		script := hookScript(r.releaseDir(target), r.plan.Release.Path, h.Name, target, string(ph), cmd)
 		if _, err := r.exec(ctx, h, st, "hook "+oneline.First(cmd, 120), script); err != nil {
 			return err
 		}
@@ -205,7 +203,7 @@ func (r *run) drain(ctx context.Context, h plans.Host, ph deploy.Phase, target s
 func (r *run) install(ctx context.Context, h plans.Host, ph deploy.Phase, target string) error {
 	dir := r.releaseDir(target)
 	marker := path.Join(dir, ".drover-release")
-	out, err := r.exec(ctx, h, deploy.StageInstall, "look for the release", fmt.Sprintf("test -f %s && echo present || echo absent", shell.Quote(marker)))
+	out, err := r.exec(ctx, h, deploy.StageInstall, "look for the release", releasePresentScript(marker))
 	if err != nil {
 		return err
 	}
@@ -232,15 +230,7 @@ func (r *run) install(ctx context.Context, h plans.Host, ph deploy.Phase, target
 		return fmt.Errorf("upload %s: %w", path.Base(r.art.Path), err)
 	}
 	tmp := path.Join(r.plan.Release.Path, "releases", "."+target+".tmp")
-	script := strings.Join([]string{
-		"set -e",
-		fmt.Sprintf("echo %s | sha256sum -c --quiet -", shell.Quote(r.art.SHA256+"  "+staging)),
-		fmt.Sprintf("rm -rf %s && mkdir -p %s", shell.Quote(tmp), shell.Quote(tmp)),
-		fmt.Sprintf("tar -xf %s -C %s --strip-components=%d --no-same-owner --no-same-permissions", shell.Quote(staging), shell.Quote(tmp), r.plan.Release.StripComponents),
-		fmt.Sprintf("echo %s > %s/.drover-release", shell.Quote(r.art.SHA256), shell.Quote(tmp)),
-		fmt.Sprintf("rm -rf %s && mv %s %s", shell.Quote(dir), shell.Quote(tmp), shell.Quote(dir)),
-		fmt.Sprintf("rm -f %s", shell.Quote(staging)),
-	}, "\n")
+	script := unpackScript(r.art.SHA256, staging, tmp, dir, r.plan.Release.StripComponents)
 	if _, err := r.exec(ctx, h, deploy.StageInstall, "verify and unpack the release", script); err != nil {
 		return err
 	}
@@ -262,8 +252,7 @@ func (r *run) activate(ctx context.Context, p *plans.Plan, h plans.Host, ph depl
 	tmp := path.Join(base, ".current.drover-tmp")
 	// One session for both steps: each session costs a round trip and a
 	// remote shell start.
-	script := fmt.Sprintf("set -e\nln -sfn %s %s\nmv -Tf %s %s\ncd %s\n%s",
-		shell.Quote(path.Join("releases", target)), shell.Quote(tmp), shell.Quote(tmp), shell.Quote(link), shell.Quote(link), p.Release.Restart)
+	script := activateScript(target, tmp, link, p.Release.Restart)
 	if _, err := r.exec(ctx, h, deploy.StageActivate, "switch current and restart", script); err != nil {
 		return err
 	}
@@ -390,10 +379,7 @@ func (r *run) preflightHost(ctx context.Context, h plans.Host) error {
 	if _, err := r.conn(ctx, h); err != nil {
 		return fmt.Errorf("%s: %w", h.Name, err)
 	}
-	script := fmt.Sprintf(`for t in tar sha256sum mv ln; do command -v $t >/dev/null || { echo "missing command: $t"; exit 1; }; done
-echo "current=$(readlink %s 2>/dev/null)"
-d=%s; while [ ! -d "$d" ]; do d=$(dirname "$d"); done
-echo "free=$(df -Pk "$d" | awk 'NR==2 {print $4}')"`, shell.Quote(path.Join(r.plan.Release.Path, "current")), shell.Quote(r.plan.Release.Path))
+	script := preflightScript(r.plan.Release.Path)
 	out, err := r.exec(ctx, h, deploy.StagePending, "check tools and disk", script)
 	if err != nil {
 		return fmt.Errorf("%s: %w (output: %s)", h.Name, err, out)
