@@ -16,9 +16,9 @@ import (
 	"sync"
 	"time"
 
-	"github.com/drover-dev/drover/agent/wire"
+	"github.com/drover-dev/drover/health"
 	"github.com/drover-dev/drover/internal/atomicfile"
-	"github.com/drover-dev/drover/orchestrator/health"
+	"github.com/drover-dev/drover/transport/agent/wire"
 )
 
 const (

@@ -23,7 +23,7 @@ import (
 	"github.com/drover-dev/drover/internal/syncbuf"
 	"github.com/drover-dev/drover/internal/testwait"
 
-	"github.com/drover-dev/drover/agent/wire"
+	"github.com/drover-dev/drover/transport/agent/wire"
 )
 
 func permOf(t *testing.T, path string) os.FileMode {

@@ -19,9 +19,9 @@ import (
 
 	"github.com/coder/websocket"
 
-	"github.com/drover-dev/drover/agent/wire"
 	"github.com/drover-dev/drover/internal/ctxtime"
 	"github.com/drover-dev/drover/internal/pki"
+	"github.com/drover-dev/drover/transport/agent/wire"
 )
 
 // tuning holds the timings of the connection. Production uses

@@ -17,9 +17,9 @@ import (
 	"strings"
 	"time"
 
-	"github.com/drover-dev/drover/agent/wire"
 	"github.com/drover-dev/drover/internal/atomicfile"
 	"github.com/drover-dev/drover/internal/pki"
+	"github.com/drover-dev/drover/transport/agent/wire"
 )
 
 // enrollTimeout bounds one enrollment request.

@@ -5,8 +5,6 @@ import (
 	"crypto/x509"
 	"encoding/json"
 	"fmt"
-	"github.com/drover-dev/drover/internal/pki/pkitest"
-	"github.com/drover-dev/drover/internal/syncbuf"
 	"io"
 	"log"
 	"log/slog"
@@ -19,10 +17,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/drover-dev/drover/internal/pki/pkitest"
+	"github.com/drover-dev/drover/internal/syncbuf"
+
 	"github.com/coder/websocket"
 
-	"github.com/drover-dev/drover/agent/wire"
 	"github.com/drover-dev/drover/internal/pki"
+	"github.com/drover-dev/drover/transport/agent/wire"
 )
 
 // testCA is a cluster CA in a temp dir.

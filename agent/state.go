@@ -14,8 +14,8 @@ import (
 	"sync"
 	"time"
 
-	"github.com/drover-dev/drover/agent/wire"
 	"github.com/drover-dev/drover/internal/atomicfile"
+	"github.com/drover-dev/drover/transport/agent/wire"
 )
 
 // termStore is the fencing term: the highest Raft term under which the

@@ -8,15 +8,15 @@ import (
 	"sync"
 	"time"
 
-	"github.com/drover-dev/drover/agent/hub"
-	"github.com/drover-dev/drover/agent/wire"
 	"github.com/drover-dev/drover/api"
+	"github.com/drover-dev/drover/health"
 	"github.com/drover-dev/drover/internal/fence"
 	"github.com/drover-dev/drover/internal/pki"
 	"github.com/drover-dev/drover/orchestrator"
-	"github.com/drover-dev/drover/orchestrator/health"
 	"github.com/drover-dev/drover/plans"
 	"github.com/drover-dev/drover/raftstore"
+	hub "github.com/drover-dev/drover/transport/agent"
+	"github.com/drover-dev/drover/transport/agent/wire"
 )
 
 // agentRegistry is the replicated side of the agents (hub.Registry): join

@@ -15,8 +15,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/drover-dev/drover/agent/hub"
-	"github.com/drover-dev/drover/agent/wire"
 	"github.com/drover-dev/drover/api"
 	"github.com/drover-dev/drover/deploy"
 	"github.com/drover-dev/drover/internal/connlimit"
@@ -24,6 +22,8 @@ import (
 	"github.com/drover-dev/drover/internal/pki"
 	"github.com/drover-dev/drover/orchestrator"
 	"github.com/drover-dev/drover/raftstore"
+	hub "github.com/drover-dev/drover/transport/agent"
+	"github.com/drover-dev/drover/transport/agent/wire"
 	"github.com/drover-dev/drover/ui"
 	"github.com/drover-dev/drover/webhook"
 )

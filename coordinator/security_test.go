@@ -17,10 +17,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/drover-dev/drover/agent/wire"
 	"github.com/drover-dev/drover/internal/pki"
 	"github.com/drover-dev/drover/internal/testhttp"
 	"github.com/drover-dev/drover/internal/testwait"
+	"github.com/drover-dev/drover/transport/agent/wire"
 )
 
 // httpAs is an HTTPS client presenting the operator's certificate, or none

@@ -11,12 +11,12 @@ import (
 	"testing"
 	"time"
 
-	"github.com/drover-dev/drover/agent/wire"
 	"github.com/drover-dev/drover/api"
 	"github.com/drover-dev/drover/internal/pki"
 	"github.com/drover-dev/drover/internal/testwait"
 	"github.com/drover-dev/drover/lab"
 	"github.com/drover-dev/drover/orchestrator"
+	"github.com/drover-dev/drover/transport/agent/wire"
 )
 
 // agentDir is where `drover agent install` puts the agent on lab hosts:

@@ -53,7 +53,7 @@ if [ "$SSH_ORIGINAL_COMMAND" = "$sftp_server" ]; then
 fi
 case $SSH_ORIGINAL_COMMAND in
 "# drover shell session"*)
-	# drover's shell session (orchestrator/ssh/session.go) runs many
+	# drover's shell session (transport/ssh/session.go) runs many
 	# commands in one login shell; it calls drover_session_hook with each
 	# before running it: each is logged as "in session: COMMAND".
 	_audit "drover shell session"

@@ -15,7 +15,7 @@ import (
 	"time"
 
 	"github.com/drover-dev/drover/internal/ctxtime"
-	"github.com/drover-dev/drover/orchestrator/lb/haproxy"
+	"github.com/drover-dev/drover/lb/haproxy"
 )
 
 // HAProxyInstance is one HAProxy process of the lab. A lab runs one by

@@ -18,7 +18,7 @@ import (
 	"time"
 
 	"github.com/drover-dev/drover/internal/testwait"
-	"github.com/drover-dev/drover/orchestrator/lb/haproxy"
+	"github.com/drover-dev/drover/lb/haproxy"
 )
 
 // requireLab skips a test that needs root and the lab's programs, except in

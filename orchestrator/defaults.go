@@ -6,11 +6,11 @@ import (
 	"fmt"
 	"io"
 
+	"github.com/drover-dev/drover/health"
 	"github.com/drover-dev/drover/internal/fence"
-	"github.com/drover-dev/drover/orchestrator/health"
-	"github.com/drover-dev/drover/orchestrator/lb/haproxy"
-	"github.com/drover-dev/drover/orchestrator/ssh"
+	"github.com/drover-dev/drover/lb/haproxy"
 	"github.com/drover-dev/drover/plans"
+	"github.com/drover-dev/drover/transport/ssh"
 )
 
 // ErrTransportUnavailable means a host names a transport this coordinator

@@ -21,7 +21,7 @@ import (
 	"time"
 
 	"github.com/drover-dev/drover/deploy"
-	"github.com/drover-dev/drover/orchestrator/health"
+	"github.com/drover-dev/drover/health"
 	"github.com/drover-dev/drover/plans"
 	"github.com/drover-dev/drover/raftstore"
 )

@@ -5,7 +5,7 @@ import (
 	"fmt"
 	"strings"
 
-	"github.com/drover-dev/drover/orchestrator/lb/haproxy"
+	"github.com/drover-dev/drover/lb/haproxy"
 )
 
 // haproxyBalancer is the plan's HAProxy instances (haproxy.Group) with the

@@ -13,9 +13,9 @@ import (
 	"time"
 
 	"github.com/drover-dev/drover/deploy"
+	"github.com/drover-dev/drover/health"
 	"github.com/drover-dev/drover/internal/oneline"
 	"github.com/drover-dev/drover/internal/tail"
-	"github.com/drover-dev/drover/orchestrator/health"
 	"github.com/drover-dev/drover/plans"
 )
 

@@ -22,15 +22,15 @@ import (
 	"time"
 
 	"github.com/drover-dev/drover/agent"
-	"github.com/drover-dev/drover/agent/hub"
-	"github.com/drover-dev/drover/agent/wire"
 	"github.com/drover-dev/drover/internal/fence"
 	"github.com/drover-dev/drover/internal/pki"
 	"github.com/drover-dev/drover/lab"
+	hub "github.com/drover-dev/drover/transport/agent"
+	"github.com/drover-dev/drover/transport/agent/wire"
 )
 
 // cmdAgentProbe is a stand-in leader for tests and benchmarks of real
-// agents: the coordinator's own agent hub (package hub) on a lab address,
+// agents: the coordinator's own agent hub (package transport/agent) on a lab address,
 // with a registry that signs any enrollment with the lab cluster's CA, so
 // that a test can send actions with terms of its choosing (a deposed
 // leader's, older than one the agent has seen) and time round trips.

@@ -12,7 +12,7 @@ import (
 	"time"
 
 	"github.com/drover-dev/drover/lab"
-	"github.com/drover-dev/drover/orchestrator/ssh"
+	"github.com/drover-dev/drover/transport/ssh"
 )
 
 // cmdSSHProbe times drover's SSH transport against one host, both ways it

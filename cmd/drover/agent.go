@@ -15,11 +15,11 @@ import (
 	"time"
 
 	"github.com/drover-dev/drover/agent"
-	"github.com/drover-dev/drover/agent/install"
 	"github.com/drover-dev/drover/api"
-	"github.com/drover-dev/drover/orchestrator/ssh"
 	"github.com/drover-dev/drover/plans"
 	"github.com/drover-dev/drover/raftstore"
+	"github.com/drover-dev/drover/transport/agent/installer"
+	"github.com/drover-dev/drover/transport/ssh"
 	"github.com/spf13/cobra"
 )
 
@@ -200,13 +200,13 @@ upgrades what changed and leaves the rest alone.`,
 			if err != nil {
 				return withCode(exitUsage, err)
 			}
-			opts := install.Options{Dir: dir, SSH: sshCfg, Out: os.Stdout, Binary: agentBinary(binDir)}
+			opts := installer.Options{Dir: dir, SSH: sshCfg, Out: os.Stdout, Binary: agentBinary(binDir)}
 			run := func(ctx context.Context, cl *api.Client) error {
-				var res []install.Result
+				var res []installer.Result
 				if uninstall {
-					res, err = install.Uninstall(ctx, targets, opts)
+					res, err = installer.Uninstall(ctx, targets, opts)
 				} else {
-					res, err = install.Install(ctx, targets, opts)
+					res, err = installer.Install(ctx, targets, opts)
 				}
 				for _, r := range res {
 					fmt.Printf("%s: %s\n", r.Host, r.Action)
@@ -254,7 +254,7 @@ upgrades what changed and leaves the rest alone.`,
 
 // installTargets resolves HOST arguments against a plan, or builds hosts
 // from the arguments and flags.
-func installTargets(planFile string, args []string, user, identity, knownHosts string, acceptNew bool) ([]install.Target, ssh.Config, error) {
+func installTargets(planFile string, args []string, user, identity, knownHosts string, acceptNew bool) ([]installer.Target, ssh.Config, error) {
 	if planFile != "" {
 		data, err := os.ReadFile(planFile)
 		if err != nil {
@@ -264,13 +264,13 @@ func installTargets(planFile string, args []string, user, identity, knownHosts s
 		if err != nil {
 			return nil, ssh.Config{}, err
 		}
-		var ts []install.Target
+		var ts []installer.Target
 		for _, a := range args {
 			h, ok := p.HostByName(a)
 			if !ok {
 				return nil, ssh.Config{}, fmt.Errorf("%s: no host %q in the plan", planFile, a)
 			}
-			ts = append(ts, install.Target{Name: h.Name, Host: h})
+			ts = append(ts, installer.Target{Name: h.Name, Host: h})
 		}
 		cfg := ssh.ConfigFromPlan(p.SSH)
 		if user != "" {
@@ -295,13 +295,13 @@ func installTargets(planFile string, args []string, user, identity, knownHosts s
 	if acceptNew {
 		ps.HostKeyChecking = plans.HostKeyAcceptNew
 	}
-	var ts []install.Target
+	var ts []installer.Target
 	for _, a := range args {
 		name, addr, ok := strings.Cut(a, "=")
 		if !ok {
 			addr = a
 		}
-		ts = append(ts, install.Target{Name: name, Host: plans.Host{Name: name, Address: addr, Transport: plans.TransportSSH}})
+		ts = append(ts, installer.Target{Name: name, Host: plans.Host{Name: name, Address: addr, Transport: plans.TransportSSH}})
 	}
 	return ts, ssh.ConfigFromPlan(ps), nil
 }

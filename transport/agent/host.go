@@ -1,4 +1,4 @@
-package hub
+package agent
 
 import (
 	"context"
@@ -11,8 +11,8 @@ import (
 	"os"
 	"time"
 
-	"github.com/drover-dev/drover/agent/wire"
 	"github.com/drover-dev/drover/internal/fence"
+	"github.com/drover-dev/drover/transport/agent/wire"
 )
 
 // AgentHost drives one agent the way the engine drives an SSH host (it

@@ -1,4 +1,4 @@
-package hub
+package agent
 
 import (
 	"context"
@@ -15,9 +15,9 @@ import (
 
 	"github.com/coder/websocket"
 
-	"github.com/drover-dev/drover/agent/wire"
 	"github.com/drover-dev/drover/internal/notify"
 	"github.com/drover-dev/drover/internal/pki"
+	"github.com/drover-dev/drover/transport/agent/wire"
 )
 
 // Error codes of the JSON answers (the same vocabulary as the API's).

@@ -1,4 +1,4 @@
-package install
+package installer
 
 import (
 	"context"
@@ -14,8 +14,8 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/drover-dev/drover/lab"
-	"github.com/drover-dev/drover/orchestrator/ssh"
 	"github.com/drover-dev/drover/plans"
+	"github.com/drover-dev/drover/transport/ssh"
 )
 
 // TestLabInstall installs the dummy agent on a lab host over real SSH
@@ -26,7 +26,7 @@ func TestLabInstall(t *testing.T) {
 		if os.Getenv("CI") == "true" {
 			t.Fatal("CI=true: the lab test must run, and it needs root (network namespaces)")
 		}
-		t.Skip("agent install lab test: needs root for the lab's network namespaces (run as root, e.g. sudo go test ./agent/install/)")
+		t.Skip("agent install lab test: needs root for the lab's network namespaces (run as root, e.g. sudo go test ./transport/agent/installer/)")
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()

@@ -1,8 +1,8 @@
-package hub_test
+package agent_test
 
 import (
-	"github.com/drover-dev/drover/agent/hub"
 	"github.com/drover-dev/drover/orchestrator"
+	hub "github.com/drover-dev/drover/transport/agent"
 )
 
 // An agent host is driven by the engine like any other.

@@ -1,4 +1,4 @@
-package hub
+package agent
 
 import (
 	"testing"

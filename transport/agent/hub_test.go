@@ -1,4 +1,4 @@
-package hub
+package agent
 
 import (
 	"bytes"
@@ -17,10 +17,10 @@ import (
 
 	"github.com/coder/websocket"
 
-	"github.com/drover-dev/drover/agent/wire"
 	"github.com/drover-dev/drover/internal/fence"
 	"github.com/drover-dev/drover/internal/pki"
 	"github.com/drover-dev/drover/internal/testwait"
+	"github.com/drover-dev/drover/transport/agent/wire"
 )
 
 func TestConnectedAgentIsListed(t *testing.T) {

@@ -1,4 +1,4 @@
-package hub
+package agent
 
 import (
 	"context"
@@ -11,7 +11,7 @@ import (
 
 	"github.com/coder/websocket"
 
-	"github.com/drover-dev/drover/agent/wire"
+	"github.com/drover-dev/drover/transport/agent/wire"
 )
 
 // pendingBuffer is the events one action may have queued before the read

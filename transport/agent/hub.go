@@ -1,8 +1,9 @@
-// Package hub is the coordinator's side of the agent protocol (package
-// wire): the agents connected to this node, the WebSocket and enrollment
+// Package agent is the agent transport on the coordinator's side, the hub
+// (importers name it hub): the agent protocol (package wire) with the agents
+// connected to this node, the WebSocket and enrollment
 // handlers, and an orchestrator Host for each connected agent, so that the
 // engine drives agent hosts exactly like SSH hosts.
-package hub
+package agent
 
 import (
 	"context"
@@ -11,7 +12,7 @@ import (
 	"log/slog"
 	"time"
 
-	"github.com/drover-dev/drover/agent/wire"
+	"github.com/drover-dev/drover/transport/agent/wire"
 )
 
 // Errors callers test with errors.Is.

@@ -1,4 +1,4 @@
-// Package install installs, upgrades and removes the drover agent on hosts
+// Package installer installs, upgrades and removes the drover agent on hosts
 // over SSH: `drover agent install HOST...` and `drover agent uninstall`.
 //
 // Per host, Install uploads the drover binary for the host's architecture
@@ -11,7 +11,7 @@
 //
 // Every remote command is safe to re-run. The join token is written with
 // SFTP (mode 0600) and never appears in a command, an error or Out.
-package install
+package installer
 
 import (
 	"bytes"
@@ -26,8 +26,8 @@ import (
 	"strings"
 	"sync"
 
-	"github.com/drover-dev/drover/orchestrator/ssh"
 	"github.com/drover-dev/drover/plans"
+	"github.com/drover-dev/drover/transport/ssh"
 )
 
 // DefaultDir is the install dir when Options.Dir is empty.

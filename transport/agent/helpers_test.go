@@ -1,4 +1,4 @@
-package hub
+package agent
 
 import (
 	"context"
@@ -22,9 +22,9 @@ import (
 
 	"github.com/coder/websocket"
 
-	"github.com/drover-dev/drover/agent/wire"
 	"github.com/drover-dev/drover/internal/fence"
 	"github.com/drover-dev/drover/internal/pki"
+	"github.com/drover-dev/drover/transport/agent/wire"
 )
 
 // testCA is a throwaway cluster CA with the coordinator's server cert.
