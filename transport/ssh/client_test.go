@@ -130,12 +130,7 @@ func TestRunCancelKillsCommand(t *testing.T) {
 			cancelKills(t, c, f.dir)
 
 			// The connection is still good for the next call.
-			if err := c.Run(t.Context(), "true", nil); err != nil {
-				t.Fatal(err)
-			}
-			if n := c.Handshakes(); n != 1 {
-				t.Errorf("handshakes = %d, want 1", n)
-			}
+			runTrue(t, c, 1)
 		})
 	}
 }
@@ -272,6 +267,18 @@ func killParentOnce(t *testing.T, c *Client, marker string, hold string, handsha
 	}
 	if !strings.HasSuffix(out.String(), "survived\n") {
 		t.Errorf("output = %q", out.String())
+	}
+	if n := c.Handshakes(); n != handshakes {
+		t.Errorf("handshakes = %d, want %d", n, handshakes)
+	}
+}
+
+// runTrue runs true and checks that the client has made handshakes
+// connections so far.
+func runTrue(t *testing.T, c *Client, handshakes int) {
+	t.Helper()
+	if err := c.Run(t.Context(), "true", nil); err != nil {
+		t.Fatal(err)
 	}
 	if n := c.Handshakes(); n != handshakes {
 		t.Errorf("handshakes = %d, want %d", n, handshakes)
@@ -477,12 +484,7 @@ func TestKeepAliveClosesUnresponsiveConnection(t *testing.T) {
 		t.Fatal("connection not closed after missed keepalives")
 	}
 	f.srv.ignoreKeepalive.Store(false)
-	if err := c.Run(t.Context(), "true", nil); err != nil {
-		t.Fatal(err)
-	}
-	if n := c.Handshakes(); n != 2 {
-		t.Errorf("handshakes = %d, want 2", n)
-	}
+	runTrue(t, c, 2)
 }
 
 func TestKeepAliveKeepsHealthyConnection(t *testing.T) {
