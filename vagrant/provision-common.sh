@@ -6,7 +6,8 @@
 # Names every node in /etc/hosts, checks that the host's build
 # (`make vagrant-artifacts`) reached /vagrant, lets services bind the private
 # address before its interface is up, and installs the Debian packages all
-# roles use. Nothing is downloaded but Debian packages.
+# roles use (none when the box has them). Nothing is downloaded but Debian
+# packages.
 # Idempotent: `vagrant provision` runs it again.
 set -eu
 
@@ -41,11 +42,4 @@ rm -f "$tmp"
 echo "net.ipv4.ip_nonlocal_bind = 1" >/etc/sysctl.d/60-drover-nonlocal-bind.conf
 sysctl -q -w net.ipv4.ip_nonlocal_bind=1
 
-export DEBIAN_FRONTEND=noninteractive
-# Refresh the package lists at most once an hour (provisioning is re-run).
-stamp=/var/lib/apt/periodic/drover-update-stamp
-if [ -z "$(find "$stamp" -mmin -60 2>/dev/null)" ]; then
-	apt-get update -qq
-	mkdir -p "$(dirname "$stamp")" && touch "$stamp"
-fi
-apt-get install -y -qq --no-install-recommends ca-certificates curl iproute2 >/dev/null
+sh /vagrant/vagrant/apt-install.sh ca-certificates curl iproute2

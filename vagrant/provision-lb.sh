@@ -34,8 +34,7 @@ cfg=${HAPROXY_CFG:-/etc/haproxy/haproxy.cfg}
 render_only=${HAPROXY_RENDER_ONLY:-}
 
 if [ -z "$render_only" ]; then
-	export DEBIAN_FRONTEND=noninteractive
-	apt-get install -y -qq --no-install-recommends haproxy socat >/dev/null
+	sh /vagrant/vagrant/apt-install.sh haproxy socat
 fi
 
 render() {

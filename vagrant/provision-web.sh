@@ -38,10 +38,9 @@ if [ ! -f "$artifact" ]; then
 	exit 1
 fi
 
-export DEBIAN_FRONTEND=noninteractive
 # dbus-user-session + libpam-systemd: the deploy user's systemd manager and
 # its environment in SSH sessions. tar, coreutils: what drover's install runs.
-apt-get install -y -qq --no-install-recommends openssh-server libpam-systemd dbus-user-session tar >/dev/null
+sh /vagrant/vagrant/apt-install.sh openssh-server libpam-systemd dbus-user-session tar
 
 # 1. The deploy user. '*' is "no password" without being "locked": sshd
 #    still accepts its key.
