@@ -40,8 +40,9 @@ RACE_PKGS = $(shell $(GO) list ./... | grep -v -e '/e2e$$' -e '/lab$$')
 FUZZTIME ?= 5s
 
 # The whole suite: the Vagrantfile and its plan (vagrant-validate, below), unit
-# tests under the race detector, a short fuzz run, then end-to-end tests in
-# the lab (root).
+# tests under the race detector, a short fuzz run, end-to-end tests in the lab
+# (root), then the Vagrant fleet booted for real (vagrant-e2e, below; last,
+# alone: its VMs load both cores).
 test: deps version-check vagrant-validate
 	$(GO) vet ./...
 	$(GO) test -race -count=1 -timeout 25m $(RACE_PKGS)
@@ -49,6 +50,7 @@ test: deps version-check vagrant-validate
 	$(GO) test -count=1 -run '^TestClusterAddVoterReplaces$$' ./raftstore/
 	$(MAKE) fuzz
 	$(GO) test -count=1 -timeout 25m ./lab/ ./e2e/
+	$(MAKE) vagrant-e2e
 
 # The fuzz targets: request decoding in the API, the agent's frames, and
 # plans (variables included).
@@ -82,7 +84,7 @@ clean:
 	rm -rf $(BIN)
 
 # ---- Vagrant fleet (docs/vagrant.md) and Debian package (docs/packages.md) ----
-.PHONY: vagrant-artifacts vagrant-validate deb
+.PHONY: vagrant-artifacts vagrant-validate vagrant-e2e deb
 
 # The Vagrant box (debian/bookworm64) is amd64.
 VAGRANT_GOARCH ?= amd64
@@ -105,6 +107,14 @@ vagrant-validate: vagrant-artifacts
 	$(VAGRANT_CHECK) vagrant validate --ignore-provider
 	$(VAGRANT_CHECK) DROVER_COORDINATORS=3 vagrant validate --ignore-provider
 	$(BIN)/drover plan validate examples/vagrant.yaml
+
+# The fleet booted for real (vagrant/e2e.sh; docs/vagrant.md): root, Debian
+# 12, installs its packages with apt (scripts/deps.sh vagrant), builds or
+# reuses the box under /var/cache/drover-vagrant, boots lb, web1 and web2 in
+# a network namespace of its own, deploys through them, destroys them. Skips
+# without root, except under CI=true.
+vagrant-e2e: vagrant-artifacts
+	sh vagrant/e2e.sh
 
 # dist/drover_$(VERSION)_$(DEB_ARCH).deb with nfpm, run at a pinned version
 # without adding it to go.mod (fetched through the Go module proxy once).

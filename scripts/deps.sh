@@ -1,6 +1,11 @@
 #!/bin/sh
 # Installs the Debian packages drover's lab and tests need, when missing
 # (the lab's, and vagrant for checking the Vagrantfile).
+#
+#   scripts/deps.sh           the lab's and `make test`'s
+#   scripts/deps.sh vagrant   also what `make vagrant-e2e` needs (vagrant/e2e.sh):
+#                             libvirt, qemu, vagrant-libvirt, and what
+#                             vagrant/box/build.sh builds the box with
 set -eu
 need=""
 command -v sshd >/dev/null 2>&1 || [ -x /usr/sbin/sshd ] || need="$need openssh-server"
@@ -20,6 +25,14 @@ command -v chromium >/dev/null 2>&1 || need="$need chromium fonts-dejavu-core"
 # `make vagrant-validate` (part of `make test`): `vagrant validate` on the
 # Vagrantfile; Debian's vagrant brings its Ruby. No provider is needed.
 command -v vagrant >/dev/null 2>&1 || need="$need vagrant"
+if [ "${1:-}" = vagrant ]; then
+	for p in vagrant-libvirt libvirt-daemon-system qemu-system-x86 qemu-utils mmdebstrap \
+		dnsmasq-base fdisk grub-pc-bin e2fsprogs rsync socat; do
+		if [ "$(dpkg-query -W -f '${db:Status-Status}' "$p" 2>/dev/null)" != installed ]; then
+			need="$need $p"
+		fi
+	done
+fi
 if [ -z "$need" ]; then
 	exit 0
 fi

@@ -8,8 +8,10 @@
 #
 # Prints the path of the box on its last line:
 #   CACHE_DIR/box/drover-bookworm64-<hash>.box
-# <hash> is the sha256 (12 digits) of this script and customize.sh: the box
-# is rebuilt only when they change (its package list, its image layout), and a box
+# and leaves the box's kernel beside it (<same>.vmlinuz: vagrant/e2e.sh boots
+# it to see whether KVM works).
+# <hash> is the sha256 (12 digits) of this script and customize.sh without
+# their comments: the box is rebuilt only when they change (its package list, its image layout), and a box
 # that exists is reused as is. Idempotent; a half-built box is never left
 # under its final name.
 #
@@ -23,20 +25,21 @@
 #      loop mount).
 #   3. a disk image with one MBR partition; GRUB (BIOS) written with
 #      grub-mkimage + dd (grub-install refuses loop devices and files).
-#   4. qemu-img to qcow2 (compressed), packed as a libvirt box: metadata.json
+#   4. qemu-img to qcow2 (not compressed: the VMs would inflate every
+#      cluster they read, and under software emulation CPU is what is short), packed as a libvirt box: metadata.json
 #      and box.img.
 # Needs: mmdebstrap, e2fsprogs, fdisk (sfdisk), grub-pc-bin, qemu-utils
-# (scripts/vagrant-deps.sh installs them). Env: DROVER_BOX_MIRROR (default
+# (`scripts/deps.sh vagrant` installs them). Env: DROVER_BOX_MIRROR (default
 # http://deb.debian.org/debian), DROVER_BOX_SECURITY_MIRROR.
 set -eu
 
 cache=${1:-/var/cache/drover-vagrant}
 here=$(cd "$(dirname "$0")" && pwd)
-hash=$(cat "$here/build.sh" "$here/customize.sh" | sha256sum | cut -c1-12)
+hash=$(cat "$here/build.sh" "$here/customize.sh" | grep -v '^[[:space:]]*#' | sha256sum | cut -c1-12)
 name=drover-bookworm64-$hash
 out=$cache/box/$name.box
 
-if [ -f "$out" ]; then
+if [ -f "$out" ] && [ -f "${out%.box}.vmlinuz" ]; then
 	echo "box: reusing $out"
 	echo "$out"
 	exit 0
@@ -67,7 +70,13 @@ mkdir -p "$work"
 start=$(date +%s)
 
 echo "box: mmdebstrap bookworm ($mirror)"
+# The .debs are kept in CACHE_DIR/debs for the next build (mmdebstrap's
+# sync-in/sync-out): a rebuild downloads only what changed.
+mkdir -p "$cache/debs"
 mmdebstrap --quiet --variant=apt --include="$(echo $packages | tr ' ' ,)" \
+	--setup-hook='mkdir -p "$1"/var/cache/apt/archives' \
+	--setup-hook="sync-in $cache/debs /var/cache/apt/archives" \
+	--customize-hook="sync-out /var/cache/apt/archives $cache/debs" \
 	--customize-hook="$here/customize.sh \"\$1\" $vagrant_pub" \
 	bookworm "$work/root" \
 	"deb $mirror bookworm main" "deb $mirror bookworm-updates main" "deb $security bookworm-security main"
@@ -83,7 +92,8 @@ initrd /boot/$initrd
 boot
 EOF
 
-echo "box: ext4 image and GRUB"
+cp "$work/root/boot/$kernel" "$work/vmlinuz"
+echo "box: root file system in $(($(date +%s) - start)) s; ext4 image and GRUB"
 disk_mib=4096 # the VMs' disk; qcow2 stores what is used
 part_start=2048 # sectors: 1 MiB, room for GRUB's core.img after the MBR
 fs_mib=$((disk_mib - 1))
@@ -100,12 +110,17 @@ dd if="$work/core.img" of="$work/disk.raw" bs=512 seek=1 conv=notrunc status=non
 dd if="$work/root.ext4" of="$work/disk.raw" bs=1M seek=1 conv=notrunc,sparse status=none
 rm -rf "$work/root" "$work/root.ext4"
 
-echo "box: qcow2 and box"
+echo "box: disk image in $(($(date +%s) - start)) s; qcow2 and box"
 mkdir -p "$work/box"
-qemu-img convert -c -O qcow2 "$work/disk.raw" "$work/box/box.img"
+qemu-img convert -O qcow2 "$work/disk.raw" "$work/box/box.img"
 rm -f "$work/disk.raw"
 printf '{"provider": "libvirt", "format": "qcow2", "virtual_size": %d}\n' $((disk_mib / 1024)) >"$work/box/metadata.json"
 tar -C "$work/box" -cf "$work/box.tar" metadata.json box.img
+mv -f "$work/vmlinuz" "${out%.box}.vmlinuz"
 mv -f "$work/box.tar" "$out"
+# Boxes of older versions of this script: nothing uses them any more.
+for old in "$cache"/box/drover-bookworm64-*; do
+	case "$old" in "${out%.box}".*) ;; *) rm -f "$old" ;; esac
+done
 echo "box: built $out ($(du -m "$out" | cut -f1) MB) in $(($(date +%s) - start)) s"
 echo "$out"

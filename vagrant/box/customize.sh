@@ -44,6 +44,14 @@ WantedBy=multi-user.target
 UNIT
 ln -sf /etc/systemd/system/ssh-hostkeys.service "$root/etc/systemd/system/multi-user.target.wants/ssh-hostkeys.service"
 
+# Under software emulation every unit at boot costs seconds: no periodic
+# jobs (the VMs live minutes), and HAProxy only where provisioning enables
+# it (the balancer).
+for unit in apt-daily.timer apt-daily-upgrade.timer e2scrub_all.timer e2scrub_reap.service fstrim.timer man-db.timer dpkg-db-backup.timer; do
+	ln -sf /dev/null "$root/etc/systemd/system/$unit"
+done
+rm -f "$root/etc/systemd/system/multi-user.target.wants/haproxy.service"
+
 : >"$root/etc/machine-id"
 rm -f "$root/var/lib/dbus/machine-id"
 rm -rf "$root"/var/lib/apt/lists/* "$root"/var/cache/apt/*.bin
