@@ -110,7 +110,9 @@ t=$(now)
 	rc=0
 	script -qefc "vagrant up --provider=libvirt" /dev/null || rc=$?
 	echo "$rc" >"$state/up.rc"
-} 2>&1 | awk '{ gsub(/\r/, "") } !/Progress:/ { print strftime("%H:%M:%S"), $0; fflush() }'
+} 2>&1 | tr -d '\r' | while IFS= read -r line; do
+	case "$line" in *Progress:*) ;; *) echo "$(date +%T) $line" ;; esac
+done
 [ "$(cat "$state/up.rc")" = 0 ] || fail "vagrant up exited $(cat "$state/up.rc")"
 timing "vagrant up" "$t"
 
