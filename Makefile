@@ -40,9 +40,10 @@ RACE_PKGS = $(shell $(GO) list ./... | grep -v -e '/e2e$$' -e '/lab$$')
 FUZZTIME ?= 5s
 
 # The whole suite: the Vagrantfile and its plan (vagrant-validate, below), unit
-# tests under the race detector, a short fuzz run, end-to-end tests in the lab
-# (root), then the Vagrant fleet booted for real (vagrant-e2e, below; last,
-# alone: its VMs load both cores).
+# tests under the race detector, a short fuzz run, then end-to-end tests in the
+# lab (root). The Vagrant fleet booted for real (vagrant-e2e, below) is not in
+# it yet: under software emulation it took 10-19 minutes on a shared 2-core
+# machine, which would take CI past its 20 minutes.
 test: deps version-check vagrant-validate
 	$(GO) vet ./...
 	$(GO) test -race -count=1 -timeout 25m $(RACE_PKGS)
@@ -50,7 +51,6 @@ test: deps version-check vagrant-validate
 	$(GO) test -count=1 -run '^TestClusterAddVoterReplaces$$' ./raftstore/
 	$(MAKE) fuzz
 	$(GO) test -count=1 -timeout 25m ./lab/ ./e2e/
-	$(MAKE) vagrant-e2e
 
 # The fuzz targets: request decoding in the API, the agent's frames, and
 # plans (variables included).
