@@ -416,10 +416,14 @@ func TestRollingDeploy(t *testing.T) {
 		s.t = t
 		s.underLoad(2, func() {
 			var v2 string
-			out, _ := s.lab.Command(context.Background(), droverBin, "history", "--data-dir", s.dataDir).CombinedOutput()
-			for _, line := range strings.Split(string(out), "\n") {
-				if f := strings.Fields(line); len(f) > 3 && f[2] == "v2" && f[3] == "succeeded" {
-					v2 = f[0]
+			out, _ := s.lab.Command(context.Background(), droverBin, "history", "--data-dir", s.dataDir, "-o", "json").Output()
+			var history []struct{ ID, Version, State string }
+			if err := json.Unmarshal(out, &history); err != nil {
+				t.Fatalf("history -o json: %v\n%s", err, out)
+			}
+			for _, d := range history {
+				if d.Version == "v2" && d.State == "succeeded" {
+					v2 = d.ID
 				}
 			}
 			if v2 == "" {
