@@ -2,6 +2,7 @@ package analysis
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -145,6 +146,15 @@ func TestSampleString(t *testing.T) {
 	s.Requests = 812
 	if got, want := s.String(), "response_time 250ms (want response_time <= baseline * 1.2 = 120ms; 812 requests)"; got != want {
 		t.Errorf("String() = %q\nwant        %q", got, want)
+	}
+	// Read back from JSON (an event, the replicated log), it says the same.
+	b, err := json.Marshal(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var back Sample
+	if err := json.Unmarshal(b, &back); err != nil || back.String() != s.String() {
+		t.Errorf("after JSON: %q (%v), want %q", back.String(), err, s.String())
 	}
 	ge := &GateError{Sample: s, InARow: 2}
 	if got := ge.Error(); !strings.HasPrefix(got, "gate latency failed 2 samples in a row: response_time 250ms") {

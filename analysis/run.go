@@ -32,8 +32,19 @@ type Sample struct {
 	Requests  int64     `json:"requests,omitempty"` // HAProxy gates: the new release's requests in the reading
 	Detail    string    `json:"detail,omitempty"`   // why inconclusive
 	At        time.Time `json:"at"`
+	// Metric names what Value measures (error_rate, response_time,
+	// result): a sample read back from JSON still formats its values.
+	Metric string `json:"metric"`
+}
 
-	metric Metric
+// metric is the sample's Metric, looked up by name.
+func (s Sample) metric() Metric {
+	for _, m := range []Metric{ErrorRate, ResponseTime, Result} {
+		if m.Name == s.Metric {
+			return m
+		}
+	}
+	return Metric{Name: s.Metric, Kind: Number}
 }
 
 // String says what the sample saw, for events and errors:
@@ -42,11 +53,12 @@ func (s Sample) String() string {
 	if s.Verdict == Inconclusive {
 		return s.Detail
 	}
+	m := s.metric()
 	want := s.Condition
 	if s.Baseline != nil {
-		want = fmt.Sprintf("%s = %s", s.Condition, s.metric.Format(s.Threshold))
+		want = fmt.Sprintf("%s = %s", s.Condition, m.Format(s.Threshold))
 	}
-	out := fmt.Sprintf("%s %s (want %s", s.metric.Name, s.metric.Format(s.Value), want)
+	out := fmt.Sprintf("%s %s (want %s", m.Name, m.Format(s.Value), want)
 	if s.Requests > 0 {
 		out += fmt.Sprintf("; %d requests", s.Requests)
 	}
@@ -55,7 +67,7 @@ func (s Sample) String() string {
 
 // judged makes a conclusive sample of value against c.
 func judged(gate string, c Condition, value float64, baseline *float64) Sample {
-	s := Sample{Gate: gate, Condition: c.String(), Value: value, Baseline: baseline, metric: c.Metric}
+	s := Sample{Gate: gate, Condition: c.String(), Value: value, Baseline: baseline, Metric: c.Metric.Name}
 	var b float64
 	if baseline != nil {
 		b = *baseline
@@ -69,7 +81,7 @@ func judged(gate string, c Condition, value float64, baseline *float64) Sample {
 }
 
 func inconclusive(gate string, c Condition, format string, a ...any) Sample {
-	return Sample{Gate: gate, Condition: c.String(), Verdict: Inconclusive, Detail: fmt.Sprintf(format, a...), metric: c.Metric}
+	return Sample{Gate: gate, Condition: c.String(), Verdict: Inconclusive, Detail: fmt.Sprintf(format, a...), Metric: c.Metric.Name}
 }
 
 // Target is what the gates judge at a moment of the rollout.

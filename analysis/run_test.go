@@ -25,7 +25,7 @@ func (g *scripted) Sample(context.Context, Target) Sample {
 	if v == Inconclusive {
 		return inconclusive(g.name, Condition{}, "not enough traffic")
 	}
-	return Sample{Gate: g.name, Verdict: v, metric: ErrorRate}
+	return Sample{Gate: g.name, Verdict: v, Metric: ErrorRate.Name}
 }
 
 func TestRun(t *testing.T) {
