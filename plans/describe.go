@@ -124,6 +124,7 @@ func (p *Plan) Describe(w io.Writer) error {
 	} else {
 		pf("  load balancer:  none (hosts are not drained)\n")
 	}
+	p.describeAnalysis(pf)
 	if p.usesSSH() {
 		pf("  ssh:            user %s, host key checking %s against %s, connect timeout %s, command timeout %s\n",
 			p.SSH.User, p.SSH.HostKeyChecking, p.SSH.KnownHosts, fmtDuration(p.SSH.ConnectTimeout), fmtDuration(p.SSH.CommandTimeout))
@@ -156,6 +157,10 @@ func (p *Plan) Describe(w io.Writer) error {
 			p.describeHost(pf, h, urls[n], sum)
 			n++
 		}
+		if p.HasGates() {
+			pf("  analysis: with the batch back in rotation, sample gates %s every %s for %s; a failed gate fails this batch's hosts\n",
+				strings.Join(p.gateNames(), ", "), fmtDuration(p.Analysis.Interval), fmtDuration(p.Analysis.Duration))
+		}
 		if bi < len(batches)-1 && p.Strategy.Pause > 0 {
 			pf("  pause %s before the next batch\n", fmtDuration(p.Strategy.Pause))
 		}
@@ -164,6 +169,10 @@ func (p *Plan) Describe(w io.Writer) error {
 	pf("\non failure:\n")
 	pf("  a host fails when any action above fails, when it is not healthy within %s of its restart,\n", fmtDuration(p.Health.Deadline))
 	pf("  or when a check fails during the %s watch after it became healthy.\n", fmtDuration(p.Health.MinHealthyTime))
+	if p.HasGates() {
+		pf("  a batch fails when an analysis gate fails: %d failing samples in a row, or no passing sample in %s.\n",
+			p.Analysis.FailureLimit, fmtDuration(p.Analysis.Duration))
+	}
 	if budget := p.MaxFailures(); budget == 0 {
 		pf("  budget: no failures allowed: the first failed host stops the rollout; no further batch starts.\n")
 	} else {
@@ -321,4 +330,30 @@ func (e *errWriter) printf(format string, args ...any) {
 		return
 	}
 	_, e.err = fmt.Fprintf(e.w, format, args...)
+}
+
+// describeAnalysis prints the gates: what each one reads and must meet.
+func (p *Plan) describeAnalysis(pf func(string, ...any)) {
+	if !p.HasGates() {
+		pf("  analysis:       none (hosts are judged by their health checks only)\n")
+		return
+	}
+	a := p.Analysis
+	pf("  analysis:       after each batch, every %s for %s; a gate fails after %d failing samples in a row\n",
+		fmtDuration(a.Interval), fmtDuration(a.Duration), a.FailureLimit)
+	for _, g := range a.Gates {
+		if g.Prometheus != nil {
+			pf("    gate %s: prometheus %s: %s, want %s\n", g.Name, a.Prometheus.URL, commandText(g.Prometheus.Query), g.Prometheus.Condition)
+		} else {
+			pf("    gate %s: haproxy counters of the servers on %s: want %s (at least %d requests a sample)\n", g.Name, p.Version, g.HAProxy, a.MinRequests)
+		}
+	}
+}
+
+func (p *Plan) gateNames() []string {
+	var out []string
+	for _, g := range p.Analysis.Gates {
+		out = append(out, g.Name)
+	}
+	return out
 }

@@ -215,3 +215,36 @@ func TestDescribeHAProxyPairAndConcurrency(t *testing.T) {
 		"lb: enable web/web1 on each of the 2 instances (set server state ready)",
 	)
 }
+
+func TestDescribeAnalysis(t *testing.T) {
+	f := newFixture(t, nil)
+	p, err := f.parse(samplePlan + `analysis:
+  interval: 1s
+  duration: 10s
+  prometheus: {url: "http://prom:9090"}
+  gates:
+    - {name: errors, haproxy: "error_rate < 1%"}
+    - {name: app, prometheus: {query: "sum(x)", condition: "result < 0.5"}}
+`)
+	if err != nil {
+		t.Fatal(f.problems(t, err))
+	}
+	var b strings.Builder
+	if err := p.Describe(&b); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{
+		"  analysis:       after each batch, every 1s for 10s; a gate fails after 2 failing samples in a row\n",
+		"    gate errors: haproxy counters of the servers on 2.0.1: want error_rate < 1% (at least 50 requests a sample)\n",
+		"    gate app: prometheus http://prom:9090: sum(x), want result < 0.5\n",
+		"  analysis: with the batch back in rotation, sample gates errors, app every 1s for 10s; a failed gate fails this batch's hosts\n",
+		"  a batch fails when an analysis gate fails: 2 failing samples in a row, or no passing sample in 10s.\n",
+	} {
+		if !strings.Contains(b.String(), want) {
+			t.Errorf("plan show lacks %q:\n%s", want, b.String())
+		}
+	}
+	if n := strings.Count(b.String(), "  analysis: with the batch"); n != 2 {
+		t.Errorf("analysis step shown %d times, want once per batch (2)", n)
+	}
+}

@@ -28,9 +28,10 @@ func TestPlanReferenceNamesEveryKey(t *testing.T) {
 		{"", strategyKeys}, {"", releaseKeys}, {"", healthKeys}, {"http.", httpKeys},
 		{"tcp.", tcpKeys}, {"", rollbackKeys}, {"", hookKeys},
 		{"notify.", notifyKeys}, {"webhooks[].", webhookKeys},
+		{"", analysisKeys}, {"prometheus.", promServerKeys}, {"gates[].", gateKeys}, {"gates[].prometheus.", promGateKeys},
 	} {
 		for _, k := range set.keys {
-			if k == "http" || k == "tcp" {
+			if k == "http" || k == "tcp" || k == "prometheus" || k == "gates" {
 				continue // their keys have rows of their own
 			}
 			if !row(set.prefix + k) {

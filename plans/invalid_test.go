@@ -28,7 +28,7 @@ func TestParseInvalid(t *testing.T) {
 		{
 			name: "unknown top-level key",
 			src:  base + "colour: blue\n",
-			want: "plan.yaml:6:1: colour: unknown key; expected one of name, version, hosts, inventory, ssh, load_balancer, strategy, release, health, rollback, hooks, secrets, notify",
+			want: "plan.yaml:6:1: colour: unknown key; expected one of name, version, hosts, inventory, ssh, load_balancer, strategy, release, health, rollback, hooks, secrets, notify, analysis",
 		},
 		{
 			name: "unknown nested key with a suggestion",

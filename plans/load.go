@@ -51,7 +51,7 @@ var (
 
 // Top-level and section keys, in the order the format documents them.
 var (
-	topKeys      = []string{"name", "version", "hosts", "inventory", "ssh", "load_balancer", "strategy", "release", "health", "rollback", "hooks", "secrets", "notify"}
+	topKeys      = []string{"name", "version", "hosts", "inventory", "ssh", "load_balancer", "strategy", "release", "health", "rollback", "hooks", "secrets", "notify", "analysis"}
 	hostKeys     = []string{"name", "address", "lb_server", "transport"}
 	sshKeys      = []string{"user", "identity_file", "known_hosts", "host_key_checking", "connect_timeout", "command_timeout", "session_per_command"}
 	lbKeys       = []string{"haproxy", "drain_timeout", "on_drain_timeout", "enable_timeout"}
@@ -227,6 +227,7 @@ func (l *loader) load(data []byte) *Plan {
 	}
 	l.secrets(top, p)
 	l.notify(top, p)
+	l.analysis(top, p)
 	l.resolveFiles()
 	if hk, ok := top.OptMapping("hooks", hookKeys...); ok && hk != nil {
 		p.Hooks.BeforeDrain, _ = hk.StrList("before_drain", "shell commands")

@@ -33,6 +33,9 @@ type Plan struct {
 	Health       Health       `json:"health"`
 	Rollback     Rollback     `json:"rollback"`
 	Hooks        Hooks        `json:"hooks"`
+	// Analysis, when set, judges each batch by its metrics once it is back
+	// in rotation (nil: health checks alone, as before the key existed).
+	Analysis *Analysis `json:"analysis,omitempty"`
 	// Secrets names variables whose values are blanked out of the command
 	// output drover records (events, errors, the replicated state).
 	Secrets []string `json:"secrets,omitempty"`
