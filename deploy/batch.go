@@ -3,6 +3,7 @@ package deploy
 import (
 	"encoding/json"
 	"fmt"
+	"slices"
 
 	"github.com/drover-dev/drover/plans"
 )
@@ -15,30 +16,63 @@ func RollsBack(kind Kind, automatic bool) bool {
 	return automatic && kind != KindRepair
 }
 
-// RollsBack is RollsBack for d, with the rollback policy of its plan.
-func (d *Deployment) RollsBack() (bool, error) {
-	var p struct {
-		Rollback plans.Rollback `json:"rollback"`
-	}
-	if err := json.Unmarshal(d.Plan, &p); err != nil {
-		return false, fmt.Errorf("rollback policy of %s: %w", d.ID, err)
-	}
-	return RollsBack(d.Kind, p.Rollback.Automatic), nil
+// Policy is what of a deployment's plan decides which batch is open.
+type Policy struct {
+	// RollsBack: a host whose rollout failed is rolled back (RollsBack).
+	RollsBack bool
+	// Gated: each batch is judged by analysis gates once its hosts are
+	// done. Only a rollout of a new release is: a rollback or a repair
+	// returns to a release already judged.
+	Gated bool
 }
 
-// OpenBatch is the first batch with a host that still has work, or
-// len(Batches) when none has: where a running deployment stands, and where
-// a resumed run starts. rollsBack is RollsBack for d: a host whose rollout
-// failed still has work (its rollback) only when it is rolled back.
-func OpenBatch(d *Deployment, rollsBack bool) int {
+// PolicyOf is the policy of a deployment of kind kind running plan p.
+func PolicyOf(kind Kind, p *plans.Plan) Policy {
+	return Policy{RollsBack: RollsBack(kind, p.Rollback.Automatic), Gated: kind == KindDeploy && p.HasGates()}
+}
+
+// Policy is PolicyOf for d, with its recorded plan.
+func (d *Deployment) Policy() (Policy, error) {
+	var p plans.Plan
+	if err := json.Unmarshal(d.Plan, &p); err != nil {
+		return Policy{}, fmt.Errorf("policy of %s: %w", d.ID, err)
+	}
+	return PolicyOf(d.Kind, &p), nil
+}
+
+// OpenBatch is the first batch with work left, or len(Batches) when none
+// has: where a running deployment stands, and where a resumed run starts.
+// A batch has work left while one of its hosts has (pending or in flight,
+// or failed in its rollout when failed hosts are rolled back), and, when
+// the deployment is gated, while its analysis is due (AwaitsAnalysis).
+func OpenBatch(d *Deployment, p Policy) int {
 	for b, batch := range d.Batches {
+		if AwaitsAnalysis(d, b, p) {
+			return b
+		}
 		for _, name := range batch {
-			if hasWork(d.Hosts[name], rollsBack) {
+			if hasWork(d.Hosts[name], p.RollsBack) {
 				return b
 			}
 		}
 	}
 	return len(d.Batches)
+}
+
+// AwaitsAnalysis reports whether batch b must still be judged by the gates:
+// the deployment is gated, a host of the batch finished its rollout, and
+// no AnalysisPassed is recorded for it. A failed analysis records the
+// batch's hosts failed, which ends the wait.
+func AwaitsAnalysis(d *Deployment, b int, p Policy) bool {
+	if !p.Gated || b < 0 || b >= len(d.Batches) || slices.Contains(d.AnalysisPassed, b) {
+		return false
+	}
+	for _, name := range d.Batches[b] {
+		if hp := d.Hosts[name]; hp != nil && hp.Stage == StageDone && hp.Phase == PhaseRollout {
+			return true
+		}
+	}
+	return false
 }
 
 func hasWork(hp *HostProgress, rollsBack bool) bool {
@@ -51,10 +85,10 @@ func hasWork(hp *HostProgress, rollsBack bool) bool {
 	return true
 }
 
-// OpenBatch is OpenBatch with d's own rollback policy. With a plan that
-// cannot be read no engine can run d (it decodes the plan first), so
-// nothing will roll a failed host back: it has no work left.
+// OpenBatch is OpenBatch with d's own policy. With a plan that cannot be
+// read no engine can run d (it decodes the plan first), so nothing will
+// roll a failed host back or judge a batch: they have no work left.
 func (d *Deployment) OpenBatch() int {
-	rb, err := d.RollsBack()
-	return OpenBatch(d, rb && err == nil)
+	p, _ := d.Policy() // zero on error: nothing rolls back, nothing is judged
+	return OpenBatch(d, p)
 }

@@ -40,7 +40,7 @@ func TestOpenBatch(t *testing.T) {
 			}
 			d := Deployment{ID: "d1", Kind: tc.kind, Plan: planJSON, Batches: [][]string{{"a"}, {"b"}}, Hosts: tc.hosts}
 			// The engine's call: the policy of the plan it decoded.
-			engine := OpenBatch(&d, RollsBack(d.Kind, p.Rollback.Automatic))
+			engine := OpenBatch(&d, PolicyOf(d.Kind, &p))
 			// The display's call: the policy read from the recorded plan.
 			display := d.OpenBatch()
 			if engine != tc.want || display != tc.want {

@@ -104,6 +104,9 @@ type Deployment struct {
 	Created        time.Time `json:"created"`
 	Updated        time.Time `json:"updated"`
 	Ended          time.Time `json:"ended,omitempty"`
+	// AnalysisPassed lists the batches (0-based, sorted) whose analysis
+	// passed (AnalysisPassed commands): see OpenBatch.
+	AnalysisPassed []int `json:"analysis_passed,omitempty"`
 	// Seq is the sequence number of the command that created it: whether
 	// its first events are still in the event history.
 	Seq uint64 `json:"seq,omitempty"`
@@ -152,6 +155,7 @@ func (d *Deployment) Clone() Deployment {
 	for i, b := range d.Batches {
 		c.Batches[i] = append([]string(nil), b...)
 	}
+	c.AnalysisPassed = append([]int(nil), d.AnalysisPassed...)
 	c.Hosts = make(map[string]*HostProgress, len(d.Hosts))
 	for k, v := range d.Hosts {
 		hp := *v

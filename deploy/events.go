@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"sort"
 	"time"
+
+	"github.com/drover-dev/drover/analysis"
 )
 
 // EventKind says what an Event records.
@@ -15,6 +17,9 @@ const (
 	EvStage   EventKind = "stage"   // a host entered a stage
 	EvState   EventKind = "state"   // the deployment's state changed
 	EvRequest EventKind = "request" // an operator asked to pause, resume or abort
+	EvGate    EventKind = "gate"    // a round of analysis samples (Samples)
+	// EvAnalysis says a batch passed its analysis (Batch).
+	EvAnalysis EventKind = "analysis"
 	// EvTrimmed says that events after the watcher's last one were dropped
 	// from the bounded history before it asked.
 	EvTrimmed EventKind = "trimmed"
@@ -37,6 +42,9 @@ type Event struct {
 	Message    string          `json:"message,omitempty"`
 	Error      string          `json:"error,omitempty"`
 	Output     string          `json:"output,omitempty"`
+	Batch      int             `json:"batch,omitempty"` // 1-based, for analysis events
+	// Samples are the gates' samples of one analysis round (EvGate).
+	Samples []analysis.Sample `json:"samples,omitempty"`
 }
 
 // MaxEvents bounds the replicated event history (about 150 bytes each):

@@ -3,7 +3,10 @@ package deploy
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"time"
+
+	"github.com/drover-dev/drover/analysis"
 )
 
 // Errors returned by Apply; callers test them with errors.Is.
@@ -23,7 +26,7 @@ var (
 )
 
 // CommandType tags a command in the log. Values are stable: they are on
-// disk. This package's commands take 1 to 4 and 12; the store that carries
+// disk. This package's commands take 1 to 4, 12 to 14; the store that carries
 // the ledger tags its own (cluster membership, tokens, agents) with others.
 type CommandType uint8
 
@@ -34,6 +37,8 @@ const (
 	CmdSetState         CommandType = 3
 	CmdRequest          CommandType = 4
 	CmdPrune            CommandType = 12
+	CmdGateSamples      CommandType = 13
+	CmdAnalysisPassed   CommandType = 14
 )
 
 // Command is one change recorded in the replicated log.
@@ -80,6 +85,27 @@ type Request struct {
 	At     time.Time `json:"at"`
 }
 
+// GateSamples records one round of a batch's analysis: every gate's
+// sample, as one event for whoever watches the deployment. It changes
+// nothing else: the verdict is AnalysisPassed, or the batch's hosts
+// recorded failed.
+type GateSamples struct {
+	ID      string            `json:"id"`
+	Batch   int               `json:"batch"` // 0-based
+	Samples []analysis.Sample `json:"samples"`
+	At      time.Time         `json:"at"`
+}
+
+// AnalysisPassed records that the analysis of batch Batch (0-based)
+// passed: until then a batch with gates whose hosts are done stays open
+// (OpenBatch), so that a new leader runs the analysis the old one did not
+// finish instead of skipping it.
+type AnalysisPassed struct {
+	ID    string    `json:"id"`
+	Batch int       `json:"batch"`
+	At    time.Time `json:"at"`
+}
+
 // Retention defaults: what Prune keeps when its command leaves a field zero.
 const (
 	// DefaultKeepFinished is how many finished deployments (with their
@@ -113,6 +139,12 @@ func (Request) CommandType() CommandType { return CmdRequest }
 // CommandType implements Command.
 func (Prune) CommandType() CommandType { return CmdPrune }
 
+// CommandType implements Command.
+func (GateSamples) CommandType() CommandType { return CmdGateSamples }
+
+// CommandType implements Command.
+func (AnalysisPassed) CommandType() CommandType { return CmdAnalysisPassed }
+
 // NewCommand returns an empty command of type t to decode a payload into,
 // or nil when t is not one of the ledger's.
 func NewCommand(t CommandType) Command {
@@ -127,6 +159,10 @@ func NewCommand(t CommandType) Command {
 		return &Request{}
 	case CmdPrune:
 		return &Prune{}
+	case CmdGateSamples:
+		return &GateSamples{}
+	case CmdAnalysisPassed:
+		return &AnalysisPassed{}
 	}
 	return nil
 }
@@ -167,6 +203,10 @@ func (l *Ledger) Apply(c Command) error {
 		return l.request(c)
 	case *Prune:
 		return l.prune(c)
+	case *GateSamples:
+		return l.gateSamples(c)
+	case *AnalysisPassed:
+		return l.analysisPassed(c)
 	}
 	return fmt.Errorf("%w: %T", ErrBadCommand, c)
 }
@@ -344,6 +384,39 @@ func (l *Ledger) request(c *Request) error {
 		msg = "resume"
 	}
 	l.record(Event{Time: c.At, Deployment: d.ID, Kind: EvRequest, Message: msg, State: d.State})
+	return nil
+}
+
+func (l *Ledger) gateSamples(c *GateSamples) error {
+	d, err := l.running(c.ID)
+	if err != nil {
+		return err
+	}
+	if c.Batch < 0 || c.Batch >= len(d.Batches) || len(c.Samples) == 0 {
+		return fmt.Errorf("%w: samples of batch %d of %s (%d batches)", ErrBadCommand, c.Batch, c.ID, len(d.Batches))
+	}
+	d.Updated = c.At
+	l.record(Event{Time: c.At, Deployment: d.ID, Kind: EvGate, Batch: c.Batch + 1,
+		Samples: append([]analysis.Sample(nil), c.Samples...)})
+	return nil
+}
+
+func (l *Ledger) analysisPassed(c *AnalysisPassed) error {
+	d, err := l.running(c.ID)
+	if err != nil {
+		return err
+	}
+	if c.Batch < 0 || c.Batch >= len(d.Batches) {
+		return fmt.Errorf("%w: analysis of batch %d of %s (%d batches)", ErrBadCommand, c.Batch, c.ID, len(d.Batches))
+	}
+	if slices.Contains(d.AnalysisPassed, c.Batch) {
+		return nil // recorded again by a leader that resumed: nothing new
+	}
+	d.AnalysisPassed = append(d.AnalysisPassed, c.Batch)
+	slices.Sort(d.AnalysisPassed)
+	d.Updated = c.At
+	l.record(Event{Time: c.At, Deployment: d.ID, Kind: EvAnalysis, Batch: c.Batch + 1,
+		Message: fmt.Sprintf("batch %d passed every gate", c.Batch+1)})
 	return nil
 }
 

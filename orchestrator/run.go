@@ -152,7 +152,7 @@ func (r *run) run(ctx context.Context) (deploy.DeploymentState, error) {
 		r.emit(Event{Kind: EventPreflight, Message: fmt.Sprintf("%d hosts ready", len(d.HostNames()))})
 	}
 	budget := r.plan.MaxFailures()
-	first := deploy.OpenBatch(&d, r.rollsBack())
+	first := deploy.OpenBatch(&d, deploy.PolicyOf(r.kind, r.plan))
 	for b := first; b < len(d.Batches); b++ {
 		// The batch index is not recorded as it advances (it would cost a
 		// Raft round trip per batch): resume derives it from host stages.
