@@ -143,9 +143,11 @@ func (e *GateError) Unwrap() error { return ErrGateFailed }
 // sample of it passed (only inconclusive ones: not enough traffic, no
 // data, an unreadable source); the error is a *GateError. target is
 // asked before each round (the servers on each release change as a
-// rollout advances); report, if not nil, gets every sample. When ctx
+// rollout advances); report, if not nil, gets each round's samples (one
+// per gate, in order) before they are judged, and an error from it stops
+// Run with that error (the caller could not record what it saw). When ctx
 // ends first, Run returns ctx's error.
-func Run(ctx context.Context, gates []Gate, p Policy, target func() Target, report func(Sample)) error {
+func Run(ctx context.Context, gates []Gate, p Policy, target func() Target, report func([]Sample) error) error {
 	if len(gates) == 0 {
 		return nil
 	}
@@ -199,11 +201,15 @@ func Run(ctx context.Context, gates []Gate, p Policy, target func() Target, repo
 			return ctx.Err()
 		}
 		now := time.Now()
-		for i, s := range samples {
-			s.At = now
-			if report != nil {
-				report(s)
+		for i := range samples {
+			samples[i].At = now
+		}
+		if report != nil {
+			if err := report(samples); err != nil {
+				return err
 			}
+		}
+		for i, s := range samples {
 			st := &states[i]
 			st.last = s
 			switch s.Verdict {

@@ -54,10 +54,16 @@ func TestRun(t *testing.T) {
 				var reported int
 				start := time.Now()
 				err := Run(t.Context(), []Gate{other, g}, Policy{Interval: interval, Duration: window, FailureLimit: tc.limit},
-					func() Target { return Target{} }, func(s Sample) {
-						if s.Gate == "g" {
-							reported++
+					func() Target { return Target{} }, func(round []Sample) error {
+						if len(round) != 2 || round[0].Gate != "other" {
+							t.Errorf("round %+v, want one sample per gate in order", round)
 						}
+						for _, s := range round {
+							if s.Gate == "g" {
+								reported++
+							}
+						}
+						return nil
 					})
 				if got := time.Since(start); got != tc.after {
 					t.Errorf("returned after %s, want %s", got, tc.after)
@@ -87,6 +93,17 @@ func TestRunStopsWithContext(t *testing.T) {
 			func() Target { return Target{} }, nil)
 		if !errors.Is(err, context.DeadlineExceeded) {
 			t.Fatalf("err = %v", err)
+		}
+	})
+}
+
+func TestRunStopsWhenReportFails(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		boom := errors.New("store refused")
+		err := Run(t.Context(), []Gate{&scripted{name: "g", verdicts: []Verdict{Fail}}}, Policy{Interval: time.Second, Duration: time.Minute},
+			func() Target { return Target{} }, func([]Sample) error { return boom })
+		if !errors.Is(err, boom) || errors.Is(err, ErrGateFailed) {
+			t.Fatalf("err = %v, want the report's error", err)
 		}
 	})
 }
