@@ -17,6 +17,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/drover-dev/drover/analysis"
 	"github.com/drover-dev/drover/deploy"
 	"github.com/drover-dev/drover/health"
 	"github.com/drover-dev/drover/plans"
@@ -53,6 +54,9 @@ type Deps struct {
 	Balancer func(p *plans.Plan) (Balancer, error)
 	// Health builds the checker for one host at one release.
 	Health func(p *plans.Plan, h plans.Host, version string, host Host) (health.Checker, health.Policy, error)
+	// Gates builds a plan's analysis gates over the run's balancer, for
+	// each batch (default PlanGates).
+	Gates func(p *plans.Plan, lb Balancer) ([]analysis.Gate, error)
 	// Events receives progress; it must not block for long. Optional.
 	Events func(Event)
 	// Now is the clock; the engine stamps commands with it (Apply never reads clocks).
@@ -123,6 +127,9 @@ func New(d Deps) *Engine {
 	}
 	if d.Events == nil {
 		d.Events = func(Event) {}
+	}
+	if d.Gates == nil {
+		d.Gates = PlanGates
 	}
 	if d.Balancer == nil {
 		d.Balancer = func(*plans.Plan) (Balancer, error) { return nil, nil }

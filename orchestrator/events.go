@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"time"
 
+	"github.com/drover-dev/drover/analysis"
 	"github.com/drover-dev/drover/deploy"
 )
 
@@ -23,6 +24,8 @@ const (
 	EventRollback    EventKind = "rollback"     // the deployment is rolling back
 	EventWarning     EventKind = "warning"      // something to know that changes nothing
 	EventNote        EventKind = "note"         // how the engine chose to act (which checks, why a host is re-enabled)
+	EventAnalysis    EventKind = "analysis"     // a batch's analysis begins or passed (Message)
+	EventGate        EventKind = "gate"         // one sample of an analysis gate (Sample)
 	EventPaused      EventKind = "paused"       // stopped at a safe point
 	EventFinished    EventKind = "finished"     // reached a terminal state
 )
@@ -46,6 +49,8 @@ type Event struct {
 	// Elapsed is how long the host's previous stage took (on a stage,
 	// done or failed event). In JSON: seconds, as a number.
 	Elapsed time.Duration `json:"-"`
+	// Sample is what an analysis gate saw (EventGate).
+	Sample *analysis.Sample `json:"sample,omitempty"`
 }
 
 // eventJSON is Event with Elapsed in seconds (docs/json.md).

@@ -26,6 +26,7 @@ type run struct {
 
 	connector Connector
 	lb        Balancer
+	rawLB     Balancer  // lb without the fence: the gates read its counters
 	art       *Artifact // nil for an operator's rollback: nothing to upload
 
 	dials      chan struct{} // connection set-ups in flight (see hosts.go)
@@ -67,6 +68,7 @@ func (e *Engine) newRun(ctx context.Context, d deploy.Deployment, stop <-chan st
 	if r.lb, err = e.d.Balancer(&p); err != nil {
 		return nil, fmt.Errorf("set up load balancer: %w", err)
 	}
+	r.rawLB = r.lb
 	if r.lb != nil && e.d.Fence != nil {
 		r.lb = fencedBalancer{r.lb, e.d.Fence}
 	}
@@ -152,7 +154,8 @@ func (r *run) run(ctx context.Context) (deploy.DeploymentState, error) {
 		r.emit(Event{Kind: EventPreflight, Message: fmt.Sprintf("%d hosts ready", len(d.HostNames()))})
 	}
 	budget := r.plan.MaxFailures()
-	first := deploy.OpenBatch(&d, deploy.PolicyOf(r.kind, r.plan))
+	policy := deploy.PolicyOf(r.kind, r.plan)
+	first := deploy.OpenBatch(&d, policy)
 	for b := first; b < len(d.Batches); b++ {
 		// The batch index is not recorded as it advances (it would cost a
 		// Raft round trip per batch): resume derives it from host stages.
@@ -166,20 +169,21 @@ func (r *run) run(ctx context.Context) (deploy.DeploymentState, error) {
 		if d, err = r.deployment(); err != nil {
 			return deploy.StateRunning, err
 		}
-		if failed := failedHosts(d); len(failed) > budget {
-			msg := fmt.Sprintf("%d host(s) failed (%s), more than max_failures=%d", len(failed), strings.Join(failed, ", "), budget)
-			if !d.Touched() {
-				// Refused before any side effect (min_in_service): there
-				// is nothing to roll back.
-				return r.finish(ctx, deploy.StateFailed, msg+"; no host was touched")
+		if st, stop, err := r.overBudget(ctx, d, budget); stop {
+			return st, err
+		}
+		// Within budget, the batch's hosts are back in rotation: judge them
+		// by their metrics before the next batch.
+		if deploy.AwaitsAnalysis(&d, b, policy) {
+			if err := r.analyse(ctx, d, b); err != nil {
+				return deploy.StateRunning, err
 			}
-			if r.kind == deploy.KindRepair {
-				return r.finish(ctx, deploy.StateFailed, msg+"; repair stopped: see each host's error")
+			if d, err = r.deployment(); err != nil {
+				return deploy.StateRunning, err
 			}
-			if !r.plan.Rollback.Automatic {
-				return r.finish(ctx, deploy.StateFailed, msg+"; automatic rollback is off: hosts left as they are")
+			if st, stop, err := r.overBudget(ctx, d, budget); stop {
+				return st, err
 			}
-			return r.rollbackAll(ctx, msg)
 		}
 		if b+1 < len(d.Batches) && r.plan.Strategy.Pause > 0 {
 			select {
@@ -194,6 +198,29 @@ func (r *run) run(ctx context.Context) (deploy.DeploymentState, error) {
 		r.prune(ctx, d)
 	}
 	return r.finish(ctx, deploy.StateSucceeded, "")
+}
+
+// overBudget ends the rollout (stop) when more hosts failed than the
+// budget allows: rolled back, or failed when nothing can be.
+func (r *run) overBudget(ctx context.Context, d deploy.Deployment, budget int) (st deploy.DeploymentState, stop bool, err error) {
+	failed := failedHosts(d)
+	if len(failed) <= budget {
+		return "", false, nil
+	}
+	msg := fmt.Sprintf("%d host(s) failed (%s), more than max_failures=%d", len(failed), strings.Join(failed, ", "), budget)
+	switch {
+	case !d.Touched():
+		// Refused before any side effect (min_in_service): there is
+		// nothing to roll back.
+		st, err = r.finish(ctx, deploy.StateFailed, msg+"; no host was touched")
+	case r.kind == deploy.KindRepair:
+		st, err = r.finish(ctx, deploy.StateFailed, msg+"; repair stopped: see each host's error")
+	case !r.plan.Rollback.Automatic:
+		st, err = r.finish(ctx, deploy.StateFailed, msg+"; automatic rollback is off: hosts left as they are")
+	default:
+		st, err = r.rollbackAll(ctx, msg)
+	}
+	return st, true, err
 }
 
 func (r *run) pause(ctx context.Context, batch int) (deploy.DeploymentState, error) {

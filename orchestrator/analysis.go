@@ -1,0 +1,170 @@
+package orchestrator
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/drover-dev/drover/analysis"
+	"github.com/drover-dev/drover/deploy"
+	"github.com/drover-dev/drover/plans"
+)
+
+// counterReader is a balancer that can read its servers' traffic counters
+// (HAProxy's show stat), one source per instance, for HAProxy gates.
+type counterReader interface {
+	CounterSources() []analysis.CounterSource
+}
+
+// PlanGates builds the plan's analysis gates over lb (the balancer the run
+// drains and enables with; HAProxy gates read its counters). Gates keep
+// the readings of their window: build them afresh for each batch.
+func PlanGates(p *plans.Plan, lb Balancer) ([]analysis.Gate, error) {
+	if !p.HasGates() {
+		return nil, nil
+	}
+	a := p.Analysis
+	var sources []analysis.CounterSource
+	if cr, ok := lb.(counterReader); ok {
+		sources = cr.CounterSources()
+	}
+	var prom *analysis.Prometheus
+	if a.Prometheus != nil {
+		prom = &analysis.Prometheus{URL: a.Prometheus.URL}
+	}
+	gates := make([]analysis.Gate, 0, len(a.Gates))
+	for _, g := range a.Gates {
+		var gate analysis.Gate
+		var err error
+		switch {
+		case g.Prometheus != nil:
+			if prom == nil {
+				return nil, fmt.Errorf("gate %s: no analysis.prometheus.url", g.Name)
+			}
+			var cond analysis.Condition
+			if cond, err = analysis.ParseCondition(g.Prometheus.Condition, analysis.Result); err == nil {
+				gate, err = analysis.NewPrometheusGate(g.Name, g.Prometheus.Query, cond, prom)
+			}
+		default:
+			var cond analysis.Condition
+			if cond, err = analysis.ParseCondition(g.HAProxy, analysis.ErrorRate, analysis.ResponseTime); err == nil {
+				gate, err = analysis.NewHAProxyGate(g.Name, cond, int64(a.MinRequests), sources...)
+			}
+		}
+		if err != nil {
+			return nil, fmt.Errorf("gate %s: %w", g.Name, err)
+		}
+		gates = append(gates, gate)
+	}
+	return gates, nil
+}
+
+// CounterSources are the HAProxy instances' counters.
+func (b haproxyBalancer) CounterSources() []analysis.CounterSource {
+	drivers := b.Drivers()
+	out := make([]analysis.CounterSource, len(drivers))
+	for i, d := range drivers {
+		out[i] = d
+	}
+	return out
+}
+
+// analyse judges batch b, whose hosts are done and back in rotation, by the
+// plan's gates. It returns only errors that stop the engine: a failed gate
+// is recorded as a failure of every host of the batch that finished its
+// rollout, each then rolled back like a host that failed its health check
+// (when the plan rolls back); a passed analysis is recorded
+// (deploy.AnalysisPassed) before the next batch may open.
+func (r *run) analyse(ctx context.Context, d deploy.Deployment, b int) error {
+	var judged []string
+	for _, name := range d.Batches[b] {
+		if hp := d.Hosts[name]; hp.Stage == deploy.StageDone && hp.Phase == deploy.PhaseRollout {
+			judged = append(judged, name)
+		}
+	}
+	a := r.plan.Analysis
+	gates, err := r.e.d.Gates(r.plan, r.rawLB)
+	if err == nil {
+		names := make([]string, len(a.Gates))
+		for i, g := range a.Gates {
+			names[i] = g.Name
+		}
+		r.emit(Event{Kind: EventAnalysis, Batch: b + 1, Batches: len(d.Batches), Hosts: judged,
+			Message: fmt.Sprintf("watching gates %s for %s, every %s", strings.Join(names, ", "), a.Duration, a.Interval)})
+		err = analysis.Run(ctx, gates, analysis.Policy{Interval: a.Interval, Duration: a.Duration, FailureLimit: a.FailureLimit},
+			r.analysisTarget, func(round []analysis.Sample) error { return r.recordSamples(ctx, b, round) })
+	}
+	switch {
+	case err == nil:
+		if err := r.e.d.Store.Apply(ctx, &deploy.AnalysisPassed{ID: r.id, Batch: b, At: r.e.d.Now().UTC()}); err != nil {
+			return &fatalError{fmt.Errorf("record the analysis of batch %d: %w", b+1, err)}
+		}
+		r.emit(Event{Kind: EventAnalysis, Batch: b + 1, Batches: len(d.Batches), Hosts: judged,
+			Message: fmt.Sprintf("batch %d passed every gate", b+1)})
+		return nil
+	case isFatal(ctx, err):
+		return fatalOnly(ctx, err)
+	}
+	// The gates said no, or could not be set up: the batch's hosts fail.
+	failure := fmt.Errorf("analysis of batch %d: %w", b+1, err)
+	for _, name := range judged {
+		if err := r.fail(ctx, name, deploy.PhaseRollout, d.Hosts[name].Target, failure); err != nil {
+			return err
+		}
+	}
+	if !r.rollsBack() {
+		return nil
+	}
+	if d, err = r.deployment(); err != nil {
+		return err
+	}
+	// The batch's slot: these hosts were out of rotation together a moment ago.
+	return errors.Join(each(judged, func(name string) error {
+		defer r.release(r.hosts[name])
+		if err := r.rollbackHost(ctx, d.Hosts[name]); err != nil {
+			return err
+		}
+		r.finishedWith(ctx, name)
+		return nil
+	})...)
+}
+
+// analysisTarget is what the gates judge now: the servers on the new
+// release (hosts whose rollout is done, or that already ran it), and those
+// on the old one (not yet started, or rolled back), from the store.
+func (r *run) analysisTarget() analysis.Target {
+	t := analysis.Target{Version: r.plan.Version, Deployment: r.id}
+	d, err := r.deployment()
+	if err != nil {
+		return t
+	}
+	t.Version = d.Version
+	for _, name := range d.HostNames() {
+		hp, server := d.Hosts[name], r.hosts[name].LBServer
+		switch {
+		case hp.Phase == deploy.PhaseRollout && (hp.Stage == deploy.StageDone || hp.Stage == deploy.StageSkipped):
+			t.Hosts = append(t.Hosts, name)
+			if server != "" {
+				t.New = append(t.New, server)
+			}
+		case server == "":
+		case hp.Phase == deploy.PhaseRollout && hp.Stage == deploy.StagePending,
+			hp.Phase == deploy.PhaseRollback && hp.Stage == deploy.StageDone:
+			t.Old = append(t.Old, server)
+		}
+	}
+	return t
+}
+
+// recordSamples records a round of samples through the store (so that a
+// cluster's watchers see them) and shows each one.
+func (r *run) recordSamples(ctx context.Context, b int, round []analysis.Sample) error {
+	if err := r.e.d.Store.Apply(ctx, &deploy.GateSamples{ID: r.id, Batch: b, Samples: round, At: r.e.d.Now().UTC()}); err != nil {
+		return &fatalError{fmt.Errorf("record the samples of batch %d: %w", b+1, err)}
+	}
+	for _, s := range round {
+		r.emit(Event{Kind: EventGate, Batch: b + 1, Sample: &s, Message: s.String()})
+	}
+	return nil
+}
