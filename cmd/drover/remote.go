@@ -224,6 +224,15 @@ func (c *eventConverter) convert(ev deploy.Event) []orchestrator.Event {
 	case deploy.EvTrimmed:
 		base.Kind, base.Message = orchestrator.EventWarning, ev.Message
 		out = append(out, base)
+	case deploy.EvGate:
+		for _, s := range ev.Samples {
+			e := base
+			e.Kind, e.Batch, e.Sample, e.Message = orchestrator.EventGate, ev.Batch, &s, s.String()
+			out = append(out, e)
+		}
+	case deploy.EvAnalysis:
+		base.Kind, base.Batch, base.Batches, base.Message = orchestrator.EventAnalysis, ev.Batch, len(c.d.Batches), ev.Message
+		out = append(out, base)
 	case deploy.EvState:
 		switch {
 		case ev.State == deploy.StateRollingBack:

@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/drover-dev/drover/analysis"
 	"github.com/drover-dev/drover/deploy"
 	"github.com/drover-dev/drover/orchestrator"
 )
@@ -86,5 +87,35 @@ func TestExitFor(t *testing.T) {
 		if code != tc.want {
 			t.Errorf("%s: exit %d, want %d", tc.d.State, code, tc.want)
 		}
+	}
+}
+
+// A cluster watcher shows every gate sample the leader recorded, as a
+// local deploy does, and the text line says which gate saw what.
+func TestEventConverterGates(t *testing.T) {
+	t0 := time.Date(2026, 11, 28, 10, 0, 0, 0, time.UTC)
+	d := deploy.Deployment{ID: "d1", Batches: [][]string{{"web1"}, {"web2"}}}
+	c := newEventConverter(d)
+	samples := []analysis.Sample{
+		{Gate: "errors", Verdict: analysis.Fail, Condition: "error_rate < 1%", Metric: "error_rate", Value: 0.052, Threshold: 0.01, Requests: 830},
+		{Gate: "app", Verdict: analysis.Inconclusive, Condition: "result < 1%", Metric: "result", Detail: "no data for sum(x)"},
+	}
+	out := c.convert(deploy.Event{Kind: deploy.EvGate, Deployment: "d1", Batch: 1, Samples: samples, Time: t0})
+	out = append(out, c.convert(deploy.Event{Kind: deploy.EvAnalysis, Deployment: "d1", Batch: 1, Message: "batch 1 passed every gate", Time: t0})...)
+	if len(out) != 3 || out[0].Kind != orchestrator.EventGate || out[1].Kind != orchestrator.EventGate || out[2].Kind != orchestrator.EventAnalysis {
+		t.Fatalf("converted %+v", out)
+	}
+	if out[0].Sample == nil || out[0].Sample.Gate != "errors" || out[1].Sample.Gate != "app" || out[0].Batch != 1 {
+		t.Errorf("samples %+v %+v", out[0].Sample, out[1].Sample)
+	}
+	v := &view{mode: "text", start: t0}
+	if got, want := v.line(out[0]), "[  0.00s] gate errors   fail         error_rate 5.2% (want error_rate < 1%; 830 requests)"; got != want {
+		t.Errorf("line:\n got %q\nwant %q", got, want)
+	}
+	if got, want := v.line(out[1]), "[  0.00s] gate app      inconclusive no data for sum(x)"; got != want {
+		t.Errorf("line:\n got %q\nwant %q", got, want)
+	}
+	if got, want := v.line(out[2]), "[  0.00s] analysis of batch 1: batch 1 passed every gate"; got != want {
+		t.Errorf("line:\n got %q\nwant %q", got, want)
 	}
 }

@@ -232,7 +232,8 @@ func (v *view) event(ev orchestrator.Event) {
 		// The table shows stages; only what the table cannot show is printed.
 		switch ev.Kind {
 		case orchestrator.EventHostFailed, orchestrator.EventRollback, orchestrator.EventWarning,
-			orchestrator.EventNote, orchestrator.EventPaused, orchestrator.EventPreflight:
+			orchestrator.EventNote, orchestrator.EventPaused, orchestrator.EventPreflight,
+			orchestrator.EventAnalysis, orchestrator.EventGate:
 			v.clear()
 			v.println(v.line(ev))
 			if ev.Output != "" {
@@ -287,6 +288,12 @@ func (v *view) line(ev orchestrator.Event) string {
 		return fmt.Sprintf("%s %-10s %s", ts, ev.Host, ev.Message)
 	case orchestrator.EventPaused:
 		return fmt.Sprintf("%s %s", ts, ev.Message)
+	case orchestrator.EventAnalysis:
+		return fmt.Sprintf("%s analysis of batch %d: %s", ts, ev.Batch, ev.Message)
+	case orchestrator.EventGate:
+		if s := ev.Sample; s != nil {
+			return fmt.Sprintf("%s gate %-8s %-12s %s", ts, s.Gate, s.Verdict, s)
+		}
 	case orchestrator.EventFinished:
 		if ev.Error != "" {
 			return fmt.Sprintf("%s finished: %s: %s", ts, ev.State, ev.Error)
