@@ -80,9 +80,11 @@ func TestHAProxyGate(t *testing.T) {
 		{name: "relative response time weighted by requests", cond: "response_time <= baseline * 1.2", min: 10,
 			rounds: [][]traffic{{{"web/web1", 100, 0, 300 * time.Millisecond}, {"web/web2", 300, 0, 100 * time.Millisecond}, {"web/web3", 100, 0, 100 * time.Millisecond}}},
 			want:   []Verdict{Fail}, value: 0.15},
+		// rtime is the mean of every response so far (fewer than 1024): from
+		// 100ms over 100 to 200ms over 200, the last 100 took 300ms.
 		{name: "no baseline left keeps the last one", cond: "response_time <= baseline * 1.2", min: 10,
 			rounds: [][]traffic{{{"web/web1", 100, 0, 100 * time.Millisecond}, {"web/web3", 100, 0, 100 * time.Millisecond}}, {{"web/web1", 100, 0, 200 * time.Millisecond}}},
-			want:   []Verdict{Pass, Fail}, value: 0.2},
+			want:   []Verdict{Pass, Fail}, value: 0.3},
 		{name: "no baseline at all", cond: "error_rate <= baseline", min: 10,
 			rounds: [][]traffic{{{"web/web1", 100, 0, 0}}},
 			want:   []Verdict{Inconclusive}, detail: "no baseline: 0 requests to the old release, at least 10 needed"},
@@ -122,6 +124,53 @@ func TestHAProxyGate(t *testing.T) {
 			}
 			if s.Verdict != Inconclusive && !near(s.Value, tc.value) {
 				t.Errorf("value = %g, want %g", s.Value, tc.value)
+			}
+		})
+	}
+}
+
+// HAProxy's rtime on a busy server is a sliding average of its last 1024
+// responses: a slow release barely moves it at first. The gate unwinds
+// it to the window's own mean.
+func TestHAProxyGateUnwindsRtime(t *testing.T) {
+	// haproxy keeps rtime as HAProxy does (swrate: sum += v - (sum+n/2)/n,
+	// shown as (sum+n/2)/n in whole milliseconds).
+	type server struct{ sum, n int64 }
+	serve := func(s *server, count int, ms int64) {
+		for range count {
+			win := min(s.n+1, rtimeSamples)
+			s.sum += ms - (s.sum+win/2)/win
+			s.n++
+		}
+	}
+	rtime := func(s server) time.Duration {
+		win := min(s.n, rtimeSamples)
+		return time.Duration((s.sum+win/2)/win) * time.Millisecond
+	}
+	for _, tc := range []struct {
+		name     string
+		before   int   // responses at 1ms before the window
+		k        int   // responses in the window
+		ms       int64 // their time
+		min, max float64
+	}{
+		{"busy server, slow release", 50000, 40, 150, 0.120, 0.180},
+		{"busy server, good release", 50000, 1000, 1, 0, 0.003},
+		{"young server", 100, 40, 150, 0.120, 0.180},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var s server
+			serve(&s, tc.before, 1)
+			src := &counterScript{cs: map[string]Counters{"web/web1": {Requests: s.n, ResponseTime: rtime(s)}}}
+			cond, _ := ParseCondition("response_time < 1s", ResponseTime)
+			g, _ := NewHAProxyGate("latency", cond, 10, src)
+			g.Start(t.Context(), Target{New: []string{"web/web1"}})
+			serve(&s, tc.k, tc.ms)
+			src.cs["web/web1"] = Counters{Requests: s.n, ResponseTime: rtime(s)}
+			smp := g.Sample(t.Context(), Target{New: []string{"web/web1"}})
+			t.Logf("rtime %s, window mean %.1fms", rtime(s), smp.Value*1000)
+			if smp.Verdict == Inconclusive || smp.Value < tc.min || smp.Value > tc.max {
+				t.Errorf("window mean %.4fs (%s), want %.3f-%.3fs", smp.Value, smp.Verdict, tc.min, tc.max)
 			}
 		})
 	}

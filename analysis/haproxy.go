@@ -3,6 +3,7 @@ package analysis
 import (
 	"context"
 	"fmt"
+	"math"
 	"sync"
 	"time"
 )
@@ -134,13 +135,41 @@ func delta(before, after map[string]Counters, servers []string) window {
 		a, b := after[s], before[s]
 		req, errs := a.Requests-b.Requests, a.Errors-b.Errors
 		if req < 0 || errs < 0 { // HAProxy reloaded: counters start over
-			req, errs = a.Requests, a.Errors
+			req, errs, b = a.Requests, a.Errors, Counters{}
 		}
 		w.Requests += req
 		w.Errors += errs
-		w.rtWeighted += a.ResponseTime.Seconds() * float64(req)
+		w.rtWeighted += windowResponseTime(b, a, req) * float64(req)
 	}
 	return w
+}
+
+// rtimeSamples is the window of HAProxy's rtime: the average over a
+// server's last 1024 responses (TIME_STATS_SAMPLES), kept as a sliding
+// sum that each response moves by 1/1024 of the way.
+const rtimeSamples = 1024
+
+// windowResponseTime is the mean response time (seconds) of the k
+// responses a server gave between readings b and a. rtime lags: on a
+// server that served 1024 responses of the old release it would take
+// hundreds of slow ones to move, so it is unwound: while fewer than 1024
+// responses are counted rtime is their plain mean, after that each
+// response keeps (1 - 1/1024) of the average. rtime is whole
+// milliseconds, so the result is within about 1024/k ms: tight for a busy
+// server, loose but still telling for a slow one, which answers few.
+func windowResponseTime(b, a Counters, k int64) float64 {
+	if k <= 0 {
+		return 0
+	}
+	r0, r1 := b.ResponseTime.Seconds(), a.ResponseTime.Seconds()
+	var x float64
+	if a.Requests <= rtimeSamples {
+		x = (float64(a.Requests)*r1 - float64(b.Requests)*r0) / float64(k)
+	} else {
+		keep := math.Pow(1-1.0/rtimeSamples, float64(k))
+		x = (r1 - keep*r0) / (1 - keep)
+	}
+	return max(x, 0)
 }
 
 func (w window) value(m Metric) float64 {

@@ -18,8 +18,9 @@ type counterReader interface {
 }
 
 // PlanGates builds the plan's analysis gates over lb (the balancer the run
-// drains and enables with; HAProxy gates read its counters). Gates keep
-// the readings of their window: build them afresh for each batch.
+// drains and enables with; HAProxy gates read its counters). A gate
+// keeps what it saw (a relative gate, the old release's last value): one
+// set serves a whole run.
 func PlanGates(p *plans.Plan, lb Balancer) ([]analysis.Gate, error) {
 	if !p.HasGates() {
 		return nil, nil
@@ -84,7 +85,12 @@ func (r *run) analyse(ctx context.Context, d deploy.Deployment, b int) error {
 		}
 	}
 	a := r.plan.Analysis
-	gates, err := r.e.d.Gates(r.plan, r.rawLB)
+	// One set of gates for the whole run: a relative gate keeps the old
+	// release's last value for the batches after the last old server went.
+	if r.gates == nil && r.gatesErr == nil {
+		r.gates, r.gatesErr = r.e.d.Gates(r.plan, r.rawLB)
+	}
+	gates, err := r.gates, r.gatesErr
 	if err == nil {
 		names := make([]string, len(a.Gates))
 		for i, g := range a.Gates {

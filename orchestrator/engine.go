@@ -54,8 +54,8 @@ type Deps struct {
 	Balancer func(p *plans.Plan) (Balancer, error)
 	// Health builds the checker for one host at one release.
 	Health func(p *plans.Plan, h plans.Host, version string, host Host) (health.Checker, health.Policy, error)
-	// Gates builds a plan's analysis gates over the run's balancer, for
-	// each batch (default PlanGates).
+	// Gates builds a plan's analysis gates over the run's balancer, once
+	// per run (default PlanGates).
 	Gates func(p *plans.Plan, lb Balancer) ([]analysis.Gate, error)
 	// Events receives progress; it must not block for long. Optional.
 	Events func(Event)

@@ -10,6 +10,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/drover-dev/drover/analysis"
 	"github.com/drover-dev/drover/deploy"
 	"github.com/drover-dev/drover/internal/fence"
 	"github.com/drover-dev/drover/plans"
@@ -26,7 +27,9 @@ type run struct {
 
 	connector Connector
 	lb        Balancer
-	rawLB     Balancer  // lb without the fence: the gates read its counters
+	rawLB     Balancer        // lb without the fence: the gates read its counters
+	gates     []analysis.Gate // built at the first analysis (see analyse)
+	gatesErr  error
 	art       *Artifact // nil for an operator's rollback: nothing to upload
 
 	dials      chan struct{} // connection set-ups in flight (see hosts.go)
