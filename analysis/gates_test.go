@@ -80,7 +80,7 @@ func TestHAProxyGate(t *testing.T) {
 		{name: "relative response time weighted by requests", cond: "response_time <= baseline * 1.2", min: 10,
 			rounds: [][]traffic{{{"web/web1", 100, 0, 300 * time.Millisecond}, {"web/web2", 300, 0, 100 * time.Millisecond}, {"web/web3", 100, 0, 100 * time.Millisecond}}},
 			want:   []Verdict{Fail}, value: 0.15},
-		// rtime is the mean of every response so far (fewer than 1024): from
+		// rtime is the mean of every response so far (fewer than 512): from
 		// 100ms over 100 to 200ms over 200, the last 100 took 300ms.
 		{name: "no baseline left keeps the last one", cond: "response_time <= baseline * 1.2", min: 10,
 			rounds: [][]traffic{{{"web/web1", 100, 0, 100 * time.Millisecond}, {"web/web3", 100, 0, 100 * time.Millisecond}}, {{"web/web1", 100, 0, 200 * time.Millisecond}}},
@@ -129,7 +129,7 @@ func TestHAProxyGate(t *testing.T) {
 	}
 }
 
-// HAProxy's rtime on a busy server is a sliding average of its last 1024
+// HAProxy's rtime on a busy server is a sliding average of its last 512
 // responses: a slow release barely moves it at first. The gate unwinds
 // it to the window's own mean.
 func TestHAProxyGateUnwindsRtime(t *testing.T) {
