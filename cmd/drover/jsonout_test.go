@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/drover-dev/drover/analysis"
 	"github.com/drover-dev/drover/deploy"
 	"github.com/drover-dev/drover/orchestrator"
 	"github.com/santhosh-tekuri/jsonschema/v6"
@@ -133,6 +134,9 @@ func TestEventJSONMatchesTheSchema(t *testing.T) {
 		{Kind: orchestrator.EventStage, Host: "web1", Stage: deploy.StageInstall, Phase: deploy.PhaseRollout, Version: "v2", Elapsed: 1200 * time.Millisecond},
 		{Kind: orchestrator.EventProbe, Host: "web1", Stage: deploy.StageVerify, Version: "v2", Error: "status 503"},
 		{Kind: orchestrator.EventHostFailed, Host: "web1", Stage: deploy.StageVerify, Phase: deploy.PhaseRollout, Error: "not healthy", Output: "line\n"},
+		{Kind: orchestrator.EventAnalysis, Batch: 1, Batches: 2, Hosts: []string{"web1"}, Message: "watching gates errors for 30s, every 5s"},
+		{Kind: orchestrator.EventGate, Batch: 1, Message: "error_rate 5% (want error_rate < 1%; 200 requests)", Sample: &analysis.Sample{
+			Gate: "errors", Verdict: analysis.Fail, Condition: "error_rate < 1%", Metric: "error_rate", Value: 0.05, Threshold: 0.01, Requests: 200, At: t0}},
 		{Kind: orchestrator.EventRollback, Message: "1 host failed"},
 		{Kind: orchestrator.EventFinished, State: deploy.StateRolledBack, Error: "1 host(s) failed"},
 	} {
@@ -140,7 +144,7 @@ func TestEventJSONMatchesTheSchema(t *testing.T) {
 		v.event(ev)
 	}
 	lines := strings.Split(strings.TrimSpace(out.String()), "\n")
-	if len(lines) != 8 {
+	if len(lines) != 10 {
 		t.Fatalf("%d lines:\n%s", len(lines), out.String())
 	}
 	for _, l := range lines {
