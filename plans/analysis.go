@@ -160,6 +160,9 @@ func (l *loader) gate(gm *mapping, path string, p *Plan, hasProm bool, seen map[
 		if !condition(gm, path+".haproxy", cond, cp, haproxyMetrics) {
 			return g, false
 		}
+		if c, _ := analysis.ParseCondition(cond, haproxyMetrics...); c.Baseline {
+			l.relativeAt = append(l.relativeAt, cp)
+		}
 		g.HAProxy = cond
 	case gm.Has("prometheus"):
 		pm, ok := gm.OptMapping("prometheus", promGateKeys...)
@@ -231,4 +234,18 @@ func inScalar(d *doc, p pos, s string, col int) pos {
 		return p
 	}
 	return pos{File: p.File, Line: p.Line, Col: p.Col + shift + utf8.RuneCountInString(s[:colOffset(s, col)])}
+}
+
+// checkBaseline refuses a gate relative to the old release in a plan whose
+// first batch takes every host: no host would be left on the old release
+// to compare with, and the gate could never pass.
+func (l *loader) checkBaseline(p *Plan) {
+	if len(l.relativeAt) == 0 {
+		return
+	}
+	if b := p.Batches(); len(b) == 1 {
+		for _, at := range l.relativeAt {
+			l.errorf(at, "analysis: a gate relative to the old release (baseline) needs hosts still on it, but the first batch takes all %d hosts; use a smaller batch or an absolute threshold", len(p.Hosts))
+		}
+	}
 }

@@ -86,6 +86,8 @@ func TestParseAnalysisInvalid(t *testing.T) {
 			want: `plan.yaml:7:86: analysis.gates[0].prometheus.query: template: p:1:12: executing "p" at <.Host>: can't evaluate field Host in type analysis.QueryData (it can use {{.Hosts}}, {{.Version}} and {{.Deployment}})`},
 		{name: "bad url", src: lbBase + "analysis: {prometheus: {url: \"prom:9090\"}, gates: [{name: e, haproxy: \"error_rate < 1%\"}]}\n",
 			want: `plan.yaml:7:30: analysis.prometheus.url: must be an http:// or https:// URL with a host, got "prom:9090"`},
+		{name: "a baseline with one batch of every host", src: lbBase + "strategy: {batch: 100%, allow_full_outage: true}\nanalysis: {gates: [{name: l, haproxy: \"response_time <= baseline * 1.2\"}]}\n",
+			want: `plan.yaml:8:39: analysis: a gate relative to the old release (baseline) needs hosts still on it, but the first batch takes all 2 hosts; use a smaller batch or an absolute threshold`},
 		{name: "duration shorter than interval", src: lbBase + "analysis: {interval: 10s, duration: 5s, gates: [{name: e, haproxy: \"error_rate < 1%\"}]}\n",
 			want: `plan.yaml:7:37: analysis: duration (5s) must be at least interval (10s): the window holds at least one sample`},
 	} {

@@ -151,6 +151,9 @@ type loader struct {
 	dir  string // absolute folder of the plan
 	opts Options
 	refs []fileRef // the files the plan names, checked after decoding
+	// relativeAt is where each gate relative to the old release is
+	// written, for checkBaseline.
+	relativeAt []pos
 }
 
 func newLoader(path string) *loader {
@@ -239,6 +242,7 @@ func (l *loader) load(data []byte) *Plan {
 	// half-decoded one it would be noise.
 	if len(l.errs) == 0 {
 		l.checkOutage(p, batchAt, minAt)
+		l.checkBaseline(p)
 	}
 	return p
 }
