@@ -176,6 +176,25 @@ func TestHAProxyGateUnwindsRtime(t *testing.T) {
 	}
 }
 
+// A gate seeded with the old release's value judges the last batch, where
+// no server is left on the old release, as the gate that saw it would.
+func TestHAProxyGateSeedBaseline(t *testing.T) {
+	cond, _ := ParseCondition("response_time <= baseline + 20ms", ResponseTime)
+	src := &counterScript{}
+	g, _ := NewHAProxyGate("latency", cond, 10, src)
+	all := Target{New: []string{"web/web1", "web/web2"}}
+	g.Start(t.Context(), all)
+	src.serve("web/web1", 100, 0, 100*time.Millisecond)
+	if s := g.Sample(t.Context(), all); s.Verdict != Inconclusive {
+		t.Fatalf("unseeded: %s, want inconclusive (no baseline)", s)
+	}
+	g.SeedBaseline(0.09)
+	src.serve("web/web1", 100, 0, 100*time.Millisecond)
+	if s := g.Sample(t.Context(), all); s.Verdict != Pass || s.Baseline == nil || !near(*s.Baseline, 0.09) {
+		t.Fatalf("seeded: %s (baseline %v), want a pass against 90ms", s, s.Baseline)
+	}
+}
+
 func TestHAProxyGateCounterReset(t *testing.T) {
 	cond, _ := ParseCondition("error_rate < 1%", ErrorRate)
 	src := &counterScript{}

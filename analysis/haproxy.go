@@ -56,6 +56,17 @@ func NewHAProxyGate(name string, cond Condition, minRequests int64, sources ...C
 // Name is the gate's name.
 func (g *HAProxyGate) Name() string { return g.name }
 
+// SeedBaseline gives a relative gate the old release's value seen before
+// it existed (by a leader that ran the earlier batches), for when no
+// server is left on the old release; a value it measures itself replaces it.
+func (g *HAProxyGate) SeedBaseline(v float64) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.baseline == nil {
+		g.baseline = &v
+	}
+}
+
 // Start takes the window's first reading.
 func (g *HAProxyGate) Start(ctx context.Context, _ Target) {
 	cur, err := g.read(ctx)

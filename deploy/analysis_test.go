@@ -104,7 +104,7 @@ func TestAnalysisCommands(t *testing.T) {
 		{&GateSamples{ID: "d1", Batch: 0, At: time.Unix(103, 0)}, ErrBadCommand},
 		{&GateSamples{ID: "nope", Batch: 0, Samples: []analysis.Sample{s}}, ErrUnknownDeployment},
 		{&AnalysisPassed{ID: "d1", Batch: -1}, ErrBadCommand},
-		{&AnalysisPassed{ID: "d1", Batch: 0, At: time.Unix(104, 0)}, nil},
+		{&AnalysisPassed{ID: "d1", Batch: 0, Baselines: map[string]float64{"latency": 0.002}, At: time.Unix(104, 0)}, nil},
 		{&AnalysisPassed{ID: "d1", Batch: 0, At: time.Unix(105, 0)}, nil}, // again: no change
 	} {
 		if err := l.Apply(tc.c); !errors.Is(err, tc.want) || (err == nil) != (tc.want == nil) {
@@ -112,8 +112,13 @@ func TestAnalysisCommands(t *testing.T) {
 		}
 	}
 	d := l.Deployments["d1"]
-	if len(d.AnalysisPassed) != 1 || d.AnalysisPassed[0] != 0 || !d.Updated.Equal(time.Unix(104, 0)) {
-		t.Errorf("analysis passed %v, updated %v", d.AnalysisPassed, d.Updated)
+	if len(d.AnalysisPassed) != 1 || d.AnalysisPassed[0] != 0 || !d.Updated.Equal(time.Unix(104, 0)) || d.Baselines["latency"] != 0.002 {
+		t.Errorf("analysis passed %v, updated %v, baselines %v", d.AnalysisPassed, d.Updated, d.Baselines)
+	}
+	if c := d.Clone(); c.Baselines["latency"] != 0.002 {
+		t.Errorf("clone lost the baselines: %v", c.Baselines)
+	} else if c.Baselines["latency"] = 1; d.Baselines["latency"] != 0.002 {
+		t.Errorf("clone shares the baselines")
 	}
 	var gate, passed []Event
 	for _, ev := range l.EventsAfter("d1", 0) {

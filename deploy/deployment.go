@@ -9,6 +9,7 @@ package deploy
 
 import (
 	"encoding/json"
+	"maps"
 	"time"
 )
 
@@ -107,6 +108,9 @@ type Deployment struct {
 	// AnalysisPassed lists the batches (0-based, sorted) whose analysis
 	// passed (AnalysisPassed commands): see OpenBatch.
 	AnalysisPassed []int `json:"analysis_passed,omitempty"`
+	// Baselines are the old release's last values seen by the relative
+	// gates, by gate (AnalysisPassed).
+	Baselines map[string]float64 `json:"baselines,omitempty"`
 	// Seq is the sequence number of the command that created it: whether
 	// its first events are still in the event history.
 	Seq uint64 `json:"seq,omitempty"`
@@ -156,6 +160,9 @@ func (d *Deployment) Clone() Deployment {
 		c.Batches[i] = append([]string(nil), b...)
 	}
 	c.AnalysisPassed = append([]int(nil), d.AnalysisPassed...)
+	if d.Baselines != nil {
+		c.Baselines = maps.Clone(d.Baselines)
+	}
 	c.Hosts = make(map[string]*HostProgress, len(d.Hosts))
 	for k, v := range d.Hosts {
 		hp := *v

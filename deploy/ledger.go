@@ -101,9 +101,13 @@ type GateSamples struct {
 // (OpenBatch), so that a new leader runs the analysis the old one did not
 // finish instead of skipping it.
 type AnalysisPassed struct {
-	ID    string    `json:"id"`
-	Batch int       `json:"batch"`
-	At    time.Time `json:"at"`
+	ID    string `json:"id"`
+	Batch int    `json:"batch"`
+	// Baselines are the old release's last values the relative gates saw,
+	// by gate: a leader that takes over once no host is left on the old
+	// release judges with them (Deployment.Baselines).
+	Baselines map[string]float64 `json:"baselines,omitempty"`
+	At        time.Time          `json:"at"`
 }
 
 // Retention defaults: what Prune keeps when its command leaves a field zero.
@@ -408,6 +412,12 @@ func (l *Ledger) analysisPassed(c *AnalysisPassed) error {
 	}
 	if c.Batch < 0 || c.Batch >= len(d.Batches) {
 		return fmt.Errorf("%w: analysis of batch %d of %s (%d batches)", ErrBadCommand, c.Batch, c.ID, len(d.Batches))
+	}
+	for gate, v := range c.Baselines {
+		if d.Baselines == nil {
+			d.Baselines = map[string]float64{}
+		}
+		d.Baselines[gate] = v
 	}
 	if slices.Contains(d.AnalysisPassed, c.Batch) {
 		return nil // recorded again by a leader that resumed: nothing new

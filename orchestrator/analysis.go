@@ -61,6 +61,12 @@ func PlanGates(p *plans.Plan, lb Balancer) ([]analysis.Gate, error) {
 	return gates, nil
 }
 
+// baselineSeeder is a relative gate that can start from an old release's
+// value recorded by an earlier leader (analysis.HAProxyGate).
+type baselineSeeder interface {
+	SeedBaseline(v float64)
+}
+
 // CounterSources are the HAProxy instances' counters.
 func (b haproxyBalancer) CounterSources() []analysis.CounterSource {
 	drivers := b.Drivers()
@@ -89,8 +95,18 @@ func (r *run) analyse(ctx context.Context, d deploy.Deployment, b int) error {
 	// release's last value for the batches after the last old server went.
 	if r.gates == nil && r.gatesErr == nil {
 		r.gates, r.gatesErr = r.e.d.Gates(r.plan, r.rawLB)
+		// A leader that resumes a deployment starts from what the
+		// previous one recorded the old release to be.
+		for _, g := range r.gates {
+			if v, ok := d.Baselines[g.Name()]; ok {
+				if s, ok := g.(baselineSeeder); ok {
+					s.SeedBaseline(v)
+				}
+			}
+		}
 	}
 	gates, err := r.gates, r.gatesErr
+	baselines := map[string]float64{} // the last one each relative gate saw
 	if err == nil {
 		names := make([]string, len(a.Gates))
 		for i, g := range a.Gates {
@@ -99,11 +115,22 @@ func (r *run) analyse(ctx context.Context, d deploy.Deployment, b int) error {
 		r.emit(Event{Kind: EventAnalysis, Batch: b + 1, Batches: len(d.Batches), Hosts: judged,
 			Message: fmt.Sprintf("watching gates %s for %s, every %s", strings.Join(names, ", "), a.Duration, a.Interval)})
 		err = analysis.Run(ctx, gates, analysis.Policy{Interval: a.Interval, Duration: a.Duration, FailureLimit: a.FailureLimit},
-			r.analysisTarget, func(round []analysis.Sample) error { return r.recordSamples(ctx, b, round) })
+			r.analysisTarget, func(round []analysis.Sample) error {
+				for _, s := range round {
+					if s.Baseline != nil {
+						baselines[s.Gate] = *s.Baseline
+					}
+				}
+				return r.recordSamples(ctx, b, round)
+			})
 	}
 	switch {
 	case err == nil:
-		if err := r.e.d.Store.Apply(ctx, &deploy.AnalysisPassed{ID: r.id, Batch: b, At: r.e.d.Now().UTC()}); err != nil {
+		passed := &deploy.AnalysisPassed{ID: r.id, Batch: b, At: r.e.d.Now().UTC()}
+		if len(baselines) > 0 {
+			passed.Baselines = baselines
+		}
+		if err := r.e.d.Store.Apply(ctx, passed); err != nil {
 			return &fatalError{fmt.Errorf("record the analysis of batch %d: %w", b+1, err)}
 		}
 		r.emit(Event{Kind: EventAnalysis, Batch: b + 1, Batches: len(d.Batches), Hosts: judged,

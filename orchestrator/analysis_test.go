@@ -21,6 +21,14 @@ type judge struct {
 	seen    []analysis.Target // one per sample
 	// onSample, when set, runs before each sample (to stop the engine there).
 	onSample func()
+	seeded   []float64 // SeedBaseline's values
+}
+
+// SeedBaseline records what a resumed run gave the gate.
+func (j *judge) SeedBaseline(v float64) {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	j.seeded = append(j.seeded, v)
 }
 
 func (j *judge) Name() string                           { return "errors" }
@@ -34,7 +42,8 @@ func (j *judge) Sample(_ context.Context, t analysis.Target) analysis.Sample {
 		on()
 	}
 	v := j.verdict(t)
-	s := analysis.Sample{Gate: "errors", Verdict: v, Condition: "error_rate < 1%", Metric: "error_rate", Value: 0, Threshold: 0.01, Requests: 100}
+	base := float64(len(t.Old)) / 1000 // the old release's value: something to record
+	s := analysis.Sample{Gate: "errors", Verdict: v, Condition: "error_rate < 1%", Metric: "error_rate", Value: 0, Threshold: 0.01, Requests: 100, Baseline: &base}
 	if v == analysis.Fail {
 		s.Value = 0.05
 	}
@@ -229,5 +238,45 @@ func TestResumeJudgesAnUnjudgedBatch(t *testing.T) {
 	}
 	if d, _ := h.store.Deployment(id); !slices.Equal(d.AnalysisPassed, []int{0, 1}) {
 		t.Errorf("analysis passed %v", d.AnalysisPassed)
+	}
+}
+
+// A leader that takes over in the last batch, where no host is left on the
+// old release, judges it with the old release's value the first leader
+// recorded when the earlier batch passed.
+func TestResumeSeedsTheBaselines(t *testing.T) {
+	f := newFleet(hostsNamed(4)...)
+	h := newHarness(t, f)
+	h.mustDeploy(h.plan("v1", plans.Size{N: 2}, 0))
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	j := &judge{verdict: failsOn("never")}
+	j.onSample = func() {
+		if ts := j.targets(); len(ts[len(ts)-1].Hosts) == 4 { // the last batch
+			cancel()
+		}
+	}
+	p := gated(h, h.plan("v2", plans.Size{N: 2}, 0), j)
+	id, err := h.engine.Submit(context.Background(), p, SubmitOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := h.engine.Run(ctx, nil, id); !errors.Is(err, context.Canceled) {
+		t.Fatalf("first run: %v, want cancelled", err)
+	}
+	d, _ := h.store.Deployment(id)
+	if d.Baselines["errors"] != 0.002 || len(j.seeded) != 0 {
+		t.Fatalf("recorded baselines %v, seeded %v; want errors=0.002 (2 old servers in batch 1), none yet", d.Baselines, j.seeded)
+	}
+	j.mu.Lock()
+	j.onSample = nil
+	j.mu.Unlock()
+	// A new engine on the same store: what a new leader runs.
+	h.engine = New(h.engine.d)
+	if st, err := h.engine.Run(context.Background(), nil, id); err != nil || st != deploy.StateSucceeded {
+		t.Fatalf("resumed: state %s, err %v", st, err)
+	}
+	if !slices.Equal(j.seeded, []float64{0.002}) {
+		t.Errorf("seeded %v, want [0.002]", j.seeded)
 	}
 }
