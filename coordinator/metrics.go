@@ -6,6 +6,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/drover-dev/drover/analysis"
 	"github.com/drover-dev/drover/deploy"
 	"github.com/drover-dev/drover/orchestrator"
 	"github.com/drover-dev/drover/raftstore"
@@ -23,6 +24,8 @@ type metrics struct {
 	leaderChanges prometheus.Counter
 	isLeader      prometheus.Gauge
 	connsRefused  prometheus.Counter
+	gateSamples   *prometheus.CounterVec
+	gateValue     *prometheus.GaugeVec
 
 	mu   sync.Mutex
 	last map[string]deploy.Stage // deployment/host -> the stage it is in
@@ -57,6 +60,14 @@ func newMetrics() *metrics {
 			Name: "drover_api_connections_refused_total",
 			Help: "API connections closed because their source address already held the maximum (--max-conns-per-source).",
 		}),
+		gateSamples: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "drover_gate_samples_total",
+			Help: "Samples of the analysis gates this node took, by gate (the plan's name) and verdict (pass, fail, inconclusive).",
+		}, []string{"gate", "verdict"}),
+		gateValue: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "drover_gate_value",
+			Help: "The last conclusive value of each analysis gate (a share for error_rate, seconds for response_time, the query's result).",
+		}, []string{"gate"}),
 		last: map[string]deploy.Stage{},
 	}
 	// Series exist from the start, at zero, so that dashboards and alerts
@@ -70,6 +81,7 @@ func newMetrics() *metrics {
 		}
 	}
 	m.reg.MustRegister(m.deployments, m.stageSeconds, m.applySeconds, m.leaderChanges, m.isLeader, m.connsRefused,
+		m.gateSamples, m.gateValue,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
@@ -85,6 +97,13 @@ func (m *metrics) observe(ev orchestrator.Event) {
 	switch ev.Kind {
 	case orchestrator.EventFinished:
 		m.deployments.WithLabelValues(string(ev.State)).Inc()
+	case orchestrator.EventGate:
+		if s := ev.Sample; s != nil {
+			m.gateSamples.WithLabelValues(s.Gate, string(s.Verdict)).Inc()
+			if s.Verdict != analysis.Inconclusive {
+				m.gateValue.WithLabelValues(s.Gate).Set(s.Value)
+			}
+		}
 	case orchestrator.EventStage, orchestrator.EventHostDone, orchestrator.EventHostFailed:
 		key := ev.Deployment + "/" + ev.Host
 		m.mu.Lock()
