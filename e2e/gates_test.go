@@ -202,3 +202,59 @@ func TestAnalysisGates(t *testing.T) {
 		bad(t, "v6", lab.Build{Slow: 150 * time.Millisecond}, latencyGate, "latency")
 	})
 }
+
+// TestClusterAnalysisFailover: on a three-node cluster, the samples of a
+// batch's analysis reach the watching CLI through Raft, and a leader
+// killed while it judges the first batch leaves it open: the new leader
+// judges it again before the next batch, without driving its hosts again.
+func TestClusterAnalysisFailover(t *testing.T) {
+	c := newCluster(t, 4)
+	withGates := func(version string) string {
+		return c.plan(version, false, "2", func(p *lab.PlanParams) {
+			p.HAProxyTCP = true
+			p.Extra = "analysis:\n  interval: 500ms\n  duration: 4s\n  failure_limit: 2\n  min_requests: 20\n  gates:\n" + errorsGate
+		})
+	}
+	if code, d := c.runWith(c.env(), "deploy", c.plan("v1", false, "2", func(p *lab.PlanParams) { p.HAProxyTCP = true })); code != 0 {
+		t.Fatalf("deploy v1: exit %d\n%s", code, d.stdout.text())
+	}
+	var killed string
+	var tKill time.Time
+	var d *drover
+	c.underLoad(2, func() {
+		d = c.startWith(c.env(), "deploy", withGates("v2"))
+		d.stdout.waitFor(t, "a sample of batch 1", func(ev orchestrator.Event) bool {
+			return ev.Kind == orchestrator.EventGate && ev.Batch == 1 && ev.Sample != nil
+		})
+		killed = c.waitLeader(c.nodes)
+		tKill = time.Now()
+		if err := c.Procs[killed].Kill(); err != nil {
+			t.Fatalf("kill -9 %s: %v", killed, err)
+		}
+		if code := d.wait(t); code != 0 {
+			t.Fatalf("deploy v2 with the leader killed in batch 1's analysis: exit %d\n%s\n%s", code, d.stdout.text(), d.stderr.String())
+		}
+		c.startServer(killed, false)
+	})
+	c.expectAllOn("v2")
+	c.noReinstallAfterDone(c.audit(), tKill.Add(-time.Minute), "v2")
+	// Batch 1 passed after the kill: judged by the new leader, and before
+	// batch 2 opened.
+	var passed1, batch2 time.Time
+	samples := 0
+	for _, ev := range d.stdout.all() {
+		switch {
+		case ev.Kind == orchestrator.EventGate:
+			samples++
+		case ev.Kind == orchestrator.EventAnalysis && ev.Batch == 1 && strings.Contains(ev.Message, "passed"):
+			passed1 = ev.Time
+		case ev.Kind == orchestrator.EventBatch && ev.Batch == 2 && batch2.IsZero():
+			batch2 = ev.Time
+		}
+	}
+	t.Logf("killed %s at %s; batch 1 passed at %s; batch 2 began at %s; %d samples seen by the CLI",
+		killed, tKill.Format("15:04:05.000"), passed1.Local().Format("15:04:05.000"), batch2.Local().Format("15:04:05.000"), samples)
+	if passed1.IsZero() || passed1.Before(tKill) || batch2.IsZero() || batch2.Before(passed1) {
+		t.Errorf("batch 1 passed at %v (kill at %v), batch 2 began at %v: want batch 1 judged by the new leader, then batch 2", passed1, tKill, batch2)
+	}
+}
