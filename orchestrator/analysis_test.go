@@ -65,8 +65,15 @@ func gated(h *harness, p *plans.Plan, j *judge) *plans.Plan {
 		}
 		return []analysis.Gate{j}, nil
 	}
-	p.Analysis = &plans.Analysis{Interval: 2 * time.Millisecond, Duration: 20 * time.Millisecond, FailureLimit: 2, MinRequests: 1,
+	p.Analysis = &plans.Analysis{Interval: 2 * time.Millisecond, Duration: 50 * time.Millisecond, FailureLimit: 2, MinRequests: 1,
 		Gates: []plans.Gate{{Name: "errors", HAProxy: "error_rate < 1%"}}}
+	return p
+}
+
+// failingEarly gives p a window no loaded machine gets to the end of
+// before two samples: only failure_limit can end it.
+func failingEarly(p *plans.Plan) *plans.Plan {
+	p.Analysis.Duration = time.Minute
 	return p
 }
 
@@ -137,7 +144,7 @@ func TestFailedGateRollsBackTheBatch(t *testing.T) {
 	h.mustDeploy(h.plan("v1", plans.Size{N: 2}, 0))
 	f.lbLog = nil
 	j := &judge{verdict: failsOn("v2")}
-	id, st, err := h.deploy(gated(h, h.plan("v2", plans.Size{N: 2}, 0), j), nil)
+	id, st, err := h.deploy(failingEarly(gated(h, h.plan("v2", plans.Size{N: 2}, 0), j)), nil)
 	if err != nil || st != deploy.StateRolledBack {
 		t.Fatalf("state %s, err %v", st, err)
 	}
