@@ -3,6 +3,7 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"github.com/drover-dev/drover/internal/testwait"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -56,6 +57,10 @@ func (g *gateSession) planWith(version string, b lab.Build, batch string, analys
 	return path
 }
 
+// afterDeployRequests is the traffic measured after a deploy ends: about
+// two seconds of the lab's load generator.
+const afterDeployRequests = 4000
+
 // deployUnderLoad deploys plan with load through HAProxy from a little
 // before to a little after, and returns drover's exit code, its events and
 // what the load saw.
@@ -67,8 +72,17 @@ func (g *gateSession) deployUnderLoad(plan string) (int, *drover, lab.Result) {
 	}
 	code, d := g.run("deploy", plan)
 	// Traffic goes on after the deploy, as it would for users: a bad
-	// release left in place would go on failing them.
-	time.Sleep(2 * time.Second) // a fixed stretch of traffic to measure, not a wait for a condition
+	// release left in place would go on failing them. The stretch is
+	// counted in requests (what a left-over release would fail), not time.
+	ctx := context.Background()
+	after, err := g.lab.FrontendRequests(ctx)
+	if err != nil {
+		g.t.Fatal(err)
+	}
+	testwait.Within(g.t, time.Minute, fmt.Sprintf("%d more requests after the deploy", afterDeployRequests), func() bool {
+		n, err := g.lab.FrontendRequests(ctx)
+		return err == nil && n >= after+afterDeployRequests
+	})
 	res, err := ld.Stop()
 	if err != nil {
 		g.t.Fatal(err)

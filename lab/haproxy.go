@@ -2,12 +2,14 @@ package lab
 
 import (
 	"context"
+	"encoding/csv"
 	"fmt"
 	"io"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -179,6 +181,28 @@ func (l *Lab) HAProxy(ctx context.Context, command string) (string, error) {
 		return "", err
 	}
 	return string(b), nil
+}
+
+// FrontendRequests is how many HTTP requests the first HAProxy instance's
+// frontend has received (req_tot): a test waits on it for a stretch of
+// traffic instead of for a stretch of time.
+func (l *Lab) FrontendRequests(ctx context.Context) (int64, error) {
+	out, err := l.HAProxy(ctx, "show stat -1 1 -1")
+	if err != nil {
+		return 0, err
+	}
+	header, body, _ := strings.Cut(out, "\n")
+	col := slices.Index(strings.Split(strings.TrimPrefix(header, "# "), ","), "req_tot")
+	recs, err := csv.NewReader(strings.NewReader(strings.TrimSpace(body))).ReadAll()
+	if col < 0 || err != nil {
+		return 0, fmt.Errorf("lab: show stat: no req_tot column (%v): %.200q", err, out)
+	}
+	for _, r := range recs {
+		if len(r) > col && len(r) > 1 && r[1] == "FRONTEND" {
+			return strconv.ParseInt(r[col], 10, 64)
+		}
+	}
+	return 0, fmt.Errorf("lab: show stat: no frontend row: %.200q", out)
 }
 
 // ServerStates returns the status column of `show stat` (UP, DOWN, DRAIN,

@@ -105,7 +105,13 @@ func playLiveView() error {
 			for _, h := range hosts {
 				v.event(orchestrator.Event{Kind: orchestrator.EventStage, Host: h, Stage: st, Version: "v2"})
 			}
-			time.Sleep(60 * time.Millisecond) // the stage's work: the view redraws meanwhile
+			// The stage's work: the view redraws meanwhile (its ticker
+			// too; these redraws make sure each stage is drawn).
+			for range 3 {
+				v.mu.Lock()
+				v.redraw()
+				v.mu.Unlock()
+			}
 		}
 		for _, h := range hosts {
 			if h == "web57" {

@@ -153,9 +153,11 @@ func TestRunLeavesBackgroundProcessesOnSuccess(t *testing.T) {
 		t.Fatal(err)
 	}
 	pid := readPID(t, pidFile)
-	// Not a wait for a condition: nothing announces that a watcher did not
-	// fire, so it is given time to act wrongly before the check.
-	time.Sleep(200 * time.Millisecond)
+	// The next command runs once the session is done with the first one
+	// (and with whatever it does about its process group).
+	if err := c.Run(t.Context(), "true", nil); err != nil {
+		t.Fatal(err)
+	}
 	if !alive(pid) {
 		t.Fatalf("background process %d died with the command", pid)
 	}
