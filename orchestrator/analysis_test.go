@@ -214,13 +214,7 @@ func TestResumeJudgesAnUnjudgedBatch(t *testing.T) {
 	defer cancel()
 	j := &judge{verdict: failsOn("never"), onSample: cancel}
 	p := gated(h, h.plan("v2", plans.Size{N: 2}, 0), j)
-	id, err := h.engine.Submit(context.Background(), p, SubmitOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := h.engine.Run(ctx, nil, id); !errors.Is(err, context.Canceled) {
-		t.Fatalf("first run: %v, want cancelled", err)
-	}
+	id := submitThenInterrupt(t, h, ctx, p)
 	d, _ := h.store.Deployment(id)
 	if d.Hosts["web1"].Stage != deploy.StageDone || d.Hosts["web3"].Stage != deploy.StagePending || d.OpenBatch() != 0 {
 		t.Fatalf("after the first run: web1 %s, web3 %s, open batch %d; want done, pending, 0",
@@ -264,13 +258,7 @@ func TestResumeSeedsTheBaselines(t *testing.T) {
 		}
 	}
 	p := gated(h, h.plan("v2", plans.Size{N: 2}, 0), j)
-	id, err := h.engine.Submit(context.Background(), p, SubmitOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := h.engine.Run(ctx, nil, id); !errors.Is(err, context.Canceled) {
-		t.Fatalf("first run: %v, want cancelled", err)
-	}
+	id := submitThenInterrupt(t, h, ctx, p)
 	d, _ := h.store.Deployment(id)
 	if d.Baselines["errors"] != 0.002 || len(j.seeded) != 0 {
 		t.Fatalf("recorded baselines %v, seeded %v; want errors=0.002 (2 old servers in batch 1), none yet", d.Baselines, j.seeded)
@@ -286,4 +274,18 @@ func TestResumeSeedsTheBaselines(t *testing.T) {
 	if !slices.Equal(j.seeded, []float64{0.002}) {
 		t.Errorf("seeded %v, want [0.002]", j.seeded)
 	}
+}
+
+// submitThenInterrupt records a deployment of p and runs it until ctx is
+// cancelled (as a leader dies), returning its ID.
+func submitThenInterrupt(t *testing.T, h *harness, ctx context.Context, p *plans.Plan) string {
+	t.Helper()
+	id, err := h.engine.Submit(context.Background(), p, SubmitOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := h.engine.Run(ctx, nil, id); !errors.Is(err, context.Canceled) {
+		t.Fatalf("first run: %v, want cancelled", err)
+	}
+	return id
 }

@@ -94,11 +94,10 @@ type artifactKey struct {
 
 // artifact inspects the archive at path once per file version.
 func (e *Engine) artifact(path string, strip int) (Artifact, error) {
-	st, err := os.Stat(path)
+	k, err := keyOf(path, strip)
 	if err != nil {
-		return Artifact{}, artifactStatError(err)
+		return Artifact{}, err
 	}
-	k := artifactKey{path, strip, st.Size(), st.ModTime()}
 	e.mu.Lock()
 	a, ok := e.artifacts[k]
 	e.mu.Unlock()
@@ -118,7 +117,14 @@ func (e *Engine) remember(k artifactKey, a Artifact) {
 	e.mu.Unlock()
 }
 
-func artifactStatError(err error) error { return fmt.Errorf("artifact: %w", err) }
+// keyOf names the version of the file at path that is there now.
+func keyOf(path string, strip int) (artifactKey, error) {
+	st, err := os.Stat(path)
+	if err != nil {
+		return artifactKey{}, fmt.Errorf("artifact: %w", err)
+	}
+	return artifactKey{path, strip, st.Size(), st.ModTime()}, nil
+}
 
 // New returns an engine. Store, Connector and Health are required.
 func New(d Deps) *Engine {

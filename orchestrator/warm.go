@@ -2,7 +2,6 @@ package orchestrator
 
 import (
 	"context"
-	"os"
 	"sync"
 
 	"github.com/drover-dev/drover/plans"
@@ -58,7 +57,7 @@ func StartWarm(p *plans.Plan, connector func(*plans.Plan) (Connector, error)) *W
 		defer w.wg.Done()
 		_, _ = w.art()
 	}()
-	if connector == nil || p.Release.Artifact == "" {
+	if connector == nil {
 		return w
 	}
 	c, err := connector(p)
@@ -149,10 +148,10 @@ type keyedArtifact struct {
 }
 
 func inspectKeyed(path string, strip int) (keyedArtifact, error) {
-	st, err := os.Stat(path)
+	k, err := keyOf(path, strip)
 	if err != nil {
-		return keyedArtifact{}, artifactStatError(err)
+		return keyedArtifact{}, err
 	}
 	a, err := InspectArtifact(path, strip)
-	return keyedArtifact{artifactKey{path, strip, st.Size(), st.ModTime()}, a}, err
+	return keyedArtifact{k, a}, err
 }

@@ -196,15 +196,9 @@ func withLocal(ctx context.Context, g *globalFlags, fn func(context.Context, *lo
 	if err != nil {
 		return withCode(exitUsage, err)
 	}
-	if g.dataDirNote != "" {
-		fmt.Fprintln(os.Stderr, "drover:", g.dataDirNote)
-	}
-	st, err := raftstore.OpenSingle(ctx, raftstore.Options{Dir: g.dataDir})
+	st, err := openLocal(ctx, g, "another 'drover deploy' is running here; wait for it or use another --data-dir")
 	if err != nil {
-		if errors.Is(err, raftstore.ErrDataDirInUse) {
-			return withCode(exitUsage, fmt.Errorf("%w (another 'drover deploy' is running here; wait for it or use another --data-dir)", err))
-		}
-		return withCode(exitFailed, err)
+		return err
 	}
 	defer st.Close()
 	c := &local{store: st, view: v}
@@ -324,4 +318,20 @@ func localUser() string {
 	}
 	host, _ := os.Hostname()
 	return "local " + name + "@" + host
+}
+
+// openLocal opens the embedded coordinator's store in the data dir; inUse
+// says what to do when another drover holds it.
+func openLocal(ctx context.Context, g *globalFlags, inUse string) (*raftstore.Store, error) {
+	if g.dataDirNote != "" {
+		fmt.Fprintln(os.Stderr, "drover:", g.dataDirNote)
+	}
+	st, err := raftstore.OpenSingle(ctx, raftstore.Options{Dir: g.dataDir})
+	if errors.Is(err, raftstore.ErrDataDirInUse) {
+		return nil, withCode(exitUsage, fmt.Errorf("%w (%s)", err, inUse))
+	}
+	if err != nil {
+		return nil, withCode(exitFailed, err)
+	}
+	return st, nil
 }

@@ -49,13 +49,10 @@ type hostJSON struct {
 func toJSON(d deploy.Deployment) deploymentJSON {
 	j := deploymentJSON{ID: d.ID, Name: d.Name, Kind: string(d.Kind), Version: d.Version, From: fromVersion(d), Of: d.Of, By: d.By, Message: d.Message, State: string(d.State),
 		Error: d.Error, Created: d.Created, Batches: len(d.Batches), HostCount: len(d.Hosts)}
-	end := d.Ended
-	if !end.IsZero() {
+	if end := d.Ended; !end.IsZero() {
 		j.Ended = &end
-	} else {
-		end = d.Updated
 	}
-	j.DurationSeconds = end.Sub(d.Created).Seconds()
+	j.DurationSeconds = elapsed(d).Seconds()
 	if d.State == deploy.StateRunning || d.State == deploy.StatePaused {
 		j.Batch = min(d.OpenBatch(), len(d.Batches)-1) + 1
 	}
@@ -68,10 +65,7 @@ func statusJSON(st hostRecords, lb map[string]string, d deploy.Deployment) deplo
 	for i, b := range d.Batches {
 		for _, h := range b {
 			hp := d.Hosts[h]
-			runs := nowRuns(hp)
-			if st != nil {
-				runs = st.HostRecord(h).Current
-			}
+			runs := hostRuns(st, h, hp)
 			if runs == "?" {
 				runs = ""
 			}

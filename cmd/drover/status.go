@@ -227,11 +227,17 @@ func watchNew(ctx context.Context, cl *api.Client, g *globalFlags, id string) er
 }
 
 func duration(d deploy.Deployment) string {
+	return elapsed(d).Round(time.Millisecond).String()
+}
+
+// elapsed is how long d ran: to its end, or to its last change while it
+// runs.
+func elapsed(d deploy.Deployment) time.Duration {
 	end := d.Ended
 	if end.IsZero() {
 		end = d.Updated
 	}
-	return end.Sub(d.Created).Round(time.Millisecond).String()
+	return end.Sub(d.Created)
 }
 
 // hostRecords knows what each host runs now; nil on a cluster client,
@@ -270,10 +276,7 @@ func printDeployment(w io.Writer, st hostRecords, lb map[string]string, d deploy
 	for i, b := range d.Batches {
 		for _, h := range b {
 			hp := d.Hosts[h]
-			now := nowRuns(hp)
-			if st != nil {
-				now = st.HostRecord(h).Current
-			}
+			now := hostRuns(st, h, hp)
 			note := hp.Error
 			if note == "" {
 				note = hp.Skipped
@@ -296,6 +299,15 @@ func fromVersion(d deploy.Deployment) string {
 		from = append(from, hp.FromCurrent)
 	}
 	return mostCommon(from)
+}
+
+// hostRuns is what host name runs now: its record where there is one (st not
+// nil), else what its deployment says ("?" when that cannot tell).
+func hostRuns(st hostRecords, name string, hp *deploy.HostProgress) string {
+	if st != nil {
+		return st.HostRecord(name).Current
+	}
+	return nowRuns(hp)
 }
 
 // nowRuns is what a host runs according to its deployment alone.

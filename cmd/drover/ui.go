@@ -5,7 +5,6 @@ import (
 	"crypto/rand"
 	"crypto/subtle"
 	"encoding/hex"
-	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -58,12 +57,9 @@ at https://ADDRESS/ui/: sign in there with a read token
 			if err := checkLoopback(listen); err != nil {
 				return withCode(exitUsage, err)
 			}
-			st, err := raftstore.OpenSingle(ctx, raftstore.Options{Dir: g.dataDir})
+			st, err := openLocal(ctx, g, fmt.Sprintf("a deploy, or another 'drover ui'; watch a deploy with 'drover deploy PLAN --ui %s'", listen))
 			if err != nil {
-				if errors.Is(err, raftstore.ErrDataDirInUse) {
-					return withCode(exitUsage, fmt.Errorf("%w (a deploy, or another 'drover ui'); watch a deploy with 'drover deploy PLAN --ui %s'", err, listen))
-				}
-				return withCode(exitFailed, err)
+				return err
 			}
 			defer st.Close()
 			done, err := serveDashboard(ctx, st, listen, os.Stdout)

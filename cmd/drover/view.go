@@ -83,11 +83,7 @@ func (v *view) begin(d deploy.Deployment) {
 	if !d.Created.IsZero() {
 		v.start = d.Created
 	}
-	var from []string
-	for _, hp := range d.Hosts {
-		from = append(from, hp.FromCurrent)
-	}
-	v.sum = liveSummary{batches: len(d.Batches), from: mostCommon(from), to: d.Version, start: v.start}
+	v.sum = liveSummary{batches: len(d.Batches), from: fromVersion(d), to: d.Version, start: v.start}
 	for i, b := range d.Batches {
 		for _, h := range b {
 			hp := d.Hosts[h]
