@@ -109,7 +109,8 @@ type Notifier struct {
 	receivers map[receiverKey]*receiver
 	hooks     map[string][]plans.Webhook // by deployment ID
 	pending   int                        // queued or in flight, all receivers
-	idle      notify.Signal              // fires when pending changes
+	seen      uint64                     // Run has dispatched every event up to this Seq
+	idle      notify.Signal              // fires when pending or seen changes
 }
 
 // New returns a Notifier; nothing is sent before Run.
@@ -163,7 +164,7 @@ func (n *Notifier) Run(ctx context.Context, after uint64) {
 	defer cancel()
 	for {
 		changed := n.cfg.Source.Changed()
-		evs, _ := n.cfg.Source.Events("", after)
+		evs, last := n.cfg.Source.Events("", after)
 		for _, ev := range evs {
 			if ev.Seq <= after {
 				continue
@@ -171,6 +172,10 @@ func (n *Notifier) Run(ctx context.Context, after uint64) {
 			after = ev.Seq
 			n.dispatch(ctx, &wg, ev)
 		}
+		n.mu.Lock()
+		n.seen = max(n.seen, after, last)
+		n.mu.Unlock()
+		n.idle.Fire()
 		select {
 		case <-ctx.Done():
 			n.mu.Lock()
@@ -186,19 +191,25 @@ func (n *Notifier) Run(ctx context.Context, after uint64) {
 	}
 }
 
-// Flush waits until every queued event is delivered or given up, or ctx
-// ends. A local deploy flushes before the CLI exits.
+// Flush waits until every event recorded before the call is delivered or
+// given up, or ctx ends. A local deploy flushes before the CLI exits: the
+// deployment's last event may be recorded but not yet seen by Run, so an
+// empty queue alone does not mean everything was sent.
 func (n *Notifier) Flush(ctx context.Context) error {
+	_, want := n.cfg.Source.Events("", ^uint64(0))
 	for {
 		ch := n.idle.C()
 		n.mu.Lock()
-		p := n.pending
+		p, seen := n.pending, n.seen
 		n.mu.Unlock()
-		if p == 0 {
+		if p == 0 && seen >= want {
 			return nil
 		}
 		select {
 		case <-ctx.Done():
+			if seen < want {
+				return fmt.Errorf("webhooks: %d events not yet read: %w", want-seen, ctx.Err())
+			}
 			return fmt.Errorf("webhooks: %d deliveries pending: %w", p, ctx.Err())
 		case <-ch:
 		}

@@ -364,3 +364,34 @@ func TestSince(t *testing.T) {
 		t.Errorf("Now = %d, want 3", got)
 	}
 }
+
+// Flush waits for the events recorded before it was called even when Run
+// has not read them yet: a local deploy's last event is recorded just
+// before the CLI flushes and exits.
+func TestFlushWaitsForEventsNotYetRead(t *testing.T) {
+	r := newReceiver(t, nil)
+	src := newSource(plans.Webhook{URL: r.URL})
+	src.add(rollout[0], rollout[1], rollout[5])
+	n := New(Config{Source: src})
+	flushed := make(chan error, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		defer cancel()
+		flushed <- n.Flush(ctx)
+	}()
+	select {
+	case err := <-flushed:
+		t.Fatalf("Flush returned (%v) before Run read the events", err)
+	case <-time.After(100 * time.Millisecond):
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); n.Run(ctx, 0) }()
+	defer func() { cancel(); <-done }()
+	if err := <-flushed; err != nil {
+		t.Fatal(err)
+	}
+	if c := r.count(); c != 2 {
+		t.Errorf("receiver had %d requests when Flush returned, want 2 (created, rolled_back)", c)
+	}
+}
