@@ -182,6 +182,23 @@ func (d *Deployment) Touched() bool {
 	return false
 }
 
+// Refused reports whether d failed without changing anything on any host:
+// refused by its preflight (or, before its first drain, by
+// min_in_service), every host still pending or failed untouched. It is
+// read from what the ledger records, so old logs answer the same; history
+// lists such a deployment apart from the ones that failed on a host.
+func (d *Deployment) Refused() bool {
+	if d.State != StateFailed {
+		return false
+	}
+	for _, hp := range d.Hosts {
+		if hp.Touched || hp.Stage != StagePending && hp.Stage != StageFailed {
+			return false
+		}
+	}
+	return true
+}
+
 // HostNames returns the deployment's hosts in batch order.
 func (d *Deployment) HostNames() []string {
 	var out []string
