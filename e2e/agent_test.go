@@ -30,6 +30,7 @@ func (c *cluster) hostsOnline() map[string]api.AgentInfo {
 	if code := d.wait(c.t); code != 0 {
 		c.t.Fatalf("drover hosts: exit %d: %s", code, d.stderr.String())
 	}
+	checkJSON(c.t, "agent", []byte(d.stdout.text()), true)
 	var hs []api.AgentInfo
 	if err := json.Unmarshal([]byte(d.stdout.text()), &hs); err != nil {
 		c.t.Fatalf("drover hosts -o json: %v\n%s", err, d.stdout.text())
@@ -187,7 +188,7 @@ func TestAgents(t *testing.T) {
 
 	t.Run("join token replayed", func(t *testing.T) {
 		c.t = t
-		tok := strings.TrimSpace(c.cli(0, "agent", "token", "create", "probe1", "--ttl", "5m"))
+		tok := c.newToken("agent", "token", "create", "probe1", "--ttl", "5m")
 		first := c.probeAgent("probe1", tok)
 		defer first.stop(t)
 		c.waitAgents("probe1")

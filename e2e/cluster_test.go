@@ -99,6 +99,7 @@ func (c *cluster) members(nodes ...lab.Coordinator) ([]api.Member, error) {
 	if code := d.wait(c.t); code != 0 {
 		return nil, fmt.Errorf("exit %d: %s", code, d.stderr.String())
 	}
+	checkJSON(c.t, "member", []byte(d.stdout.text()), true)
 	var ms []api.Member
 	err := json.Unmarshal([]byte(d.stdout.text()), &ms)
 	return ms, err
@@ -408,7 +409,8 @@ func TestCluster(t *testing.T) {
 		c.t = t
 		before := len(c.audit())
 		history := c.cli(0, "history")
-		readTok := strings.TrimSpace(c.cli(0, "token", "create", "viewer", "--role", "read"))
+		readTok := c.newToken("token", "create", "viewer", "--role", "read")
+		checkJSON(t, "token", []byte(c.cli(0, "token", "list")), true)
 		p := plan("x1", false)
 		cases := []struct {
 			name string
@@ -447,7 +449,13 @@ func TestCluster(t *testing.T) {
 		held := func(p *lab.PlanParams) {
 			p.Extra = fmt.Sprintf("hooks:\n  before_drain: [\"while [ ! -e %s ]; do sleep 0.05; done\"]", gate)
 		}
-		first := strings.TrimSpace(c.cli(0, "deploy", c.plan("h1", false, "2", slow, held), "--detach"))
+		detached := c.cli(0, "deploy", c.plan("h1", false, "2", slow, held), "--detach")
+		checkJSON(t, "deployment", []byte(detached), false)
+		var rec struct{ ID string }
+		if err := json.Unmarshal([]byte(detached), &rec); err != nil || rec.ID == "" {
+			t.Fatalf("deploy --detach -o json: %v\n%s", err, detached)
+		}
+		first := rec.ID
 		other := c.plan("h2", false, "2", slow, func(p *lab.PlanParams) { p.Name = "web-canary" })
 		code, d := c.runWith(c.env(), "deploy", other)
 		if code != 2 || !strings.Contains(d.stderr.String(), first) {

@@ -88,7 +88,7 @@ func loopbackTo(t *testing.T, l *lab.Lab, addr string) string {
 func TestDashboard(t *testing.T) {
 	browser := chromium(t)
 	c := newCluster(t, 4)
-	token := strings.TrimSpace(c.cli(0, "token", "create", "dashboard", "--role", "read"))
+	token := c.newToken("token", "create", "dashboard", "--role", "read")
 	leader := c.waitLeader(c.nodes)
 	follower := c.others(leader)[0]
 	base := "https://" + loopbackTo(t, c.lab, lab.APIAddr(follower))

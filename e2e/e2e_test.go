@@ -13,6 +13,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
 	"syscall"
@@ -472,6 +473,42 @@ func TestUnknownHostKeyRefusesBeforeTouchingAnything(t *testing.T) {
 		}
 	}
 	s.expectAllOn("v1")
+	s.refusedInHistory(t, "v2")
+}
+
+// refusedInHistory checks that the deployment of version, refused at
+// preflight, is hidden from `history`, listed as refused by `history --all`
+// and marked "refused" in `history -o json`.
+func (s *session) refusedInHistory(t *testing.T, version string) {
+	t.Helper()
+	history := func(args ...string) string {
+		out, err := s.lab.Command(context.Background(), droverBin, append([]string{"history", "--data-dir", s.dataDir}, args...)...).Output()
+		if err != nil {
+			t.Fatalf("history %v: %v\n%s", args, err, out)
+		}
+		return string(out)
+	}
+	row := regexp.MustCompile(`(?m)^\S+ +deploy +\S+ +` + regexp.QuoteMeta(version) + ` +(\S+) `)
+	if m := row.FindStringSubmatch(history()); m != nil {
+		t.Errorf("history lists the refused deployment of %s (as %s)", version, m[1])
+	}
+	if m := row.FindStringSubmatch(history("--all")); m == nil || m[1] != "refused" {
+		t.Errorf("history --all: the deployment of %s is %v, want listed as refused", version, m)
+	}
+	raw := history("-o", "json")
+	checkJSON(t, "deployment", []byte(raw), true)
+	var ds []struct {
+		Version, State string
+		Refused        bool
+	}
+	if err := json.Unmarshal([]byte(raw), &ds); err != nil {
+		t.Fatal(err)
+	}
+	for _, d := range ds {
+		if d.Version == version && (!d.Refused || d.State != "failed") {
+			t.Errorf("history -o json: %+v, want state failed, refused", d)
+		}
+	}
 }
 
 // TestSSHDKilledMidRollout: one host's sshd dies while the rollout runs.

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -36,7 +35,7 @@ Set up: 'drover agent install --plan PLAN HOST...' (over SSH, once), or install
 the .deb and write /etc/drover/agent.yaml with a join token from
 'drover agent token create'. 'drover hosts' lists the agents.`,
 	}
-	cmd.AddCommand(newAgentRunCmd(), newAgentTokenCmd(&g.cluster), newAgentRevokeCmd(&g.cluster),
+	cmd.AddCommand(newAgentRunCmd(), newAgentTokenCmd(g), newAgentRevokeCmd(&g.cluster),
 		newAgentInstallCmd(g, false), newAgentInstallCmd(g, true))
 	return cmd
 }
@@ -83,7 +82,8 @@ reconnecting with backoff, and carry out its actions. The config file:
 	return cmd
 }
 
-func newAgentTokenCmd(cf *clusterFlags) *cobra.Command {
+func newAgentTokenCmd(g *globalFlags) *cobra.Command {
+	cf := &g.cluster
 	cmd := &cobra.Command{Use: "token", Short: "Join tokens for enrolling agents"}
 	var (
 		ttl     time.Duration
@@ -110,8 +110,7 @@ and the old certificate stops working.`,
 				if err != nil {
 					return err
 				}
-				fmt.Println(tok.Token)
-				return nil
+				return printToken(os.Stdout, g.output, tok)
 			})
 		},
 	}
@@ -150,18 +149,9 @@ func newHostsCmd(g *globalFlags) *cobra.Command {
 					return err
 				}
 				if g.output == "json" {
-					return jsonOut(hs)
+					return writeJSON(os.Stdout, orEmpty(hs))
 				}
-				tw := newTable(os.Stdout)
-				fmt.Fprintln(tw, "NAME\tADDRESS\tVERSION\tLAST HEARTBEAT\tSTATE")
-				for _, h := range hs {
-					hb := "-"
-					if !h.LastHeartbeat.IsZero() {
-						hb = time.Since(h.LastHeartbeat).Round(100*time.Millisecond).String() + " ago"
-					}
-					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", h.Name, orNone(h.Address), orNone(h.Version), hb, h.State)
-				}
-				return tw.Flush()
+				return printHosts(os.Stdout, hs, time.Now())
 			})
 		},
 	}
@@ -333,8 +323,6 @@ func fileExists(p string) bool {
 	st, err := os.Stat(p)
 	return err == nil && st.Mode().IsRegular()
 }
-
-func jsonOut(v any) error { return json.NewEncoder(os.Stdout).Encode(v) }
 
 // joinTokenRequest asks for a join token bound to agent; its label in
 // 'drover token list' says for whom and when.

@@ -75,7 +75,7 @@ func TestAbortOutput(t *testing.T) {
 				}
 			}
 			var out bytes.Buffer
-			if err := abort(context.Background(), c, "d1", &out); err != nil {
+			if err := abort(context.Background(), c, "d1", &out, "text"); err != nil {
 				t.Fatal(err)
 			}
 			if !strings.Contains(out.String(), tc.want) {

@@ -139,6 +139,13 @@ func deployRemote(ctx context.Context, cl *api.Client, g *globalFlags, file stri
 	if err != nil {
 		return err
 	}
+	if detach && g.output == "json" {
+		d, err := cl.Deployment(ctx, id)
+		if err != nil {
+			return err
+		}
+		return writeJSON(os.Stdout, statusJSON(nil, nil, d))
+	}
 	if detach {
 		fmt.Println(id)
 		return nil

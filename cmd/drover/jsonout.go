@@ -2,7 +2,10 @@ package main
 
 import (
 	"encoding/json"
+	"fmt"
 	"io"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/drover-dev/drover/deploy"
@@ -14,16 +17,23 @@ import (
 
 // deploymentJSON is one deployment.
 type deploymentJSON struct {
-	ID              string     `json:"id"`
-	Name            string     `json:"name"`
-	Kind            string     `json:"kind"`
-	Version         string     `json:"version"`
-	From            string     `json:"from,omitempty"` // the release most hosts ran before
-	Of              string     `json:"of,omitempty"`
-	By              string     `json:"by,omitempty"`
-	Message         string     `json:"message,omitempty"`
-	State           string     `json:"state"`
-	Error           string     `json:"error,omitempty"`
+	ID      string `json:"id"`
+	Name    string `json:"name"`
+	Kind    string `json:"kind"`
+	Version string `json:"version"`
+	From    string `json:"from,omitempty"` // the release most hosts ran before
+	Of      string `json:"of,omitempty"`
+	By      string `json:"by,omitempty"`
+	Message string `json:"message,omitempty"`
+	State   string `json:"state"`
+	// Refused marks a failed deployment that changed no host (its
+	// preflight failed): deploy.Deployment.Refused.
+	Refused bool   `json:"refused,omitempty"`
+	Error   string `json:"error,omitempty"`
+	// PauseRequested and AbortRequested: an operator asked, the engine
+	// stops at its next safe point.
+	PauseRequested  bool       `json:"pause_requested,omitempty"`
+	AbortRequested  bool       `json:"abort_requested,omitempty"`
 	Created         time.Time  `json:"created"`
 	Ended           *time.Time `json:"ended,omitempty"`
 	DurationSeconds float64    `json:"duration_seconds"`
@@ -47,8 +57,8 @@ type hostJSON struct {
 }
 
 func toJSON(d deploy.Deployment) deploymentJSON {
-	j := deploymentJSON{ID: d.ID, Name: d.Name, Kind: string(d.Kind), Version: d.Version, From: fromVersion(d), Of: d.Of, By: d.By, Message: d.Message, State: string(d.State),
-		Error: d.Error, Created: d.Created, Batches: len(d.Batches), HostCount: len(d.Hosts)}
+	j := deploymentJSON{ID: d.ID, Name: d.Name, Kind: string(d.Kind), Version: d.Version, From: fromVersion(d), Of: d.Of, By: d.By, Message: d.Message, State: string(d.State), Refused: d.Refused(),
+		Error: d.Error, PauseRequested: d.PauseRequested, AbortRequested: d.AbortRequested, Created: d.Created, Batches: len(d.Batches), HostCount: len(d.Hosts)}
 	if end := d.Ended; !end.IsZero() {
 		j.Ended = &end
 	}
@@ -85,8 +95,23 @@ func historyJSON(ds []deploy.Deployment) []deploymentJSON {
 	return out
 }
 
+// outputFormats are the values --output (-o) takes.
+var outputFormats = []string{"auto", "text", "json"}
+
+// checkOutput refuses an --output value that is not one of outputFormats,
+// as a usage error that lists them.
+func checkOutput(o string) error {
+	if slices.Contains(outputFormats, o) {
+		return nil
+	}
+	return withCode(exitUsage, fmt.Errorf("--output %q: want one of %s", o, strings.Join(outputFormats, ", ")))
+}
+
+// writeJSON prints v as indented JSON, the form of every -o json output
+// that is not a stream of events.
 func writeJSON(w io.Writer, v any) error {
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
+	enc.SetEscapeHTML(false) // "error_rate < 1%", not \u003c
 	return enc.Encode(v)
 }

@@ -152,20 +152,6 @@ func summaryLine(s liveSummary, settled, failed, total int, now time.Time) strin
 	return strings.Join(parts, " · ")
 }
 
-// humanDuration writes d for a person: 850ms, 12.3s, 4m05s, 1h02m.
-func humanDuration(d time.Duration) string {
-	switch {
-	case d < time.Second:
-		return d.Round(time.Millisecond).String()
-	case d < time.Minute:
-		return fmt.Sprintf("%.1fs", d.Seconds())
-	case d < time.Hour:
-		return fmt.Sprintf("%dm%02ds", int(d.Minutes()), int(d.Seconds())%60)
-	default:
-		return fmt.Sprintf("%dh%02dm", int(d.Hours()), int(d.Minutes())%60)
-	}
-}
-
 func mark(st deploy.Stage) string {
 	switch {
 	case st == deploy.StageDone:

@@ -114,12 +114,17 @@ back cleanly, 4 the data dir is damaged, 130 paused by Ctrl-C (continue with
 	root.SetVersionTemplate(build().line() + "\n")
 	root.PersistentFlags().StringVar(&g.dataDir, "data-dir", "", "where the embedded coordinator keeps its Raft log and snapshots (env DROVER_DATA_DIR; default $XDG_STATE_HOME/drover, ~/.local/state/drover)")
 	// Defaults the operator keeps in ~/.config/drover/config.yaml.
-	root.PersistentPreRunE = func(cmd *cobra.Command, _ []string) error { return applyConfig(cmd, g) }
+	root.PersistentPreRunE = func(cmd *cobra.Command, _ []string) error {
+		if err := applyConfig(cmd, g); err != nil {
+			return err
+		}
+		return checkOutput(g.output)
+	}
 	root.PersistentFlags().StringVarP(&g.output, "output", "o", "auto", "output format: auto (live progress on a terminal, lines otherwise), text, json")
 	g.cluster.register(root)
 	root.AddCommand(
 		newDeployCmd(g),
-		newPlanCmd(),
+		newPlanCmd(g),
 		newStatusCmd(g),
 		newHistoryCmd(g),
 		newRollbackCmd(g),
@@ -129,7 +134,7 @@ back cleanly, 4 the data dir is damaged, 130 paused by Ctrl-C (continue with
 		newAbortCmd(g),
 		newServerCmd(),
 		newClusterCmd(g),
-		newTokenCmd(&g.cluster),
+		newTokenCmd(g),
 		newTLSCmd(),
 		newAgentCmd(g),
 		newHostsCmd(g),

@@ -74,7 +74,7 @@ func printVars(w io.Writer, p *plans.Plan) {
 	fmt.Fprintln(w)
 }
 
-func newPlanCmd() *cobra.Command {
+func newPlanCmd(g *globalFlags) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "plan",
 		Short: "Check a plan, or show what a deploy would do",
@@ -85,6 +85,7 @@ func newPlanCmd() *cobra.Command {
 		Short: "Check a plan and report every problem as FILE:LINE:COL: message",
 		Long: `Check a plan without touching any host. Every problem in the file is reported
 at once, one per line, as FILE:LINE:COL: message. Exit code 2 when invalid.
+With -o json, a valid plan is printed as 'plan show -o json' prints it.
 ` + planHelp,
 		Example: `  drover plan validate web.yaml
   VERSION=2.0.1 drover plan validate web.yaml
@@ -94,6 +95,9 @@ at once, one per line, as FILE:LINE:COL: message. Exit code 2 when invalid.
 			p, err := loadPlan(args[0], validateSet)
 			if err != nil {
 				return err
+			}
+			if g.output == "json" {
+				return writeJSON(cmd.OutOrStdout(), planToJSON(p))
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "%s: ok: %s %s to %d hosts in %d batches\n",
 				args[0], p.Name, p.Version, len(p.Hosts), len(p.Batches()))
@@ -107,12 +111,18 @@ at once, one per line, as FILE:LINE:COL: message. Exit code 2 when invalid.
 		Long: `Print the batches, the hosts in each, and every command and load balancer
 action a deploy would run, in order, without touching anything. Values taken
 from the environment or --set are listed first, with where they came from.
+With -o json, the plan as a deploy would run it: defaults applied, variables
+resolved (vars says from where), the hosts of each batch, the strategy, health
+checks, load balancer and analysis gates, durations in seconds (docs/json.md).
 ` + planHelp,
 		Args: exactArgs(1, "PLAN"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			p, err := loadPlan(args[0], showSet)
 			if err != nil {
 				return err
+			}
+			if g.output == "json" {
+				return writeJSON(cmd.OutOrStdout(), planToJSON(p))
 			}
 			printVars(cmd.OutOrStdout(), p)
 			return p.Describe(cmd.OutOrStdout())

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -199,7 +198,7 @@ func newClusterCmd(g *globalFlags) *cobra.Command {
 					return err
 				}
 				if *output == "json" {
-					return json.NewEncoder(os.Stdout).Encode(ms)
+					return writeJSON(os.Stdout, membersJSON(ms))
 				}
 				tw := newTable(os.Stdout)
 				fmt.Fprintln(tw, "ID\tRAFT\tAPI\tROLE\tLEADER\tLAST CONTACT\tAPPLIED")
@@ -210,8 +209,9 @@ func newClusterCmd(g *globalFlags) *cobra.Command {
 						if m.Error != "" {
 							role += " (" + oneline.First(m.Error, 100) + ")"
 						}
-					} else if m.LastContactMS >= 0 && !m.Leader {
-						contact = (time.Duration(m.LastContactMS) * time.Millisecond).String()
+					}
+					if c, ok := lastContact(m); ok {
+						contact = humanDuration(c) + " ago"
 					}
 					if !m.Voter {
 						role += ", non-voter"
@@ -311,7 +311,8 @@ func requireCluster(ctx context.Context, cf *clusterFlags, fn func(context.Conte
 	return err
 }
 
-func newTokenCmd(cf *clusterFlags) *cobra.Command {
+func newTokenCmd(g *globalFlags) *cobra.Command {
+	cf := &g.cluster
 	cmd := &cobra.Command{
 		Use:   "token",
 		Short: "Manage API tokens (needs a management token)",
@@ -331,8 +332,7 @@ token's hash is stored in the cluster: the clear text is printed once, here.`,
 				if err != nil {
 					return err
 				}
-				fmt.Println(tok.Token)
-				return nil
+				return printToken(os.Stdout, g.output, tok)
 			})
 		},
 	}
@@ -348,16 +348,10 @@ token's hash is stored in the cluster: the clear text is printed once, here.`,
 				if err != nil {
 					return err
 				}
-				tw := newTable(os.Stdout)
-				fmt.Fprintln(tw, "NAME\tROLE\tCREATED\tEXPIRES")
-				for _, t := range ts {
-					exp := "-"
-					if !t.Expires.IsZero() {
-						exp = t.Expires.Local().Format(time.RFC3339)
-					}
-					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", t.Name, t.Role, t.Created.Local().Format(time.RFC3339), exp)
+				if g.output == "json" {
+					return writeJSON(os.Stdout, orEmpty(ts))
 				}
-				return tw.Flush()
+				return printTokens(os.Stdout, ts, time.Now())
 			})
 		},
 	}

@@ -44,12 +44,7 @@ a failover or a lost terminal), then shown.`,
 					}
 					return ctl.follow(ctx, d.ID)
 				}
-				if g.output == "json" {
-					lb, _ := lbStates(ctx, d) // unreadable: every host "?"
-					return writeJSON(os.Stdout, statusJSON(ctl.records(), lb, d))
-				}
-				printWithLB(ctx, os.Stdout, ctl.records(), d)
-				return nil
+				return showDeployment(ctx, os.Stdout, g.output, ctl.records(), d)
 			})
 		},
 	}
@@ -59,31 +54,73 @@ a failover or a lost terminal), then shown.`,
 
 func newHistoryCmd(g *globalFlags) *cobra.Command {
 	limit := 20
+	var all bool
 	cmd := &cobra.Command{
 		Use:   "history",
 		Short: "List deployments, newest first",
 		Long: `List deployments, newest first: the last --limit of them (0 for every one
 kept). The state keeps every running or paused deployment and the last finished
-ones (drover server --keep-deployments, default 100).`,
+ones (drover server --keep-deployments, default 100).
+
+A deployment refused before it changed anything on any host (its preflight
+failed) is not listed unless --all is given; then its state reads "refused".
+-o json lists them all the same, each refused one marked "refused": true.`,
+		Example: `  drover history
+  drover history --all --limit 0
+  drover history -o json | jq -r '.[] | select(.refused | not) | [.id, .state, .duration_seconds] | @tsv'`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if limit < 0 {
 				return withCode(exitUsage, fmt.Errorf("--limit %d: want 0 (all) or more", limit))
 			}
 			return withControl(cmd.Context(), g, func(ctx context.Context, ctl control) error {
-				ds, err := ctl.newest(ctx, limit)
+				if g.output == "json" {
+					ds, err := ctl.newest(ctx, limit)
+					if err != nil {
+						return err
+					}
+					return writeJSON(os.Stdout, historyJSON(ds))
+				}
+				ds, hidden, err := listed(ctx, ctl, limit, all)
 				if err != nil {
 					return err
 				}
-				if g.output == "json" {
-					return writeJSON(os.Stdout, historyJSON(ds))
-				}
-				return printHistory(ds)
+				return printHistory(os.Stdout, ds, hidden, time.Now())
 			})
 		},
 	}
 	cmd.Flags().IntVar(&limit, "limit", limit, "show the newest N deployments; 0 shows every one kept")
+	cmd.Flags().BoolVarP(&all, "all", "a", false, "also list deployments refused before they changed any host (failed preflights)")
 	return cmd
+}
+
+// listed is what history shows: the newest n deployments (oldest first),
+// without the refused ones unless all; hidden counts those left out.
+func listed(ctx context.Context, ctl control, n int, all bool) (ds []deploy.Deployment, hidden int, err error) {
+	if ds, err = ctl.newest(ctx, n); err != nil || all {
+		return ds, 0, err
+	}
+	kept := shown(ds)
+	if len(kept) < len(ds) && len(ds) == n {
+		// Refused ones took places among the newest n: look further back.
+		if ds, err = ctl.newest(ctx, 0); err != nil {
+			return nil, 0, err
+		}
+		kept = shown(ds)
+	}
+	hidden = len(ds) - len(kept)
+	return newest(kept, n), hidden, nil
+}
+
+// shown drops the refused deployments of ds.
+func shown(ds []deploy.Deployment) []deploy.Deployment {
+	var out []deploy.Deployment
+	for _, d := range ds {
+		if !d.Refused() {
+			out = append(out, d)
+		}
+	}
+	return out
 }
 
 // newest keeps the last n of ds (oldest first); n == 0 keeps all.
@@ -94,15 +131,33 @@ func newest(ds []deploy.Deployment, n int) []deploy.Deployment {
 	return ds
 }
 
-func printHistory(ds []deploy.Deployment) error {
-	tw := newTable(os.Stdout)
+// printHistory lists ds newest first; hidden refused ones are counted
+// below the table.
+func printHistory(w io.Writer, ds []deploy.Deployment, hidden int, now time.Time) error {
+	tw := newTable(w)
 	fmt.Fprintln(tw, "ID\tKIND\tFROM\tVERSION\tSTATE\tHOSTS\tSTARTED\tDURATION\tBY")
 	for i := len(ds) - 1; i >= 0; i-- {
 		d := ds[i]
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%s\t%s\t%s\n", d.ID, d.Kind, orNone(fromVersion(d)), d.Version, d.State,
-			len(d.Hosts), d.Created.Local().Format("2006-01-02 15:04:05"), duration(d), orNone(d.By))
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%s\t%s\t%s\n", d.ID, d.Kind, orNone(fromVersion(d)), d.Version, stateText(d),
+			len(d.Hosts), ago(d.Created, now), duration(d), orNone(d.By))
 	}
-	return tw.Flush()
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	if hidden > 0 {
+		_, err := fmt.Fprintf(w, "(%d refused before changing any host not shown: drover history --all)\n", hidden)
+		return err
+	}
+	return nil
+}
+
+// stateText is d's state in text output: "refused" for a deployment that
+// failed without changing any host (deploy.Deployment.Refused).
+func stateText(d deploy.Deployment) string {
+	if d.Refused() {
+		return "refused"
+	}
+	return string(d.State)
 }
 
 func newRollbackCmd(g *globalFlags) *cobra.Command {
@@ -166,15 +221,26 @@ are listed: 'drover rollback' or a new deploy brings them back.`,
 		Args: exactArgs(1, "ID"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return withControl(cmd.Context(), g, func(ctx context.Context, ctl control) error {
-				return abort(ctx, ctl, args[0], os.Stdout)
+				return abort(ctx, ctl, args[0], os.Stdout, g.output)
 			})
 		},
 	}
 }
 
+// showDeployment prints d as status does: text with each host's state on
+// the load balancer(s), or (output json) the deployment's JSON.
+func showDeployment(ctx context.Context, w io.Writer, output string, st hostRecords, d deploy.Deployment) error {
+	if output == "json" {
+		lb, _ := lbStates(ctx, d) // unreadable: every host "?"
+		return writeJSON(w, statusJSON(st, lb, d))
+	}
+	printWithLB(ctx, w, st, d)
+	return nil
+}
+
 // abort ends deployment id now, showing where every host was left, or
 // requests its end at its engine's next safe point (deploy.AbortNow).
-func abort(ctx context.Context, ctl control, id string, w io.Writer) error {
+func abort(ctx context.Context, ctl control, id string, w io.Writer, output string) error {
 	d, err := ctl.get(ctx, id)
 	if err != nil {
 		return err
@@ -183,15 +249,14 @@ func abort(ctx context.Context, ctl control, id string, w io.Writer) error {
 	if err := ctl.act(ctx, d.ID, deploy.ActionAbort); err != nil {
 		return err
 	}
-	if !now {
+	if !now && output != "json" {
 		fmt.Fprintf(w, "abort requested: %s stops at the next safe point (hosts in flight finish) and releases its hosts\n", d.ID)
 		return nil
 	}
 	if d, err = ctl.get(ctx, d.ID); err != nil {
 		return err
 	}
-	printWithLB(ctx, w, ctl.records(), d)
-	return nil
+	return showDeployment(ctx, w, output, ctl.records(), d)
 }
 
 func newPauseCmd(g *globalFlags) *cobra.Command {
@@ -207,6 +272,13 @@ pause the foreground 'drover deploy' with Ctrl-C.)`,
 			return requireCluster(cmd.Context(), &g.cluster, func(ctx context.Context, cl *api.Client) error {
 				if err := cl.Act(ctx, args[0], api.ActionPause); err != nil {
 					return err
+				}
+				if g.output == "json" {
+					d, err := cl.Deployment(ctx, args[0])
+					if err != nil {
+						return err
+					}
+					return writeJSON(os.Stdout, statusJSON(nil, nil, d))
 				}
 				fmt.Printf("pause requested: %s stops at the next safe point\n", args[0])
 				return nil
@@ -226,20 +298,6 @@ func watchNew(ctx context.Context, cl *api.Client, g *globalFlags, id string) er
 	return watch(sigctx, cl, v, id)
 }
 
-func duration(d deploy.Deployment) string {
-	return elapsed(d).Round(time.Millisecond).String()
-}
-
-// elapsed is how long d ran: to its end, or to its last change while it
-// runs.
-func elapsed(d deploy.Deployment) time.Duration {
-	end := d.Ended
-	if end.IsZero() {
-		end = d.Updated
-	}
-	return end.Sub(d.Created)
-}
-
 // hostRecords knows what each host runs now; nil on a cluster client,
 // which shows what the deployment itself recorded.
 type hostRecords interface {
@@ -250,11 +308,14 @@ type hostRecords interface {
 // load balancer(s) now, shown next to the release it runs.
 func printDeployment(w io.Writer, st hostRecords, lb map[string]string, d deploy.Deployment) {
 	fmt.Fprintf(w, "deployment %s (%s of %s %s)\n", d.ID, d.Kind, d.Name, d.Version)
-	fmt.Fprintf(w, "state:     %s", d.State)
+	fmt.Fprintf(w, "state:     %s", stateText(d))
+	if d.Refused() {
+		fmt.Fprint(w, " (failed before changing any host)")
+	}
 	if d.State == deploy.StateRunning || d.State == deploy.StatePaused {
 		fmt.Fprintf(w, " (batch %d of %d)", min(d.OpenBatch(), len(d.Batches)-1)+1, len(d.Batches))
 	}
-	fmt.Fprintf(w, "\nstarted:   %s, %s\n", d.Created.Local().Format(time.RFC3339), duration(d))
+	fmt.Fprintf(w, "\nstarted:   %s (%s), ran %s\n", clock(d.Created), ago(d.Created, time.Now()), duration(d))
 	if from := fromVersion(d); from != "" {
 		fmt.Fprintf(w, "from:      %s\n", from)
 	}

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"encoding/json"
 	"fmt"
 	"io"
 	"runtime"
@@ -113,9 +112,7 @@ func (b buildInfo) line() string {
 // write prints b as text or JSON.
 func (b buildInfo) write(w io.Writer, output string) error {
 	if output == "json" {
-		enc := json.NewEncoder(w)
-		enc.SetIndent("", "  ")
-		return enc.Encode(b)
+		return writeJSON(w, b)
 	}
 	or := func(s, def string) string {
 		if s == "" {
@@ -148,11 +145,6 @@ reports the commit and its date from the Go toolchain's stamp, and the version
 commit_date, go_version, platform). 'drover --version' prints one line.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			switch g.output {
-			case "auto", "text", "json":
-			default:
-				return withCode(exitUsage, fmt.Errorf("--output %q: want auto, text or json", g.output))
-			}
 			return build().write(cmd.OutOrStdout(), g.output)
 		},
 	}

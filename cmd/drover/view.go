@@ -20,6 +20,7 @@ type view struct {
 	mu   sync.Mutex
 	w    io.Writer
 	mode string // live, text, json
+	id   string // the deployment's ID, once begin knows it
 	// start is when the deployment was recorded (its Created), or this
 	// view's creation until begin knows it: the text view stamps each
 	// event with its own time since then, not with when it arrived.
@@ -59,7 +60,7 @@ func newView(w io.Writer, mode string) (*view, error) {
 	case "text", "json":
 	case "live":
 	default:
-		return nil, fmt.Errorf("--output %q: want auto, text or json", mode)
+		return nil, checkOutput(mode)
 	}
 	v := &view{w: w, mode: mode, start: time.Now(), rows: map[string]*row{}, batchOf: map[string]int{}, size: func() (int, int) { return 80, 24 }}
 	if f, ok := w.(*os.File); ok && term.IsTerminal(int(f.Fd())) {
@@ -79,7 +80,7 @@ func newView(w io.Writer, mode string) (*view, error) {
 func (v *view) begin(d deploy.Deployment) {
 	v.mu.Lock()
 	defer v.mu.Unlock()
-	v.order, v.rows, v.batchOf = nil, map[string]*row{}, map[string]int{}
+	v.order, v.rows, v.batchOf, v.id = nil, map[string]*row{}, map[string]int{}, d.ID
 	if !d.Created.IsZero() {
 		v.start = d.Created
 	}
@@ -162,7 +163,9 @@ func (v *view) note(msg string) {
 	v.mu.Lock()
 	defer v.mu.Unlock()
 	if v.mode == "json" {
-		json.NewEncoder(v.w).Encode(map[string]string{"kind": "note", "message": msg})
+		// An event like the engine's, so that every line has the schema's
+		// time and deployment ("" before the deployment exists).
+		json.NewEncoder(v.w).Encode(orchestrator.Event{Time: time.Now().UTC(), Deployment: v.id, Kind: orchestrator.EventNote, Message: msg})
 		return
 	}
 	v.clear()
