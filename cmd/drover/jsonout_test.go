@@ -317,3 +317,20 @@ func TestUnknownOutputIsAUsageError(t *testing.T) {
 		}
 	}
 }
+
+// An output set in the config file is checked too, and names the file; a
+// flag still beats it.
+func TestUnknownOutputInTheConfig(t *testing.T) {
+	cfg := filepath.Join(t.TempDir(), "config.yaml")
+	if err := os.WriteFile(cfg, []byte("output: yaml\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("DROVER_CONFIG", cfg)
+	_, err := runRoot(t, "version")
+	if code := exitCode(err); code != exitUsage || err == nil || !strings.Contains(err.Error(), "config "+cfg+`: output "yaml": want one of auto, text, json`) {
+		t.Errorf("output: yaml in the config: exit %d, %v", code, err)
+	}
+	if out, err := runRoot(t, "version", "-o", "json"); err != nil || !strings.Contains(out, `"go_version"`) {
+		t.Errorf("-o json over the config's output: %v\n%s", err, out)
+	}
+}

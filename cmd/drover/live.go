@@ -72,7 +72,7 @@ func liveFrame(sum liveSummary, order []string, batchOf map[string]int, rows map
 		if r.phase == deploy.PhaseRollback {
 			stage += " (rollback)"
 		}
-		line := fmt.Sprintf("%sbatch %-2d %-*s %-20s %-10s %6.2fs", mark(r.stage), batchOf[h], nameW, cut(h, nameW), stage, r.version, el.Seconds())
+		line := fmt.Sprintf("%sbatch %-2d %-*s %-20s %-10s %7s", mark(r.stage), batchOf[h], nameW, cut(h, nameW), stage, r.version, humanDuration(el))
 		switch {
 		case r.err != "":
 			line += "  " + oneline.First(r.err, 100)

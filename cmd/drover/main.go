@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"strings"
 
 	"github.com/drover-dev/drover/plans"
 	"github.com/drover-dev/drover/raftstore"
@@ -118,9 +119,15 @@ back cleanly, 4 the data dir is damaged, 130 paused by Ctrl-C (continue with
 		if err := applyConfig(cmd, g); err != nil {
 			return err
 		}
+		if f := cmd.Flags().Lookup("output"); f != nil && !f.Changed && g.output != "auto" {
+			if checkOutput(g.output) != nil {
+				return withCode(exitUsage, fmt.Errorf("config %s: output %q: want one of %s", configPath(), g.output, strings.Join(outputFormats, ", ")))
+			}
+		}
 		return checkOutput(g.output)
 	}
 	root.PersistentFlags().StringVarP(&g.output, "output", "o", "auto", "output format: auto (live progress on a terminal, lines otherwise), text, json")
+	root.RegisterFlagCompletionFunc("output", cobra.FixedCompletions(outputFormats, cobra.ShellCompDirectiveNoFileComp))
 	g.cluster.register(root)
 	root.AddCommand(
 		newDeployCmd(g),

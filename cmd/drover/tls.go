@@ -226,7 +226,7 @@ func runIssue(w io.Writer, role pki.Role, name string, f *issueFlags) error {
 		sans = append(sans, ip.String())
 	}
 	sans = append(sans, cert.DNSNames...)
-	fmt.Fprintf(w, "wrote %s: %s certificate for %q, valid until %s\n", certPath, role, name, cert.NotAfter.Format(time.DateOnly))
+	fmt.Fprintf(w, "wrote %s: %s certificate for %q, valid until %s\n", certPath, role, name, clock(cert.NotAfter))
 	if len(sans) > 0 {
 		fmt.Fprintf(w, "  valid for: %s\n", strings.Join(sans, ", "))
 	}
