@@ -315,7 +315,12 @@ func printDeployment(w io.Writer, st hostRecords, lb map[string]string, d deploy
 	if d.State == deploy.StateRunning || d.State == deploy.StatePaused {
 		fmt.Fprintf(w, " (batch %d of %d)", min(d.OpenBatch(), len(d.Batches)-1)+1, len(d.Batches))
 	}
-	fmt.Fprintf(w, "\nstarted:   %s (%s), ran %s\n", clock(d.Created), ago(d.Created, time.Now()), duration(d))
+	fmt.Fprintf(w, "\nstarted:   %s (%s)", clock(d.Created), ago(d.Created, time.Now()))
+	if d.State.Terminal() {
+		// How long it ran, as the deploy that ran it said at its end.
+		fmt.Fprintf(w, ", ran %s", duration(d))
+	}
+	fmt.Fprintln(w)
 	if from := fromVersion(d); from != "" {
 		fmt.Fprintf(w, "from:      %s\n", from)
 	}
