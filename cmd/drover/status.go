@@ -171,9 +171,7 @@ A host whose previous release is unknown (its first deploy) is not guessed at.`,
 		Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return withControl(cmd.Context(), g, func(ctx context.Context, ctl control) error {
-				d, err := ctl.pick(ctx, args, func(d deploy.Deployment) bool {
-					return d.Kind == deploy.KindDeploy && d.State.Terminal()
-				})
+				d, err := ctl.pick(ctx, args, rollbackDefault)
 				if err != nil {
 					return err
 				}
@@ -185,6 +183,13 @@ A host whose previous release is unknown (its first deploy) is not guessed at.`,
 			})
 		},
 	}
+}
+
+// rollbackDefault is what a rollback without an ID takes back: the newest
+// finished deploy that changed hosts (one refused at preflight changed
+// none: there is nothing of it to take back).
+func rollbackDefault(d deploy.Deployment) bool {
+	return d.Kind == deploy.KindDeploy && d.State.Terminal() && !d.Refused()
 }
 
 func newResumeCmd(g *globalFlags) *cobra.Command {
