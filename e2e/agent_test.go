@@ -90,15 +90,33 @@ func TestAgents(t *testing.T) {
 
 	t.Run("install over SSH", func(t *testing.T) {
 		c.t = t
-		out := c.cli(0, append([]string{"agent", "install", "--plan", v1, "--dir", agentDir}, agents...)...)
-		if !strings.Contains(out, "supervisor") {
-			t.Errorf("install did not say it used drover's supervisor (no systemd in the lab):\n%s", out)
+		install := func() map[string]struct{ Action, Supervisor string } {
+			out := c.cli(0, append([]string{"agent", "install", "--plan", v1, "--dir", agentDir}, agents...)...)
+			checkJSON(t, "agent-install", []byte(out), true)
+			var rs []struct{ Host, Action, Supervisor string }
+			if err := json.Unmarshal([]byte(out), &rs); err != nil {
+				t.Fatal(err)
+			}
+			by := map[string]struct{ Action, Supervisor string }{}
+			for _, r := range rs {
+				by[r.Host] = struct{ Action, Supervisor string }{r.Action, r.Supervisor}
+			}
+			return by
+		}
+		first := install()
+		if len(first) != len(agents) {
+			t.Errorf("install reports %d hosts, want %d: %+v", len(first), len(agents), first)
+		}
+		for a, r := range first {
+			if r.Supervisor != "supervisor" {
+				t.Errorf("install of %s: %+v; want drover's supervisor (no systemd in the lab)", a, r)
+			}
 		}
 		c.waitAgents(agents...)
-		again := c.cli(0, append([]string{"agent", "install", "--plan", v1, "--dir", agentDir}, agents...)...)
+		again := install()
 		for _, a := range agents {
-			if !strings.Contains(again, a+": unchanged") {
-				t.Errorf("second install of %s was not a no-op:\n%s", a, again)
+			if again[a].Action != "unchanged" {
+				t.Errorf("second install of %s was not a no-op: %+v", a, again[a])
 			}
 		}
 		for name, h := range c.hostsOnline() {

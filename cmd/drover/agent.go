@@ -179,7 +179,8 @@ for each host's architecture (this one, or drover-linux-ARCH beside it, or
 from --bin-dir), writes the agent's config and the cluster CA, a join token
 for hosts not enrolled yet, and starts it under systemd, or, on hosts without
 systemd, under drover's own small supervisor (and says so). Running it again
-upgrades what changed and leaves the rest alone.`,
+upgrades what changed and leaves the rest alone. With -o json, the progress
+lines go to stderr and stdout gets the result of each host (docs/json.md).`,
 		Example: `  drover agent install --plan web.yaml web3 web4
   drover agent install --plan web.yaml --user root web3     # the plan's deploy user cannot write /opt
   drover agent install --user deploy --identity-file ~/.ssh/id_ed25519 web7=10.0.0.17
@@ -191,6 +192,9 @@ upgrades what changed and leaves the rest alone.`,
 				return withCode(exitUsage, err)
 			}
 			opts := installer.Options{Dir: dir, SSH: sshCfg, Out: os.Stdout, Binary: agentBinary(binDir)}
+			if g.output == "json" {
+				opts.Out = os.Stderr // stdout is the results' JSON
+			}
 			run := func(ctx context.Context, cl *api.Client) error {
 				var res []installer.Result
 				if uninstall {
@@ -198,8 +202,15 @@ upgrades what changed and leaves the rest alone.`,
 				} else {
 					res, err = installer.Install(ctx, targets, opts)
 				}
-				for _, r := range res {
-					fmt.Printf("%s: %s\n", r.Host, r.Action)
+				if g.output == "json" {
+					// The hosts that succeeded, also when others failed.
+					if jerr := writeJSON(os.Stdout, installJSON(res)); jerr != nil && err == nil {
+						return jerr
+					}
+				} else {
+					for _, r := range res {
+						fmt.Printf("%s: %s\n", r.Host, r.Action)
+					}
 				}
 				if err != nil {
 					return withCode(exitFailed, err)

@@ -15,6 +15,7 @@ import (
 	"github.com/drover-dev/drover/deploy"
 	"github.com/drover-dev/drover/orchestrator"
 	"github.com/drover-dev/drover/raftstore"
+	"github.com/drover-dev/drover/transport/agent/installer"
 	"github.com/santhosh-tekuri/jsonschema/v6"
 )
 
@@ -258,6 +259,10 @@ analysis:
 			{Name: "ops", Role: raftstore.RoleManage, Created: t0},
 			{Name: "agent-join-web3", Role: raftstore.RoleAgentJoin, Created: t0, Expires: t0.Add(15 * time.Minute), Agent: "web3", Used: true},
 		})), want: []string{`"expires": "2026-11-29T10:15:00Z"`}},
+		{name: "agent install", schema: "agent-install", items: 2, out: encode(installJSON([]installer.Result{
+			{Host: "web3", Action: installer.ActionInstalled, Supervisor: installer.SupervisorDrover},
+			{Host: "web4", Action: installer.ActionUnchanged, Supervisor: installer.SupervisorSystemd},
+		})), want: []string{`"action": "installed"`}},
 		{name: "token create", schema: "new-token", out: func(t *testing.T) []byte {
 			var b bytes.Buffer
 			if err := printToken(&b, "json", api.TokenResponse{Name: "viewer", Role: raftstore.RoleRead, Token: "drv_abc"}); err != nil {

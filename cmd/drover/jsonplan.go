@@ -7,6 +7,7 @@ import (
 
 	"github.com/drover-dev/drover/api"
 	"github.com/drover-dev/drover/plans"
+	"github.com/drover-dev/drover/transport/agent/installer"
 )
 
 // What `plan show -o json` (and `plan validate -o json`) and the cluster
@@ -184,4 +185,21 @@ func printToken(w io.Writer, output string, tok api.TokenResponse) error {
 	}
 	_, err := fmt.Fprintln(w, tok.Token)
 	return err
+}
+
+// installResultJSON is one host's outcome of `agent install|uninstall -o json`.
+type installResultJSON struct {
+	Host   string `json:"host"`
+	Action string `json:"action"` // installed, upgraded, unchanged, uninstalled, absent
+	// Supervisor is what runs the agent (systemd, supervisor), or for an
+	// uninstall what was stopped; absent when nothing.
+	Supervisor string `json:"supervisor,omitempty"`
+}
+
+func installJSON(rs []installer.Result) []installResultJSON {
+	out := make([]installResultJSON, 0, len(rs))
+	for _, r := range rs {
+		out = append(out, installResultJSON{Host: r.Host, Action: r.Action, Supervisor: r.Supervisor})
+	}
+	return out
 }
