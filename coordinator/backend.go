@@ -115,21 +115,24 @@ func (c *Coordinator) Submit(ctx context.Context, req api.SubmitRequest) (string
 		name = "plan.yaml"
 	}
 	opts := requestOptions(req.Vars, req.Set)
-	// The archive is found by digest before the plan is read; a problem
-	// is reported at the plan's release.artifact.
-	art := &plans.ArtifactFile{Err: errors.New("upload the artifact first (its SHA-256 is missing from the request)")}
-	if req.ArtifactSHA256 != "" {
-		art.Path, art.Err = c.arts.Path(ctx, req.ArtifactSHA256)
-	}
-	opts.Artifact = art
-	opts.Files = &plans.AllowedFiles{Paths: c.cfg.PlanFiles}
 	// The leader sends the webhooks: their keys must be in its environment
 	// (plans accepts only DROVER_WEBHOOK_* names, so nothing else is probed).
 	opts.SenderEnv, opts.Sender = os.LookupEnv, "coordinator "+c.cfg.NodeID+", the leader: set it on every coordinator"
-	p, err := plans.ParseWith(name, []byte(req.Plan), opts)
+	draft := plans.Decode(name, []byte(req.Plan), opts)
+	// The archive is this cluster's copy, found by its digest, not the
+	// file the plan names; a problem is reported at release.artifact.
+	artifact, err := "", errors.New("upload the artifact first (its SHA-256 is missing from the request)")
+	if req.ArtifactSHA256 != "" {
+		artifact, err = c.arts.Path(ctx, req.ArtifactSHA256)
+	}
+	if err != nil {
+		draft.Reject("release.artifact", err)
+	}
+	p, err := draft.Resolve(plans.Files{Artifact: plans.ArtifactUnchecked, Allowed: &plans.AllowedFiles{Paths: c.cfg.PlanFiles}})
 	if err != nil {
 		return "", badRequest{err}
 	}
+	p.Release.Artifact = artifact
 	id, err := c.engine.Submit(ctx, p, orchestrator.SubmitOptions{Force: req.Force, By: req.By, Message: req.Message})
 	if errors.Is(err, orchestrator.ErrBadArtifact) || errors.Is(err, orchestrator.ErrUnsafeArtifact) {
 		return "", badRequest{err}
@@ -204,11 +207,9 @@ func (c *Coordinator) Repair(ctx context.Context, req api.RepairRequest) (api.Re
 			name = "plan.yaml"
 		}
 		var err error
-		opts := requestOptions(req.Vars, nil)
 		// A repair installs nothing: the release's archive is not needed.
-		opts.SkipArtifact = true
-		opts.Files = &plans.AllowedFiles{Paths: c.cfg.PlanFiles}
-		p, err = plans.ParseWith(name, []byte(req.Plan), opts)
+		p, err = plans.ParseWith(name, []byte(req.Plan), requestOptions(req.Vars, nil),
+			plans.Files{Artifact: plans.ArtifactUnchecked, Allowed: &plans.AllowedFiles{Paths: c.cfg.PlanFiles}})
 		if err != nil {
 			return api.RepairResponse{}, badRequest{err}
 		}

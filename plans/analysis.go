@@ -96,6 +96,7 @@ func (l *loader) analysis(top *mapping, p *Plan) {
 				l.errorf(up, "analysis.prometheus.url: must be an http:// or https:// URL with a host, got %s", quote(u))
 			} else {
 				a.Prometheus = &PrometheusServer{URL: u}
+				l.at("analysis.prometheus.url", up)
 			}
 		}
 	}

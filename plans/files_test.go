@@ -72,7 +72,7 @@ health:
 				}
 				src = strings.ReplaceAll(src, k, v)
 			}
-			_, err := ParseWith(filepath.Join(f.dir, "plan.yaml"), []byte(src), Options{Files: tc.opts})
+			_, err := ParseWith(filepath.Join(f.dir, "plan.yaml"), []byte(src), Options{}, Files{Allowed: tc.opts})
 			got := f.problems(t, err)
 			if tc.want == "" {
 				if err != nil {

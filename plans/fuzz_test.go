@@ -40,7 +40,7 @@ func FuzzParse(f *testing.F) {
 	f.Fuzz(func(t *testing.T, src string) {
 		p, err := ParseWith(planPath, []byte(src), Options{Env: func(name string) (string, bool) {
 			return "1.0", strings.HasPrefix(name, "A")
-		}})
+		}}, Files{})
 		if err != nil {
 			if p != nil {
 				t.Fatalf("both a plan and an error")

@@ -66,15 +66,16 @@ var (
 )
 
 // Load reads the plan file at path and parses it (see Parse).
-func Load(path string) (*Plan, error) { return LoadWith(path, Options{}) }
+func Load(path string) (*Plan, error) { return LoadWith(path, Options{}, Files{}) }
 
-// LoadWith reads the plan file at path and parses it with opts (see ParseWith).
-func LoadWith(path string, opts Options) (*Plan, error) {
+// LoadWith reads the plan file at path and parses it with opts and files
+// (see ParseWith).
+func LoadWith(path string, opts Options, files Files) (*Plan, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrInvalid, err)
 	}
-	return ParseWith(path, data, opts)
+	return ParseWith(path, data, opts, files)
 }
 
 // Parse decodes and validates a plan. path is used in messages (exactly as
@@ -83,26 +84,19 @@ func LoadWith(path string, opts Options) (*Plan, error) {
 // errors.Is(err, ErrInvalid) holds. On success every field of the Plan is
 // set: defaults are applied and local paths are absolute.
 func Parse(path string, data []byte) (*Plan, error) {
-	return ParseWith(path, data, Options{})
+	return ParseWith(path, data, Options{}, Files{})
 }
 
-// Options change where Parse looks for the files a plan names, for plans
-// read on one machine and run on another (a coordinator cluster).
+// ParseWith decodes a plan with opts and resolves the files it names as
+// files says: Decode, then Draft.Resolve.
+func ParseWith(path string, data []byte, opts Options, files Files) (*Plan, error) {
+	return Decode(path, data, opts).Resolve(files)
+}
+
+// Options are what decoding takes from outside the plan's text: the values
+// of its variables and of --set, and the environment its webhooks are sent
+// from. None of them is a file (see Files).
 type Options struct {
-	// Artifact, when set, is the file to use as release.artifact instead of
-	// the one the plan names: a coordinator's copy of the archive the
-	// request named by its digest, found by the caller before parsing.
-	Artifact *ArtifactFile
-	// SkipArtifact keeps release.artifact as written (resolved against the
-	// plan's folder) without looking at it: a repair installs nothing.
-	SkipArtifact bool
-	// SkipCoordinatorFiles leaves unchecked the files that the coordinators
-	// read (ssh.identity_file): a CLI talking to a cluster cannot see them.
-	SkipCoordinatorFiles bool
-	// Files, when set, is the only set of coordinator files the plan may
-	// name: a cluster sets it from its operator's --plan-files (see
-	// AllowedFiles). nil (the local CLI) allows any file.
-	Files *AllowedFiles
 	// Env looks up the ${NAME} variables of version and release.artifact
 	// (VarKeys). nil sets none: only ${NAME:-default} resolves. The CLI
 	// passes os.LookupEnv; a coordinator passes only the values the CLI
@@ -119,8 +113,18 @@ type Options struct {
 	Set map[string]string
 }
 
-// ParseWith is Parse with Options.
-func ParseWith(path string, data []byte, opts Options) (*Plan, error) {
+// Draft is a plan decoded from its text alone: the files it names
+// (inventory, artifact, keys, known_hosts, the HAProxy socket) are paths,
+// not yet read or looked at. Resolve makes it a Plan.
+type Draft struct {
+	l *loader
+	p *Plan // nil when the text is not a plan at all
+}
+
+// Decode decodes and checks a plan's text without touching any file (see
+// Parse for path). Its problems are kept in the Draft: Err reports them,
+// and Resolve reports them with its own.
+func Decode(path string, data []byte, opts Options) *Draft {
 	l := newLoader(path)
 	l.opts = opts
 	for _, k := range slices.Sorted(maps.Keys(opts.Set)) {
@@ -128,32 +132,63 @@ func ParseWith(path string, data []byte, opts Options) (*Plan, error) {
 			l.errorf(setPos, "%s cannot be set from the command line; --set takes %s", k, orList(VarKeys))
 		}
 	}
-	p := l.load(data)
-	if len(l.errs) > 0 {
-		l.errs.sortFor(path)
-		errs := l.errs
-		return nil, &errs
+	return &Draft{l: l, p: l.decode(data)}
+}
+
+// Err returns the problems decoding found (an *Errors), or nil.
+func (d *Draft) Err() error { return d.l.result() }
+
+// Reject records the caller's own problem with the value of key (a path
+// such as "release.artifact"), at the position the key is written: a
+// coordinator that finds the release archive by its digest reports a
+// missing upload there. A key that did not decode has its problem already,
+// and gets no second one.
+func (d *Draft) Reject(key string, err error) {
+	if at, ok := d.l.keys[key]; ok {
+		d.l.errorf(at, "%s: %v", key, err)
 	}
-	return p, nil
 }
 
-// ArtifactFile is the release artifact a caller found for a plan, or why
-// it could not (reported at release.artifact, with its position).
-type ArtifactFile struct {
-	Path string
-	Err  error
+// Resolve reads the inventory, checks the files the plan names as files
+// says, and runs the checks that need the hosts (the health URL of each,
+// the batches against the balancer's backends). It returns the plan, or
+// every problem found (decoding's, the caller's and its own) as *Errors.
+// A Draft is resolved once.
+func (d *Draft) Resolve(files Files) (*Plan, error) {
+	l := d.l
+	if d.p != nil {
+		l.files = files
+		l.resolve(d.p)
+	}
+	if err := l.result(); err != nil {
+		return nil, err
+	}
+	return d.p, nil
 }
 
-// loader decodes one plan (and its inventory).
+// result is every problem found so far, sorted, or nil.
+func (l *loader) result() error {
+	if len(l.errs) == 0 {
+		return nil
+	}
+	errs := slices.Clone(l.errs)
+	errs.sortFor(l.path)
+	return &errs
+}
+
+// loader decodes one plan, then resolves it (and reads its inventory).
 type loader struct {
 	sink
-	path string // as given
-	dir  string // absolute folder of the plan
-	opts Options
-	refs []fileRef // the files the plan names, checked after decoding
+	path  string // as given
+	dir   string // absolute folder of the plan
+	opts  Options
+	files Files
+	refs  []fileRef      // the files the plan names, checked by resolve
+	keys  map[string]pos // where the keys that name outside things are written (Plan.Keys)
 	// relativeAt is where each gate relative to the old release is
 	// written, for checkBaseline.
 	relativeAt []pos
+	later      fleetChecks // what decode leaves for when the hosts are known
 }
 
 func newLoader(path string) *loader {
@@ -161,8 +196,11 @@ func newLoader(path string) *loader {
 	if abs, err := filepath.Abs(dir); err == nil {
 		dir = abs
 	}
-	return &loader{path: path, dir: dir}
+	return &loader{path: path, dir: dir, keys: map[string]pos{}}
 }
+
+// at records where key is written, for Plan.Keys.
+func (l *loader) at(key string, p pos) { l.keys[key] = p }
 
 // hostAt remembers where a host came from, for cross-host checks.
 type hostAt struct {
@@ -175,7 +213,8 @@ type hostAt struct {
 	hasLB   bool
 }
 
-func (l *loader) load(data []byte) *Plan {
+// decode decodes the plan's text; it reads no file.
+func (l *loader) decode(data []byte) *Plan {
 	vs := &vars{env: l.opts.Env, set: l.opts.Set}
 	body, d, ok := parseYAML(&l.sink, l.path, data, "plan", vs)
 	if !ok {
@@ -216,12 +255,12 @@ func (l *loader) load(data []byte) *Plan {
 	}
 
 	// The balancer first: it decides whether hosts need lb_server.
-	hasLB := l.loadBalancer(top, p)
-	hostsOK := l.hosts(top, p, hasLB)
+	l.later.hasLB = l.loadBalancer(top, p)
+	l.later.hostsOK = l.hosts(top, p, l.later.hasLB)
 	l.ssh(top, p)
-	batchAt, minAt := l.strategy(top, p)
+	l.later.batchAt, l.later.minAt = l.strategy(top, p)
 	l.release(top, p)
-	l.health(top, p, hostsOK)
+	l.health(top, p)
 	if rb, ok := top.OptMapping("rollback", rollbackKeys...); ok {
 		p.Rollback.Automatic = true
 		if rb != nil {
@@ -231,18 +270,11 @@ func (l *loader) load(data []byte) *Plan {
 	l.secrets(top, p)
 	l.notify(top, p)
 	l.analysis(top, p)
-	l.resolveFiles()
 	if hk, ok := top.OptMapping("hooks", hookKeys...); ok && hk != nil {
 		p.Hooks.BeforeDrain, _ = hk.StrList("before_drain", "shell commands")
 		p.Hooks.AfterInstall, _ = hk.StrList("after_install", "shell commands")
 		p.Hooks.AfterActivate, _ = hk.StrList("after_activate", "shell commands")
 		p.Hooks.AfterEnable, _ = hk.StrList("after_enable", "shell commands")
-	}
-	// A check across keys, on a plan that decoded cleanly only: on a
-	// half-decoded one it would be noise.
-	if len(l.errs) == 0 {
-		l.checkOutage(p, batchAt, minAt)
-		l.checkBaseline(p)
 	}
 	return p
 }

@@ -102,7 +102,8 @@ func (l *loader) haproxy(d *doc, v value, path string) (HAProxy, bool) {
 				l.errorf(sp, "%s.socket: %s", path, msg)
 			} else {
 				hp.Socket = abs
-				l.refs = append(l.refs, fileRef{key: path + ".socket", at: sp, kind: coordinatorPath, path: &hp.Socket})
+				l.at(path+".socket", sp)
+				l.refs = append(l.refs, fileRef{key: path + ".socket", at: sp, kind: coordinatorPath, path: hp.Socket})
 				return hp, true
 			}
 		}
@@ -114,6 +115,7 @@ func (l *loader) haproxy(d *doc, v value, path string) (HAProxy, bool) {
 				l.errorf(sp, "%s.address: must be host:port of the runtime API, like 127.0.0.1:9999, got %s", path, quote(s))
 			} else {
 				hp.Address = s
+				l.at(path+".address", sp)
 				return hp, true
 			}
 		}
@@ -131,10 +133,6 @@ func (l *loader) ssh(top *mapping, p *Plan) {
 		ConnectTimeout:  DefaultConnectTimeout,
 		CommandTimeout:  DefaultCommandTimeout,
 	}
-	usesSSH := false
-	for _, h := range p.Hosts {
-		usesSSH = usesSSH || h.Transport == TransportSSH
-	}
 	sm, ok := top.OptMapping("ssh", sshKeys...)
 	if !ok {
 		return
@@ -148,19 +146,20 @@ func (l *loader) ssh(top *mapping, p *Plan) {
 			l.errorf(sp, "ssh.user: must be a user name, got %s", quote(s))
 		} else {
 			p.SSH.User = s
+			l.at("ssh.user", sp)
 		}
 	} else if !sm.Has("user") {
-		p.SSH.User = currentUser()
-		if p.SSH.User == "" && usesSSH {
-			l.errorf(sm.P, "ssh: missing required key \"user\" (the current user is unknown)")
-		}
+		// The current user, found by resolve: looking it up may read
+		// /etc/passwd.
+		l.later.defaultUser, l.later.sshAt = true, sm.P
 	}
 	if s, sp, ok := sm.NonEmpty("identity_file", false, ""); ok {
 		if abs, msg := l.localPath(s); msg != "" {
 			l.errorf(sp, "ssh.identity_file: %s", msg)
 		} else {
 			p.SSH.IdentityFile = abs
-			l.refs = append(l.refs, fileRef{key: "ssh.identity_file", at: sp, kind: coordinatorFile, path: &p.SSH.IdentityFile})
+			l.at("ssh.identity_file", sp)
+			l.refs = append(l.refs, fileRef{key: "ssh.identity_file", at: sp, kind: coordinatorFile, path: p.SSH.IdentityFile})
 		}
 	}
 	if s, sp, ok := sm.NonEmpty("known_hosts", false, ""); ok {
@@ -168,13 +167,14 @@ func (l *loader) ssh(top *mapping, p *Plan) {
 			l.errorf(sp, "ssh.known_hosts: %s", msg)
 		} else {
 			p.SSH.KnownHosts = abs
-			l.refs = append(l.refs, fileRef{key: "ssh.known_hosts", at: sp, kind: coordinatorPath, path: &p.SSH.KnownHosts})
+			l.at("ssh.known_hosts", sp)
+			l.refs = append(l.refs, fileRef{key: "ssh.known_hosts", at: sp, kind: coordinatorPath, path: p.SSH.KnownHosts})
 		}
 	} else if !sm.Has("known_hosts") {
 		if home, err := os.UserHomeDir(); err == nil && home != "" {
 			p.SSH.KnownHosts = filepath.Join(home, ".ssh", "known_hosts")
-		} else if usesSSH {
-			l.errorf(sm.P, "ssh: missing required key \"known_hosts\" (the home directory is unknown)")
+		} else {
+			l.later.noHome, l.later.sshAt = true, sm.P
 		}
 	}
 	if s, ok := sm.Enum("host_key_checking", string(HostKeyStrict), string(HostKeyStrict), string(HostKeyAcceptNew)); ok {

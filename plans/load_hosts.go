@@ -3,8 +3,6 @@ package plans
 import (
 	"fmt"
 	"net"
-	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
 
@@ -13,9 +11,9 @@ import (
 
 // ---- hosts ----
 
-// hosts decodes the inline hosts or the inventory; it reports whether every
-// host decoded cleanly (so that per-host checks such as the health URL are
-// meaningful).
+// hosts decodes the inline hosts, or notes the inventory for resolve; it
+// reports whether every host decoded cleanly (so that per-host checks such
+// as the health URL are meaningful).
 func (l *loader) hosts(top *mapping, p *Plan, hasLB bool) bool {
 	if top.Has("inventory") {
 		if top.Has("hosts") {
@@ -26,42 +24,15 @@ func (l *loader) hosts(top *mapping, p *Plan, hasLB bool) bool {
 		if !ok {
 			return false
 		}
-		// Read now, not in resolveFiles: the hosts are decoded from it.
 		resolved, msg := l.localPath(file)
-		if msg == "" {
-			msg = l.allowed(resolved)
-		}
 		if msg != "" {
 			l.errorf(fp, "inventory: %s", msg)
 			return false
 		}
-		// Problems inside the inventory are reported against the file as
-		// the operator would name it: relative to where the plan was named.
-		shown := file
-		if strings.HasPrefix(file, "~") {
-			shown = resolved
-		} else if !filepath.IsAbs(file) {
-			shown = filepath.Join(filepath.Dir(l.path), file)
-		}
-		data, err := os.ReadFile(resolved)
-		if err != nil {
-			l.errorf(fp, "inventory: %s", describeFileError(resolved, err))
-			return false
-		}
-		p.Inventory = resolved
-		body, d, ok := parseYAML(&l.sink, shown, data, "inventory", nil)
-		if !ok {
-			return false
-		}
-		if body == nil {
-			l.errorf(pos{File: shown, Line: 1, Col: 1}, "hosts: must list at least one host, got an empty file")
-			return false
-		}
-		v, ok := d.Value(body, "hosts")
-		if !ok {
-			return false
-		}
-		return l.hostList(d, v, p, hasLB)
+		// Read by resolve, not here: decoding touches no file.
+		l.at("inventory", fp)
+		l.later.inventory = &inventoryRef{file: file, at: fp, path: resolved}
+		return false
 	}
 	v, present, ok := top.Get("hosts")
 	if !present {

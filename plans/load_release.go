@@ -34,7 +34,8 @@ func (l *loader) release(top *mapping, p *Plan) {
 			l.errorf(sp, "release.artifact: %s", msg)
 		} else {
 			p.Release.Artifact = abs
-			l.refs = append(l.refs, fileRef{key: "release.artifact", at: sp, kind: artifactFile, path: &p.Release.Artifact})
+			l.at("release.artifact", sp)
+			l.refs = append(l.refs, fileRef{key: "release.artifact", at: sp, kind: artifactFile, path: p.Release.Artifact})
 		}
 	}
 	if s, sp, ok := rm.NonEmpty("path", true, "where releases live on each host, like /srv/app"); ok {
@@ -49,6 +50,7 @@ func (l *loader) release(top *mapping, p *Plan) {
 			l.errorf(sp, "release.path: must not be the root directory")
 		default:
 			p.Release.Path = path.Clean(s)
+			l.at("release.path", sp)
 		}
 	}
 	if s, _, ok := rm.NonEmpty("restart", true, "the command that restarts the app after `current` moves"); ok {
@@ -69,7 +71,7 @@ func hasDotDot(s string) bool {
 
 // ---- health ----
 
-func (l *loader) health(top *mapping, p *Plan, hostsOK bool) {
+func (l *loader) health(top *mapping, p *Plan) {
 	p.Health = Health{
 		Interval:         DefaultInterval,
 		Timeout:          DefaultTimeout,
@@ -108,20 +110,22 @@ func (l *loader) health(top *mapping, p *Plan, hostsOK bool) {
 	if len(checks) > 0 {
 		switch checks[0] {
 		case "http":
-			l.httpCheck(hm, p, hostsOK)
+			l.httpCheck(hm, p)
 		case "tcp":
 			if tm, ok := hm.OptMapping("tcp", tcpKeys...); ok {
 				if tm == nil {
 					l.errorf(hm.KeyPos("tcp"), "health.tcp: must be a mapping like {port: 8080}, got null")
 				} else if !tm.Has("port") {
 					tm.Missing("port", "the port to connect to on each host")
-				} else if port, _, ok := tm.Integer("port", 0, 1, 65535); ok {
+				} else if port, pp, ok := tm.Integer("port", 0, 1, 65535); ok {
 					p.Health.TCP = &TCPCheck{Port: port}
+					l.at("health.tcp.port", pp)
 				}
 			}
 		case "command":
-			if s, _, ok := hm.NonEmpty("command", false, ""); ok {
+			if s, cp, ok := hm.NonEmpty("command", false, ""); ok {
 				p.Health.Command = s
+				l.at("health.command", cp)
 			}
 		}
 	}
@@ -169,7 +173,7 @@ func (l *loader) health(top *mapping, p *Plan, hostsOK bool) {
 	}
 }
 
-func (l *loader) httpCheck(hm *mapping, p *Plan, hostsOK bool) {
+func (l *loader) httpCheck(hm *mapping, p *Plan) {
 	v, _, ok := hm.Get("http")
 	if !ok {
 		return
@@ -189,25 +193,10 @@ func (l *loader) httpCheck(hm *mapping, p *Plan, hostsOK bool) {
 		if msg := checkURLTemplate(s); msg != "" {
 			l.errorf(sp, "health.http.url: %s", msg)
 			good = false
-		} else if hostsOK {
-			// Render for every host: a URL must be valid for each one, and
-			// a URL that is the same for every host checks none of them.
-			seen := map[string]bool{}
-			for _, h := range p.Hosts {
-				u, err := renderURL(s, h, p.Version)
-				if err != nil {
-					l.errorf(sp, "health.http.url: %v", err)
-					good = false
-					break
-				}
-				seen[u] = true
-			}
-			if good && len(p.Hosts) > 1 && len(seen) == 1 {
-				for u := range seen {
-					l.errorf(sp, "health.http.url: renders to the same URL for every host (%s); use {{.Host}} or {{.Name}} so that each host is checked itself", u)
-				}
-				good = false
-			}
+		} else {
+			// Rendered for every host by resolve (they may be in the
+			// inventory).
+			l.at("health.http.url", sp)
 		}
 	} else {
 		good = false

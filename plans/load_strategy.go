@@ -64,11 +64,9 @@ func (l *loader) strategy(top *mapping, p *Plan) (at []sizeAt, minAt sizeAt) {
 	}
 	if v, _, ok := sm.Get("max_failures"); ok {
 		if s, ok := l.size(sm.D, v, "strategy.max_failures", false); ok {
-			if n := len(p.Hosts); n > 0 && !s.Percent && s.N > n {
-				l.errorf(v.P, "strategy.max_failures: must not exceed the number of hosts (%d), got %d", n, s.N)
-			} else {
-				p.Strategy.MaxFailures = s
-			}
+			// Checked against the hosts by resolve (they may be in the
+			// inventory).
+			p.Strategy.MaxFailures, l.later.maxFailuresAt = s, v.P
 		}
 	}
 	p.Strategy.Pause, _, _ = sm.Duration("pause", 0, nonNegative)

@@ -95,7 +95,7 @@ func TestWebhookKeyMustBeSetOnTheSender(t *testing.T) {
 			_, err := ParseWith(filepath.Join(f.dir, "plan.yaml"), []byte(src), Options{
 				Sender:    "this drover process",
 				SenderEnv: func(n string) (string, bool) { v, ok := tc.env[n]; return v, ok },
-			})
+			}, Files{})
 			if got := f.problems(t, err); got != tc.err {
 				t.Fatalf("problems:\n%s\nwant\n%s", got, tc.err)
 			}

@@ -42,6 +42,12 @@ type Plan struct {
 	// Notify is where deployment events are sent (webhooks).
 	Notify Notify `json:"notify,omitzero"`
 
+	// Keys is where the keys that name things outside the plan are
+	// written (files, sockets, addresses, URLs, ports), by path such as
+	// "load_balancer.haproxy.socket" or "load_balancer.haproxy[1].address":
+	// an error found when one is used points at it (see Where).
+	Keys map[string]Position `json:"keys,omitempty"`
+
 	// Vars are the values taken from outside the file (${NAME} variables
 	// and --set), for `drover plan show`; not part of the recorded plan.
 	Vars []Var `json:"-"`

@@ -129,6 +129,11 @@ func TestParseDefaults(t *testing.T) {
 			Deadline:         60 * time.Second,
 		},
 		Rollback: Rollback{Automatic: true},
+		Keys: map[string]Position{
+			"release.artifact": {File: filepath.Join(f.dir, "plan.yaml"), Line: 4, Col: 21},
+			"release.path":     {File: filepath.Join(f.dir, "plan.yaml"), Line: 4, Col: 39},
+			"health.command":   {File: filepath.Join(f.dir, "plan.yaml"), Line: 5, Col: 19},
+		},
 	}
 	if !reflect.DeepEqual(p, want) {
 		t.Errorf("got  %+v\nwant %+v", p, want)

@@ -200,7 +200,7 @@ func TestPlanVariables(t *testing.T) {
 				v, ok := tc.env[name]
 				return v, ok
 			}
-			p, err := ParseWith(filepath.Join(f.dir, "plan.yaml"), []byte(tc.src), Options{Env: env, Set: tc.set})
+			p, err := ParseWith(filepath.Join(f.dir, "plan.yaml"), []byte(tc.src), Options{Env: env, Set: tc.set}, Files{})
 			if got := f.problems(t, err); got != tc.want {
 				t.Fatalf("problems:\n%s\nwant:\n%s", got, tc.want)
 			}
@@ -233,7 +233,7 @@ func TestSetArtifactIsRelativeToTheWorkingDirectory(t *testing.T) {
 	f := newFixture(t, map[string]string{"build/app-9.tar.gz": "x"})
 	t.Chdir(filepath.Join(f.dir, "build"))
 	p, err := ParseWith(filepath.Join(f.dir, "plan.yaml"), []byte(varPlan(`"9"`, "app.tar.gz")),
-		Options{Set: map[string]string{"release.artifact": "app-9.tar.gz"}})
+		Options{Set: map[string]string{"release.artifact": "app-9.tar.gz"}}, Files{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -241,7 +241,7 @@ func TestSetArtifactIsRelativeToTheWorkingDirectory(t *testing.T) {
 		t.Errorf("artifact = %q, want %q", p.Release.Artifact, want)
 	}
 	_, err = ParseWith(filepath.Join(f.dir, "plan.yaml"), []byte(varPlan(`"9"`, "app.tar.gz")),
-		Options{Set: map[string]string{"release.artifact": "missing.tar.gz"}})
+		Options{Set: map[string]string{"release.artifact": "missing.tar.gz"}}, Files{})
 	if got, want := f.problems(t, err), "--set: release.artifact: file $DIR/build/missing.tar.gz does not exist"; got != want {
 		t.Errorf("problems:\n%s\nwant:\n%s", got, want)
 	}

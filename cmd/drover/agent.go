@@ -261,7 +261,7 @@ func installTargets(planFile string, args []string, user, identity, knownHosts s
 		if err != nil {
 			return nil, ssh.Config{}, err
 		}
-		p, err := plans.ParseWith(planFile, data, plans.Options{Env: os.LookupEnv})
+		p, err := plans.ParseWith(planFile, data, plans.Options{Env: os.LookupEnv}, plans.Files{})
 		if err != nil {
 			return nil, ssh.Config{}, err
 		}

@@ -69,7 +69,7 @@ sent with the plan: the coordinators never read their own environment.`,
 			}
 			// This process sends the webhooks of a local deploy.
 			opts.SenderEnv, opts.Sender = os.LookupEnv, "this drover process"
-			p, err := plans.LoadWith(args[0], opts)
+			p, err := plans.LoadWith(args[0], opts, plans.Files{})
 			if err != nil {
 				return withCode(exitUsage, err)
 			}
@@ -121,8 +121,7 @@ func deployRemote(ctx context.Context, cl *api.Client, g *globalFlags, file stri
 		return err
 	}
 	// The coordinators read the SSH key files, not this machine.
-	opts.SkipCoordinatorFiles = true
-	p, err := plans.ParseWith(file, data, opts)
+	p, err := plans.ParseWith(file, data, opts, plans.Files{SkipCoordinatorFiles: true})
 	if err != nil {
 		return withCode(exitUsage, err)
 	}

@@ -48,7 +48,7 @@ func loadPlan(file string, set []string) (*plans.Plan, error) {
 	if err != nil {
 		return nil, err
 	}
-	p, err := plans.LoadWith(file, opts)
+	p, err := plans.LoadWith(file, opts, plans.Files{})
 	if err != nil {
 		return nil, withCode(exitUsage, err)
 	}

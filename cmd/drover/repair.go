@@ -111,9 +111,7 @@ func repairRemote(ctx context.Context, cl *api.Client, g *globalFlags, args []st
 			if err != nil {
 				return err
 			}
-			opts.SkipCoordinatorFiles = true
-			opts.SkipArtifact = true
-			p, err := plans.ParseWith(args[0], data, opts)
+			p, err := plans.ParseWith(args[0], data, opts, plans.Files{SkipCoordinatorFiles: true, Artifact: plans.ArtifactUnchecked})
 			if err != nil {
 				return withCode(exitUsage, err)
 			}
