@@ -90,10 +90,11 @@ func TestHAProxyPair(t *testing.T) {
 			t.Fatalf("deploy with %s down: exit %d, want 2 (refused in preflight)\n%s", second.Name, code, d.stdout.text())
 		}
 		out := d.stdout.text() + d.stderr.String()
-		if !strings.Contains(out, "preflight failed") || !strings.Contains(out, "haproxy "+second.Socket+": ") {
-			t.Errorf("the refusal does not name %s (%s):\n%s", second.Name, second.Socket, out)
+		// One line, at the plan key of the instance that is down.
+		if !strings.Contains(out, "preflight failed") || !strings.Contains(out, ": load_balancer.haproxy[1].socket: dial unix "+second.Socket+": ") {
+			t.Errorf("the refusal does not name %s (%s) at its plan key:\n%s", second.Name, second.Socket, out)
 		}
-		if strings.Contains(out, "haproxy "+s.lab.HAProxySocket+": ") {
+		if strings.Contains(out, "dial unix "+s.lab.HAProxySocket+": ") {
 			t.Errorf("the refusal blames the instance that is up:\n%s", out)
 		}
 		for _, ev := range d.stdout.all() {

@@ -33,7 +33,8 @@ func DefaultDeps(store Store, events func(Event)) Deps {
 func SSHConnector(p *plans.Plan) (Connector, error) {
 	d, err := ssh.NewDialer(ssh.ConfigFromPlan(p.SSH))
 	if err != nil {
-		return nil, err
+		// No key to offer: the identity file is unusable, or missing.
+		return nil, fmt.Errorf("%s: %w", p.Where("ssh.identity_file"), err)
 	}
 	return &sshConnector{d: d}, nil
 }

@@ -36,7 +36,8 @@ type fleet struct {
 	maxOut     int
 	lbLog      []string
 	dialFail   map[string]error
-	checkFail  error // what the balancer's preflight check says of every server
+	checkFail  error                     // what the balancer's preflight check says of every server
+	checkBy    func(server string) error // when set, what it says of each
 	drainDelay time.Duration
 	// onStage, when set, is called at each host stage (to inject failures).
 	onStage func(host string, st deploy.Stage, ph deploy.Phase)
@@ -181,7 +182,12 @@ func (f *fleet) Enable(ctx context.Context, server string) error {
 	return nil
 }
 
-func (f *fleet) Check(ctx context.Context, server string) error { return f.checkFail }
+func (f *fleet) Check(ctx context.Context, server string) error {
+	if f.checkBy != nil {
+		return f.checkBy(server)
+	}
+	return f.checkFail
+}
 
 // State: a drained server is MAINT; one whose host runs nothing is DOWN.
 func (f *fleet) State(ctx context.Context, server string) (LBStates, error) {

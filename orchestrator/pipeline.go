@@ -280,7 +280,14 @@ func (r *run) verify(ctx context.Context, p *plans.Plan, h plans.Host, target st
 		}
 		return err
 	})
-	return health.WaitHealthy(ctx, probe, pol)
+	if err := health.WaitHealthy(ctx, probe, pol); err != nil && ctx.Err() == nil {
+		// A wrong URL or port fails every host alike: say where the
+		// check is written.
+		return fmt.Errorf("%s: %w", p.Where(healthKey(p.Health)), err)
+	} else if err != nil {
+		return err
+	}
+	return nil
 }
 
 // enable puts the host back and waits until the balancer reports it UP.
@@ -299,76 +306,12 @@ func (r *run) enable(ctx context.Context, p *plans.Plan, h plans.Host, ph deploy
 func (r *run) preflight(ctx context.Context, d deploy.Deployment) error {
 	names := d.HostNames()
 	errs := eachLimit(names, r.plan.HostConcurrency(), func(name string) error { return r.preflightHost(ctx, r.hosts[name]) })
-	pe := &preflightError{}
-	for i, err := range errs {
-		if err != nil {
-			pe.add(names[i], err)
-		}
-	}
+	pe := newPreflightError(r.plan, r.hosts, names, errs)
 	if pe.first == nil {
 		return nil
 	}
 	return pe
 }
-
-// preflightError lists why hosts were refused, each cause once with the
-// hosts it stopped: a cause shared by the fleet (a balancer down, a key
-// file unreadable) is one line, not one per host.
-type preflightError struct {
-	causes []string            // in the order first seen
-	hosts  map[string][]string // by cause
-	first  error
-}
-
-func (e *preflightError) add(host string, err error) {
-	if e.first == nil {
-		e.first, e.hosts = err, map[string][]string{}
-	}
-	// Host errors start with the host's name; a message that names it
-	// again further on is that host's own.
-	cause := strings.TrimPrefix(err.Error(), host+": ")
-	if strings.Contains(cause, host) {
-		cause = err.Error()
-		host = ""
-	}
-	if _, seen := e.hosts[cause]; !seen {
-		e.causes = append(e.causes, cause)
-	}
-	e.hosts[cause] = append(e.hosts[cause], host)
-}
-
-// maxNamed is how many hosts a shared cause lists before "and N more".
-const maxNamed = 5
-
-func (e *preflightError) Error() string {
-	var b strings.Builder
-	b.WriteString("preflight failed, no host was touched:")
-	for _, c := range e.causes {
-		var named []string
-		for _, h := range e.hosts[c] {
-			if h == "" {
-				b.WriteString("\n  " + c)
-			} else {
-				named = append(named, h)
-			}
-		}
-		switch n := len(named); {
-		case n == 0:
-		case n == 1:
-			b.WriteString("\n  " + named[0] + ": " + c)
-		case n <= maxNamed:
-			fmt.Fprintf(&b, "\n  %s (%d hosts): %s", strings.Join(named, ", "), n, c)
-		default:
-			fmt.Fprintf(&b, "\n  %s and %d more (%d hosts): %s", strings.Join(named[:maxNamed], ", "), n-maxNamed, n, c)
-		}
-	}
-	return b.String()
-}
-
-// Is makes errors.Is(err, ErrPreflight) true, and Unwrap exposes the
-// first cause (for example an unknown host key).
-func (e *preflightError) Is(target error) bool { return target == ErrPreflight }
-func (e *preflightError) Unwrap() error        { return e.first }
 
 func (r *run) preflightHost(ctx context.Context, h plans.Host) error {
 	if r.lb != nil && h.LBServer != "" {

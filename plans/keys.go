@@ -27,3 +27,28 @@ func (p *Plan) Where(key string) string {
 	}
 	return key
 }
+
+// HAProxyKey is the key of the i-th HAProxy instance's runtime API as the
+// plan writes it: load_balancer.haproxy.socket for a single instance
+// written as a mapping, load_balancer.haproxy[i].address in a list.
+func (p *Plan) HAProxyKey(i int) string {
+	field := "socket"
+	if p.LoadBalancer.HAProxy[i].Socket == "" {
+		field = "address"
+	}
+	list := fmt.Sprintf("load_balancer.haproxy[%d].%s", i, field)
+	if _, ok := p.Keys[list]; ok || len(p.LoadBalancer.HAProxy) > 1 {
+		return list
+	}
+	return "load_balancer.haproxy." + field
+}
+
+// HostKey is the key of a field of the host named name: "hosts[2].transport".
+func (p *Plan) HostKey(name, field string) string {
+	for i, h := range p.Hosts {
+		if h.Name == name {
+			return fmt.Sprintf("hosts[%d].%s", i, field)
+		}
+	}
+	return "hosts." + field
+}

@@ -99,6 +99,9 @@ func (l *loader) hostList(d *doc, v value, p *Plan, hasLB bool) bool {
 		}
 		if t, ok := m.Enum("transport", string(TransportSSH), string(TransportSSH), string(TransportAgent)); ok {
 			h.Transport = Transport(t)
+			if v, _, ok := m.Get("transport"); ok && h.Transport == TransportAgent {
+				l.at(hp+".transport", v.P) // for errors of the agents (Plan.Keys)
+			}
 		}
 		p.Hosts = append(p.Hosts, h)
 		at = append(at, ha)

@@ -153,7 +153,9 @@ func (v *view) end(d deploy.Deployment) {
 	for k, hs := range counts {
 		fmt.Fprintf(v.w, "  %-22s %d: %s\n", k, len(hs), nameList(hs, 12))
 	}
-	if d.Error != "" {
+	// Why a deployment failed is the command's error (stderr), said once
+	// there; a paused one's reason is not.
+	if d.Error != "" && d.State == deploy.StatePaused {
 		fmt.Fprintf(v.w, "  reason: %s\n", d.Error)
 	}
 }
@@ -294,9 +296,7 @@ func (v *view) line(ev orchestrator.Event) string {
 			return fmt.Sprintf("%s gate %-8s %-12s %s", ts, s.Gate, s.Verdict, s)
 		}
 	case orchestrator.EventFinished:
-		if ev.Error != "" {
-			return fmt.Sprintf("%s finished: %s: %s", ts, ev.State, ev.Error)
-		}
+		// Without the error: the command's own error says it, once.
 		return fmt.Sprintf("%s finished: %s", ts, ev.State)
 	}
 	return fmt.Sprintf("%s %s %s %s", ts, ev.Kind, ev.Host, ev.Message)

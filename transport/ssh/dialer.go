@@ -197,7 +197,7 @@ func (d *Dialer) connect(ctx context.Context, addr string) (*conn, error) {
 		case ctx.Err() != nil || dctx.Err() != nil || errors.Is(err, os.ErrDeadlineExceeded):
 			return nil, d.connectError(ctx, dctx, addr, "handshake", err)
 		case strings.Contains(err.Error(), "unable to authenticate"):
-			return nil, fmt.Errorf("ssh: %s: authentication as %q failed (%s): %w", addr, d.cfg.User, d.authSummary(), err)
+			return nil, fmt.Errorf("ssh: %s: authentication as %q failed (%s): %w", addr, d.cfg.User, d.authSummary(), authFailed{err})
 		default:
 			return nil, fmt.Errorf("ssh: %s: %w", addr, err)
 		}

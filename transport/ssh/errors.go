@@ -16,9 +16,18 @@ var (
 	ErrHostKeyRevoked = errors.New("host key revoked")
 	// ErrNoAuth: neither an identity file nor ssh-agent provides a key.
 	ErrNoAuth = errors.New("no SSH authentication method")
+	// ErrAuthFailed: the host accepted none of the keys offered.
+	ErrAuthFailed = errors.New("authentication failed")
 	// ErrClosed: the Client was closed.
 	ErrClosed = errors.New("ssh client closed")
 )
+
+// authFailed is the handshake's own error, marked as ErrAuthFailed
+// without changing its text.
+type authFailed struct{ error }
+
+func (e authFailed) Unwrap() error        { return e.error }
+func (e authFailed) Is(target error) bool { return target == ErrAuthFailed }
 
 // ExitError is a remote command that ran and finished unsuccessfully.
 type ExitError struct {
