@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"os/exec"
 	"regexp"
 	"strings"
@@ -31,20 +32,39 @@ func TestPlanMistakeRollsBackCleanly(t *testing.T) {
 	for _, tc := range []struct {
 		name, version string
 		mistake       func(*lab.PlanParams)
+		key           string // the plan key the failure names, if any
 	}{
-		{"wrong health port", "v2", func(p *lab.PlanParams) { p.HealthPort = s.lab.AppPort + 1 }},
-		{"restart exits 7", "v3", func(p *lab.PlanParams) { p.Restart = restart + " && exit 7" }},
+		{"wrong health port", "v2", func(p *lab.PlanParams) { p.HealthPort = s.lab.AppPort + 1 }, "health.http.url"},
+		{"restart exits 7", "v3", func(p *lab.PlanParams) { p.Restart = restart + " && exit 7" }, ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			s.t = t
 			var d *drover
+			plan := s.plan(tc.version, false, "2", tc.mistake)
 			res, _ := s.underLoad(2, func() {
 				var code int
-				code, d = s.run("deploy", s.plan(tc.version, false, "2", tc.mistake))
+				code, d = s.run("deploy", plan)
 				if code != 3 {
 					t.Fatalf("deploy %s: exit %d, want 3 (failed and rolled back cleanly)\n%s", tc.version, code, d.stdout.text())
 				}
 			})
+			if tc.key != "" {
+				// Every host of the batch failed the check: the reason
+				// says where it is written.
+				text, err := os.ReadFile(plan)
+				if err != nil {
+					t.Fatal(err)
+				}
+				var at string
+				for i, l := range strings.Split(string(text), "\n") {
+					if c := strings.Index(l, "url: "); c >= 0 && at == "" {
+						at = fmt.Sprintf("%s:%d:%d: %s", plan, i+1, c+6, tc.key)
+					}
+				}
+				if want := "each failed the health check at " + at; !strings.Contains(d.stderr.String(), want) {
+					t.Errorf("stderr does not say %q:\n%s", want, d.stderr.String())
+				}
+			}
 			t.Logf("%s: %d requests through HAProxy, %d failed", tc.name, res.Requests, res.Failures)
 			s.expectAllOn("v1")
 			// The rollback said which deployment's checks it used.

@@ -11,6 +11,7 @@ import (
 	"net"
 	"strings"
 
+	"github.com/drover-dev/drover/deploy"
 	"github.com/drover-dev/drover/plans"
 	"github.com/drover-dev/drover/transport/agent"
 	"github.com/drover-dev/drover/transport/ssh"
@@ -77,6 +78,23 @@ func healthKey(h plans.Health) string {
 		return "health.tcp.port"
 	}
 	return "health.command"
+}
+
+// sharedCheck says, for a failure summary, where the health check is
+// written when every failed host failed it: a wrong URL or port, not the
+// release, is the likely cause. "" otherwise.
+func sharedCheck(p *plans.Plan, d deploy.Deployment, failed []string) string {
+	key := healthKey(p.Health)
+	where := p.Where(key)
+	if where == key {
+		return "" // no position: nothing to add
+	}
+	for _, h := range failed {
+		if hp := d.Hosts[h]; hp == nil || !strings.Contains(hp.Error, where+": ") {
+			return ""
+		}
+	}
+	return "; each failed the health check at " + where
 }
 
 // hostless is the part of msg after its last prefix, when that part no

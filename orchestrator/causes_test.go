@@ -109,6 +109,9 @@ func TestVerifyNamesTheCheckKey(t *testing.T) {
 		t.Fatal(err)
 	}
 	d, _ := h.store.Deployment(id)
+	if want := "1 host(s) failed (web1), more than max_failures=0; each failed the health check at plan.yaml:20:17: health.tcp.port"; d.Error != want {
+		t.Errorf("the deployment's error is %q, want %q", d.Error, want)
+	}
 	got := d.Hosts["web1"].Error
 	if want := "plan.yaml:20:17: health.tcp.port: "; st != deploy.StateRolledBack || !strings.Contains(got, want) || !strings.Contains(got, "web1:9: connection refused") {
 		t.Fatalf("%s, web1: %q, want it to contain %q and the probe's error", st, got, want)

@@ -210,7 +210,7 @@ func (r *run) overBudget(ctx context.Context, d deploy.Deployment, budget int) (
 	if len(failed) <= budget {
 		return "", false, nil
 	}
-	msg := fmt.Sprintf("%d host(s) failed (%s), more than max_failures=%d", len(failed), strings.Join(failed, ", "), budget)
+	msg := fmt.Sprintf("%d host(s) failed (%s), more than max_failures=%d", len(failed), strings.Join(failed, ", "), budget) + sharedCheck(r.plan, d, failed)
 	switch {
 	case !d.Touched():
 		// Refused before any side effect (min_in_service): there is
