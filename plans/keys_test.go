@@ -1,7 +1,9 @@
 package plans
 
 import (
+	"encoding/json"
 	"path/filepath"
+	"reflect"
 	"testing"
 )
 
@@ -55,5 +57,17 @@ health:
 	}
 	if got := p.Where("ssh.known_hosts"); got != "ssh.known_hosts" {
 		t.Errorf("Where of a default = %q, want the key alone", got)
+	}
+	// The engine runs the plan as recorded (JSON): the positions go with it.
+	b, err := json.Marshal(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var back Plan
+	if err := json.Unmarshal(b, &back); err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(back.Keys, p.Keys) {
+		t.Errorf("keys after JSON: %v, want %v", back.Keys, p.Keys)
 	}
 }
