@@ -117,8 +117,9 @@ type Options struct {
 // (inventory, artifact, keys, known_hosts, the HAProxy socket) are paths,
 // not yet read or looked at. Resolve makes it a Plan.
 type Draft struct {
-	l *loader
-	p *Plan // nil when the text is not a plan at all
+	l        *loader
+	p        *Plan // nil when the text is not a plan at all
+	resolved bool
 }
 
 // Decode decodes and checks a plan's text without touching any file (see
@@ -153,10 +154,11 @@ func (d *Draft) Reject(key string, err error) {
 // says, and runs the checks that need the hosts (the health URL of each,
 // the batches against the balancer's backends). It returns the plan, or
 // every problem found (decoding's, the caller's and its own) as *Errors.
-// A Draft is resolved once.
+// A Draft is resolved once: later calls return the same outcome.
 func (d *Draft) Resolve(files Files) (*Plan, error) {
 	l := d.l
-	if d.p != nil {
+	if d.p != nil && !d.resolved {
+		d.resolved = true
 		l.files = files
 		l.resolve(d.p)
 	}
