@@ -54,10 +54,17 @@ func TestSubmittedPlanVariablesComeFromTheRequestOnly(t *testing.T) {
 		{"sent by the CLI", api.SubmitRequest{Vars: map[string]string{"VERSION": "2.0.1"}}, "2.0.1", ""},
 		{"--set sent by the CLI", api.SubmitRequest{Vars: map[string]string{"VERSION": "2.0.1"}, Set: map[string]string{"version": "3.0.0"}}, "3.0.0", ""},
 		{"--set of another key", api.SubmitRequest{Set: map[string]string{"name": "x"}}, "", "--set: name cannot be set"},
+		// The archive is the cluster's copy, found by digest; a request
+		// without one is refused at the plan's release.artifact.
+		{"no artifact sent", api.SubmitRequest{Vars: map[string]string{"VERSION": "2.0.1"}}, "",
+			"web.yaml:4:21: release.artifact: upload the artifact first"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			req := c.req
 			req.PlanName, req.ArtifactSHA256 = "web.yaml", sha
+			if c.name == "no artifact sent" {
+				req.ArtifactSHA256 = ""
+			}
 			req.Plan = strings.Replace(plan, "NAME", fmt.Sprintf("web%d", i), 1) // one deployment per name
 			id, err := cl.Submit(ctx, req)
 			if c.err != "" {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -115,5 +116,19 @@ func TestVerifyNamesTheCheckKey(t *testing.T) {
 	got := d.Hosts["web1"].Error
 	if want := "plan.yaml:20:17: health.tcp.port: "; st != deploy.StateRolledBack || !strings.Contains(got, want) || !strings.Contains(got, "web1:9: connection refused") {
 		t.Fatalf("%s, web1: %q, want it to contain %q and the probe's error", st, got, want)
+	}
+}
+
+// A key file the transport cannot use is reported at ssh.identity_file.
+func TestSSHConnectorNamesTheIdentityFile(t *testing.T) {
+	key := filepath.Join(t.TempDir(), "id_deploy")
+	if err := os.WriteFile(key, []byte("not a key\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	p := &plans.Plan{SSH: plans.SSH{User: "deploy", IdentityFile: key, KnownHosts: filepath.Join(t.TempDir(), "kh")},
+		Keys: map[string]plans.Position{"ssh.identity_file": {File: "plan.yaml", Line: 8, Col: 18}}}
+	_, err := SSHConnector(p)
+	if want := "plan.yaml:8:18: ssh.identity_file: ssh: identity file " + key + " is not a private key"; err == nil || !strings.HasPrefix(err.Error(), want) {
+		t.Fatalf("SSHConnector: %v, want %q...", err, want)
 	}
 }
