@@ -3,7 +3,6 @@ package orchestrator
 import (
 	"archive/tar"
 	"bufio"
-	"compress/gzip"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
@@ -12,6 +11,11 @@ import (
 	"os"
 	"path"
 	"strings"
+
+	// The inspection is on the path to the first batch (the deployment
+	// records the checksum) and its gunzip is most of it: klauspost's
+	// inflate is about 1.8 times as fast as compress/gzip's on a release.
+	"github.com/klauspost/compress/gzip"
 )
 
 // Artifact is a release archive as the engine uploads it.

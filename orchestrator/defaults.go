@@ -57,14 +57,6 @@ func (c *sshConnector) Connect(ctx context.Context, h plans.Host) (Host, error) 
 // own records (an audit log, a ForceCommand wrapper) show who acted when.
 type termHost struct{ Host }
 
-// Prepare passes StartWarm's session start through to the connection.
-func (h termHost) Prepare(ctx context.Context) error {
-	if p, ok := h.Host.(preparer); ok {
-		return p.Prepare(ctx)
-	}
-	return nil
-}
-
 func (h termHost) Run(ctx context.Context, cmd string, out io.Writer) error {
 	if t := fence.Term(ctx); t > 0 {
 		cmd = fmt.Sprintf("DROVER_TERM=%d; export DROVER_TERM; %s", t, cmd)

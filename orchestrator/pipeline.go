@@ -150,17 +150,25 @@ func (r *run) exec(ctx context.Context, h plans.Host, st deploy.Stage, what, cmd
 
 // execOn is exec on connection c.
 func (r *run) execOn(ctx context.Context, c Host, h plans.Host, st deploy.Stage, what, cmd string) (string, error) {
-	ctx, cancel := context.WithTimeout(ctx, r.plan.SSH.CommandTimeout)
-	defer cancel()
-	out := tail.New(maxOutput)
-	if err := c.Run(ctx, cmd, out); err != nil {
-		if errors.Is(err, context.DeadlineExceeded) && ctx.Err() != nil {
-			err = fmt.Errorf("timed out after %s: %w", r.plan.SSH.CommandTimeout, err)
-		}
-		return out.String(), &StageError{Host: h.Name, Stage: st, Output: recordedOutput(out.String(), r.plan.Secrets),
+	out, err := runCaptured(ctx, c, r.plan.SSH.CommandTimeout, cmd)
+	if err != nil {
+		return out, &StageError{Host: h.Name, Stage: st, Output: recordedOutput(out, r.plan.Secrets),
 			Err: fmt.Errorf("%s: %w", redacted(what, r.plan.Secrets), err)}
 	}
-	return out.String(), nil
+	return out, nil
+}
+
+// runCaptured runs cmd on c within timeout and returns its output (the
+// last maxOutput bytes).
+func runCaptured(ctx context.Context, c Host, timeout time.Duration, cmd string) (string, error) {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	out := tail.New(maxOutput)
+	err := c.Run(ctx, cmd, out)
+	if err != nil && errors.Is(err, context.DeadlineExceeded) && ctx.Err() != nil {
+		err = fmt.Errorf("timed out after %s: %w", timeout, err)
+	}
+	return out.String(), err
 }
 
 // releaseDir is where a version lives on a host.
@@ -314,7 +322,9 @@ func (r *run) preflight(ctx context.Context, d deploy.Deployment) error {
 }
 
 func (r *run) preflightHost(ctx context.Context, h plans.Host) error {
-	if r.lb != nil && h.LBServer != "" {
+	// What the warm-up (StartWarm) read and found good is not read again;
+	// what it could not read, or found wrong, is read here and reported.
+	if r.lb != nil && h.LBServer != "" && !r.warm.checked(ctx, h) {
 		if err := r.lb.Check(ctx, h.LBServer); err != nil {
 			return fmt.Errorf("%s: load balancer: %w", h.Name, err)
 		}
@@ -322,10 +332,13 @@ func (r *run) preflightHost(ctx context.Context, h plans.Host) error {
 	if _, err := r.conn(ctx, h); err != nil {
 		return fmt.Errorf("%s: %w", h.Name, err)
 	}
-	script := preflightScript(r.plan.Release.Path)
-	out, err := r.exec(ctx, h, deploy.StagePending, "check tools and disk", script)
-	if err != nil {
-		return fmt.Errorf("%s: %w (output: %s)", h.Name, err, out)
+	out, ok := r.warm.preflighted(h)
+	if !ok {
+		var err error
+		out, err = r.exec(ctx, h, deploy.StagePending, "check tools and disk", preflightScript(r.plan.Release.Path))
+		if err != nil {
+			return fmt.Errorf("%s: %w (output: %s)", h.Name, err, out)
+		}
 	}
 	var freeText string
 	for _, line := range strings.Split(out, "\n") {

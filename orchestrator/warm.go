@@ -8,12 +8,17 @@ import (
 )
 
 // Warm is the set-up a deploy can start before its deployment is recorded:
-// inspecting the artifact, and connecting to every host (at most
-// plan.HostConcurrency() at once) with its shell session started. Nothing
-// on a host changes: it only connects. Submit (SubmitOptions.Warm) takes
-// the inspection, and the run of the deployment it records takes the
-// connections, so the handshakes and login shells of the preflight overlap
+// inspecting the artifact, checking that the load balancer knows every
+// host's server, and connecting to every host (at most
+// plan.HostConcurrency() at once) and running the preflight script there.
+// Nothing on a host or on the balancer changes: these are the preflight's
+// reads, no more. Submit (SubmitOptions.Warm) takes the inspection, and the
+// run of the deployment it records takes the connections and the reads that
+// passed (a read that failed is done again by the run's preflight, which
+// reports it), so the handshakes, login shells and preflight reads overlap
 // the store's start and the artifact's checksum instead of following them.
+// The run still decides: its preflight judges every host (disk against the
+// artifact, the release it runs) before the first change.
 //
 // A Warm serves one Submit. Close it once the deployment's run is over:
 // it closes connections no run took.
@@ -25,30 +30,38 @@ type Warm struct {
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 
-	mu    sync.Mutex
-	conns map[string]*warmConn
+	mu     sync.Mutex
+	conns  map[string]*warmConn
+	checks map[string]*warmCheck // by host: the balancer's Check of its server
 }
 
 type warmConn struct {
 	host  plans.Host
-	done  chan struct{} // closed when the dial ended
+	done  chan struct{} // closed when the dial and the preflight script ended
 	h     Host
 	err   error
 	taken bool
+	// preflight is the preflight script's output, when it passed (preOK).
+	preflight string
+	preOK     bool
 }
 
-// preparer is a host connection that can start its command session ahead
-// of the first command (ssh.Client.Prepare).
-type preparer interface {
-	Prepare(ctx context.Context) error
+// warmCheck is a balancer Check of one host's server.
+type warmCheck struct {
+	server string
+	done   chan struct{}
+	err    error
+	used   bool
 }
 
-// StartWarm begins warming p's deployment in the background. connector is
-// Deps.Connector; hosts it cannot reach (or whose transport it does not
-// serve) are simply not warmed: the run dials them and reports why.
-func StartWarm(p *plans.Plan, connector func(*plans.Plan) (Connector, error)) *Warm {
+// StartWarm begins warming p's deployment in the background. connector and
+// balancer are Deps.Connector and Deps.Balancer (either may be nil: that
+// part is not warmed); hosts they cannot reach (or whose transport the
+// connector does not serve) are simply not warmed: the run dials or checks
+// them again and reports why.
+func StartWarm(p *plans.Plan, connector func(*plans.Plan) (Connector, error), balancer func(*plans.Plan) (Balancer, error)) *Warm {
 	ctx, cancel := context.WithCancel(context.Background())
-	w := &Warm{plan: p, ctx: ctx, cancel: cancel, conns: map[string]*warmConn{}}
+	w := &Warm{plan: p, ctx: ctx, cancel: cancel, conns: map[string]*warmConn{}, checks: map[string]*warmCheck{}}
 	w.art = sync.OnceValues(func() (keyedArtifact, error) {
 		return inspectKeyed(p.Release.Artifact, p.Release.StripComponents)
 	})
@@ -57,6 +70,7 @@ func StartWarm(p *plans.Plan, connector func(*plans.Plan) (Connector, error)) *W
 		defer w.wg.Done()
 		_, _ = w.art()
 	}()
+	w.startChecks(balancer)
 	if connector == nil {
 		return w
 	}
@@ -64,6 +78,7 @@ func StartWarm(p *plans.Plan, connector func(*plans.Plan) (Connector, error)) *W
 	if err != nil {
 		return w
 	}
+	script := preflightScript(p.Release.Path)
 	sem := make(chan struct{}, p.HostConcurrency())
 	for _, h := range p.Hosts {
 		if h.Transport == plans.TransportAgent {
@@ -84,12 +99,85 @@ func StartWarm(p *plans.Plan, connector func(*plans.Plan) (Connector, error)) *W
 			if wc.err != nil {
 				return
 			}
-			if pr, ok := wc.h.(preparer); ok {
-				_ = pr.Prepare(ctx) // the first command finds out about a session that fails
+			// The first command starts the shell session; one that fails
+			// is the run's to redial and report.
+			if out, err := runCaptured(ctx, wc.h, p.SSH.CommandTimeout, script); err == nil {
+				wc.preflight, wc.preOK = out, true
 			}
 		}()
 	}
 	return w
+}
+
+// startChecks checks every host's server on the plan's balancer, at most
+// plan.HostConcurrency() at once, apart from the connections: the balancer
+// shares its reads among the hosts.
+func (w *Warm) startChecks(balancer func(*plans.Plan) (Balancer, error)) {
+	if balancer == nil {
+		return
+	}
+	b, err := balancer(w.plan)
+	if err != nil || b == nil {
+		return
+	}
+	var hosts []*warmCheck
+	for _, h := range w.plan.Hosts {
+		if h.LBServer != "" {
+			wc := &warmCheck{server: h.LBServer, done: make(chan struct{})}
+			w.checks[h.Name] = wc
+			hosts = append(hosts, wc)
+		}
+	}
+	w.wg.Add(1)
+	go func() {
+		defer w.wg.Done()
+		eachLimit(hosts, w.plan.HostConcurrency(), func(wc *warmCheck) error {
+			defer close(wc.done)
+			wc.err = b.Check(w.ctx, wc.server)
+			return nil
+		})
+	}()
+}
+
+// checked reports whether the warm-up's Check of h's server passed,
+// waiting for it if it is still under way. Each check serves once.
+func (w *Warm) checked(ctx context.Context, h plans.Host) bool {
+	if w == nil {
+		return false
+	}
+	w.mu.Lock()
+	wc := w.checks[h.Name]
+	w.mu.Unlock()
+	if wc == nil || wc.server != h.LBServer {
+		return false
+	}
+	select {
+	case <-wc.done:
+	case <-ctx.Done():
+		return false
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	ok := wc.err == nil && !wc.used
+	wc.used = true
+	return ok
+}
+
+// preflighted returns the output of the preflight script the warm-up ran
+// on h's connection, once the run has taken that connection (take), when
+// the script passed. Each output serves once.
+func (w *Warm) preflighted(h plans.Host) (string, bool) {
+	if w == nil {
+		return "", false
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	wc := w.conns[h.Name]
+	if wc == nil || !wc.taken || !wc.preOK || wc.host.Address != h.Address {
+		return "", false
+	}
+	wc.preOK = false
+	return wc.preflight, true
 }
 
 // artifact waits for the inspection of the plan's artifact.

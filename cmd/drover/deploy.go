@@ -73,10 +73,10 @@ sent with the plan: the coordinators never read their own environment.`,
 			if err != nil {
 				return withCode(exitUsage, err)
 			}
-			// Connect and checksum while the store opens and the
-			// deployment is recorded: nothing on a host changes until
-			// the run's preflight has seen every host.
-			warm := orchestrator.StartWarm(p, orchestrator.SSHConnector)
+			// Connect, run the preflight's reads and checksum while the
+			// store opens and the deployment is recorded: nothing on a
+			// host changes until the run's preflight has judged every host.
+			warm := orchestrator.StartWarm(p, orchestrator.SSHConnector, orchestrator.HAProxyBalancer)
 			defer warm.Close()
 			return withLocal(cmd.Context(), g, func(ctx context.Context, c *local) error {
 				if uiAddr != "" {
