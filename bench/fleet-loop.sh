@@ -19,6 +19,9 @@ sha=$(sha256sum "$art" | cut -d' ' -f1)
 errs=$(mktemp -d)
 trap 'rm -rf "$errs"' EXIT
 
+# trace STEP: with DROVER_LOOP_TRACE set, append "MS HOST STEP" (a step's end).
+trace() { [ -z "${DROVER_LOOP_TRACE:-}" ] || echo "$(date +%s%3N) $name $1" >> "$DROVER_LOOP_TRACE"; }
+
 api() { printf '%s\n' "$1" | socat -t 5 - "UNIX-CONNECT:$sock"; }
 
 # field N of the server's `show stat` line (1-based, CSV): 5 scur, 18 status
@@ -29,9 +32,11 @@ stat_field() {
 
 deploy_host() {
 	local name=$1 addr=$2 server=$3 i
+	trace start
 	api "set server $server state drain" >/dev/null
 	for i in $(seq 200); do [ "$(stat_field "$server" 5)" = 0 ] && break; sleep 0.05; done
 	api "set server $server state maint" >/dev/null
+	trace drain
 	# LogLevel INFO first (ssh keeps the first value): a connection sshd
 	# closes (LoginGraceTime on a loaded machine) says so.
 	ssh -o LogLevel=INFO "${ssh_opts[@]}" "root@$addr" "set -e
@@ -45,6 +50,7 @@ deploy_host() {
 		echo "$name: ssh exit $?: $(cat "$errs/$name")" >&2
 		return 1
 	}
+	trace install+restart
 	local ok=0
 	for i in $(seq 200); do
 		if curl -fsS -m 1 "http://$addr:$port/health" 2>/dev/null | grep -q ok; then
@@ -54,8 +60,9 @@ deploy_host() {
 		fi
 		sleep 0.05
 	done
+	trace healthy
 	api "set server $server state ready" >/dev/null
-	for i in $(seq 400); do case $(stat_field "$server" 18) in UP) return 0 ;; esac; sleep 0.05; done
+	for i in $(seq 400); do case $(stat_field "$server" 18) in UP) trace enable; return 0 ;; esac; sleep 0.05; done
 	echo "$name: not UP" >&2
 	return 1
 }

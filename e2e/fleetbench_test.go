@@ -10,12 +10,14 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/drover-dev/drover/deploy"
 	"github.com/drover-dev/drover/internal/oneline"
 	"github.com/drover-dev/drover/lab"
 	"github.com/drover-dev/drover/orchestrator"
@@ -132,6 +134,7 @@ func (fb *fleetBench) measure(tool, version string) benchResult {
 			t.Fatalf("drover deploy %s: exit %d\n%s", version, code, d.stdout.text())
 		}
 		r.outside = outsideBatches(d, start, time.Now())
+		t.Logf("drover %s stages (median, max over hosts): %s", version, stageTrace(d))
 		if ru, ok := d.cmd.ProcessState.SysUsage().(*syscall.Rusage); ok {
 			cpu := time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 			r.rss = fmt.Sprintf("%d MiB, CPU %.2f s", ru.Maxrss/1024, cpu.Seconds())
@@ -139,6 +142,9 @@ func (fb *fleetBench) measure(tool, version string) benchResult {
 	case "loop":
 		r.err = fb.runLoop(art, version)
 		r.seconds = time.Since(start).Seconds()
+		if tr, err := os.ReadFile(fb.loopTrace()); err == nil {
+			t.Logf("loop %s stages (median, max over hosts): %s", version, loopTrace(string(tr)))
+		}
 	case "ansible":
 		r.err = fb.runAnsible(art, version)
 		r.seconds = time.Since(start).Seconds()
@@ -172,9 +178,11 @@ func (fb *fleetBench) measure(tool, version string) benchResult {
 // process start to the first batch (start and preflight), and from the
 // last host done to the process exit (finish and prune).
 func outsideBatches(d *drover, start, end time.Time) string {
-	var firstBatch, lastDone, preflight, finished time.Time
+	var started, firstBatch, lastDone, preflight, finished time.Time
 	for _, ev := range d.stdout.all() {
 		switch ev.Kind {
+		case orchestrator.EventStarted:
+			started = ev.Time
 		case orchestrator.EventPreflight:
 			preflight = ev.Time
 		case orchestrator.EventBatch:
@@ -188,9 +196,74 @@ func outsideBatches(d *drover, start, end time.Time) string {
 		}
 	}
 	ms := func(d time.Duration) int64 { return d.Milliseconds() }
-	return fmt.Sprintf("%d ms (preflight done +%d, 1st batch +%d; last host done to finished %d, to exit %d)",
-		ms(firstBatch.Sub(start)+end.Sub(lastDone)), ms(preflight.Sub(start)), ms(firstBatch.Sub(start)),
+	return fmt.Sprintf("%d ms (run started +%d, preflight done +%d, 1st batch +%d; last host done to finished %d, to exit %d)",
+		ms(firstBatch.Sub(start)+end.Sub(lastDone)), ms(started.Sub(start)), ms(preflight.Sub(start)), ms(firstBatch.Sub(start)),
 		ms(finished.Sub(lastDone)), ms(end.Sub(lastDone)))
+}
+
+// stageTrace is how long each stage of drover's hosts took: the median and
+// the longest over the hosts, from the stage events' Elapsed.
+func stageTrace(d *drover) string {
+	took := map[deploy.Stage][]time.Duration{}
+	last := map[string]deploy.Stage{}
+	for _, ev := range d.stdout.all() {
+		switch ev.Kind {
+		case orchestrator.EventStage, orchestrator.EventHostDone:
+			if st, ok := last[ev.Host]; ok {
+				took[st] = append(took[st], ev.Elapsed)
+			}
+			last[ev.Host] = ev.Stage
+		}
+	}
+	var b strings.Builder
+	for _, st := range []deploy.Stage{deploy.StageDrain, deploy.StageInstall, deploy.StageActivate, deploy.StageVerify, deploy.StageEnable} {
+		fmt.Fprintf(&b, "%s %s; ", st, medianMax(took[st]))
+	}
+	return strings.TrimSuffix(b.String(), "; ")
+}
+
+// loopTrace reads bench/fleet-loop.sh's trace ("MS HOST STEP" lines, each
+// step's end) into how long each step took: median and longest over hosts.
+func loopTrace(tr string) string {
+	type mark struct {
+		step string
+		at   int64
+	}
+	byHost := map[string][]mark{}
+	for _, line := range strings.Split(strings.TrimSpace(tr), "\n") {
+		f := strings.Fields(line)
+		if len(f) != 3 {
+			continue
+		}
+		ms, err := strconv.ParseInt(f[0], 10, 64)
+		if err != nil {
+			continue
+		}
+		byHost[f[1]] = append(byHost[f[1]], mark{f[2], ms})
+	}
+	took := map[string][]time.Duration{}
+	var order []string
+	for _, ms := range byHost {
+		for i := 1; i < len(ms); i++ {
+			if _, ok := took[ms[i].step]; !ok {
+				order = append(order, ms[i].step)
+			}
+			took[ms[i].step] = append(took[ms[i].step], time.Duration(ms[i].at-ms[i-1].at)*time.Millisecond)
+		}
+	}
+	var b strings.Builder
+	for _, st := range order {
+		fmt.Fprintf(&b, "%s %s; ", st, medianMax(took[st]))
+	}
+	return strings.TrimSuffix(b.String(), "; ")
+}
+
+func medianMax(ds []time.Duration) string {
+	if len(ds) == 0 {
+		return "-"
+	}
+	slices.Sort(ds)
+	return fmt.Sprintf("%d/%d ms", ds[len(ds)/2].Milliseconds(), ds[len(ds)-1].Milliseconds())
 }
 
 type auditCount struct{ sessions, inSession, sftpOps int }
@@ -247,11 +320,16 @@ func (fb *fleetBench) runLoop(art, version string) error {
 	t, l := fb.s.t, fb.s.lab
 	args := append([]string{fb.hostsFile(), fb.batch, art, version, fb.shim, l.ReleasePath, strconv.Itoa(l.AppPort)}, l.SSHArgs()...)
 	cmd := l.Command(context.Background(), repoFile(t, "bench/fleet-loop.sh"), args...)
+	os.Remove(fb.loopTrace())
+	cmd.Env = append(os.Environ(), "DROVER_LOOP_TRACE="+fb.loopTrace())
 	if out, err := cmd.CombinedOutput(); err != nil {
 		return fmt.Errorf("bench/fleet-loop.sh: %v\n%s", err, out)
 	}
 	return nil
 }
+
+// loopTrace is where bench/fleet-loop.sh writes when each host's steps end.
+func (fb *fleetBench) loopTrace() string { return filepath.Join(fb.s.lab.Dir, "loop-trace.txt") }
 
 func (fb *fleetBench) runAnsible(art, version string) error {
 	t, l := fb.s.t, fb.s.lab
