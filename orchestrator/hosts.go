@@ -56,17 +56,9 @@ func (r *run) openConn(ctx context.Context, h plans.Host) (Host, error) {
 	if c != nil {
 		return c, nil
 	}
-	c, ok := r.warm.take(ctx, h)
-	if !ok {
-		if err := acquire(ctx, r.dials); err != nil {
-			return nil, fmt.Errorf("connect %s (%s): %w", h.Name, h.Address, err)
-		}
-		var err error
-		c, err = r.connector.Connect(ctx, h)
-		<-r.dials
-		if err != nil {
-			return nil, fmt.Errorf("connect %s (%s): %w", h.Name, h.Address, err)
-		}
+	c, err := r.dial(ctx, h)
+	if err != nil {
+		return nil, fmt.Errorf("connect %s (%s): %w", h.Name, h.Address, err)
 	}
 	if r.e.d.Fence != nil {
 		c = fencedHost{c, r.e.d.Fence}
@@ -79,6 +71,18 @@ func (r *run) openConn(ctx context.Context, h plans.Host) (Host, error) {
 	}
 	r.conns[h.Name] = c
 	return c, nil
+}
+
+// dial takes the warm-up's dial of h (StartWarm), or dials.
+func (r *run) dial(ctx context.Context, h plans.Host) (Host, error) {
+	if c, ok, err := r.warm.take(ctx, h); ok {
+		return c, err
+	}
+	if err := acquire(ctx, r.dials); err != nil {
+		return nil, err
+	}
+	defer func() { <-r.dials }()
+	return r.connector.Connect(ctx, h)
 }
 
 // disconnect closes the host's connection, if the run has one.

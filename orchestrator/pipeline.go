@@ -322,10 +322,14 @@ func (r *run) preflight(ctx context.Context, d deploy.Deployment) error {
 }
 
 func (r *run) preflightHost(ctx context.Context, h plans.Host) error {
-	// What the warm-up (StartWarm) read and found good is not read again;
-	// what it could not read, or found wrong, is read here and reported.
-	if r.lb != nil && h.LBServer != "" && !r.warm.checked(ctx, h) {
-		if err := r.lb.Check(ctx, h.LBServer); err != nil {
+	// What the warm-up (StartWarm) read is not read again, but a preflight
+	// script that failed there runs again here.
+	if r.lb != nil && h.LBServer != "" {
+		warm, err := r.warm.checked(ctx, h)
+		if !warm {
+			err = r.lb.Check(ctx, h.LBServer)
+		}
+		if err != nil {
 			return fmt.Errorf("%s: load balancer: %w", h.Name, err)
 		}
 	}

@@ -13,10 +13,11 @@ import (
 // plan.HostConcurrency() at once) and running the preflight script there.
 // Nothing on a host or on the balancer changes: these are the preflight's
 // reads, no more. Submit (SubmitOptions.Warm) takes the inspection, and the
-// run of the deployment it records takes the connections and the reads that
-// passed (a read that failed is done again by the run's preflight, which
-// reports it), so the handshakes, login shells and preflight reads overlap
-// the store's start and the artifact's checksum instead of following them.
+// run of the deployment it records takes the connections (or the errors
+// their dials failed with) and the balancer's verdicts; a preflight script
+// that failed is run again by the run's preflight, which reports it. So
+// the handshakes, login shells and preflight reads overlap the store's
+// start and the artifact's checksum instead of following them.
 // The run still decides: its preflight judges every host (disk against the
 // artifact, the release it runs) before the first change.
 //
@@ -139,28 +140,33 @@ func (w *Warm) startChecks(balancer func(*plans.Plan) (Balancer, error)) {
 	}()
 }
 
-// checked reports whether the warm-up's Check of h's server passed,
-// waiting for it if it is still under way. Each check serves once.
-func (w *Warm) checked(ctx context.Context, h plans.Host) bool {
+// checked returns the warm-up's Check of h's server, waiting for it if it
+// is still under way: ok is false when there is none (the caller checks),
+// else err is what Check said. A failed check is not done again: HAProxy
+// already retried it (Config.RetryTimeout), and a balancer that is down
+// would cost that twice. Each check serves once.
+func (w *Warm) checked(ctx context.Context, h plans.Host) (ok bool, err error) {
 	if w == nil {
-		return false
+		return false, nil
 	}
 	w.mu.Lock()
 	wc := w.checks[h.Name]
 	w.mu.Unlock()
 	if wc == nil || wc.server != h.LBServer {
-		return false
+		return false, nil
 	}
 	select {
 	case <-wc.done:
 	case <-ctx.Done():
-		return false
+		return false, nil
 	}
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	ok := wc.err == nil && !wc.used
+	if wc.used {
+		return false, nil
+	}
 	wc.used = true
-	return ok
+	return true, wc.err
 }
 
 // preflighted returns the output of the preflight script the warm-up ran
@@ -183,32 +189,34 @@ func (w *Warm) preflighted(h plans.Host) (string, bool) {
 // artifact waits for the inspection of the plan's artifact.
 func (w *Warm) artifact() (keyedArtifact, error) { return w.art() }
 
-// take hands over the warmed connection to h, waiting for its dial if it
-// is still under way. ok is false when there is none to take: h was not
-// warmed, its dial failed (the caller dials again and reports the error
-// in its own words), or it is not the host that was warmed.
-func (w *Warm) take(ctx context.Context, h plans.Host) (c Host, ok bool) {
+// take hands over the warm-up's dial of h, waiting for it if it is still
+// under way: its connection, or the error it failed with, which the run
+// reports as it would its own (dialling again would make an unreachable
+// host cost two connect timeouts). ok is false when there is nothing to
+// take: h was not warmed, it is not the host that was warmed, or its dial
+// was taken already; the caller dials.
+func (w *Warm) take(ctx context.Context, h plans.Host) (c Host, ok bool, err error) {
 	if w == nil {
-		return nil, false
+		return nil, false, nil
 	}
 	w.mu.Lock()
 	wc := w.conns[h.Name]
 	w.mu.Unlock()
 	if wc == nil || wc.host.Address != h.Address || wc.host.Transport != h.Transport {
-		return nil, false
+		return nil, false, nil
 	}
 	select {
 	case <-wc.done:
 	case <-ctx.Done():
-		return nil, false
+		return nil, false, nil
 	}
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	if wc.err != nil || wc.taken {
-		return nil, false
+	if wc.taken {
+		return nil, false, nil
 	}
 	wc.taken = true
-	return wc.h, true
+	return wc.h, true, wc.err
 }
 
 // Close stops what is still warming and closes the connections no run took.

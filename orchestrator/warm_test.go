@@ -14,34 +14,25 @@ import (
 
 // A warmed deploy connects to each host once and reads each host's
 // preflight once: the run takes the warm connections, the preflight
-// script's output and the balancer's checks that passed, instead of
-// dialling and reading again; what the warm-up could not read (a dial, a
-// script or a check that failed) the run's preflight does itself. Each
-// connection is closed once.
+// script's output and the balancer's checks, instead of dialling and
+// reading again; a preflight script that failed in the warm-up the run's
+// preflight runs again. Each connection is closed once.
 func TestWarmConnectionsAndPreflightAreTakenByTheRun(t *testing.T) {
 	for _, tc := range []struct {
 		name       string
-		dialFail   string // a host whose warm dial fails (the run dials again)
 		scriptFail string // a host whose first command fails (the warm preflight)
-		checkFail  string // a server whose first Check fails
-		wantChecks map[string]int
 	}{
 		{name: "all warm"},
-		{name: "a warm dial fails", dialFail: "web2"},
 		{name: "a warm preflight script fails", scriptFail: "web3"},
-		{name: "a warm balancer check fails", checkFail: "web/web4", wantChecks: map[string]int{"web/web4": 2}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			f := newFleet("web1", "web2", "web3", "web4")
 			h := newHarness(t, f)
 			p := h.plan("v2", plans.Size{N: 2}, 0)
-			cb := &countingBalancer{Balancer: f, checks: map[string]int{}, failFirst: tc.checkFail}
+			cb := &countingBalancer{Balancer: f, checks: map[string]int{}}
 			h.engine.d.Balancer = func(*plans.Plan) (Balancer, error) { return cb, nil }
 			connector := func(*plans.Plan) (Connector, error) {
 				return connectorFunc(func(ctx context.Context, ph plans.Host) (Host, error) {
-					if ph.Name == tc.dialFail {
-						return nil, errors.New("warm dial refused")
-					}
 					c, err := f.Connect(ctx, ph)
 					if err != nil || ph.Name != tc.scriptFail {
 						return c, err
@@ -64,56 +55,81 @@ func TestWarmConnectionsAndPreflightAreTakenByTheRun(t *testing.T) {
 			after := preflightScripts(f)
 			f.mu.Lock()
 			defer f.mu.Unlock()
+			cb.mu.Lock()
+			defer cb.mu.Unlock()
 			for _, n := range []string{"web1", "web2", "web3", "web4"} {
 				if f.dials[n] != 1 || f.closes[n] != 1 {
 					t.Errorf("%s: %d dials, %d closes, want 1 and 1", n, f.dials[n], f.closes[n])
 				}
 				// Scripts that ran (the failed one did not reach the host).
 				wantBefore := 1
-				if n == tc.dialFail || n == tc.scriptFail {
+				if n == tc.scriptFail {
 					wantBefore = 0 // the run's preflight runs it
 				}
 				if before[n] != wantBefore || after[n] != 1 {
 					t.Errorf("%s: preflight scripts %d before the run and %d after, want %d and 1", n, before[n], after[n], wantBefore)
 				}
-			}
-			cb.mu.Lock()
-			defer cb.mu.Unlock()
-			for _, n := range []string{"web1", "web2", "web3", "web4"} {
-				server := "web/" + n
-				want := tc.wantChecks[server]
-				if want == 0 {
-					want = 1
-				}
-				if cb.checks[server] != want {
-					t.Errorf("%s: checked %d times, want %d", server, cb.checks[server], want)
+				if c := cb.checks["web/"+n]; c != 1 {
+					t.Errorf("web/%s: checked %d times, want 1", n, c)
 				}
 			}
 		})
 	}
 }
 
-// A failure the warm-up saw and the run's preflight sees again refuses
-// the deploy, in the run's words, with every host untouched.
-func TestWarmPreflightFailureStillRefuses(t *testing.T) {
-	f := newFleet("web1", "web2")
-	h := newHarness(t, f)
-	f.checkFail = errors.New("no such server")
-	p := h.plan("v2", plans.Size{N: 1}, 0)
-	w := StartWarm(p, func(*plans.Plan) (Connector, error) { return f, nil }, h.engine.d.Balancer)
-	id, err := h.engine.Submit(context.Background(), p, SubmitOptions{Warm: w})
-	if err != nil {
-		t.Fatal(err)
+// What the warm-up found wrong refuses the deploy, in the run's words, with
+// every host untouched, and is not tried again: not a dial (an unreachable
+// host would cost two connect timeouts), not a balancer check (HAProxy
+// retried it already: a balancer down would cost that twice).
+func TestWarmFailureRefusesOnce(t *testing.T) {
+	for _, tc := range []struct {
+		name, dialFail, checkFail, want string
+	}{
+		{name: "dial", dialFail: "web2", want: "connect web2 (web2:22): no route to host"},
+		{name: "balancer check", checkFail: "web/web2", want: "web2: load balancer: no such server"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := newFleet("web1", "web2")
+			h := newHarness(t, f)
+			cb := &countingBalancer{Balancer: f, checks: map[string]int{}, fail: tc.checkFail}
+			h.engine.d.Balancer = func(*plans.Plan) (Balancer, error) { return cb, nil }
+			var mu sync.Mutex
+			attempts := map[string]int{}
+			h.engine.d.Connector = func(*plans.Plan) (Connector, error) {
+				return connectorFunc(func(ctx context.Context, ph plans.Host) (Host, error) {
+					mu.Lock()
+					attempts[ph.Name]++
+					mu.Unlock()
+					if ph.Name == tc.dialFail {
+						return nil, errors.New("no route to host")
+					}
+					return f.Connect(ctx, ph)
+				}), nil
+			}
+			p := h.plan("v2", plans.Size{N: 1}, 0)
+			w := StartWarm(p, h.engine.d.Connector, h.engine.d.Balancer)
+			id, err := h.engine.Submit(context.Background(), p, SubmitOptions{Warm: w})
+			if err != nil {
+				t.Fatal(err)
+			}
+			st, err := h.engine.Run(context.Background(), nil, id)
+			w.Close()
+			if !errors.Is(err, ErrPreflight) || st != deploy.StateFailed {
+				t.Fatalf("state %s, err %v: want failed, ErrPreflight", st, err)
+			}
+			if !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("err = %v, want it to say %q", err, tc.want)
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			cb.mu.Lock()
+			defer cb.mu.Unlock()
+			if attempts["web2"] != 1 || cb.checks["web/web2"] != 1 {
+				t.Errorf("web2: %d dials and %d checks, want 1 and 1", attempts["web2"], cb.checks["web/web2"])
+			}
+			untouched(t, f)
+		})
 	}
-	st, err := h.engine.Run(context.Background(), nil, id)
-	w.Close()
-	if !errors.Is(err, ErrPreflight) || st != deploy.StateFailed {
-		t.Fatalf("state %s, err %v: want failed, ErrPreflight", st, err)
-	}
-	if !strings.Contains(err.Error(), "load balancer") || !strings.Contains(err.Error(), "no such server") {
-		t.Errorf("err = %v: want the balancer's cause", err)
-	}
-	untouched(t, f)
 }
 
 // untouched fails unless the fleet saw only reads: no balancer change, no
@@ -208,22 +224,21 @@ func (h *flakyHost) Run(ctx context.Context, cmd string, out io.Writer) error {
 	return h.Host.Run(ctx, cmd, out)
 }
 
-// countingBalancer counts Check calls by server; the first Check of
-// failFirst fails.
+// countingBalancer counts Check calls by server; the server named fail
+// is unknown.
 type countingBalancer struct {
 	Balancer
-	mu        sync.Mutex
-	checks    map[string]int
-	failFirst string
+	mu     sync.Mutex
+	checks map[string]int
+	fail   string
 }
 
 func (b *countingBalancer) Check(ctx context.Context, server string) error {
 	b.mu.Lock()
 	b.checks[server]++
-	n := b.checks[server]
 	b.mu.Unlock()
-	if server == b.failFirst && n == 1 {
-		return errors.New("runtime API busy")
+	if server == b.fail {
+		return errors.New("no such server")
 	}
 	return b.Balancer.Check(ctx, server)
 }
