@@ -57,9 +57,10 @@ type warmCheck struct {
 
 // StartWarm begins warming p's deployment in the background. connector and
 // balancer are Deps.Connector and Deps.Balancer (either may be nil: that
-// part is not warmed); hosts they cannot reach (or whose transport the
-// connector does not serve) are simply not warmed: the run dials or checks
-// them again and reports why.
+// part is not warmed, nor is an agent host nor anything when the connector
+// or balancer cannot be built: the run does it). A host that cannot be
+// reached, or a server the balancer does not know, is reported by the
+// run's preflight as the warm-up found it.
 func StartWarm(p *plans.Plan, connector func(*plans.Plan) (Connector, error), balancer func(*plans.Plan) (Balancer, error)) *Warm {
 	ctx, cancel := context.WithCancel(context.Background())
 	w := &Warm{plan: p, ctx: ctx, cancel: cancel, conns: map[string]*warmConn{}, checks: map[string]*warmCheck{}}
