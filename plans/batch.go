@@ -8,7 +8,8 @@ import (
 // Batches groups the hosts, in plan order, by the strategy's ramp: each
 // entry of Strategy.Batches sizes one batch and the last one repeats.
 // Percentages are of the whole fleet, rounded up. A batch is never empty,
-// and a size larger than what remains takes the rest.
+// and a size larger than what remains takes the rest. With a canary, its
+// hosts (the first ones) are the first batch and the ramp sizes the rest.
 func (p *Plan) Batches() [][]Host {
 	ramp := p.Strategy.Batches
 	if len(ramp) == 0 {
@@ -16,7 +17,12 @@ func (p *Plan) Batches() [][]Host {
 	}
 	total := len(p.Hosts)
 	var out [][]Host
-	for next, i := 0, 0; next < total; i++ {
+	start := 0
+	if n := p.CanaryHosts(); n > 0 && total > 0 {
+		out = append(out, append([]Host(nil), p.Hosts[:n]...))
+		start = n
+	}
+	for next, i := start, 0; next < total; i++ {
 		n := ramp[min(i, len(ramp)-1)].Of(total)
 		n = max(1, min(n, total-next))
 		batch := make([]Host, n)

@@ -125,6 +125,7 @@ func (p *Plan) Describe(w io.Writer) error {
 		pf("  load balancer:  none (hosts are not drained)\n")
 	}
 	p.describeAnalysis(pf)
+	p.describeCanary(pf)
 	if p.usesSSH() {
 		pf("  ssh:            user %s, host key checking %s against %s, connect timeout %s, command timeout %s\n",
 			p.SSH.User, p.SSH.HostKeyChecking, p.SSH.KnownHosts, fmtDuration(p.SSH.ConnectTimeout), fmtDuration(p.SSH.CommandTimeout))
@@ -149,7 +150,11 @@ func (p *Plan) Describe(w io.Writer) error {
 		for i, h := range batch {
 			names[i] = h.Name
 		}
-		pf("\nbatch %d of %d (%s: %s)\n", bi+1, len(batches), plural(len(batch), "host"), strings.Join(names, ", "))
+		what := plural(len(batch), "host")
+		if bi == 0 && p.Strategy.Canary != nil {
+			what = "canary, " + what
+		}
+		pf("\nbatch %d of %d (%s: %s)\n", bi+1, len(batches), what, strings.Join(names, ", "))
 		if b := outages[bi]; len(b) > 0 {
 			pf("  OUTAGE: every server of backend %s is out of rotation during this batch\n", strings.Join(b, ", "))
 		}
@@ -157,7 +162,9 @@ func (p *Plan) Describe(w io.Writer) error {
 			p.describeHost(pf, h, urls[n], sum)
 			n++
 		}
-		if p.HasGates() {
+		if bi == 0 && p.Strategy.Canary != nil {
+			p.describeCanaryStep(pf, names)
+		} else if p.HasGates() {
 			pf("  analysis: with the batch back in rotation, sample gates %s every %s for %s; a failed gate fails this batch's hosts\n",
 				strings.Join(p.gateNames(), ", "), fmtDuration(p.Analysis.Interval), fmtDuration(p.Analysis.Duration))
 		}

@@ -248,3 +248,30 @@ func TestDescribeAnalysis(t *testing.T) {
 		t.Errorf("analysis step shown %d times, want once per batch (2)", n)
 	}
 }
+
+func TestDescribeCanary(t *testing.T) {
+	f := newFixture(t, nil)
+	src := strings.Replace(samplePlan, "strategy:\n", "strategy:\n  canary: {hosts: 1, weight: 10%, duration: 30s}\n", 1)
+	p, err := f.parse(src + "analysis: {interval: 1s, duration: 10s, gates: [{name: errors, haproxy: \"error_rate < 1%\"}]}\n")
+	if err != nil {
+		t.Fatal(f.problems(t, err))
+	}
+	var b strings.Builder
+	if err := p.Describe(&b); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{
+		"  canary:         1 host(s) at 10% of the traffic for 30s (strategy.canary), as batch 1, before the other batches\n",
+		"batch 1 of 2 (canary, 1 host: web1)\n",
+		"  canary: record every server's weight, then set HAProxy weights so that web1 get 10% of their backend's traffic\n",
+		"  canary: sample gates errors every 1s for 30s; a failed gate fails the canary hosts\n",
+		"  canary: set every server back to its recorded weight (also when the deployment fails, is aborted or rolls back)\n",
+	} {
+		if !strings.Contains(b.String(), want) {
+			t.Errorf("plan show lacks %q:\n%s", want, b.String())
+		}
+	}
+	if n := strings.Count(b.String(), "  analysis: with the batch"); n != 1 {
+		t.Errorf("analysis step shown %d times, want once, after the one batch that is not the canary", n)
+	}
+}

@@ -28,10 +28,11 @@ func TestPlanReferenceNamesEveryKey(t *testing.T) {
 		{"", strategyKeys}, {"", releaseKeys}, {"", healthKeys}, {"http.", httpKeys},
 		{"tcp.", tcpKeys}, {"", rollbackKeys}, {"", hookKeys},
 		{"notify.", notifyKeys}, {"webhooks[].", webhookKeys},
+		{"canary.", canaryKeys},
 		{"", analysisKeys}, {"prometheus.", promServerKeys}, {"gates[].", gateKeys}, {"gates[].prometheus.", promGateKeys},
 	} {
 		for _, k := range set.keys {
-			if k == "http" || k == "tcp" || k == "prometheus" || k == "gates" {
+			if k == "http" || k == "tcp" || k == "prometheus" || k == "gates" || k == "canary" {
 				continue // their keys have rows of their own
 			}
 			if !row(set.prefix + k) {

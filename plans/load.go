@@ -56,7 +56,7 @@ var (
 	sshKeys      = []string{"user", "identity_file", "known_hosts", "host_key_checking", "connect_timeout", "command_timeout", "session_per_command"}
 	lbKeys       = []string{"haproxy", "drain_timeout", "on_drain_timeout", "enable_timeout"}
 	haproxyKeys  = []string{"socket", "address"}
-	strategyKeys = []string{"batch", "batches", "max_failures", "pause", "min_in_service", "allow_full_outage", "concurrency"}
+	strategyKeys = []string{"batch", "batches", "max_failures", "pause", "min_in_service", "allow_full_outage", "concurrency", "canary"}
 	releaseKeys  = []string{"artifact", "strip_components", "path", "restart", "keep"}
 	healthKeys   = []string{"http", "tcp", "command", "interval", "timeout", "healthy_threshold", "deadline", "min_healthy_time"}
 	httpKeys     = []string{"url", "status", "body_contains"}
@@ -191,6 +191,7 @@ type loader struct {
 	// written, for checkBaseline.
 	relativeAt []pos
 	later      fleetChecks // what decode leaves for when the hosts are known
+	canaryPos  canaryAt    // where strategy.canary is written (checkCanary)
 }
 
 func newLoader(path string) *loader {

@@ -77,6 +77,9 @@ func (l *loader) strategy(top *mapping, p *Plan) (at []sizeAt, minAt sizeAt) {
 	}
 	p.Strategy.AllowFullOutage, _ = sm.Boolean("allow_full_outage", false)
 	p.Strategy.Concurrency, _, _ = sm.Integer("concurrency", DefaultConcurrency, 1, 1024)
+	if canaryAt, ok := l.canary(sm, p); ok {
+		at = append([]sizeAt{canaryAt}, at...) // the canary is the first batch
+	}
 	return at, minAt
 }
 

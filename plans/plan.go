@@ -189,6 +189,9 @@ type Strategy struct {
 	// preflight or pruned at once (batches are sized by Batches). 0, in
 	// plans recorded before the key existed, means DefaultConcurrency.
 	Concurrency int `json:"concurrency,omitempty"`
+	// Canary, when set, rolls the release to a few hosts first and gives
+	// them a share of the traffic for a while (see Canary).
+	Canary *Canary `json:"canary,omitempty"`
 }
 
 // HostConcurrency is Strategy.Concurrency with its default applied.

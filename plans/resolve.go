@@ -73,6 +73,7 @@ func (l *loader) resolve(p *Plan) {
 	for k, at := range l.keys {
 		p.Keys[k] = Position(at)
 	}
+	l.checkCanary(p) // before the outage check: a canary of every host is the mistake to name
 	// A check across keys, on a plan that decoded cleanly only: on a
 	// half-decoded one it would be noise.
 	if len(l.errs) == 0 {
