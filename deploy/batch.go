@@ -24,11 +24,16 @@ type Policy struct {
 	// done. Only a rollout of a new release is: a rollback or a repair
 	// returns to a release already judged.
 	Gated bool
+	// Canary: the first batch is a canary (strategy.canary), watched at a
+	// share of the traffic once its hosts are done, gates or not. Like
+	// Gated, only in a rollout of a new release.
+	Canary bool
 }
 
 // PolicyOf is the policy of a deployment of kind kind running plan p.
 func PolicyOf(kind Kind, p *plans.Plan) Policy {
-	return Policy{RollsBack: RollsBack(kind, p.Rollback.Automatic), Gated: kind == KindDeploy && p.HasGates()}
+	return Policy{RollsBack: RollsBack(kind, p.Rollback.Automatic), Gated: kind == KindDeploy && p.HasGates(),
+		Canary: kind == KindDeploy && p.Strategy.Canary != nil}
 }
 
 // Policy is PolicyOf for d, with its recorded plan.
@@ -60,11 +65,11 @@ func OpenBatch(d *Deployment, p Policy) int {
 }
 
 // AwaitsAnalysis reports whether batch b must still be judged by the gates:
-// the deployment is gated, a host of the batch finished its rollout, and
-// no AnalysisPassed is recorded for it. A failed analysis records the
-// batch's hosts failed, which ends the wait.
+// the deployment is gated (or b is its canary), a host of the batch
+// finished its rollout, and no AnalysisPassed is recorded for it. A failed
+// analysis records the batch's hosts failed, which ends the wait.
 func AwaitsAnalysis(d *Deployment, b int, p Policy) bool {
-	if !p.Gated || b < 0 || b >= len(d.Batches) || slices.Contains(d.AnalysisPassed, b) {
+	if !(p.Gated || IsCanary(b, p)) || b < 0 || b >= len(d.Batches) || slices.Contains(d.AnalysisPassed, b) {
 		return false
 	}
 	for _, name := range d.Batches[b] {
@@ -74,6 +79,10 @@ func AwaitsAnalysis(d *Deployment, b int, p Policy) bool {
 	}
 	return false
 }
+
+// IsCanary reports whether batch b is the canary of a deployment with
+// policy p: its first batch.
+func IsCanary(b int, p Policy) bool { return p.Canary && b == 0 }
 
 func hasWork(hp *HostProgress, rollsBack bool) bool {
 	switch {

@@ -111,6 +111,9 @@ type Deployment struct {
 	// Baselines are the old release's last values seen by the relative
 	// gates, by gate (AnalysisPassed).
 	Baselines map[string]float64 `json:"baselines,omitempty"`
+	// Weights, when set, are load-balancer weights a canary changed and
+	// not yet restored (SetWeights).
+	Weights *Weights `json:"weights,omitempty"`
 	// Seq is the sequence number of the command that created it: whether
 	// its first events are still in the event history.
 	Seq uint64 `json:"seq,omitempty"`
@@ -118,6 +121,15 @@ type Deployment struct {
 	// or "local USER@HOST"; Message is why, in their words (--message).
 	By      string `json:"by,omitempty"`
 	Message string `json:"message,omitempty"`
+}
+
+// Weights are the server weights a canary set (Set, by "backend/server"),
+// its share of the traffic in percent, and every changed backend's servers'
+// weights before (Restore).
+type Weights struct {
+	Restore map[string]int `json:"restore"`
+	Set     map[string]int `json:"set"`
+	Share   float64        `json:"share"`
 }
 
 // HostProgress is one host's progress inside a deployment.
@@ -162,6 +174,10 @@ func (d *Deployment) Clone() Deployment {
 	c.AnalysisPassed = append([]int(nil), d.AnalysisPassed...)
 	if d.Baselines != nil {
 		c.Baselines = maps.Clone(d.Baselines)
+	}
+	if d.Weights != nil {
+		w := Weights{Restore: maps.Clone(d.Weights.Restore), Set: maps.Clone(d.Weights.Set), Share: d.Weights.Share}
+		c.Weights = &w
 	}
 	c.Hosts = make(map[string]*HostProgress, len(d.Hosts))
 	for k, v := range d.Hosts {

@@ -20,6 +20,9 @@ const (
 	EvGate    EventKind = "gate"    // a round of analysis samples (Samples)
 	// EvAnalysis says a batch passed its analysis (Batch).
 	EvAnalysis EventKind = "analysis"
+	// EvWeights says the canary's weights were set (Weights, Share), or
+	// that every server is back at its weight.
+	EvWeights EventKind = "weights"
 	// EvTrimmed says that events after the watcher's last one were dropped
 	// from the bounded history before it asked.
 	EvTrimmed EventKind = "trimmed"
@@ -45,6 +48,10 @@ type Event struct {
 	Batch      int             `json:"batch,omitempty"` // 1-based, for analysis events
 	// Samples are the gates' samples of one analysis round (EvGate).
 	Samples []analysis.Sample `json:"samples,omitempty"`
+	// Weights are the canary's server weights and Share its share of the
+	// traffic in percent (EvWeights).
+	Weights map[string]int `json:"weights,omitempty"`
+	Share   float64        `json:"share,omitempty"`
 }
 
 // MaxEvents bounds the replicated event history (about 150 bytes each):

@@ -3,7 +3,9 @@ package deploy
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
+	"strconv"
 	"time"
 
 	"github.com/drover-dev/drover/analysis"
@@ -39,6 +41,7 @@ const (
 	CmdPrune            CommandType = 12
 	CmdGateSamples      CommandType = 13
 	CmdAnalysisPassed   CommandType = 14
+	CmdSetWeights       CommandType = 15
 )
 
 // Command is one change recorded in the replicated log.
@@ -110,6 +113,20 @@ type AnalysisPassed struct {
 	At        time.Time          `json:"at"`
 }
 
+// SetWeights records the load balancer's server weights before the engine
+// changes them for a canary (Set), with the weights every server goes back
+// to (Restore): whoever ends or resumes the deployment restores them, even
+// a new leader. Restore empty records that they are back
+// (Deployment.Weights cleared).
+type SetWeights struct {
+	ID      string         `json:"id"`
+	Restore map[string]int `json:"restore,omitempty"` // by "backend/server"
+	Set     map[string]int `json:"set,omitempty"`     // the canary's weights
+	// Share is the canary's share of the traffic, in percent (events).
+	Share float64   `json:"share,omitempty"`
+	At    time.Time `json:"at"`
+}
+
 // Retention defaults: what Prune keeps when its command leaves a field zero.
 const (
 	// DefaultKeepFinished is how many finished deployments (with their
@@ -149,6 +166,9 @@ func (GateSamples) CommandType() CommandType { return CmdGateSamples }
 // CommandType implements Command.
 func (AnalysisPassed) CommandType() CommandType { return CmdAnalysisPassed }
 
+// CommandType implements Command.
+func (SetWeights) CommandType() CommandType { return CmdSetWeights }
+
 // NewCommand returns an empty command of type t to decode a payload into,
 // or nil when t is not one of the ledger's.
 func NewCommand(t CommandType) Command {
@@ -167,6 +187,8 @@ func NewCommand(t CommandType) Command {
 		return &GateSamples{}
 	case CmdAnalysisPassed:
 		return &AnalysisPassed{}
+	case CmdSetWeights:
+		return &SetWeights{}
 	}
 	return nil
 }
@@ -211,6 +233,8 @@ func (l *Ledger) Apply(c Command) error {
 		return l.gateSamples(c)
 	case *AnalysisPassed:
 		return l.analysisPassed(c)
+	case *SetWeights:
+		return l.setWeights(c)
 	}
 	return fmt.Errorf("%w: %T", ErrBadCommand, c)
 }
@@ -427,6 +451,31 @@ func (l *Ledger) analysisPassed(c *AnalysisPassed) error {
 	d.Updated = c.At
 	l.record(Event{Time: c.At, Deployment: d.ID, Kind: EvAnalysis, Batch: c.Batch + 1,
 		Message: fmt.Sprintf("batch %d passed every gate", c.Batch+1)})
+	return nil
+}
+
+func (l *Ledger) setWeights(c *SetWeights) error {
+	d, err := l.running(c.ID)
+	if err != nil {
+		return err
+	}
+	for s, w := range c.Set {
+		if _, ok := c.Restore[s]; !ok || w < 0 {
+			return fmt.Errorf("%w: weight %d of %s in %s, without a weight to restore", ErrBadCommand, w, s, c.ID)
+		}
+	}
+	d.Updated = c.At
+	if len(c.Restore) == 0 {
+		if d.Weights == nil {
+			return nil // restored again by a leader that resumed: nothing new
+		}
+		d.Weights = nil
+		l.record(Event{Time: c.At, Deployment: d.ID, Kind: EvWeights, Message: "every server is back at its weight"})
+		return nil
+	}
+	d.Weights = &Weights{Restore: maps.Clone(c.Restore), Set: maps.Clone(c.Set), Share: c.Share}
+	l.record(Event{Time: c.At, Deployment: d.ID, Kind: EvWeights, Weights: maps.Clone(c.Set), Share: c.Share,
+		Message: fmt.Sprintf("canary at %s%% of the traffic", strconv.FormatFloat(c.Share, 'f', -1, 64))})
 	return nil
 }
 
