@@ -5,9 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/drover-dev/drover/analysis"
 	"github.com/drover-dev/drover/deploy"
+	"github.com/drover-dev/drover/internal/ctxtime"
 	"github.com/drover-dev/drover/plans"
 )
 
@@ -90,7 +92,6 @@ func (r *run) analyse(ctx context.Context, d deploy.Deployment, b int) error {
 			judged = append(judged, name)
 		}
 	}
-	a := r.plan.Analysis
 	// One set of gates for the whole run: a relative gate keeps the old
 	// release's last value for the batches after the last old server went.
 	if r.gates == nil && r.gatesErr == nil {
@@ -107,14 +108,19 @@ func (r *run) analyse(ctx context.Context, d deploy.Deployment, b int) error {
 	}
 	gates, err := r.gates, r.gatesErr
 	baselines := map[string]float64{} // the last one each relative gate saw
-	if err == nil {
+	// watch runs the gates for duration (a canary without gates waits).
+	watch := func(ctx context.Context, duration time.Duration) error {
+		a := r.plan.Analysis
+		if !r.plan.HasGates() {
+			return ctxtime.Sleep(ctx, duration) // a canary without gates: its time at the share
+		}
 		names := make([]string, len(a.Gates))
 		for i, g := range a.Gates {
 			names[i] = g.Name
 		}
 		r.emit(Event{Kind: EventAnalysis, Batch: b + 1, Batches: len(d.Batches), Hosts: judged,
-			Message: fmt.Sprintf("watching gates %s for %s, every %s", strings.Join(names, ", "), a.Duration, a.Interval)})
-		err = analysis.Run(ctx, gates, analysis.Policy{Interval: a.Interval, Duration: a.Duration, FailureLimit: a.FailureLimit},
+			Message: fmt.Sprintf("watching gates %s for %s, every %s", strings.Join(names, ", "), duration, a.Interval)})
+		return analysis.Run(ctx, gates, analysis.Policy{Interval: a.Interval, Duration: duration, FailureLimit: a.FailureLimit},
 			r.analysisTarget, func(round []analysis.Sample) error {
 				for _, s := range round {
 					if s.Baseline != nil {
@@ -123,6 +129,16 @@ func (r *run) analyse(ctx context.Context, d deploy.Deployment, b int) error {
 				}
 				return r.recordSamples(ctx, b, round)
 			})
+	}
+	if err == nil {
+		if deploy.IsCanary(b, deploy.PolicyOf(r.kind, r.plan)) {
+			err = r.canary(ctx, d, judged, watch)
+		} else {
+			err = watch(ctx, r.plan.Analysis.Duration)
+		}
+	}
+	if errors.Is(err, errCanaryAborted) {
+		return nil // weights restored; the run ends it at its safe point
 	}
 	switch {
 	case err == nil:

@@ -26,6 +26,7 @@ const (
 	EventNote        EventKind = "note"         // how the engine chose to act (which checks, why a host is re-enabled)
 	EventAnalysis    EventKind = "analysis"     // a batch's analysis begins or passed (Message)
 	EventGate        EventKind = "gate"         // one sample of an analysis gate (Sample)
+	EventCanary      EventKind = "canary"       // the canary's weights were set (Weights, Share) or restored
 	EventPaused      EventKind = "paused"       // stopped at a safe point
 	EventFinished    EventKind = "finished"     // reached a terminal state
 )
@@ -51,6 +52,11 @@ type Event struct {
 	Elapsed time.Duration `json:"-"`
 	// Sample is what an analysis gate saw (EventGate).
 	Sample *analysis.Sample `json:"sample,omitempty"`
+	// Weights are server weights ("backend/server": weight) and Share the
+	// canary's share of the traffic in percent (EventCanary; no Share
+	// when the weights were restored).
+	Weights map[string]int `json:"weights,omitempty"`
+	Share   float64        `json:"share,omitempty"`
 }
 
 // eventJSON is Event with Elapsed in seconds (docs/json.md).

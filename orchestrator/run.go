@@ -142,6 +142,11 @@ func (r *run) run(ctx context.Context) (deploy.DeploymentState, error) {
 			return d.State, err
 		}
 	}
+	// Weights a canary left (a leader or a run that stopped during it)
+	// go back first; a canary still to watch sets them again.
+	if err := r.restoreWeights(ctx); err != nil {
+		return deploy.StateRunning, err
+	}
 	if d.State == deploy.StateRollingBack {
 		return r.rollbackAll(ctx, "")
 	}
@@ -235,6 +240,9 @@ func (r *run) pause(ctx context.Context, batch int) (deploy.DeploymentState, err
 		return r.finish(ctx, deploy.StateAborted, deploy.AbortedByOperator)
 	}
 	r.prunes.Wait() // paused, like finished, means nothing touches a host any more
+	if err := r.restoreWeights(ctx); err != nil {
+		return deploy.StateRunning, err
+	}
 	if err := r.setState(ctx, deploy.StatePaused, ""); err != nil {
 		return deploy.StateRunning, err
 	}
@@ -245,6 +253,10 @@ func (r *run) pause(ctx context.Context, batch int) (deploy.DeploymentState, err
 
 func (r *run) finish(ctx context.Context, st deploy.DeploymentState, msg string) (deploy.DeploymentState, error) {
 	r.prunes.Wait() // the prunes of hosts done in the last batch
+	// Whatever the end, every server goes back to its weight first.
+	if err := r.restoreWeights(ctx); err != nil {
+		return deploy.StateRunning, err
+	}
 	if st == deploy.StateSucceeded || st == deploy.StateRolledBack {
 		// Never "succeeded" (nor "rolled back cleanly") while a host is
 		// out of rotation, whatever the stages say.

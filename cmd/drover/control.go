@@ -139,6 +139,10 @@ func (c *local) act(ctx context.Context, id string, a deploy.Action) error {
 		return withCode(exitUsage, fmt.Errorf("%s has ended (%s): nothing to resume", d.ID, d.State))
 	}
 	cmd, err := deploy.Decide(&d, a, c.driver(), time.Now().UTC())
+	if st, ok := cmd.(*deploy.SetState); ok && st.State.Terminal() {
+		// Ended here, with no run: a canary's weights go back first.
+		err = c.engine.RestoreWeights(ctx, id)
+	}
 	if err == nil {
 		err = c.store.Apply(ctx, cmd)
 	}

@@ -139,6 +139,7 @@ func TestEventJSONMatchesTheSchema(t *testing.T) {
 		{Kind: orchestrator.EventStage, Host: "web1", Stage: deploy.StageInstall, Phase: deploy.PhaseRollout, Version: "v2", Elapsed: 1200 * time.Millisecond},
 		{Kind: orchestrator.EventProbe, Host: "web1", Stage: deploy.StageVerify, Version: "v2", Error: "status 503"},
 		{Kind: orchestrator.EventHostFailed, Host: "web1", Stage: deploy.StageVerify, Phase: deploy.PhaseRollout, Error: "not healthy", Output: "line\n"},
+		{Kind: orchestrator.EventCanary, Batch: 1, Hosts: []string{"web1"}, Weights: map[string]int{"web/web1": 1, "web/web2": 9}, Share: 10, Message: "web1 at 10% of the traffic"},
 		{Kind: orchestrator.EventAnalysis, Batch: 1, Batches: 2, Hosts: []string{"web1"}, Message: "watching gates errors for 30s, every 5s"},
 		{Kind: orchestrator.EventGate, Batch: 1, Message: "error_rate 5% (want error_rate < 1%; 200 requests)", Sample: &analysis.Sample{
 			Gate: "errors", Verdict: analysis.Fail, Condition: "error_rate < 1%", Metric: "error_rate", Value: 0.05, Threshold: 0.01, Requests: 200, At: t0}},
@@ -149,7 +150,7 @@ func TestEventJSONMatchesTheSchema(t *testing.T) {
 		v.event(ev)
 	}
 	lines := strings.Split(strings.TrimSpace(out.String()), "\n")
-	if len(lines) != 12 {
+	if len(lines) != 13 {
 		t.Fatalf("%d lines:\n%s", len(lines), out.String())
 	}
 	for _, l := range lines {

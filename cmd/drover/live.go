@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -24,6 +25,7 @@ type liveSummary struct {
 	start          time.Time // the deployment's start
 	firstBatch     time.Time // when batch 1 began, for the ETA
 	rollingBack    bool
+	canary         float64 // the canary's share of the traffic (%) while it is set
 }
 
 const (
@@ -128,6 +130,8 @@ func summaryLine(s liveSummary, settled, failed, total int, now time.Time) strin
 	switch {
 	case s.batch > 0 && s.rollingBack:
 		parts = append(parts, fmt.Sprintf("rolling back, batch %d/%d", s.batch, s.batches))
+	case s.batch > 0 && s.canary > 0:
+		parts = append(parts, fmt.Sprintf("batch %d/%d: canary at %s%% of the traffic", s.batch, s.batches, strconv.FormatFloat(s.canary, 'f', -1, 64)))
 	case s.batch > 0:
 		parts = append(parts, fmt.Sprintf("batch %d/%d", s.batch, s.batches))
 	default:

@@ -233,6 +233,9 @@ func (c *eventConverter) convert(ev deploy.Event) []orchestrator.Event {
 	case deploy.EvAnalysis:
 		base.Kind, base.Batch, base.Batches, base.Message = orchestrator.EventAnalysis, ev.Batch, len(c.d.Batches), ev.Message
 		out = append(out, base)
+	case deploy.EvWeights:
+		base.Kind, base.Weights, base.Share, base.Message = orchestrator.EventCanary, ev.Weights, ev.Share, ev.Message
+		out = append(out, base)
 	case deploy.EvState:
 		switch {
 		case ev.State == deploy.StateRollingBack:

@@ -2,6 +2,8 @@ package main
 
 import (
 	"errors"
+	"io"
+	"strings"
 	"testing"
 	"time"
 
@@ -117,5 +119,28 @@ func TestEventConverterGates(t *testing.T) {
 	}
 	if got, want := v.line(out[2]), "[  0.00s] analysis of batch 1: batch 1 passed every gate"; got != want {
 		t.Errorf("line:\n got %q\nwant %q", got, want)
+	}
+}
+
+// A cluster watcher sees the canary's weights as a local deploy does, and
+// the live summary shows the canary's share while it is set.
+func TestEventConverterCanary(t *testing.T) {
+	d := fleetOf(2, 1)
+	c := newEventConverter(d)
+	set := c.convert(deploy.Event{Kind: deploy.EvWeights, Deployment: "d1", Weights: map[string]int{"web/web1": 1, "web/web2": 9}, Share: 10, Message: "canary at 10% of the traffic"})
+	back := c.convert(deploy.Event{Kind: deploy.EvWeights, Deployment: "d1", Message: "every server is back at its weight"})
+	if len(set) != 1 || set[0].Kind != orchestrator.EventCanary || set[0].Share != 10 || set[0].Weights["web/web2"] != 9 || len(back) != 1 || back[0].Share != 0 {
+		t.Fatalf("converted %+v, %+v", set, back)
+	}
+	v, _ := newView(io.Discard, "text")
+	v.begin(d)
+	v.event(orchestrator.Event{Kind: orchestrator.EventBatch, Batch: 1, Batches: 2})
+	v.event(set[0])
+	if got := summaryLine(v.sum, 0, 0, 2, time.Now()); !strings.HasPrefix(got, "batch 1/2: canary at 10% of the traffic") {
+		t.Errorf("summary during the canary: %q", got)
+	}
+	v.event(back[0])
+	if got := summaryLine(v.sum, 0, 0, 2, time.Now()); strings.Contains(got, "canary") {
+		t.Errorf("summary after the canary: %q", got)
 	}
 }

@@ -190,6 +190,8 @@ func (v *view) event(ev orchestrator.Event) {
 		}
 	case orchestrator.EventRollback:
 		v.sum.rollingBack = true
+	case orchestrator.EventCanary:
+		v.sum.canary = ev.Share
 	}
 	if r := v.rows[ev.Host]; r != nil {
 		switch ev.Kind {
@@ -234,7 +236,7 @@ func (v *view) event(ev orchestrator.Event) {
 		switch ev.Kind {
 		case orchestrator.EventHostFailed, orchestrator.EventRollback, orchestrator.EventWarning,
 			orchestrator.EventNote, orchestrator.EventPaused, orchestrator.EventPreflight,
-			orchestrator.EventAnalysis, orchestrator.EventGate:
+			orchestrator.EventAnalysis, orchestrator.EventGate, orchestrator.EventCanary:
 			v.clear()
 			v.println(v.line(ev))
 			if ev.Output != "" {
@@ -295,6 +297,8 @@ func (v *view) line(ev orchestrator.Event) string {
 		if s := ev.Sample; s != nil {
 			return fmt.Sprintf("%s gate %-8s %-12s %s", ts, s.Gate, s.Verdict, s)
 		}
+	case orchestrator.EventCanary:
+		return fmt.Sprintf("%s canary: %s", ts, ev.Message)
 	case orchestrator.EventFinished:
 		// Without the error: the command's own error says it, once.
 		return fmt.Sprintf("%s finished: %s", ts, ev.State)
