@@ -162,8 +162,13 @@ func (l *Lab) StopHAProxy(name string) error {
 // HAProxy sends one command (or several separated by ";") to the runtime API
 // and returns the answer.
 func (l *Lab) HAProxy(ctx context.Context, command string) (string, error) {
+	return l.haproxyAt(ctx, l.HAProxySocket, command)
+}
+
+// haproxyAt is HAProxy on the instance whose runtime socket is socket.
+func (l *Lab) haproxyAt(ctx context.Context, socket, command string) (string, error) {
 	var d net.Dialer
-	conn, err := d.DialContext(ctx, "unix", l.HAProxySocket)
+	conn, err := d.DialContext(ctx, "unix", socket)
 	if err != nil {
 		return "", err
 	}

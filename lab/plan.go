@@ -39,6 +39,8 @@ type PlanParams struct {
 	// AgentHosts are reached through a drover agent (transport: agent)
 	// instead of SSH.
 	AgentHosts []string
+	// Canary is strategy.canary ("hosts", "weight", "duration"); nil: none.
+	Canary map[string]string
 	// Extra is raw YAML appended to the plan: top-level keys the plan does not
 	// already hold (hooks:, ...).
 	Extra string
@@ -82,10 +84,11 @@ type planHAProxy struct {
 }
 
 type planStrat struct {
-	Batch           any  `yaml:"batch"`
-	MaxFailures     any  `yaml:"max_failures"`
-	MinInService    any  `yaml:"min_in_service,omitempty"`
-	AllowFullOutage bool `yaml:"allow_full_outage,omitempty"`
+	Batch           any               `yaml:"batch"`
+	MaxFailures     any               `yaml:"max_failures"`
+	MinInService    any               `yaml:"min_in_service,omitempty"`
+	AllowFullOutage bool              `yaml:"allow_full_outage,omitempty"`
+	Canary          map[string]string `yaml:"canary,omitempty"`
 }
 
 type planRelease struct {
@@ -185,7 +188,7 @@ func (l *Lab) Plan(p PlanParams) ([]byte, error) {
 			HostKeyChecking: "strict",
 		},
 		LoadBalancer: planLB{HAProxy: planHAProxy{Socket: l.HAProxySocket}, DrainTimeout: "10s"},
-		Strategy:     planStrat{Batch: batch, MaxFailures: maxFail, MinInService: minIn, AllowFullOutage: p.AllowFullOutage},
+		Strategy:     planStrat{Batch: batch, MaxFailures: maxFail, MinInService: minIn, AllowFullOutage: p.AllowFullOutage, Canary: p.Canary},
 		Release: planRelease{
 			Artifact: artifact,
 			Path:     l.ReleasePath,
