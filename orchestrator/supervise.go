@@ -116,6 +116,9 @@ func (e *Engine) abortStuck(ctx context.Context, id string, runErr error) error 
 	if err != nil || !deploy.AbortNow(&d, deploy.Stuck) {
 		return runErr
 	}
+	if err := e.RestoreWeights(ctx, id); err != nil {
+		return errors.Join(runErr, err) // ended only with every weight back
+	}
 	err = e.d.Store.Apply(ctx, &deploy.SetState{ID: id, State: deploy.StateAborted,
 		Error: fmt.Sprintf("%s; the engine could not run it: %v", deploy.AbortedByOperator, runErr), At: e.d.Now().UTC()})
 	if err != nil {
