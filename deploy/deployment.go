@@ -9,7 +9,10 @@ package deploy
 
 import (
 	"encoding/json"
+	"fmt"
 	"maps"
+	"slices"
+	"strings"
 	"time"
 )
 
@@ -130,6 +133,15 @@ type Weights struct {
 	Restore map[string]int `json:"restore"`
 	Set     map[string]int `json:"set"`
 	Share   float64        `json:"share"`
+}
+
+// FormatWeights renders weights by server, sorted: "web/web1=1 web/web2=3".
+func FormatWeights(ws map[string]int) string {
+	parts := make([]string, 0, len(ws))
+	for _, s := range slices.Sorted(maps.Keys(ws)) {
+		parts = append(parts, fmt.Sprintf("%s=%d", s, ws[s]))
+	}
+	return strings.Join(parts, " ")
 }
 
 // HostProgress is one host's progress inside a deployment.

@@ -179,7 +179,7 @@ func (r *run) setCanaryWeights(ctx context.Context, d deploy.Deployment, judged 
 		}
 	}
 	r.emit(Event{Kind: EventCanary, Batch: 1, Hosts: judged, Weights: set, Share: share,
-		Message: fmt.Sprintf("%s at %s%% of the traffic (weights %s)", strings.Join(judged, ", "), fmtShare(share), fmtWeights(set))})
+		Message: fmt.Sprintf("%s at %s%% of the traffic (weights %s)", strings.Join(judged, ", "), fmtShare(share), deploy.FormatWeights(set))})
 	return nil
 }
 
@@ -248,16 +248,8 @@ func (e *Engine) restoreWeights(ctx context.Context, id string, lb Balancer, emi
 		return &fatalError{fmt.Errorf("record the restored weights: %w", err)}
 	}
 	emit(Event{Kind: EventCanary, Weights: d.Weights.Restore,
-		Message: fmt.Sprintf("every server back at its weight (%s)", fmtWeights(d.Weights.Restore))})
+		Message: fmt.Sprintf("every server back at its weight (%s)", deploy.FormatWeights(d.Weights.Restore))})
 	return nil
 }
 
 func fmtShare(p float64) string { return strconv.FormatFloat(p, 'f', -1, 64) }
-
-func fmtWeights(ws map[string]int) string {
-	parts := make([]string, 0, len(ws))
-	for _, s := range slices.Sorted(maps.Keys(ws)) {
-		parts = append(parts, fmt.Sprintf("%s=%d", s, ws[s]))
-	}
-	return strings.Join(parts, " ")
-}

@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"strconv"
 	"syscall"
 	"text/tabwriter"
 	"time"
@@ -319,6 +320,10 @@ func printDeployment(w io.Writer, st hostRecords, lb map[string]string, d deploy
 	}
 	if d.State == deploy.StateRunning || d.State == deploy.StatePaused {
 		fmt.Fprintf(w, " (batch %d of %d)", min(d.OpenBatch(), len(d.Batches)-1)+1, len(d.Batches))
+	}
+	if d.Weights != nil {
+		fmt.Fprintf(w, " (canary at %s%% of the traffic: weights %s, each back to %s at its end)",
+			strconv.FormatFloat(d.Weights.Share, 'f', -1, 64), deploy.FormatWeights(d.Weights.Set), deploy.FormatWeights(d.Weights.Restore))
 	}
 	fmt.Fprintf(w, "\nstarted:   %s (%s)", clock(d.Created), ago(d.Created, time.Now()))
 	if d.State.Terminal() {

@@ -36,3 +36,19 @@ func TestPrintDeploymentShowsTheLoadBalancer(t *testing.T) {
 		})
 	}
 }
+
+// While a canary's weights are set, status says so, and what they go back to.
+func TestPrintDeploymentShowsTheCanary(t *testing.T) {
+	d := deploy.Deployment{ID: "web-1", Kind: deploy.KindDeploy, Name: "web", Version: "v2", State: deploy.StateRunning,
+		Batches: [][]string{{"web1"}, {"web2"}},
+		Hosts: map[string]*deploy.HostProgress{
+			"web1": {Name: "web1", Stage: deploy.StageDone, Phase: deploy.PhaseRollout, Target: "v2"},
+			"web2": {Name: "web2", Stage: deploy.StagePending, Phase: deploy.PhaseRollout, Target: "v2"},
+		},
+		Weights: &deploy.Weights{Restore: map[string]int{"web/web1": 1, "web/web2": 1}, Set: map[string]int{"web/web1": 1, "web/web2": 9}, Share: 10}}
+	var b strings.Builder
+	printDeployment(&b, nil, nil, d)
+	if want := "(canary at 10% of the traffic: weights web/web1=1 web/web2=9, each back to web/web1=1 web/web2=1 at its end)"; !strings.Contains(b.String(), want) {
+		t.Errorf("status lacks %q:\n%s", want, b.String())
+	}
+}
