@@ -130,8 +130,13 @@ func (r *run) analyse(ctx context.Context, d deploy.Deployment, b int) error {
 				return r.recordSamples(ctx, b, round)
 			})
 	}
+	what := fmt.Sprintf("batch %d", b+1)
+	canary := deploy.IsCanary(b, deploy.PolicyOf(r.kind, r.plan))
+	if canary {
+		what = "the canary (batch 1)"
+	}
 	if err == nil {
-		if deploy.IsCanary(b, deploy.PolicyOf(r.kind, r.plan)) {
+		if canary {
 			err = r.canary(ctx, d, judged, watch)
 		} else {
 			err = watch(ctx, r.plan.Analysis.Duration)
@@ -150,13 +155,13 @@ func (r *run) analyse(ctx context.Context, d deploy.Deployment, b int) error {
 			return &fatalError{fmt.Errorf("record the analysis of batch %d: %w", b+1, err)}
 		}
 		r.emit(Event{Kind: EventAnalysis, Batch: b + 1, Batches: len(d.Batches), Hosts: judged,
-			Message: fmt.Sprintf("batch %d passed every gate", b+1)})
+			Message: what + " passed every gate"})
 		return nil
 	case isFatal(ctx, err):
 		return fatalOnly(ctx, err)
 	}
 	// The gates said no, or could not be set up: the batch's hosts fail.
-	failure := fmt.Errorf("analysis of batch %d: %w", b+1, err)
+	failure := fmt.Errorf("analysis of %s: %w", what, err)
 	for _, name := range judged {
 		if err := r.fail(ctx, name, deploy.PhaseRollout, d.Hosts[name].Target, failure); err != nil {
 			return err

@@ -4,6 +4,7 @@ import (
 	"context"
 	"maps"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -169,6 +170,9 @@ func TestFailedCanaryRollsBackWithWeightsRestored(t *testing.T) {
 	d, _ := h.store.Deployment(id)
 	if got := failedHosts(d); !slices.Equal(got, []string{"web1"}) {
 		t.Errorf("failed hosts = %v, want the canary", got)
+	}
+	if e := d.Hosts["web1"].Error; !strings.Contains(e, "analysis of the canary (batch 1): gate errors failed 2 samples in a row") {
+		t.Errorf("web1 error = %q", e)
 	}
 	for _, n := range []string{"web2", "web3", "web4"} {
 		if d.Hosts[n].Touched {
