@@ -37,11 +37,11 @@ func expectWeightsRestored(t *testing.T, l *lab.Lab) {
 	for inst, ws := range all {
 		for server, w := range ws {
 			if w.Current != w.Initial {
-				t.Errorf("%s: %s at weight %d after the deploy, configured %d", inst, server, w.Current, w.Initial)
+				t.Errorf("%s: %s at weight %d at the end, configured %d", inst, server, w.Current, w.Initial)
 			}
 		}
 	}
-	t.Logf("weights after the deploy: %v", all)
+	t.Logf("weights at the end: %v", all)
 }
 
 // waitCanaryWeights waits until server has the share (0-1) of its
@@ -132,6 +132,31 @@ func TestCanary(t *testing.T) {
 	}
 	if samples < 2 || batch2.IsZero() || batch2.Before(back) {
 		t.Errorf("%d samples of the canary; weights back at %v, batch 2 began at %v: want samples, then the weights back, then batch 2", samples, back, batch2)
+	}
+}
+
+// TestCanaryAbortedAfterTheCLIDied: a local deploy killed (kill -9) while
+// its canary is at its weight leaves the weights recorded; `drover abort`
+// puts every server back at its configured weight before it records the
+// end.
+func TestCanaryAbortedAfterTheCLIDied(t *testing.T) {
+	s := newSession(t, 3)
+	if code, d := s.run("deploy", s.plan("v1", false, "1")); code != 0 {
+		t.Fatalf("deploy v1: exit %d\n%s", code, d.stdout.text())
+	}
+	d := s.start("deploy", s.plan("v2", false, "1", func(p *lab.PlanParams) { p.Canary = canaryAt(10 * time.Minute) }))
+	set := d.stdout.waitFor(t, "the canary's weights", isCanarySet)
+	waitCanaryWeights(t, s.lab, "web1", 0.10)
+	if err := d.cmd.Process.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	d.wait(t)
+	if code, a := s.run("abort", set.Deployment); code != 0 {
+		t.Fatalf("abort: exit %d\n%s", code, a.stdout.text())
+	}
+	expectWeightsRestored(t, s.lab)
+	if v := s.versions(); v["web1"] != "v2" || v["web2"] != "v1" || v["web3"] != "v1" {
+		t.Errorf("after the abort: %v; want the canary left on v2, the others on v1", v)
 	}
 }
 
