@@ -82,7 +82,7 @@ func TestCanary(t *testing.T) {
 		t.Fatalf("deploy v1: exit %d\n%s", code, d.stdout.text())
 	}
 	plan := s.plan("v2", false, "2", func(p *lab.PlanParams) {
-		p.Canary = canaryAt(15 * time.Second)
+		p.Canary = canaryAt(10 * time.Second)
 		p.Extra = "analysis:\n" + gateWindows + "  gates:\n" + errorsGate
 	})
 	var d *drover
