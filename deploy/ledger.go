@@ -5,10 +5,10 @@ import (
 	"fmt"
 	"maps"
 	"slices"
-	"strconv"
 	"time"
 
 	"github.com/drover-dev/drover/analysis"
+	"github.com/drover-dev/drover/plans"
 )
 
 // Errors returned by Apply; callers test them with errors.Is.
@@ -475,7 +475,7 @@ func (l *Ledger) setWeights(c *SetWeights) error {
 	}
 	d.Weights = &Weights{Restore: maps.Clone(c.Restore), Set: maps.Clone(c.Set), Share: c.Share}
 	l.record(Event{Time: c.At, Deployment: d.ID, Kind: EvWeights, Weights: maps.Clone(c.Set), Share: c.Share,
-		Message: fmt.Sprintf("canary at %s%% of the traffic", strconv.FormatFloat(c.Share, 'f', -1, 64))})
+		Message: fmt.Sprintf("canary at %s%% of the traffic", plans.FormatShare(c.Share))})
 	return nil
 }
 

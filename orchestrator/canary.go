@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"maps"
 	"slices"
-	"strconv"
 	"strings"
 	"time"
 
@@ -64,7 +63,7 @@ func (b fencedBalancer) SetWeight(ctx context.Context, server string, weight int
 
 func (r *run) weigher() (weigher, error) {
 	w, ok := r.lb.(weigher)
-	if !ok || r.lb == nil {
+	if !ok {
 		return nil, ErrNoWeights
 	}
 	return w, nil
@@ -179,7 +178,7 @@ func (r *run) setCanaryWeights(ctx context.Context, d deploy.Deployment, judged 
 		}
 	}
 	r.emit(Event{Kind: EventCanary, Batch: 1, Hosts: judged, Weights: set, Share: share,
-		Message: fmt.Sprintf("%s at %s%% of the traffic (weights %s)", strings.Join(judged, ", "), fmtShare(share), deploy.FormatWeights(set))})
+		Message: fmt.Sprintf("%s at %s%% of the traffic (weights %s)", strings.Join(judged, ", "), plans.FormatShare(share), deploy.FormatWeights(set))})
 	return nil
 }
 
@@ -229,7 +228,7 @@ func (e *Engine) restoreWeights(ctx context.Context, id string, lb Balancer, emi
 		return nil
 	}
 	w, ok := lb.(weigher)
-	if !ok || lb == nil {
+	if !ok {
 		err = ErrNoWeights
 	}
 	for _, s := range slices.Sorted(maps.Keys(d.Weights.Restore)) {
@@ -251,5 +250,3 @@ func (e *Engine) restoreWeights(ctx context.Context, id string, lb Balancer, emi
 		Message: fmt.Sprintf("every server back at its weight (%s)", deploy.FormatWeights(d.Weights.Restore))})
 	return nil
 }
-
-func fmtShare(p float64) string { return strconv.FormatFloat(p, 'f', -1, 64) }

@@ -129,7 +129,7 @@ func (p *Plan) describeCanary(pf func(string, ...any)) {
 func (p *Plan) describeCanaryStep(pf func(string, ...any), hosts []string) {
 	c := p.Strategy.Canary
 	pf("  canary: record every server's weight, then set HAProxy weights so that %s get %s%% of their backend's traffic\n",
-		strings.Join(hosts, ", "), strconv.FormatFloat(c.Weight, 'f', -1, 64))
+		strings.Join(hosts, ", "), FormatShare(c.Weight))
 	if p.HasGates() {
 		pf("  canary: sample gates %s every %s for %s; a failed gate fails the canary hosts\n",
 			strings.Join(p.gateNames(), ", "), fmtDuration(p.Analysis.Interval), fmtDuration(c.Duration))
@@ -139,7 +139,11 @@ func (p *Plan) describeCanaryStep(pf func(string, ...any), hosts []string) {
 	pf("  canary: set every server back to its recorded weight (also when the deployment fails, is aborted or rolls back)\n")
 }
 
+// FormatShare writes a share of the traffic in percent as a plan does,
+// without the sign: 10, 2.5.
+func FormatShare(percent float64) string { return strconv.FormatFloat(percent, 'f', -1, 64) }
+
 // String renders the canary the way plan show prints it.
 func (c Canary) String() string {
-	return fmt.Sprintf("%s host(s) at %s%% of the traffic for %s", c.Hosts, strconv.FormatFloat(c.Weight, 'f', -1, 64), fmtDuration(c.Duration))
+	return fmt.Sprintf("%s host(s) at %s%% of the traffic for %s", c.Hosts, FormatShare(c.Weight), fmtDuration(c.Duration))
 }

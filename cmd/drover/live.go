@@ -3,13 +3,13 @@ package main
 import (
 	"fmt"
 	"sort"
-	"strconv"
 	"strings"
 	"time"
 	"unicode/utf8"
 
 	"github.com/drover-dev/drover/deploy"
 	"github.com/drover-dev/drover/internal/oneline"
+	"github.com/drover-dev/drover/plans"
 )
 
 // The live view's frame: what the terminal shows under the event lines,
@@ -131,7 +131,7 @@ func summaryLine(s liveSummary, settled, failed, total int, now time.Time) strin
 	case s.batch > 0 && s.rollingBack:
 		parts = append(parts, fmt.Sprintf("rolling back, batch %d/%d", s.batch, s.batches))
 	case s.batch > 0 && s.canary > 0:
-		parts = append(parts, fmt.Sprintf("batch %d/%d: canary at %s%% of the traffic", s.batch, s.batches, strconv.FormatFloat(s.canary, 'f', -1, 64)))
+		parts = append(parts, fmt.Sprintf("batch %d/%d: canary at %s%% of the traffic", s.batch, s.batches, plans.FormatShare(s.canary)))
 	case s.batch > 0:
 		parts = append(parts, fmt.Sprintf("batch %d/%d", s.batch, s.batches))
 	default:

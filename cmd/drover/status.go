@@ -6,7 +6,6 @@ import (
 	"io"
 	"os"
 	"os/signal"
-	"strconv"
 	"syscall"
 	"text/tabwriter"
 	"time"
@@ -14,6 +13,7 @@ import (
 	"github.com/drover-dev/drover/api"
 	"github.com/drover-dev/drover/deploy"
 	"github.com/drover-dev/drover/internal/oneline"
+	"github.com/drover-dev/drover/plans"
 	"github.com/spf13/cobra"
 )
 
@@ -323,7 +323,7 @@ func printDeployment(w io.Writer, st hostRecords, lb map[string]string, d deploy
 	}
 	if d.Weights != nil {
 		fmt.Fprintf(w, " (canary at %s%% of the traffic: weights %s, each back to %s at its end)",
-			strconv.FormatFloat(d.Weights.Share, 'f', -1, 64), deploy.FormatWeights(d.Weights.Set), deploy.FormatWeights(d.Weights.Restore))
+			plans.FormatShare(d.Weights.Share), deploy.FormatWeights(d.Weights.Set), deploy.FormatWeights(d.Weights.Restore))
 	}
 	fmt.Fprintf(w, "\nstarted:   %s (%s)", clock(d.Created), ago(d.Created, time.Now()))
 	if d.State.Terminal() {
