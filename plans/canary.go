@@ -128,8 +128,12 @@ func (p *Plan) describeCanary(pf func(string, ...any)) {
 // hosts are back in rotation.
 func (p *Plan) describeCanaryStep(pf func(string, ...any), hosts []string) {
 	c := p.Strategy.Canary
-	pf("  canary: record every server's weight, then set HAProxy weights so that %s get %s%% of their backend's traffic\n",
-		strings.Join(hosts, ", "), FormatShare(c.Weight))
+	get := "gets"
+	if len(hosts) > 1 {
+		get = "together get"
+	}
+	pf("  canary: record every server's weight, then set HAProxy weights so that %s %s %s%% of their backend's traffic\n",
+		strings.Join(hosts, ", "), get, FormatShare(c.Weight))
 	if p.HasGates() {
 		pf("  canary: sample gates %s every %s for %s; a failed gate fails the canary hosts\n",
 			strings.Join(p.gateNames(), ", "), fmtDuration(p.Analysis.Interval), fmtDuration(c.Duration))

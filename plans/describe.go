@@ -83,7 +83,11 @@ func (p *Plan) Describe(w io.Writer) error {
 	for i, b := range batches {
 		sizes[i] = strconv.Itoa(len(b))
 	}
-	pf("  batches:        %d (sizes %s; strategy %s)", len(batches), strings.Join(sizes, ", "), p.strategyText())
+	strategy := p.strategyText()
+	if c := p.Strategy.Canary; c != nil {
+		strategy = fmt.Sprintf("canary %s, then %s", c.Hosts, strategy)
+	}
+	pf("  batches:        %d (sizes %s; strategy %s)", len(batches), strings.Join(sizes, ", "), strategy)
 	if p.Strategy.Pause > 0 {
 		pf(", pause %s between batches", fmtDuration(p.Strategy.Pause))
 	}

@@ -263,7 +263,8 @@ func TestDescribeCanary(t *testing.T) {
 	for _, want := range []string{
 		"  canary:         1 host(s) at 10% of the traffic for 30s (strategy.canary), as batch 1, before the other batches\n",
 		"batch 1 of 2 (canary, 1 host: web1)\n",
-		"  canary: record every server's weight, then set HAProxy weights so that web1 get 10% of their backend's traffic\n",
+		"; strategy canary 1, then batch ",
+		"  canary: record every server's weight, then set HAProxy weights so that web1 gets 10% of their backend's traffic\n",
 		"  canary: sample gates errors every 1s for 30s; a failed gate fails the canary hosts\n",
 		"  canary: set every server back to its recorded weight (also when the deployment fails, is aborted or rolls back)\n",
 	} {
