@@ -26,6 +26,7 @@ type metrics struct {
 	connsRefused  prometheus.Counter
 	gateSamples   *prometheus.CounterVec
 	gateValue     *prometheus.GaugeVec
+	canaryShare   prometheus.Gauge
 
 	mu   sync.Mutex
 	last map[string]deploy.Stage // deployment/host -> the stage it is in
@@ -68,6 +69,10 @@ func newMetrics() *metrics {
 			Name: "drover_gate_value",
 			Help: "The last conclusive value of each analysis gate (a share for error_rate, seconds for response_time, the query's result).",
 		}, []string{"gate"}),
+		canaryShare: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "drover_canary_share_percent",
+			Help: "The share of the traffic (percent) a canary this node runs has now through HAProxy weights; 0 when its weights are back.",
+		}),
 		last: map[string]deploy.Stage{},
 	}
 	// Series exist from the start, at zero, so that dashboards and alerts
@@ -81,7 +86,7 @@ func newMetrics() *metrics {
 		}
 	}
 	m.reg.MustRegister(m.deployments, m.stageSeconds, m.applySeconds, m.leaderChanges, m.isLeader, m.connsRefused,
-		m.gateSamples, m.gateValue,
+		m.gateSamples, m.gateValue, m.canaryShare,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
@@ -104,6 +109,8 @@ func (m *metrics) observe(ev orchestrator.Event) {
 				m.gateValue.WithLabelValues(s.Gate).Set(s.Value)
 			}
 		}
+	case orchestrator.EventCanary:
+		m.canaryShare.Set(ev.Share) // no share: the weights are back
 	case orchestrator.EventStage, orchestrator.EventHostDone, orchestrator.EventHostFailed:
 		key := ev.Deployment + "/" + ev.Host
 		m.mu.Lock()

@@ -51,3 +51,32 @@ func TestMetricsGates(t *testing.T) {
 		t.Errorf("gate series:\n got %v\nwant %v", got, want)
 	}
 }
+
+// /metrics shows a canary's share while its weights are set, 0 once back.
+func TestMetricsCanary(t *testing.T) {
+	m := newMetrics()
+	m.observe(orchestrator.Event{Kind: orchestrator.EventCanary, Share: 5, Weights: map[string]int{"web/web1": 1, "web/web2": 19}})
+	if got := gauge(t, m); got != 5 {
+		t.Errorf("share during the canary = %g, want 5", got)
+	}
+	m.observe(orchestrator.Event{Kind: orchestrator.EventCanary, Weights: map[string]int{"web/web1": 1, "web/web2": 1}})
+	if got := gauge(t, m); got != 0 {
+		t.Errorf("share after the canary = %g, want 0", got)
+	}
+}
+
+// gauge is the canary share's value, read as /metrics would.
+func gauge(t *testing.T, m *metrics) float64 {
+	t.Helper()
+	mfs, err := m.reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() == "drover_canary_share_percent" {
+			return mf.GetMetric()[0].GetGauge().GetValue()
+		}
+	}
+	t.Fatal("no drover_canary_share_percent series")
+	return 0
+}
