@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"math"
+	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -133,6 +135,51 @@ func TestCanary(t *testing.T) {
 	if samples < 2 || batch2.IsZero() || batch2.Before(back) {
 		t.Errorf("%d samples of the canary; weights back at %v, batch 2 began at %v: want samples, then the weights back, then batch 2", samples, back, batch2)
 	}
+}
+
+// TestBadCanaryRolledBack: a release that passes /health but serves 5%
+// errors, at 10% of the traffic, fails the canary's gate: the canary host
+// goes back to the old release, no other host gets it, and every weight
+// is back.
+func TestBadCanaryRolledBack(t *testing.T) {
+	s := newSession(t, 4)
+	if code, d := s.run("deploy", s.plan("v1", false, "2")); code != 0 {
+		t.Fatalf("deploy v1: exit %d\n%s", code, d.stdout.text())
+	}
+	art, err := lab.BuildArtifactOf(context.Background(), filepath.Join(s.lab.Dir, "artifacts"), "v2", lab.Build{ErrorRate: 0.05})
+	if err != nil {
+		t.Fatal(err)
+	}
+	plan := filepath.Join(s.lab.Dir, "plan-v2.yaml")
+	if err := s.lab.WritePlan(plan, lab.PlanParams{Version: "v2", Artifact: art, Batch: "2", Canary: canaryAt(time.Minute),
+		Extra: "analysis:\n" + gateWindows + "  gates:\n" + errorsGate}); err != nil {
+		t.Fatal(err)
+	}
+	ld, err := s.lab.StartLoad(context.Background(), 4)
+	if err != nil {
+		t.Fatal(err)
+	}
+	code, d := s.run("deploy", plan)
+	res, err := ld.Stop()
+	if err != nil {
+		t.Fatal(err)
+	}
+	samples, decision := gateEvents(t, d)
+	if code != 3 {
+		t.Fatalf("deploy of a bad canary: exit %d, want 3 (rolled back)\n%s", code, d.stdout.text())
+	}
+	if decision == nil || decision.Host != "web1" || !strings.Contains(decision.Error, "analysis of the canary (batch 1): gate errors") {
+		t.Errorf("first failure %+v, want web1 failed by the canary's gate", decision)
+	}
+	for _, ev := range d.stdout.all() {
+		if ev.Kind == orchestrator.EventStage && ev.Version == "v2" && ev.Host != "web1" {
+			t.Errorf("%s got v2 after the canary failed", ev.Host)
+		}
+	}
+	s.expectAllOn("v1")
+	expectWeightsRestored(t, s.lab)
+	t.Logf("BENCH canary-bad: %d samples; %d of %d requests failed (%.3f%%), by version %v",
+		samples, res.Failures, res.Requests, 100*float64(res.Failures)/float64(max(res.Requests, 1)), res.ByVersion)
 }
 
 // TestCanaryAbortedAfterTheCLIDied: a local deploy killed (kill -9) while
