@@ -142,8 +142,8 @@ func (r *run) analyse(ctx context.Context, d deploy.Deployment, b int) error {
 			err = watch(ctx, r.plan.Analysis.Duration)
 		}
 	}
-	if errors.Is(err, errCanaryAborted) {
-		return nil // weights restored; the run ends it at its safe point
+	if errors.Is(err, errCanaryStopped) {
+		return nil // weights back, not passed: the run pauses or ends at its safe point
 	}
 	switch {
 	case err == nil:

@@ -36,8 +36,9 @@ type weigher interface {
 // ErrNoWeights means the plan's balancer cannot weigh its servers.
 var ErrNoWeights = errors.New("the load balancer cannot set server weights")
 
-// errCanaryAborted stops a canary's watch when an operator asks for an abort.
-var errCanaryAborted = errors.New("canary stopped: abort requested")
+// errCanaryStopped stops a canary's watch when an operator asks for a
+// pause or an abort: the canary is watched again from the start on resume.
+var errCanaryStopped = errors.New("canary stopped: pause or abort requested")
 
 // Weight reads without a fence: it changes nothing.
 func (b fencedBalancer) Weight(ctx context.Context, server string) (int, int, error) {
@@ -72,8 +73,8 @@ func (r *run) weigher() (weigher, error) {
 // canary watches the canary hosts (judged, done) at their share of the
 // traffic: it records and sets the weights, runs watch (the gates, if
 // any) for the canary's duration, and puts the weights back whatever the
-// outcome. It returns errCanaryAborted when an operator's abort stopped
-// the watch.
+// outcome. It returns errCanaryStopped when an operator's pause or abort
+// stopped the watch.
 func (r *run) canary(ctx context.Context, d deploy.Deployment, judged []string, watch func(ctx context.Context, duration time.Duration) error) error {
 	c := r.plan.Strategy.Canary
 	err := r.setCanaryWeights(ctx, d, judged)
@@ -90,7 +91,8 @@ func (r *run) canary(ctx context.Context, d deploy.Deployment, judged []string, 
 }
 
 // watchCanary runs watch for duration, stopped early when an operator asks
-// for an abort (a pause waits for the canary's end, like any batch).
+// for a pause or an abort: a canary may be watched for many minutes, and
+// stopping it leaves every host in rotation (its weights then go back).
 func (r *run) watchCanary(ctx context.Context, duration time.Duration, watch func(ctx context.Context, duration time.Duration) error) error {
 	wctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
@@ -103,15 +105,15 @@ func (r *run) watchCanary(ctx context.Context, duration time.Duration, watch fun
 				return
 			case <-t.C:
 			}
-			if d, err := r.deployment(); err == nil && d.AbortRequested {
-				cancel(errCanaryAborted)
+			if r.stopRequested() {
+				cancel(errCanaryStopped)
 				return
 			}
 		}
 	}()
 	err := watch(wctx, duration)
-	if ctx.Err() == nil && errors.Is(context.Cause(wctx), errCanaryAborted) {
-		return errCanaryAborted
+	if ctx.Err() == nil && errors.Is(context.Cause(wctx), errCanaryStopped) {
+		return errCanaryStopped
 	}
 	return err
 }

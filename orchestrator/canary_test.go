@@ -266,3 +266,50 @@ func (h *harness) onlyRunning(t *testing.T) string {
 	t.Fatal("no running deployment")
 	return ""
 }
+
+// A pause asked during the canary stops its watch too: the weights go back,
+// the deployment is paused with every host in rotation, and a resume
+// watches the canary again from the start before the batches.
+func TestPauseDuringTheCanary(t *testing.T) {
+	f := newFleet(hostsNamed(4)...)
+	h := newHarness(t, f)
+	w := newWeighted(h)
+	h.mustDeploy(h.plan("v1", plans.Size{N: 2}, 0))
+	stop := make(chan struct{})
+	var once sync.Once
+	j := &judge{verdict: failsOn("never")}
+	j.onSample = func() { once.Do(func() { close(stop) }) }
+	p := gated(h, canaryPlan(h, "v2", time.Hour), j) // only the pause ends the first watch
+	id, st, err := h.deploy(p, stop)
+	if err != nil || st != deploy.StatePaused {
+		t.Fatalf("state %s, err %v", st, err)
+	}
+	w.allAt1(t, id)
+	d, _ := h.store.Deployment(id)
+	if d.OpenBatch() != 0 || d.Hosts["web2"].Stage != deploy.StagePending {
+		t.Fatalf("paused at batch %d, web2 %s: want the canary still open, batch 2 not begun", d.OpenBatch(), d.Hosts["web2"].Stage)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	// The resumed canary is watched an hour too: an abort after its first
+	// sample ends it (what it must show is that it was watched again).
+	j.mu.Lock()
+	j.seen = nil
+	j.onSample = func() {
+		if err := h.store.Apply(context.Background(), &deploy.Request{ID: id, Abort: true, At: time.Now()}); err != nil {
+			t.Error(err)
+		}
+	}
+	j.mu.Unlock()
+	if err := h.store.Apply(ctx, &deploy.Request{ID: id, Resume: true, At: time.Now()}); err != nil {
+		t.Fatal(err)
+	}
+	st, err = h.engine.Run(ctx, nil, id)
+	if err != nil || st != deploy.StateAborted {
+		t.Fatalf("resumed: state %s, err %v", st, err)
+	}
+	if first := j.targets()[0]; !slices.Equal(first.Hosts, []string{"web1"}) {
+		t.Errorf("the resumed run first judged %+v, want the canary (web1)", first)
+	}
+	w.allAt1(t, id)
+}
