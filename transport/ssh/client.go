@@ -92,21 +92,6 @@ func (c *Client) Run(ctx context.Context, cmd string, out io.Writer) error {
 	return nil
 }
 
-// Prepare starts the connection's shell session now, without waiting for
-// the login shell, so that its start overlaps the caller's other work.
-// Without it the first command starts the session. A host whose session
-// cannot run is found out, as always, by the first command.
-func (c *Client) Prepare(ctx context.Context) error {
-	cn, err := c.conn(ctx)
-	if err != nil {
-		return fmt.Errorf("ssh %s: %w", c.addr, err)
-	}
-	if _, err := cn.session(ctx); err != nil {
-		return fmt.Errorf("ssh %s: %w", c.addr, err)
-	}
-	return nil
-}
-
 // Put writes r to path atomically: into a temp file beside it
 // (.NAME.drover-tmp-RANDOM), synced and chmod'ed to mode, then renamed over
 // path. Parent directories are created. The temp file is removed on failure.

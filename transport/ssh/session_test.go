@@ -115,49 +115,6 @@ func TestPerCommandSessionsConfig(t *testing.T) {
 	}
 }
 
-// Prepare starts the session the commands then share (one shell start in
-// all); where there is none to start (per-command sessions, a host without
-// setsid) it changes nothing.
-func TestPrepareStartsTheSharedSession(t *testing.T) {
-	t.Parallel()
-	for _, tc := range []struct {
-		name       string
-		perCommand bool
-		noSetsid   bool
-		execs      int64 // exec requests after Prepare and two commands
-	}{
-		{name: "session", execs: 1},
-		{name: "per-command sessions", perCommand: true, execs: 2},
-		{name: "no setsid", noSetsid: true, execs: 3},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			t.Parallel()
-			f := newFixture(t)
-			f.srv.emptyPath.Store(tc.noSetsid)
-			c, err := f.dialer(t, func(c *Config) { c.PerCommandSessions = tc.perCommand }).Dial(t.Context(), f.srv.addr)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer c.Close()
-			if err := c.Prepare(t.Context()); err != nil {
-				t.Fatal(err)
-			}
-			if want := int64(1); !tc.perCommand && f.srv.execs.Load() != want {
-				t.Errorf("after Prepare: %d exec requests, want %d", f.srv.execs.Load(), want)
-			}
-			for range 2 {
-				var out bytes.Buffer
-				if err := c.Run(t.Context(), "echo hi", &out); err != nil || out.String() != "hi\n" {
-					t.Fatalf("%q, %v", out.String(), err)
-				}
-			}
-			if n := f.srv.execs.Load(); n != tc.execs {
-				t.Errorf("%d exec requests, want %d", n, tc.execs)
-			}
-		})
-	}
-}
-
 func TestPartialSuffix(t *testing.T) {
 	t.Parallel()
 	m := []byte("\nSabc ")
