@@ -28,7 +28,7 @@ var (
 )
 
 // CommandType tags a command in the log. Values are stable: they are on
-// disk. This package's commands take 1 to 4, 12 to 14; the store that carries
+// disk. This package's commands take 1 to 4, 12 to 16; the store that carries
 // the ledger tags its own (cluster membership, tokens, agents) with others.
 type CommandType uint8
 
@@ -189,6 +189,8 @@ func NewCommand(t CommandType) Command {
 		return &AnalysisPassed{}
 	case CmdSetWeights:
 		return &SetWeights{}
+	case CmdAppendLog:
+		return &AppendLog{}
 	}
 	return nil
 }
@@ -206,6 +208,8 @@ type Ledger struct {
 	// TrimmedThrough is the Seq of the newest event dropped from Events
 	// (bounded by MaxEvents): a watcher resuming before it has missed some.
 	TrimmedThrough uint64 `json:"trimmed_through,omitempty"`
+	// Logs are the remote commands' output, by deployment (logs.go).
+	Logs map[string]*DeploymentLog `json:"logs,omitempty"`
 }
 
 // NewLedger returns an empty ledger.
@@ -235,6 +239,8 @@ func (l *Ledger) Apply(c Command) error {
 		return l.analysisPassed(c)
 	case *SetWeights:
 		return l.setWeights(c)
+	case *AppendLog:
+		return l.appendLog(c)
 	}
 	return fmt.Errorf("%w: %T", ErrBadCommand, c)
 }
@@ -493,6 +499,7 @@ func (l *Ledger) prune(c *Prune) error {
 	l.Order = kept
 	for id := range deps {
 		delete(l.Deployments, id)
+		delete(l.Logs, id)
 	}
 	return nil
 }
@@ -540,7 +547,7 @@ func (l *Ledger) Prunable(c *Prune) (map[string]bool, error) {
 func (l *Ledger) Copy() Ledger {
 	c := Ledger{Deployments: make(map[string]*Deployment, len(l.Deployments)), Hosts: make(map[string]*HostRecord, len(l.Hosts)),
 		Order: append([]string(nil), l.Order...), Seq: l.Seq, Events: l.Events[:len(l.Events):len(l.Events)],
-		TrimmedThrough: l.TrimmedThrough}
+		TrimmedThrough: l.TrimmedThrough, Logs: copyLogs(l.Logs)}
 	for k, d := range l.Deployments {
 		dc := d.Clone()
 		c.Deployments[k] = &dc

@@ -369,5 +369,8 @@ func (e *Engine) Run(ctx context.Context, stop <-chan struct{}, id string) (depl
 	}
 	r.warm = warm
 	defer r.close()
+	lctx, stopLog := context.WithCancel(ctx)
+	defer stopLog()
+	go r.book.loop(lctx)
 	return r.run(ctx)
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -99,5 +100,88 @@ func TestFailedOutputIsBoundedAndRedacted(t *testing.T) {
 	}
 	if !strings.Contains(failed.Output, "API_TOKEN=[redacted] DB_PASS=[redacted] failed") {
 		t.Errorf("the end of the output, redacted, is missing:\n%s", failed.Output)
+	}
+}
+
+// streamsHost prints to both streams in hooks that say "exit 7", then
+// fails; it writes stderr apart when out offers it, as the SSH transport does.
+type streamsHost struct{ *fakeHost }
+
+func (h streamsHost) Run(ctx context.Context, cmd string, out io.Writer) error {
+	if !strings.Contains(cmd, "exit 7") {
+		return h.fakeHost.Run(ctx, cmd, out)
+	}
+	errw := out
+	if s, ok := out.(interface{ Stderr() io.Writer }); ok {
+		errw = s.Stderr()
+	}
+	fmt.Fprintln(out, "starting app")
+	fmt.Fprintln(errw, "fatal: cannot bind :8080")
+	fmt.Fprint(out, "token is s3cr3t-value (no newline)")
+	return fmt.Errorf("exit 7: %w", errRemote)
+}
+
+type streamsFleet struct{ *fleet }
+
+func (f streamsFleet) Connect(ctx context.Context, h plans.Host) (Host, error) {
+	c, err := f.fleet.Connect(ctx, h)
+	if err != nil {
+		return nil, err
+	}
+	return streamsHost{c.(*fakeHost)}, nil
+}
+
+// Every command's output is recorded with the deployment, stdout and
+// stderr apart, each line with its time, secret values blanked; the
+// failure names the command and carries its last lines with times.
+func TestCommandOutputIsRecorded(t *testing.T) {
+	t.Setenv("APP_KEY", "s3cr3t-value")
+	f := newFleet(hostsNamed(1)...)
+	h := newHarness(t, f)
+	h.engine.d.Connector = func(*plans.Plan) (Connector, error) { return streamsFleet{f}, nil }
+	p := h.plan("v1", plans.Size{N: 1}, 0)
+	p.Secrets = []string{"APP_KEY"}
+	p.Hooks.AfterActivate = []string{"./start; exit 7"}
+	id, st, _ := h.deploy(p, nil)
+	if st == deploy.StateSucceeded {
+		t.Fatal("the failing hook did not fail the deployment")
+	}
+	host := p.Hosts[0].Name
+	page, err := h.store.Logs(deploy.LogQuery{ID: id, Host: host, Stage: deploy.StageActivate})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, ln := range page.Lines {
+		if ln.At.IsZero() || ln.Host != host || ln.Command != "hook ./start; exit 7" {
+			t.Errorf("line %+v: no time, host or command", ln)
+		}
+		got = append(got, string(ln.Stream)+": "+ln.Text)
+	}
+	want := []string{"stdout: starting app", "stderr: fatal: cannot bind :8080", "stdout: token is [redacted] (no newline)"}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("recorded lines\n%q\nwant\n%q", got, want)
+	}
+	d, err := h.store.Deployment(id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hp := d.Hosts[host]
+	evs, _ := h.store.Events(id, 0)
+	var failed *deploy.Event
+	for i, ev := range evs {
+		if ev.Stage == deploy.StageFailed && ev.Phase == deploy.PhaseRollout {
+			failed = &evs[i]
+		}
+	}
+	if failed == nil {
+		t.Fatalf("no failed event; host error %q", hp.Error)
+	}
+	if !strings.Contains(failed.Error, "hook ./start; exit 7") {
+		t.Errorf("the failure does not name the command: %s", failed.Error)
+	}
+	if !regexp.MustCompile(`(?m)^\d\d:\d\d:\d\d\.\d{3}Z stderr fatal: cannot bind :8080$`).MatchString(failed.Output) ||
+		strings.Contains(failed.Output, "s3cr3t") {
+		t.Errorf("the failure's last lines lack times or streams, or hold the secret:\n%s", failed.Output)
 	}
 }

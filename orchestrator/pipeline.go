@@ -148,14 +148,29 @@ func (r *run) exec(ctx context.Context, h plans.Host, st deploy.Stage, what, cmd
 	return r.execOn(ctx, c, h, st, what, cmd)
 }
 
-// execOn is exec on connection c.
+// execOn is exec on connection c. The command's output is recorded in the
+// run's logbook, stdout and stderr apart; a failure carries its last lines
+// with their clock times, and is recorded after them.
 func (r *run) execOn(ctx context.Context, c Host, h plans.Host, st deploy.Stage, what, cmd string) (string, error) {
-	out, err := runCaptured(ctx, c, r.plan.SSH.CommandTimeout, cmd)
+	ctx, cancel := context.WithTimeout(ctx, r.plan.SSH.CommandTimeout)
+	defer cancel()
+	// drover's own probes are recorded only when they fail.
+	quiet := st == deploy.StagePending || what == whatLookForRelease
+	out := r.capture(h.Name, st, what, quiet)
+	err := c.Run(ctx, cmd, out)
+	out.end(err != nil)
 	if err != nil {
-		return out, &StageError{Host: h.Name, Stage: st, Output: recordedOutput(out, r.plan.Secrets),
-			Err: fmt.Errorf("%s: %w", redacted(what, r.plan.Secrets), err)}
+		if errors.Is(err, context.DeadlineExceeded) && ctx.Err() != nil {
+			err = fmt.Errorf("timed out after %s: %w", r.plan.SSH.CommandTimeout, err)
+		}
+		// Even when the command ran out of time: its output says why.
+		fctx, fcancel := context.WithTimeout(context.WithoutCancel(ctx), logFlushTimeout)
+		r.book.flush(fctx)
+		fcancel()
+		return out.stdout(), &StageError{Host: h.Name, Stage: st, Output: recordedOutput(out.lastLines(), nil),
+			Err: fmt.Errorf("%s: %w", r.redact(what), err)}
 	}
-	return out, nil
+	return out.stdout(), nil
 }
 
 // runCaptured runs cmd on c within timeout and returns its output (the
@@ -170,6 +185,9 @@ func runCaptured(ctx context.Context, c Host, timeout time.Duration, cmd string)
 	}
 	return out.String(), err
 }
+
+// whatLookForRelease describes install's probe for a release on the host.
+const whatLookForRelease = "look for the release"
 
 // releaseDir is where a version lives on a host.
 func (r *run) releaseDir(version string) string {
@@ -211,7 +229,7 @@ func (r *run) drain(ctx context.Context, h plans.Host, ph deploy.Phase, target s
 func (r *run) install(ctx context.Context, h plans.Host, ph deploy.Phase, target string) error {
 	dir := r.releaseDir(target)
 	marker := path.Join(dir, ".drover-release")
-	out, err := r.exec(ctx, h, deploy.StageInstall, "look for the release", releasePresentScript(marker))
+	out, err := r.exec(ctx, h, deploy.StageInstall, whatLookForRelease, releasePresentScript(marker))
 	if err != nil {
 		return err
 	}
@@ -261,7 +279,8 @@ func (r *run) activate(ctx context.Context, p *plans.Plan, h plans.Host, ph depl
 	// One session for both steps: each session costs a round trip and a
 	// remote shell start.
 	script := activateScript(target, tmp, link, p.Release.Restart)
-	if _, err := r.exec(ctx, h, deploy.StageActivate, "switch current and restart", script); err != nil {
+	what := "switch current and restart: " + oneline.First(p.Release.Restart, 120)
+	if _, err := r.exec(ctx, h, deploy.StageActivate, what, script); err != nil {
 		return err
 	}
 	return r.hooks(ctx, h, deploy.StageActivate, ph, target, p.Hooks.AfterActivate)

@@ -47,6 +47,9 @@ type run struct {
 	verifyPlans map[string]*plans.Plan
 
 	rot rotation // strategy.min_in_service
+
+	book       *logbook // the commands' output, recorded in batches
+	secretVals []string // see secretValues
 }
 
 func (e *Engine) newRun(ctx context.Context, d deploy.Deployment, stop <-chan struct{}) (*run, error) {
@@ -60,6 +63,7 @@ func (e *Engine) newRun(ctx context.Context, d deploy.Deployment, stop <-chan st
 		verifyPlans: map[string]*plans.Plan{}, rot: rotation{out: map[string]bool{}},
 		dials: make(chan struct{}, p.HostConcurrency()), pruneSlots: make(chan struct{}, p.HostConcurrency()),
 		pruning: map[string]chan struct{}{},
+		book:    newLogbook(e.d.Store, d.ID, e.d.Now), secretVals: secretValues(p.Secrets),
 	}
 	for _, h := range p.Hosts {
 		r.hosts[h.Name] = h
@@ -115,6 +119,7 @@ func (r *run) deployment() (deploy.Deployment, error) {
 }
 
 func (r *run) setState(ctx context.Context, st deploy.DeploymentState, msg string) error {
+	r.book.flush(ctx) // the output that led here is recorded first
 	return r.e.d.Store.Apply(ctx, &deploy.SetState{ID: r.id, State: st, Error: msg, At: r.e.d.Now().UTC()})
 }
 

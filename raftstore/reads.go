@@ -71,3 +71,10 @@ func (s *Store) Agents() []Agent {
 	}
 	return out
 }
+
+// Logs answers a query for recorded command output (deploy.Ledger.LogsOf).
+func (s *Store) Logs(q deploy.LogQuery) (deploy.LogPage, error) {
+	s.fsm.mu.RLock()
+	defer s.fsm.mu.RUnlock()
+	return s.fsm.state.LogsOf(q)
+}
