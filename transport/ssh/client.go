@@ -74,8 +74,9 @@ func (c *Client) Close() error {
 }
 
 // Run runs cmd through the remote user's (sh-compatible) login shell, in a
-// small wrapper (see wrapCommand); stdout and stderr both go to out (nil
-// discards), and stdin is /dev/null. A non-zero exit is an error wrapping
+// small wrapper (see wrapCommand); stdout goes to out (nil discards), and
+// stderr to out's Stderr() when out has that method (so a caller can keep
+// the streams apart), else to out too; stdin is /dev/null. A non-zero exit is an error wrapping
 // *ExitError. When ctx ends first, the command and everything it started in
 // its process group are killed, its session closed, and the error wraps
 // ctx.Err(). A call that fails because the connection broke is retried once
@@ -84,7 +85,10 @@ func (c *Client) Run(ctx context.Context, cmd string, out io.Writer) error {
 	if out == nil {
 		out = io.Discard
 	}
-	w := &syncWriter{w: out}
+	var w io.Writer = &syncWriter{w: out}
+	if s, ok := out.(interface{ Stderr() io.Writer }); ok {
+		w = splitWriter{&syncWriter{w: out, errw: s.Stderr()}}
+	}
 	err := c.do(ctx, nil, func(cn *conn) error { return cn.run(ctx, cmd, w) })
 	if err != nil {
 		return fmt.Errorf("ssh %s: %w", c.addr, err)
@@ -406,7 +410,7 @@ func (cn *conn) runAlone(ctx context.Context, cmd string, out io.Writer) error {
 	cn.requests.Add(1)
 	defer sess.Close()
 	sess.Stdout = out
-	sess.Stderr = out
+	sess.Stderr = stderrOf(out)
 	// Nothing is ever written to stdin: it stays open while the command
 	// runs, and its EOF tells the wrapper's watcher to kill the command.
 	stdin, err := sess.StdinPipe()
@@ -681,14 +685,39 @@ func (cr *countingReader) Read(b []byte) (int, error) {
 	return n, err
 }
 
-// syncWriter serialises writes: stdout and stderr are copied concurrently.
+// syncWriter serialises writes: stdout and stderr are copied
+// concurrently. Write is stdout; with errw set, it is a splitWriter whose
+// Stderr() writes there.
 type syncWriter struct {
-	mu sync.Mutex
-	w  io.Writer
+	mu   sync.Mutex
+	w    io.Writer
+	errw io.Writer
 }
 
 func (s *syncWriter) Write(b []byte) (int, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.w.Write(b)
+}
+
+// splitWriter is a syncWriter whose caller keeps stderr apart.
+type splitWriter struct{ *syncWriter }
+
+// Stderr is the writer of the command's stderr.
+func (s splitWriter) Stderr() io.Writer { return syncStderr{s.syncWriter} }
+
+type syncStderr struct{ s *syncWriter }
+
+func (e syncStderr) Write(b []byte) (int, error) {
+	e.s.mu.Lock()
+	defer e.s.mu.Unlock()
+	return e.s.errw.Write(b)
+}
+
+// stderrOf is where a command's stderr goes when its output goes to w.
+func stderrOf(w io.Writer) io.Writer {
+	if s, ok := w.(interface{ Stderr() io.Writer }); ok {
+		return s.Stderr()
+	}
+	return w
 }

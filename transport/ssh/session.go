@@ -28,12 +28,18 @@ import (
 // command leaves unread is discarded, so the stream stays in step).
 //
 // It runs each in its own process group and session (setsid), with stdin
-// /dev/null and stderr joined to stdout, in the login shell ($SHELL, which
-// sshd sets), and after it ends prints
+// /dev/null, in the login shell ($SHELL, which sshd sets), and after it
+// ends prints
 //
-//	\nS<marker> <exit status>\n
+//	\nS<marker>\n               on stderr, then
+//	\nS<marker> <exit status>\n on stdout.
 //
-// on stdout. The marker is random per session, so a command's output cannot
+// A command framed "B<marker> 2" has its stderr on the channel's stderr,
+// so the two streams stay apart (otherwise stderr joins stdout, in the
+// order written); the stderr marker comes first, so once the status is read the
+// command's stderr is in the client's buffer too (the SSH channel carries
+// both in order). The loop says it is ready on both streams, so that what
+// an rc file prints before is skipped on each. The marker is random per session, so a command's output cannot
 // end a frame by accident. While a command runs, a watcher in the loop reads
 // the channel's stdin: any line (the client sends "K" when the call's ctx
 // ends) or EOF (the connection or session went away) makes it kill the
@@ -60,10 +66,13 @@ __drover_sh=${SHELL:-/bin/sh}
 command -v setsid >/dev/null 2>&1 || { printf 'N%%s\n' "$m"; exit 0; }
 __drover_lvl=${SHLVL:-1}
 exec 3<&0 </dev/null
+printf 'R%%s\n' "$m" >&2
 printf 'R%%s\n' "$m"
 while IFS= read -r __drover_l <&3; do
+  __drover_j=1
   case $__drover_l in
   "B$m") __drover_n= ;;
+  "B$m 2") __drover_n= __drover_j= ;;
   "U$m "*) __drover_n=${__drover_l#"U$m "} ;;
   *) continue ;;
   esac
@@ -77,7 +86,11 @@ while IFS= read -r __drover_l <&3; do
     head -c "$__drover_n" <&3 | { env "SHLVL=$__drover_lvl" "$__drover_sh" -c "$__drover_c" 3<&- 2>&1; __drover_s=$?; cat >/dev/null; exit $__drover_s; }
     __drover_s=$?
   else
-    setsid env "SHLVL=$__drover_lvl" "$__drover_sh" -c "$__drover_c" 3<&- 2>&1 &
+    if [ -n "$__drover_j" ]; then
+      setsid env "SHLVL=$__drover_lvl" "$__drover_sh" -c "$__drover_c" 3<&- 2>&1 &
+    else
+      setsid env "SHLVL=$__drover_lvl" "$__drover_sh" -c "$__drover_c" 3<&- &
+    fi
     __drover_p=$!
     (IFS= read -r __drover_k <&3; kill -KILL -"$__drover_p") >/dev/null 2>&1 &
     __drover_w=$!
@@ -86,6 +99,7 @@ while IFS= read -r __drover_l <&3; do
     kill "$__drover_w" 2>/dev/null
     wait "$__drover_w" 2>/dev/null
   fi
+  printf '\nS%%s\n' "$m" >&2
   printf '\nS%%s %%d\n' "$m" "$__drover_s"
 done
 `
@@ -101,9 +115,17 @@ type shellSession struct {
 	stdin  io.WriteCloser
 	marker string
 	frames chan frameEnd // one per finished command; closed when stdout ends
+	// errEnded counts the commands whose stderr has ended; errTick is
+	// closed (and replaced) at each, and errDead once stderr ends. The
+	// reader never waits on anyone, so stderr cannot stall the channel.
+	errEnded uint64
+	errTick  chan struct{}
+	errDead  chan struct{}
+	errSent  uint64 // commands sent (under busy)
 
-	mu   sync.Mutex
-	sink io.Writer // where the running command's output goes; nil: discard
+	mu      sync.Mutex
+	sink    io.Writer // where the running command's output goes; nil: discard
+	errSink io.Writer // and its stderr
 
 	grace time.Duration // how long a killed command may take to report its end
 	busy  chan struct{} // one command at a time
@@ -135,7 +157,7 @@ func (cn *conn) startSession(ctx context.Context) (*shellSession, error) {
 		return nil, fmt.Errorf("open session: %w", err)
 	}
 	cn.channels.Add(1)
-	s := &shellSession{sess: sess, marker: randomSuffix() + randomSuffix(), frames: make(chan frameEnd, 1), grace: cn.shellGrace,
+	s := &shellSession{sess: sess, marker: randomSuffix() + randomSuffix(), frames: make(chan frameEnd, 1), errTick: make(chan struct{}), errDead: make(chan struct{}), grace: cn.shellGrace,
 		busy: make(chan struct{}, 1), ready: make(chan struct{}), dead: make(chan struct{})}
 	if s.stdin, err = sess.StdinPipe(); err != nil {
 		_ = sess.Close()
@@ -146,7 +168,11 @@ func (cn *conn) startSession(ctx context.Context) (*shellSession, error) {
 		_ = sess.Close()
 		return nil, fmt.Errorf("open session: %w", err)
 	}
-	sess.Stderr = io.Discard // the login shell's own noise (an rc file's)
+	stderr, err := sess.StderrPipe()
+	if err != nil {
+		_ = sess.Close()
+		return nil, fmt.Errorf("open session: %w", err)
+	}
 	stop = cn.closeOnDone(ctx)
 	cn.requests.Add(1)
 	err = sess.Start(fmt.Sprintf(sessionScript, s.marker))
@@ -159,6 +185,7 @@ func (cn *conn) startSession(ctx context.Context) (*shellSession, error) {
 		return nil, fmt.Errorf("start shell session: %w", err)
 	}
 	go s.read(stdout)
+	go s.readErr(stderr)
 	return s, nil
 }
 
@@ -250,6 +277,50 @@ func (s *shellSession) read(stdout io.Reader) {
 	}
 }
 
+// readErr parses the loop's stderr: the login shell's noise (an rc
+// file's) up to the ready line is dropped, then each command's stderr goes
+// to the current errSink up to its end of frame.
+func (s *shellSession) readErr(stderr io.Reader) {
+	defer close(s.errDead)
+	buf := make([]byte, 0, 4<<10)
+	chunk := make([]byte, 4<<10)
+	readMore := func() bool {
+		n, err := stderr.Read(chunk)
+		buf = append(buf, chunk[:n]...)
+		return n > 0 || err == nil
+	}
+	ready := []byte("R" + s.marker + "\n")
+	for !bytes.Contains(buf, ready) {
+		if !readMore() {
+			return
+		}
+		if len(buf) > 64<<10 {
+			buf = append(buf[:0], buf[len(buf)-1024:]...)
+		}
+	}
+	buf = buf[bytes.Index(buf, ready)+len(ready):]
+	end := []byte("\nS" + s.marker + "\n")
+	for {
+		i := bytes.Index(buf, end)
+		if i < 0 {
+			keep := partialSuffix(buf, end)
+			s.writeErr(buf[:len(buf)-keep])
+			buf = append(buf[:0], buf[len(buf)-keep:]...)
+			if !readMore() {
+				return
+			}
+			continue
+		}
+		s.writeErr(buf[:i])
+		buf = append(buf[:0], buf[i+len(end):]...)
+		s.mu.Lock()
+		s.errEnded++
+		close(s.errTick)
+		s.errTick = make(chan struct{})
+		s.mu.Unlock()
+	}
+}
+
 func (s *shellSession) write(b []byte) {
 	if len(b) == 0 {
 		return
@@ -261,10 +332,49 @@ func (s *shellSession) write(b []byte) {
 	}
 }
 
+func (s *shellSession) writeErr(b []byte) {
+	if len(b) == 0 {
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.errSink != nil {
+		_, _ = s.errSink.Write(b)
+	}
+}
+
 func (s *shellSession) setSink(w io.Writer) {
 	s.mu.Lock()
-	s.sink = w
+	s.sink, s.errSink = w, nil
+	if w != nil {
+		s.errSink = stderrOf(w)
+	}
 	s.mu.Unlock()
+}
+
+// sent counts a command sent to the loop (under busy).
+func (s *shellSession) sent() { s.errSent++ }
+
+// waitErr waits for the end of the last command's stderr, which the loop
+// printed before its status: it is in the client's buffer already, or
+// the session is gone.
+func (s *shellSession) waitErr() {
+	timeout := time.After(s.grace)
+	for {
+		s.mu.Lock()
+		done, tick := s.errEnded >= s.errSent, s.errTick
+		s.mu.Unlock()
+		if done {
+			return
+		}
+		select {
+		case <-tick:
+		case <-s.errDead:
+			return
+		case <-timeout:
+			return
+		}
+	}
 }
 
 func (s *shellSession) isDead() bool {
@@ -300,10 +410,17 @@ func (s *shellSession) run(ctx context.Context, cmd string, out io.Writer) error
 	}
 	s.setSink(out)
 	defer s.setSink(nil)
-	frame := "B" + s.marker + "\n" + cmd + "\nE" + s.marker + "\n"
+	// "B<marker> 2": the caller keeps stderr apart; plain "B<marker>":
+	// stderr joins stdout on the host, in the order it was written.
+	begin := "B" + s.marker
+	if _, apart := out.(interface{ Stderr() io.Writer }); apart {
+		begin += " 2"
+	}
+	frame := begin + "\n" + cmd + "\nE" + s.marker + "\n"
 	// A write blocks only while the host does not read: give up on the
 	// session if ctx ends meanwhile.
 	stop := context.AfterFunc(ctx, s.close)
+	s.sent()
 	_, err := io.WriteString(s.stdin, frame)
 	if !stop() {
 		return fmt.Errorf("command interrupted: %w", ctx.Err())
@@ -323,6 +440,7 @@ func (s *shellSession) run(ctx context.Context, cmd string, out io.Writer) error
 		if !ok {
 			return s.endErr()
 		}
+		s.waitErr()
 		if f.status != 0 {
 			return &ExitError{Code: f.status, Cmd: cmd}
 		}
@@ -335,6 +453,7 @@ func (s *shellSession) run(ctx context.Context, cmd string, out io.Writer) error
 	go func() { _, _ = io.WriteString(s.stdin, "K\n") }()
 	select {
 	case <-s.frames:
+		s.waitErr()
 	case <-time.After(s.grace):
 		s.close()
 		<-s.dead
@@ -359,6 +478,7 @@ func (s *shellSession) upload(ctx context.Context, cmd string, r io.Reader, size
 	stop := context.AfterFunc(ctx, s.close)
 	defer stop()
 	frame := "U" + s.marker + " " + strconv.FormatInt(size, 10) + "\n" + cmd + "\nE" + s.marker + "\n"
+	s.sent()
 	_, err := io.WriteString(s.stdin, frame)
 	if err == nil {
 		var n int64
@@ -385,6 +505,7 @@ func (s *shellSession) upload(ctx context.Context, cmd string, r io.Reader, size
 			}
 			return errSessionLost
 		}
+		s.waitErr()
 		if f.status != 0 {
 			return &ExitError{Code: f.status, Cmd: cmd}
 		}

@@ -5,6 +5,8 @@ package ssh
 import (
 	"bytes"
 	"errors"
+	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -200,4 +202,41 @@ func TestPutSourceFailsMidway(t *testing.T) {
 		t.Fatal(err)
 	}
 	testwait.For(t, "the temp file removed", func() bool { return len(listDir(t, filepath.Dir(dst))) == 0 })
+}
+
+// streams is an output whose caller keeps stderr apart.
+type streams struct{ out, err bytes.Buffer }
+
+func (s *streams) Write(p []byte) (int, error) { return s.out.Write(p) }
+func (s *streams) Stderr() io.Writer           { return &s.err }
+
+// A caller that offers Stderr() gets the two streams apart, through the
+// shared session and through a session per command alike, and each
+// command's stderr ends with it (none bleeds into the next command).
+func TestStderrKeptApart(t *testing.T) {
+	t.Parallel()
+	for _, perCommand := range []bool{false, true} {
+		t.Run(fmt.Sprintf("per-command=%v", perCommand), func(t *testing.T) {
+			f := newFixture(t)
+			c := f.client(t, func(c *Config) { c.PerCommandSessions = perCommand })
+			for i, tc := range []struct {
+				cmd, out, err string
+				code          int
+			}{
+				{cmd: "echo out; echo err >&2; printf 'no-nl-err' >&2; exit 3", out: "out\n", err: "err\nno-nl-err", code: 3},
+				{cmd: "echo again >&2; printf '\\nS fake\\n' >&2", err: "again\n\nS fake\n"},
+				{cmd: "echo only-out", out: "only-out\n"},
+			} {
+				var s streams
+				err := c.Run(t.Context(), tc.cmd, &s)
+				var exit *ExitError
+				if (tc.code == 0 && err != nil) || (tc.code != 0 && (!errors.As(err, &exit) || exit.Code != tc.code)) {
+					t.Errorf("command %d: %v, want exit %d", i, err, tc.code)
+				}
+				if s.out.String() != tc.out || s.err.String() != tc.err {
+					t.Errorf("command %d: stdout %q stderr %q, want %q and %q", i, s.out.String(), s.err.String(), tc.out, tc.err)
+				}
+			}
+		})
+	}
 }
