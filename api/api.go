@@ -170,7 +170,11 @@ type Deployments interface {
 	List() []deploy.Deployment
 	Get(id string) (deploy.Deployment, error)
 	Act(ctx context.Context, id string, a Action) error
-	Rollback(ctx context.Context, id string) (string, error)
+	// Rollback records a rollback of id: to release `to`, or ("") each
+	// host back to its previous release.
+	Rollback(ctx context.Context, id, to string) (string, error)
+	// Logs returns the recorded output of remote commands that q selects.
+	Logs(q deploy.LogQuery) (deploy.LogPage, error)
 	Repair(ctx context.Context, req RepairRequest) (RepairResponse, error)
 	// Events returns the events of id after seq, and the last seq applied.
 	Events(id string, after uint64) ([]deploy.Event, uint64)

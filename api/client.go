@@ -300,10 +300,15 @@ func (c *Client) Act(ctx context.Context, id string, a Action) error {
 	return c.callOnce(ctx, http.MethodPost, "/v1/deployments/"+url.PathEscape(id)+"/"+string(a), nil, nil)
 }
 
-// Rollback starts a deployment that takes id's hosts back, and returns its ID.
-func (c *Client) Rollback(ctx context.Context, id string) (string, error) {
+// Rollback starts a deployment that takes id's hosts back (to release
+// `to`, or each to its previous release when to is ""), and returns its ID.
+func (c *Client) Rollback(ctx context.Context, id, to string) (string, error) {
 	var out SubmitResponse
-	err := c.callOnce(ctx, http.MethodPost, "/v1/deployments/"+url.PathEscape(id)+"/rollback", nil, &out)
+	var body any
+	if to != "" {
+		body = RollbackRequest{To: to}
+	}
+	err := c.callOnce(ctx, http.MethodPost, "/v1/deployments/"+url.PathEscape(id)+"/rollback", body, &out)
 	return out.ID, err
 }
 
@@ -405,4 +410,23 @@ func (r *idleReader) Read(p []byte) (int, error) {
 		r.t.Reset(r.d)
 	}
 	return n, err
+}
+
+// Logs returns the recorded output of the remote commands q selects: the
+// lines after q.After, and the Seq to ask after next.
+func (c *Client) Logs(ctx context.Context, q deploy.LogQuery) (deploy.LogPage, error) {
+	v := url.Values{}
+	if q.Host != "" {
+		v.Set("host", q.Host)
+	}
+	if q.Stage != "" {
+		v.Set("stage", string(q.Stage))
+	}
+	if q.After > 0 {
+		v.Set("after", strconv.FormatUint(q.After, 10))
+	}
+	path := "/v1/deployments/" + url.PathEscape(q.ID) + "/logs"
+	var p deploy.LogPage
+	err := c.exchange(ctx, request{method: http.MethodGet, path: path, query: v, retry: true}, nil, &p)
+	return p, err
 }

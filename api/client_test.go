@@ -384,13 +384,23 @@ func TestClientArtifactsAndTokens(t *testing.T) {
 	if ds, err := c.Deployments(ctx); err != nil || len(ds) != 1 {
 		t.Fatalf("deployments: %+v %v", ds, err)
 	}
-	if rb, err := c.Rollback(ctx, id); err != nil || rb != id+"-rb" {
+	if rb, err := c.Rollback(ctx, id, ""); err != nil || rb != id+"-rb" {
 		t.Fatalf("rollback: %q %v", rb, err)
+	}
+	if rb, err := c.Rollback(ctx, id, "v0"); err != nil || rb != id+"-rb" {
+		t.Fatalf("rollback --to: %q %v", rb, err)
+	}
+	if p, err := c.Logs(ctx, deploy.LogQuery{ID: id, Host: "web1", Stage: deploy.StageActivate, After: 4}); err != nil ||
+		len(p.Lines) != 1 || p.Lines[0].Host != "web1" || p.Lines[0].Stage != deploy.StageActivate || p.Lines[0].Seq != 5 || p.Next != 5 {
+		t.Fatalf("logs: %+v %v", p, err)
+	}
+	if _, err := c.Logs(ctx, deploy.LogQuery{ID: "nope"}); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("logs of an unknown deployment: %v", err)
 	}
 	if s, err := c.Status(ctx); err != nil || s.ID != "n2" {
 		t.Fatalf("status: %+v %v", s, err)
 	}
-	want := []string{"put " + sha[:8], "token deployer", "untoken deployer", "join n3", "remove n3", "submit web", "rollback d1"}
+	want := []string{"put " + sha[:8], "token deployer", "untoken deployer", "join n3", "remove n3", "submit web", "rollback d1", "rollback d1 to v0"}
 	if !slices.Equal(st.writes, want) {
 		t.Fatalf("writes %q, want %q", st.writes, want)
 	}

@@ -376,13 +376,17 @@ func (n *fakeNode) Act(ctx context.Context, id string, a Action) error {
 	return n.st.write(string(a) + " " + id)
 }
 
-func (n *fakeNode) Rollback(ctx context.Context, id string) (string, error) {
+func (n *fakeNode) Rollback(ctx context.Context, id, to string) (string, error) {
 	unlock, err := n.lock()
 	if err != nil {
 		return "", err
 	}
 	defer unlock()
-	if err := n.st.write("rollback " + id); err != nil {
+	what := "rollback " + id
+	if to != "" {
+		what += " to " + to
+	}
+	if err := n.st.write(what); err != nil {
 		return "", err
 	}
 	return id + "-rb", nil
@@ -611,4 +615,11 @@ func testLogger(t *testing.T) *slog.Logger {
 		}
 	})
 	return slog.New(slog.NewTextHandler(lb, &slog.HandlerOptions{Level: slog.LevelDebug}))
+}
+
+func (n *fakeNode) Logs(q deploy.LogQuery) (deploy.LogPage, error) {
+	if _, err := n.Get(q.ID); err != nil {
+		return deploy.LogPage{}, err
+	}
+	return deploy.LogPage{Lines: []deploy.LogLine{{Seq: q.After + 1, Host: q.Host, Stage: q.Stage, Stream: deploy.Stderr, Text: "boom"}}, Next: q.After + 1}, nil
 }

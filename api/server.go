@@ -167,6 +167,7 @@ func (s *server) routes() []route {
 		{"POST /v1/deployments/{id}/abort", accessManage, leader, false, s.act(ActionAbort)},
 		{"POST /v1/deployments/{id}/rollback", accessManage, leader, false, s.rollback},
 		{"GET /v1/deployments/{id}/events", accessRead, leaderRead, true, s.events},
+		{"GET /v1/deployments/{id}/logs", accessRead, leaderRead, false, s.logs},
 		{"POST /v1/repairs", accessManage, leader, false, s.repair},
 
 		{"GET /v1/hosts", accessRead, leader, false, s.hosts},
@@ -596,7 +597,14 @@ func (s *server) act(a Action) http.HandlerFunc {
 }
 
 func (s *server) rollback(w http.ResponseWriter, r *http.Request) {
-	id, err := s.cfg.Deployments.Rollback(r.Context(), r.PathValue("id"))
+	var req RollbackRequest
+	if r.ContentLength != 0 {
+		if err := decodeJSON(r, &req); err != nil {
+			writeError(w, err)
+			return
+		}
+	}
+	id, err := s.cfg.Deployments.Rollback(r.Context(), r.PathValue("id"), req.To)
 	if err != nil {
 		writeError(w, err)
 		return

@@ -180,16 +180,20 @@ func (c *Coordinator) Act(ctx context.Context, id string, a api.Action) error {
 }
 
 // Rollback records an operator's rollback of a finished deployment.
-func (c *Coordinator) Rollback(ctx context.Context, id string) (string, error) {
+func (c *Coordinator) Rollback(ctx context.Context, id, to string) (string, error) {
 	if rid, ok := c.repeated(ctx); ok {
 		return rid, nil
 	}
-	rid, err := c.engine.SubmitRollback(ctx, id)
+	rid, err := c.engine.SubmitRollback(ctx, id, to)
 	if errors.Is(err, orchestrator.ErrNothingToRollBack) || errors.Is(err, orchestrator.ErrNotResumable) {
 		return "", fmt.Errorf("%w: %w", err, api.ErrConflict)
 	}
 	return rid, err
 }
+
+// Logs answers a query for recorded command output, from this node's copy
+// of the replicated state.
+func (c *Coordinator) Logs(q deploy.LogQuery) (deploy.LogPage, error) { return c.store.Logs(q) }
 
 // Repair records a repair of the plan in req (its text, or deployment
 // Of's plan), the same as `drover repair` with the embedded coordinator.

@@ -219,7 +219,12 @@ func (e *Engine) Submit(ctx context.Context, p *plans.Plan, opts SubmitOptions) 
 // SubmitRollback records a deployment that takes the hosts of deployment
 // `of` back to the stable release each had before it. Hosts that no longer
 // run what `of` installed are left alone.
-func (e *Engine) SubmitRollback(ctx context.Context, of string) (string, error) {
+//
+// With to set, it takes every host of `of` that does not run release to
+// onto it instead (drover rollback --to): any release still kept on the
+// hosts; the run's preflight refuses it, touching nothing, when a host
+// does not keep it (see keptCheck).
+func (e *Engine) SubmitRollback(ctx context.Context, of, to string) (string, error) {
 	src, err := e.d.Store.Deployment(of)
 	if err != nil {
 		return "", err
@@ -237,25 +242,38 @@ func (e *Engine) SubmitRollback(ctx context.Context, of string) (string, error) 
 		Plan:    src.Plan,
 		Hosts:   map[string]*deploy.HostProgress{},
 	}
+	if to != "" {
+		d.Version = to
+	}
 	var unknown []string
 	for _, batch := range src.Batches {
 		var names []string
 		for _, h := range batch {
 			hp := src.Hosts[h]
 			rec := e.d.Store.HostRecord(h)
-			if hp == nil || rec.Current != hp.Target || rec.Current == hp.FromCurrent {
+			target := to
+			switch {
+			case to != "":
+				if rec.Current == to {
+					continue // there already
+				}
+			case hp == nil || rec.Current != hp.Target || rec.Current == hp.FromCurrent:
 				continue // not on what `of` installed: not ours to revert
-			}
-			if hp.FromCurrent == "" {
+			case hp.FromCurrent == "":
 				unknown = append(unknown, h)
 				continue
+			default:
+				target = hp.FromCurrent
 			}
 			names = append(names, h)
-			d.Hosts[h] = &deploy.HostProgress{Name: h, Target: hp.FromCurrent, Phase: deploy.PhaseRollout}
+			d.Hosts[h] = &deploy.HostProgress{Name: h, Target: target, Phase: deploy.PhaseRollout}
 		}
 		if len(names) > 0 {
 			d.Batches = append(d.Batches, names)
 		}
+	}
+	if len(d.Batches) == 0 && to != "" {
+		return "", fmt.Errorf("every host of %s runs %s already: %w", of, to, ErrNothingToRollBack)
 	}
 	if len(d.Batches) == 0 {
 		msg := fmt.Sprintf("no host of %s runs the release it installed", of)

@@ -589,7 +589,7 @@ func TestOperatorRollback(t *testing.T) {
 	h := newHarness(t, f)
 	h.mustDeploy(h.plan("v1", plans.Size{N: 2}, 0))
 	id, _, _ := h.deploy(h.plan("v2", plans.Size{N: 2}, 0), nil)
-	rid, err := h.engine.SubmitRollback(context.Background(), id)
+	rid, err := h.engine.SubmitRollback(context.Background(), id, "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -599,7 +599,7 @@ func TestOperatorRollback(t *testing.T) {
 	}
 	allOn(t, h.running(), "v1")
 	// Rolling back the same deployment again finds nothing to do.
-	if _, err := h.engine.SubmitRollback(context.Background(), id); !errors.Is(err, ErrNothingToRollBack) {
+	if _, err := h.engine.SubmitRollback(context.Background(), id, ""); !errors.Is(err, ErrNothingToRollBack) {
 		t.Errorf("second rollback: %v", err)
 	}
 }

@@ -30,8 +30,11 @@ type control interface {
 	records() hostRecords
 	// act records an operator's lifecycle action on deployment id.
 	act(ctx context.Context, id string, a deploy.Action) error
-	// rollback records a rollback of deployment id and returns its ID.
-	rollback(ctx context.Context, id string) (string, error)
+	// rollback records a rollback of deployment id (to release `to`, ""
+	// for each host's previous one) and returns its ID.
+	rollback(ctx context.Context, id, to string) (string, error)
+	// logs returns the recorded output of remote commands that q selects.
+	logs(ctx context.Context, q deploy.LogQuery) (deploy.LogPage, error)
 	// follow shows deployment id until it ends (the embedded coordinator
 	// runs it here; a cluster client watches) and returns its exit code.
 	follow(ctx context.Context, id string) error
@@ -93,8 +96,12 @@ func (r remote) act(ctx context.Context, id string, a deploy.Action) error {
 	return r.cl.Act(ctx, id, a)
 }
 
-func (r remote) rollback(ctx context.Context, id string) (string, error) {
-	return r.cl.Rollback(ctx, id)
+func (r remote) rollback(ctx context.Context, id, to string) (string, error) {
+	return r.cl.Rollback(ctx, id, to)
+}
+
+func (r remote) logs(ctx context.Context, q deploy.LogQuery) (deploy.LogPage, error) {
+	return r.cl.Logs(ctx, q)
 }
 
 func (r remote) follow(ctx context.Context, id string) error {
@@ -152,12 +159,20 @@ func (c *local) act(ctx context.Context, id string, a deploy.Action) error {
 	return nil
 }
 
-func (c *local) rollback(ctx context.Context, id string) (string, error) {
-	rid, err := c.engine.SubmitRollback(ctx, id)
+func (c *local) rollback(ctx context.Context, id, to string) (string, error) {
+	rid, err := c.engine.SubmitRollback(ctx, id, to)
 	if err != nil {
 		return "", withCode(exitUsage, submitError(err))
 	}
 	return rid, nil
+}
+
+func (c *local) logs(_ context.Context, q deploy.LogQuery) (deploy.LogPage, error) {
+	p, err := c.store.Logs(q)
+	if err != nil {
+		return p, withCode(exitUsage, err)
+	}
+	return p, nil
 }
 
 func (c *local) follow(ctx context.Context, id string) error { return c.drive(ctx, id) }

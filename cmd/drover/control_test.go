@@ -41,8 +41,11 @@ func (c *ledgerControl) act(ctx context.Context, id string, a deploy.Action) err
 	}
 	return c.l.Apply(cmd)
 }
-func (c *ledgerControl) rollback(context.Context, string) (string, error) { return "", nil }
-func (c *ledgerControl) follow(context.Context, string) error             { return nil }
+func (c *ledgerControl) rollback(context.Context, string, string) (string, error) { return "", nil }
+func (c *ledgerControl) logs(_ context.Context, q deploy.LogQuery) (deploy.LogPage, error) {
+	return c.l.LogsOf(q)
+}
+func (c *ledgerControl) follow(context.Context, string) error { return nil }
 
 // abort says what happened: a deployment that ended at once (paused, or
 // nothing drives it) is shown as aborted; one that its engine runs is

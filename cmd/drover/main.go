@@ -134,6 +134,7 @@ back cleanly, 4 the data dir is damaged, 130 paused by Ctrl-C (continue with
 		newPlanCmd(g),
 		newStatusCmd(g),
 		newHistoryCmd(g),
+		newLogsCmd(g),
 		newRollbackCmd(g),
 		newRepairCmd(g),
 		newPauseCmd(g),

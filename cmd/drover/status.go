@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 	"text/tabwriter"
 	"time"
@@ -32,7 +33,8 @@ a failover or a lost terminal), then shown.`,
 		Example: `  drover status
   drover status web-20261129-101500-1a2b -o json | jq '.hosts[] | {name, stage, runs}'
   DROVER_ADDR=10.0.0.5:7443 drover status --watch`,
-		Args: cobra.MaximumNArgs(1),
+		Args:              cobra.MaximumNArgs(1),
+		ValidArgsFunction: completeIDs(g),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return withControl(cmd.Context(), g, func(ctx context.Context, ctl control) error {
 				d, err := ctl.pick(ctx, args, func(deploy.Deployment) bool { return true })
@@ -45,7 +47,11 @@ a failover or a lost terminal), then shown.`,
 					}
 					return ctl.follow(ctx, d.ID)
 				}
-				return showDeployment(ctx, os.Stdout, g.output, ctl.records(), d)
+				if err := showDeployment(ctx, os.Stdout, g.output, ctl.records(), d); err != nil || g.output == "json" {
+					return err
+				}
+				printFailures(ctx, os.Stdout, ctl, d)
+				return nil
 			})
 		},
 	}
@@ -162,21 +168,35 @@ func stateText(d deploy.Deployment) string {
 }
 
 func newRollbackCmd(g *globalFlags) *cobra.Command {
-	return &cobra.Command{
-		Use:   "rollback [ID]",
-		Short: "Take the hosts of a finished deployment back to their previous release",
+	var to string
+	cmd := &cobra.Command{
+		Use:   "rollback [ID] [--to VERSION]",
+		Short: "Take the hosts of a finished deployment back to their previous release, or to any release they keep",
 		Long: `Take every host that still runs what deployment ID installed back to the
 stable release it had before, through the same pipeline (drain, activate the
 old release, verify, enable), batch by batch. Default: the latest deployment.
-A host whose previous release is unknown (its first deploy) is not guessed at.`,
-		Args: cobra.MaximumNArgs(1),
+A host whose previous release is unknown (its first deploy) is not guessed at.
+
+With --to VERSION, every host of ID's plan that does not run VERSION goes to it:
+any release still kept on the hosts (release.keep of them per host, see
+docs/plan.md), verified as it was when it was deployed. When a host does not
+keep VERSION, the rollback is refused before anything is touched, with the
+releases every host keeps.`,
+		Example: `  drover rollback
+  drover rollback web-20261129-101500-1a2b
+  drover rollback --to 2.0.1`,
+		Args:              cobra.MaximumNArgs(1),
+		ValidArgsFunction: completeIDs(g),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if cmd.Flags().Changed("to") && strings.TrimSpace(to) == "" {
+				return withCode(exitUsage, fmt.Errorf("--to: want a release version"))
+			}
 			return withControl(cmd.Context(), g, func(ctx context.Context, ctl control) error {
 				d, err := ctl.pick(ctx, args, rollbackDefault)
 				if err != nil {
 					return err
 				}
-				id, err := ctl.rollback(ctx, d.ID)
+				id, err := ctl.rollback(ctx, d.ID, to)
 				if err != nil {
 					return err
 				}
@@ -184,6 +204,8 @@ A host whose previous release is unknown (its first deploy) is not guessed at.`,
 			})
 		},
 	}
+	cmd.Flags().StringVar(&to, "to", "", "the release to go back to (one every host still keeps); default: each host's previous release")
+	return cmd
 }
 
 // rollbackDefault is what a rollback without an ID takes back: the newest
