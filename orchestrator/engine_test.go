@@ -121,6 +121,9 @@ func (h *fakeHost) Run(ctx context.Context, cmd string, out io.Writer) error {
 	switch {
 	case strings.Contains(cmd, "df -Pk"):
 		fmt.Fprintf(out, "current=/srv/app/releases/%s\nfree=1000000\n", h.current)
+		for _, v := range slices.Sorted(maps.Keys(h.installed)) {
+			fmt.Fprintf(out, "release=%s\n", v)
+		}
 	case reTest.MatchString(cmd):
 		if h.installed[reTest.FindStringSubmatch(cmd)[1]] {
 			fmt.Fprintln(out, "present")
@@ -601,6 +604,45 @@ func TestOperatorRollback(t *testing.T) {
 	// Rolling back the same deployment again finds nothing to do.
 	if _, err := h.engine.SubmitRollback(context.Background(), id, ""); !errors.Is(err, ErrNothingToRollBack) {
 		t.Errorf("second rollback: %v", err)
+	}
+}
+
+// rollback --to takes every host to any release it still keeps; a
+// release that a host does not keep is refused in preflight, listing what
+// every host keeps, with nothing touched.
+func TestOperatorRollbackTo(t *testing.T) {
+	f := newFleet(hostsNamed(4)...)
+	h := newHarness(t, f)
+	h.mustDeploy(h.plan("v1", plans.Size{N: 2}, 0))
+	h.mustDeploy(h.plan("v2", plans.Size{N: 2}, 0))
+	id, _, _ := h.deploy(h.plan("v3", plans.Size{N: 2}, 0), nil)
+	delete(f.hosts["web3"].installed, "v2") // pruned by hand
+
+	bad, err := h.engine.SubmitRollback(context.Background(), id, "v2")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmds := len(f.hosts["web1"].cmds)
+	st, err := h.engine.Run(context.Background(), nil, bad)
+	if st != deploy.StateFailed || !errors.Is(err, ErrPreflight) || !errors.Is(err, ErrReleaseNotKept) ||
+		!strings.Contains(err.Error(), "not kept on web3 (v2); releases kept on every host: v1, v3") {
+		t.Fatalf("rollback to a release web3 does not keep: state %s, err %v", st, err)
+	}
+	if got := f.hosts["web1"].cmds[cmds:]; len(got) != 1 || !strings.Contains(got[0], "df -Pk") {
+		t.Errorf("a refused rollback ran more than its preflight: %q", got)
+	}
+	allOn(t, h.running(), "v3")
+
+	rid, err := h.engine.SubmitRollback(context.Background(), id, "v1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st, err := h.engine.Run(context.Background(), nil, rid); err != nil || st != deploy.StateSucceeded {
+		t.Fatalf("rollback --to v1: state %s, err %v", st, err)
+	}
+	allOn(t, h.running(), "v1")
+	if _, err := h.engine.SubmitRollback(context.Background(), id, "v1"); !errors.Is(err, ErrNothingToRollBack) {
+		t.Errorf("a rollback to the release every host runs: %v", err)
 	}
 }
 

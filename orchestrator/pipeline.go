@@ -8,6 +8,7 @@ import (
 	"io/fs"
 	"os"
 	"path"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -334,11 +335,52 @@ func (r *run) preflight(ctx context.Context, d deploy.Deployment) error {
 	names := d.HostNames()
 	errs := eachLimit(names, r.plan.HostConcurrency(), func(name string) error { return r.preflightHost(ctx, r.hosts[name]) })
 	pe := newPreflightError(r.plan, r.hosts, names, errs)
+	if pe.first == nil && r.kind == deploy.KindRollback {
+		if err := r.keptCheck(d); err != nil {
+			pe.first = err
+			pe.add("", err)
+		}
+	}
 	if pe.first == nil {
 		return nil
 	}
 	return pe
 }
+
+// keptCheck: a rollback goes only to releases that every one of its hosts
+// still keeps (release.keep of them, see prune), so that it is refused
+// before any host is drained rather than failing in install. The refusal
+// lists what is there to go back to.
+func (r *run) keptCheck(d deploy.Deployment) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var missing []string
+	var common []string
+	for i, name := range d.HostNames() {
+		kept := r.kept[name]
+		if !slices.Contains(kept, d.Hosts[name].Target) {
+			missing = append(missing, name+" ("+d.Hosts[name].Target+")")
+		}
+		if i == 0 {
+			common = slices.Clone(kept)
+		} else {
+			common = slices.DeleteFunc(common, func(v string) bool { return !slices.Contains(kept, v) })
+		}
+	}
+	if len(missing) == 0 {
+		return nil
+	}
+	slices.Sort(common)
+	avail := "none"
+	if len(common) > 0 {
+		avail = strings.Join(common, ", ")
+	}
+	return fmt.Errorf("%w: not kept on %s; releases kept on every host: %s", ErrReleaseNotKept, strings.Join(missing, ", "), avail)
+}
+
+// ErrReleaseNotKept means a rollback's release is gone from a host
+// (pruned by release.keep, or removed by hand).
+var ErrReleaseNotKept = errors.New("the release to roll back to is not on every host")
 
 func (r *run) preflightHost(ctx context.Context, h plans.Host) error {
 	// What the warm-up (StartWarm) read is not read again, but a preflight
@@ -372,6 +414,11 @@ func (r *run) preflightHost(ctx context.Context, h plans.Host) error {
 		}
 		if v, ok := strings.CutPrefix(line, "free="); ok {
 			freeText = v
+		}
+		if v, ok := strings.CutPrefix(line, "release="); ok {
+			r.mu.Lock()
+			r.kept[h.Name] = append(r.kept[h.Name], v)
+			r.mu.Unlock()
 		}
 	}
 	if r.art == nil {

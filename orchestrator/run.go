@@ -43,6 +43,8 @@ type run struct {
 	began   map[string]time.Time     // when each host entered its current stage
 	// observed is the release each host's `current` pointed at in preflight.
 	observed map[string]string
+	// kept lists the releases each host keeps (complete ones), seen in preflight.
+	kept map[string][]string
 	// verifyPlans caches checks(): by host and release.
 	verifyPlans map[string]*plans.Plan
 
@@ -59,7 +61,7 @@ func (e *Engine) newRun(ctx context.Context, d deploy.Deployment, stop <-chan st
 	}
 	r := &run{
 		e: e, id: d.ID, kind: d.Kind, plan: &p, stop: stop,
-		hosts: map[string]plans.Host{}, conns: map[string]Host{}, began: map[string]time.Time{}, observed: map[string]string{},
+		hosts: map[string]plans.Host{}, conns: map[string]Host{}, began: map[string]time.Time{}, observed: map[string]string{}, kept: map[string][]string{},
 		verifyPlans: map[string]*plans.Plan{}, rot: rotation{out: map[string]bool{}},
 		dials: make(chan struct{}, p.HostConcurrency()), pruneSlots: make(chan struct{}, p.HostConcurrency()),
 		pruning: map[string]chan struct{}{},

@@ -20,7 +20,8 @@ func preflightScript(base string) string {
 	return fmt.Sprintf(`for t in tar sha256sum mv ln; do command -v $t >/dev/null || { echo "missing command: $t"; exit 1; }; done
 echo "current=$(readlink %s 2>/dev/null)"
 d=%s; while [ ! -d "$d" ]; do d=$(dirname "$d"); done
-echo "free=$(df -Pk "$d" | awk 'NR==2 {print $4}')"`, shell.Quote(path.Join(base, "current")), shell.Quote(base))
+echo "free=$(df -Pk "$d" | awk 'NR==2 {print $4}')"
+for r in %s/*/; do [ -f "$r.drover-release" ] && echo "release=$(basename "$r")"; done; true`, shell.Quote(path.Join(base, "current")), shell.Quote(base), shell.Quote(path.Join(base, "releases")))
 }
 
 // releasePresentScript prints present when a release's marker file exists,
