@@ -219,8 +219,16 @@ func printFailures(ctx context.Context, w io.Writer, ctl control, d deploy.Deplo
 		if err != nil || len(p.Lines) == 0 {
 			continue
 		}
-		// The failing command is the last one that printed.
+		// The failing command is the one the error names (its stage and
+		// description), else the last one that printed: a rollback may
+		// have run others since.
 		last := p.Lines[len(p.Lines)-1]
+		for _, ln := range slices.Backward(p.Lines) {
+			if ln.Command != "" && strings.Contains(hp.Error, string(ln.Stage)+": "+ln.Command) {
+				last = ln
+				break
+			}
+		}
 		var lines []deploy.LogLine
 		for _, ln := range p.Lines {
 			if ln.Stage == last.Stage && ln.Command == last.Command && ln.Phase == last.Phase {
@@ -228,7 +236,7 @@ func printFailures(ctx context.Context, w io.Writer, ctl control, d deploy.Deplo
 			}
 		}
 		fmt.Fprintf(w, "\n%s: %s\n", h, strings.TrimPrefix(hp.Error, h+": "))
-		fmt.Fprintf(w, "  last output of %s %q:\n", last.Stage, last.Command)
+		fmt.Fprintf(w, "  last output of %s, %s:\n", last.Stage, last.Command)
 		for _, ln := range lines[max(0, len(lines)-maxFailureLines):] {
 			fmt.Fprintln(w, "    "+logLine(ln))
 		}
