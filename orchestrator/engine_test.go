@@ -625,7 +625,7 @@ func TestOperatorRollbackTo(t *testing.T) {
 	cmds := len(f.hosts["web1"].cmds)
 	st, err := h.engine.Run(context.Background(), nil, bad)
 	if st != deploy.StateFailed || !errors.Is(err, ErrPreflight) || !errors.Is(err, ErrReleaseNotKept) ||
-		!strings.Contains(err.Error(), "not kept on web3 (v2); releases kept on every host: v1, v3") {
+		!strings.Contains(err.Error(), "rollback to v2: web3: release not kept on the host (pruned by release.keep, or removed); releases kept on every host: v1, v3") {
 		t.Fatalf("rollback to a release web3 does not keep: state %s, err %v", st, err)
 	}
 	if got := f.hosts["web1"].cmds[cmds:]; len(got) != 1 || !strings.Contains(got[0], "df -Pk") {

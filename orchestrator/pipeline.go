@@ -354,12 +354,15 @@ func (r *run) preflight(ctx context.Context, d deploy.Deployment) error {
 func (r *run) keptCheck(d deploy.Deployment) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	var missing []string
+	var missing, named []string
+	targets := map[string]bool{}
 	var common []string
 	for i, name := range d.HostNames() {
-		kept := r.kept[name]
-		if !slices.Contains(kept, d.Hosts[name].Target) {
-			missing = append(missing, name+" ("+d.Hosts[name].Target+")")
+		kept, target := r.kept[name], d.Hosts[name].Target
+		if !slices.Contains(kept, target) {
+			missing = append(missing, name)
+			named = append(named, name+" ("+target+")")
+			targets[target] = true
 		}
 		if i == 0 {
 			common = slices.Clone(kept)
@@ -375,12 +378,16 @@ func (r *run) keptCheck(d deploy.Deployment) error {
 	if len(common) > 0 {
 		avail = strings.Join(common, ", ")
 	}
-	return fmt.Errorf("%w: not kept on %s; releases kept on every host: %s", ErrReleaseNotKept, strings.Join(missing, ", "), avail)
+	what := "rollback: " + strings.Join(named, ", ")
+	if len(targets) == 1 {
+		what = "rollback to " + d.Hosts[missing[0]].Target + ": " + strings.Join(missing, ", ")
+	}
+	return fmt.Errorf("%s: %w; releases kept on every host: %s", what, ErrReleaseNotKept, avail)
 }
 
 // ErrReleaseNotKept means a rollback's release is gone from a host
 // (pruned by release.keep, or removed by hand).
-var ErrReleaseNotKept = errors.New("the release to roll back to is not on every host")
+var ErrReleaseNotKept = errors.New("release not kept on the host (pruned by release.keep, or removed)")
 
 func (r *run) preflightHost(ctx context.Context, h plans.Host) error {
 	// What the warm-up (StartWarm) read is not read again, but a preflight
