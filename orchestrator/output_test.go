@@ -6,7 +6,9 @@ import (
 	"io"
 	"regexp"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 
 	"github.com/drover-dev/drover/deploy"
 	"github.com/drover-dev/drover/plans"
@@ -183,5 +185,64 @@ func TestCommandOutputIsRecorded(t *testing.T) {
 	if !regexp.MustCompile(`(?m)^\d\d:\d\d:\d\d\.\d{3}Z stderr fatal: cannot bind :8080$`).MatchString(failed.Output) ||
 		strings.Contains(failed.Output, "s3cr3t") {
 		t.Errorf("the failure's last lines lack times or streams, or hold the secret:\n%s", failed.Output)
+	}
+}
+
+// applyRecorder is a Store that keeps the commands applied to it.
+type applyRecorder struct {
+	Store
+	mu   sync.Mutex
+	cmds []deploy.Command
+}
+
+func (a *applyRecorder) Apply(_ context.Context, c deploy.Command) error {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.cmds = append(a.cmds, c)
+	return nil
+}
+
+// The logbook bounds what a chatty command queues between two flushes
+// like the store bounds what it keeps, and splits a flush into appends the
+// store accepts.
+func TestLogbookBounds(t *testing.T) {
+	st := &applyRecorder{}
+	b := newLogbook(st, "d1", time.Now)
+	line := strings.Repeat("x", 99)
+	for range 2000 { // 200 KB on stdout
+		b.add("web1", deploy.StageActivate, "restart", deploy.LogLine{Stream: deploy.Stdout, Text: line})
+	}
+	for range 5000 { // many short stderr lines
+		b.add("web2", deploy.StageActivate, "restart", deploy.LogLine{Stream: deploy.Stderr, Text: "e"})
+	}
+	b.flush(context.Background())
+	var out, errs, appends int
+	for _, c := range st.cmds {
+		a := c.(*deploy.AppendLog)
+		appends++
+		n := 0
+		for _, ch := range a.Chunks {
+			n += len(ch.Lines)
+			for _, ln := range ch.Lines {
+				if ln.Stream == deploy.Stdout {
+					out += len(ln.Text)
+				} else {
+					errs++
+				}
+			}
+		}
+		if n > deploy.MaxLogAppendLines {
+			t.Errorf("an append of %d lines", n)
+		}
+	}
+	if out > deploy.MaxLogStreamBytes || out < deploy.MaxLogStreamBytes-100 {
+		t.Errorf("%d bytes of stdout sent, want the last %d", out, deploy.MaxLogStreamBytes)
+	}
+	if errs != 5000 || appends != 2 {
+		t.Errorf("%d stderr lines in %d appends, want 5000 in 2", errs, appends)
+	}
+	b.flush(context.Background())
+	if len(st.cmds) != appends {
+		t.Errorf("an empty flush applied something")
 	}
 }

@@ -15,9 +15,10 @@ import (
 )
 
 // logStages are the stages whose commands print: preflight's probes are
-// recorded under pending, and prune under done.
+// recorded under pending, and prune under done (verify's health probes are
+// events, not recorded output).
 var logStages = []deploy.Stage{deploy.StagePending, deploy.StageDrain, deploy.StageInstall, deploy.StageActivate,
-	deploy.StageVerify, deploy.StageEnable, deploy.StageDone}
+	deploy.StageEnable, deploy.StageDone}
 
 // followEvery is how often --follow asks for new lines.
 const followEvery = 300 * time.Millisecond
