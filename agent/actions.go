@@ -222,15 +222,20 @@ func (s *session) run(a *wire.Action) wire.Result {
 	out := &outputStream{s: s, id: a.ID}
 	cmd := exec.CommandContext(ctx, "/bin/sh", "-c", a.Command)
 	cmd.Stdin = nil // /dev/null: a command waiting for input would hang the deploy
-	// One writer for both: exec then uses a single pipe, so stdout and
-	// stderr stay in the order they were written.
-	cmd.Stdout, cmd.Stderr = out, out
+	// Without Streams, one writer for both: exec then uses a single pipe,
+	// so stdout and stderr stay in the order they were written.
+	errOut := out
+	if a.Streams {
+		errOut = &outputStream{s: s, id: a.ID, stderr: true}
+	}
+	cmd.Stdout, cmd.Stderr = out, errOut
 	cmd.WaitDelay = waitDelay
 	setProcessGroup(cmd)
 	err := cmd.Run()
 	out.close()
+	errOut.close()
 
-	res := wire.Result{Truncated: out.truncated()}
+	res := wire.Result{Truncated: out.truncated() || errOut.truncated()}
 	if cmd.ProcessState != nil {
 		res.ExitCode = cmd.ProcessState.ExitCode()
 	} else {
@@ -257,8 +262,9 @@ func (s *session) run(a *wire.Action) wire.Result {
 // Beyond that it keeps accepting (and dropping) output, so the command
 // never blocks on a full pipe.
 type outputStream struct {
-	s  *session
-	id string
+	s      *session
+	id     string
+	stderr bool // this is the run's stderr (wire.Action.Streams)
 
 	mu     sync.Mutex
 	buf    []byte
@@ -307,7 +313,7 @@ func (o *outputStream) flushLocked() {
 		o.buf = o.buf[n:]
 		// A failed send means the connection is gone; the action is
 		// being cancelled and its output has nowhere to go.
-		_ = o.s.send(wire.Frame{Type: wire.TypeOutput, Output: &wire.Output{ID: o.id, Data: data}})
+		_ = o.s.send(wire.Frame{Type: wire.TypeOutput, Output: &wire.Output{ID: o.id, Data: data, Stderr: o.stderr}})
 	}
 	o.buf = nil
 }

@@ -520,3 +520,33 @@ func TestInvalidActions(t *testing.T) {
 		t.Errorf("%+v", res)
 	}
 }
+
+// An action that asks for Streams gets stderr in frames of its own.
+func TestRunStreamsApart(t *testing.T) {
+	fc := newFakeCoord(t, newTestCA(t))
+	startAgent(t, newConfig(t, fc, &syncbuf.Buffer{}))
+	c, _ := fc.nextConn(t)
+
+	c.act(t, wire.Action{ID: "s1", Term: 1, Kind: wire.KindRun, Streams: true, Command: "echo out; echo err >&2; exit 2"})
+	var out, errOut []byte
+	for {
+		f := c.next(t)
+		if f.Type == wire.TypeOutput && f.Output.ID == "s1" {
+			if f.Output.Stderr {
+				errOut = append(errOut, f.Output.Data...)
+			} else {
+				out = append(out, f.Output.Data...)
+			}
+			continue
+		}
+		if f.Type == wire.TypeResult && f.Result.ID == "s1" {
+			if f.Result.ExitCode != 2 {
+				t.Errorf("result = %+v", *f.Result)
+			}
+			break
+		}
+	}
+	if string(out) != "out\n" || string(errOut) != "err\n" {
+		t.Errorf("stdout %q, stderr %q", out, errOut)
+	}
+}

@@ -41,7 +41,9 @@ func (a *AgentHost) Name() string { return a.name }
 func (a *AgentHost) Close() error { return nil }
 
 // Run runs cmd on the agent with /bin/sh -c, copying its output (stdout
-// and stderr, bounded by the agent at wire.MaxOutput) to out as it comes.
+// and stderr, bounded by the agent at wire.MaxOutput) to out as it comes;
+// when out has a Stderr() writer, stderr goes there, apart (an agent too
+// old to know wire.Action.Streams sends both to out).
 // A non-zero exit is an *ExitError; a term older than one the agent has
 // seen, an error wrapping fence.ErrFenced; an agent restart, ErrLost; a
 // dropped connection, ErrDisconnected.
@@ -51,6 +53,9 @@ func (a *AgentHost) Close() error { return nil }
 // command by the action's Timeout (ctx's deadline, when it has one).
 func (a *AgentHost) Run(ctx context.Context, cmd string, out io.Writer) error {
 	act := &wire.Action{Kind: wire.KindRun, Command: cmd}
+	if _, ok := out.(interface{ Stderr() io.Writer }); ok {
+		act.Streams = true
+	}
 	s, p, err := a.start(ctx, act)
 	if err != nil {
 		return err
@@ -255,9 +260,17 @@ func (a *AgentHost) start(ctx context.Context, act *wire.Action) (*session, *pen
 // ends first it returns ctx.Err() and drops what comes later: the action
 // may go on on the agent, there is no cancel in the protocol.
 func (a *AgentHost) wait(ctx context.Context, s *session, p *pending, out io.Writer) (res *wire.Result, werr, err error) {
+	errOut := out
+	if e, ok := out.(interface{ Stderr() io.Writer }); ok {
+		errOut = e.Stderr()
+	}
 	handle := func(ev event) *wire.Result {
 		if ev.res == nil && out != nil && werr == nil {
-			_, werr = out.Write(ev.data)
+			w := out
+			if ev.stderr {
+				w = errOut
+			}
+			_, werr = w.Write(ev.data)
 		}
 		return ev.res
 	}

@@ -8,6 +8,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"io"
 	"fmt"
 	"net/http"
 	"strings"
@@ -686,5 +687,44 @@ func TestReconnectGrace(t *testing.T) {
 	b.send(wire.Frame{Type: wire.TypeResult, Result: &wire.Result{ID: act.ID}})
 	if err := recvErr(t, done); err != nil {
 		t.Fatalf("run after the agent came back: %v", err)
+	}
+}
+
+// streams is an output whose caller keeps stderr apart.
+type streams struct{ out, err bytes.Buffer }
+
+func (s *streams) Write(p []byte) (int, error) { return s.out.Write(p) }
+func (s *streams) Stderr() io.Writer           { return &s.err }
+
+// A caller that keeps stderr apart asks the agent for Streams and gets
+// stderr frames written to its Stderr().
+func TestRunKeepsStderrApart(t *testing.T) {
+	e := newEnv(t)
+	a := e.connect("web1", wire.Hello{})
+	h, _ := e.hub.Host("web1")
+	var s streams
+	done := async(func() error { return h.Run(context.Background(), "x", &s) })
+	act := a.action(wire.KindRun)
+	if !act.Streams {
+		t.Fatalf("action = %+v, want streams", act)
+	}
+	a.output(act.ID, "out\n")
+	a.send(wire.Frame{Type: wire.TypeOutput, Output: &wire.Output{ID: act.ID, Data: []byte("err\n"), Stderr: true}})
+	a.result(wire.Result{ID: act.ID})
+	if err := recvErr(t, done); err != nil {
+		t.Fatal(err)
+	}
+	if s.out.String() != "out\n" || s.err.String() != "err\n" {
+		t.Fatalf("stdout %q, stderr %q", s.out.String(), s.err.String())
+	}
+	// A plain writer: no Streams asked.
+	var out bytes.Buffer
+	done = async(func() error { return h.Run(context.Background(), "x", &out) })
+	if act = a.action(wire.KindRun); act.Streams {
+		t.Fatalf("action = %+v, want no streams", act)
+	}
+	a.result(wire.Result{ID: act.ID})
+	if err := recvErr(t, done); err != nil {
+		t.Fatal(err)
 	}
 }

@@ -55,10 +55,12 @@ type pending struct {
 	failErr  error
 }
 
-// event is an Output's data or the Result.
+// event is an Output's data (of stderr when the action asked for it
+// apart) or the Result.
 type event struct {
-	data []byte
-	res  *wire.Result
+	data   []byte
+	stderr bool
+	res    *wire.Result
 }
 
 func newPending(term uint64) *pending {
@@ -223,7 +225,7 @@ func (s *session) readLoop() error {
 		case wire.TypeOutput:
 			// Output of an action nobody waits for any more is dropped.
 			if p := s.lookup(f.Output.ID); p != nil && len(f.Output.Data) > 0 {
-				p.deliver(event{data: f.Output.Data})
+				p.deliver(event{data: f.Output.Data, stderr: f.Output.Stderr})
 			}
 		case wire.TypeResult:
 			p := s.take(f.Result.ID)

@@ -141,6 +141,10 @@ type Action struct {
 
 	// run
 	Command string `json:"command,omitempty"`
+	// Streams asks for stderr apart from stdout (Output.Stderr), each
+	// bounded by MaxOutput; without it the two are one stream. An agent
+	// that does not know the field sends one stream.
+	Streams bool `json:"streams,omitempty"`
 
 	// put: the file is written to a temp file beside Path, checked
 	// against SHA256 and Size, then renamed over Path with Mode.
@@ -170,10 +174,12 @@ type Chunk struct {
 	EOF  bool   `json:"eof,omitempty"`
 }
 
-// Output is part of a run's combined stdout and stderr.
+// Output is part of a run's output: its combined stdout and stderr, or,
+// when the action asked for Streams, of its stdout or (Stderr) its stderr.
 type Output struct {
-	ID   string `json:"id"`
-	Data []byte `json:"data"`
+	ID     string `json:"id"`
+	Data   []byte `json:"data"`
+	Stderr bool   `json:"stderr,omitempty"`
 }
 
 // Result ends an action.
