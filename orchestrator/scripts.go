@@ -14,14 +14,15 @@ import (
 // the stages in pipeline.go and hosts.go say when each runs.
 
 // preflightScript checks that the host has the tools the pipeline uses and
-// prints the release `current` points at (current=) and the free space in
-// KiB where releases go (free=), for the release path base.
+// prints the release `current` points at (current=), the free space in
+// KiB where releases go (free=) and each complete release the host keeps
+// (release=, a line each), for the release path base.
 func preflightScript(base string) string {
 	return fmt.Sprintf(`for t in tar sha256sum mv ln; do command -v $t >/dev/null || { echo "missing command: $t"; exit 1; }; done
 echo "current=$(readlink %s 2>/dev/null)"
 d=%s; while [ ! -d "$d" ]; do d=$(dirname "$d"); done
 echo "free=$(df -Pk "$d" | awk 'NR==2 {print $4}')"
-for r in %s/*/; do [ -f "$r.drover-release" ] && echo "release=$(basename "$r")"; done; true`, shell.Quote(path.Join(base, "current")), shell.Quote(base), shell.Quote(path.Join(base, "releases")))
+cd %s 2>/dev/null && for r in */; do [ -f "$r.drover-release" ] && echo "release=${r%%/}"; done; true`, shell.Quote(path.Join(base, "current")), shell.Quote(base), shell.Quote(path.Join(base, "releases")))
 }
 
 // releasePresentScript prints present when a release's marker file exists,
