@@ -3,12 +3,14 @@ package main
 import (
 	"bytes"
 	"context"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/drover-dev/drover/deploy"
+	"github.com/santhosh-tekuri/jsonschema/v6"
 )
 
 // failedLedger holds a deployment whose web1 failed in activate after
@@ -103,5 +105,34 @@ func TestPrintFailures(t *testing.T) {
 	}
 	if strings.Contains(b.String(), "unpacked") || strings.Contains(b.String(), "v1 back") {
 		t.Errorf("status shows another command's output:\n%s", b.String())
+	}
+}
+
+// drover logs -o json matches docs/json/logs.schema.json, and --follow's
+// lines its $defs/line.
+func TestLogsJSONSchema(t *testing.T) {
+	c := failedLedger(t)
+	d, _ := c.get(context.Background(), "d1")
+	p, err := c.logs(context.Background(), deploy.LogQuery{ID: "d1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var b bytes.Buffer
+	if err := (&logWriter{w: &b, json: true}).page(p, d); err != nil {
+		t.Fatal(err)
+	}
+	validate(t, schema(t, "logs"), b.Bytes())
+	b.Reset()
+	if err := followLogs(context.Background(), c, deploy.LogQuery{ID: "d1"}, &logWriter{w: &b, json: true}); err != nil {
+		t.Fatal(err)
+	}
+	c2 := jsonschema.NewCompiler()
+	c2.AssertFormat()
+	line, err := c2.Compile(filepath.Join("..", "..", "docs", "json", "logs.schema.json") + "#/$defs/line")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, raw := range bytes.Split(bytes.TrimSpace(b.Bytes()), []byte("\n")) {
+		validate(t, line, raw)
 	}
 }
