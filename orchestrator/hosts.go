@@ -179,7 +179,7 @@ func (r *run) pruneHost(ctx context.Context, name string) {
 	script := pruneScript(path.Join(r.plan.Release.Path, "releases"), rec.Current, orDash(rec.Previous), r.plan.Release.Keep)
 	c, err := r.openConn(ctx, h)
 	if err == nil {
-		_, err = r.execOn(ctx, c, h, deploy.StageDone, "prune old releases", script)
+		_, err = r.execOn(ctx, c, h, deploy.StageDone, "", "prune old releases", script)
 	}
 	if err != nil {
 		r.emit(Event{Kind: EventWarning, Host: name, Message: "prune old releases", Error: err.Error()})

@@ -43,6 +43,7 @@ type logbook struct {
 type logKey struct {
 	host, command string
 	stage         deploy.Stage
+	phase         deploy.Phase
 	stream        deploy.Stream
 }
 
@@ -54,15 +55,15 @@ func newLogbook(s Store, id string, now func() time.Time) *logbook {
 // like the store bounds them (deploy.MaxLogStreamBytes): older ones that
 // the store would drop anyway are dropped here, so a chatty command
 // cannot flood the replicated log between two flushes.
-func (b *logbook) add(host string, st deploy.Stage, command string, ln deploy.LogLine) {
+func (b *logbook) add(host string, st deploy.Stage, ph deploy.Phase, command string, ln deploy.LogLine) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	k := logKey{host: host, command: command, stage: st}
+	k := logKey{host: host, command: command, stage: st, phase: ph}
 	i, ok := b.index[k]
 	if !ok {
 		i = len(b.pending)
 		b.index[k] = i
-		b.pending = append(b.pending, deploy.LogChunk{Host: host, Stage: st, Command: command})
+		b.pending = append(b.pending, deploy.LogChunk{Host: host, Stage: st, Phase: ph, Command: command})
 	}
 	ch := &b.pending[i]
 	ch.Lines = append(ch.Lines, ln)
@@ -140,6 +141,7 @@ type capture struct {
 	book    *logbook
 	host    string
 	stage   deploy.Stage
+	phase   deploy.Phase
 	command string
 	redact  func(string) string
 	now     func() time.Time
@@ -151,8 +153,8 @@ type capture struct {
 	recent []deploy.LogLine // the last maxRecordedLines lines
 }
 
-func (r *run) capture(host string, st deploy.Stage, command string, quiet bool) *capture {
-	return &capture{book: r.book, host: host, stage: st, command: r.redact(command), redact: r.redact, now: r.e.d.Now,
+func (r *run) capture(host string, st deploy.Stage, ph deploy.Phase, command string, quiet bool) *capture {
+	return &capture{book: r.book, host: host, stage: st, phase: ph, command: r.redact(command), redact: r.redact, now: r.e.d.Now,
 		quiet: quiet, out: tail.New(maxOutput), part: map[deploy.Stream][]byte{}}
 }
 
@@ -197,7 +199,7 @@ func (c *capture) line(stream deploy.Stream, text string) {
 		c.recent = c.recent[len(c.recent)-maxRecordedLines:]
 	}
 	if !c.quiet {
-		c.book.add(c.host, c.stage, c.command, ln)
+		c.book.add(c.host, c.stage, c.phase, c.command, ln)
 	}
 }
 
@@ -214,7 +216,7 @@ func (c *capture) end(failed bool) {
 	}
 	if failed && c.quiet {
 		for _, ln := range c.recent {
-			c.book.add(c.host, c.stage, c.command, ln)
+			c.book.add(c.host, c.stage, c.phase, c.command, ln)
 		}
 	}
 }

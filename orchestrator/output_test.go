@@ -155,7 +155,7 @@ func TestCommandOutputIsRecorded(t *testing.T) {
 	}
 	var got []string
 	for _, ln := range page.Lines {
-		if ln.At.IsZero() || ln.Host != host || ln.Command != "hook ./start; exit 7" {
+		if ln.At.IsZero() || ln.Host != host || ln.Command != "hook ./start; exit 7" || ln.Phase != deploy.PhaseRollout {
 			t.Errorf("line %+v: no time, host or command", ln)
 		}
 		got = append(got, string(ln.Stream)+": "+ln.Text)
@@ -210,10 +210,10 @@ func TestLogbookBounds(t *testing.T) {
 	b := newLogbook(st, "d1", time.Now)
 	line := strings.Repeat("x", 99)
 	for range 2000 { // 200 KB on stdout
-		b.add("web1", deploy.StageActivate, "restart", deploy.LogLine{Stream: deploy.Stdout, Text: line})
+		b.add("web1", deploy.StageActivate, deploy.PhaseRollout, "restart", deploy.LogLine{Stream: deploy.Stdout, Text: line})
 	}
 	for range 5000 { // many short stderr lines
-		b.add("web2", deploy.StageActivate, "restart", deploy.LogLine{Stream: deploy.Stderr, Text: "e"})
+		b.add("web2", deploy.StageActivate, deploy.PhaseRollback, "restart", deploy.LogLine{Stream: deploy.Stderr, Text: "e"})
 	}
 	b.flush(context.Background())
 	var out, errs, appends int

@@ -141,23 +141,23 @@ func (r *run) conn(ctx context.Context, h plans.Host) (Host, error) {
 }
 
 // exec runs cmd on h with the plan's command timeout, capturing output.
-func (r *run) exec(ctx context.Context, h plans.Host, st deploy.Stage, what, cmd string) (string, error) {
+func (r *run) exec(ctx context.Context, h plans.Host, st deploy.Stage, ph deploy.Phase, what, cmd string) (string, error) {
 	c, err := r.conn(ctx, h)
 	if err != nil {
 		return "", &StageError{Host: h.Name, Stage: st, Err: err}
 	}
-	return r.execOn(ctx, c, h, st, what, cmd)
+	return r.execOn(ctx, c, h, st, ph, what, cmd)
 }
 
 // execOn is exec on connection c. The command's output is recorded in the
 // run's logbook, stdout and stderr apart; a failure carries its last lines
 // with their clock times, and is recorded after them.
-func (r *run) execOn(ctx context.Context, c Host, h plans.Host, st deploy.Stage, what, cmd string) (string, error) {
+func (r *run) execOn(ctx context.Context, c Host, h plans.Host, st deploy.Stage, ph deploy.Phase, what, cmd string) (string, error) {
 	ctx, cancel := context.WithTimeout(ctx, r.plan.SSH.CommandTimeout)
 	defer cancel()
 	// drover's own probes are recorded only when they fail.
 	quiet := st == deploy.StagePending || what == whatLookForRelease
-	out := r.capture(h.Name, st, what, quiet)
+	out := r.capture(h.Name, st, ph, what, quiet)
 	err := c.Run(ctx, cmd, out)
 	out.end(err != nil)
 	if err != nil {
@@ -200,7 +200,7 @@ func (r *run) releaseDir(version string) string {
 func (r *run) hooks(ctx context.Context, h plans.Host, st deploy.Stage, ph deploy.Phase, target string, cmds []string) error {
 	for _, cmd := range cmds {
 		script := hookScript(r.releaseDir(target), r.plan.Release.Path, h.Name, target, string(ph), cmd)
-		if _, err := r.exec(ctx, h, st, "hook "+oneline.First(cmd, 120), script); err != nil {
+		if _, err := r.exec(ctx, h, st, ph, "hook "+oneline.First(cmd, 120), script); err != nil {
 			return err
 		}
 	}
@@ -230,7 +230,7 @@ func (r *run) drain(ctx context.Context, h plans.Host, ph deploy.Phase, target s
 func (r *run) install(ctx context.Context, h plans.Host, ph deploy.Phase, target string) error {
 	dir := r.releaseDir(target)
 	marker := path.Join(dir, ".drover-release")
-	out, err := r.exec(ctx, h, deploy.StageInstall, whatLookForRelease, releasePresentScript(marker))
+	out, err := r.exec(ctx, h, deploy.StageInstall, ph, whatLookForRelease, releasePresentScript(marker))
 	if err != nil {
 		return err
 	}
@@ -258,7 +258,7 @@ func (r *run) install(ctx context.Context, h plans.Host, ph deploy.Phase, target
 	}
 	tmp := path.Join(r.plan.Release.Path, "releases", "."+target+".tmp")
 	script := unpackScript(r.art.SHA256, staging, tmp, dir, r.plan.Release.StripComponents)
-	if _, err := r.exec(ctx, h, deploy.StageInstall, "verify and unpack the release", script); err != nil {
+	if _, err := r.exec(ctx, h, deploy.StageInstall, ph, "verify and unpack the release", script); err != nil {
 		return err
 	}
 	return r.hooks(ctx, h, deploy.StageInstall, ph, target, r.afterInstall(ph))
@@ -281,7 +281,7 @@ func (r *run) activate(ctx context.Context, p *plans.Plan, h plans.Host, ph depl
 	// remote shell start.
 	script := activateScript(target, tmp, link, p.Release.Restart)
 	what := "switch current and restart: " + oneline.First(p.Release.Restart, 120)
-	if _, err := r.exec(ctx, h, deploy.StageActivate, what, script); err != nil {
+	if _, err := r.exec(ctx, h, deploy.StageActivate, ph, what, script); err != nil {
 		return err
 	}
 	return r.hooks(ctx, h, deploy.StageActivate, ph, target, p.Hooks.AfterActivate)
@@ -407,7 +407,7 @@ func (r *run) preflightHost(ctx context.Context, h plans.Host) error {
 	out, ok := r.warm.preflighted(h)
 	if !ok {
 		var err error
-		out, err = r.exec(ctx, h, deploy.StagePending, "check tools and disk", preflightScript(r.plan.Release.Path))
+		out, err = r.exec(ctx, h, deploy.StagePending, "", "check tools and disk", preflightScript(r.plan.Release.Path))
 		if err != nil {
 			return fmt.Errorf("%s: %w (output: %s)", h.Name, err, out)
 		}
