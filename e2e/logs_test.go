@@ -73,6 +73,8 @@ func TestLogsOfAFailedActivate(t *testing.T) {
 		`(?m)^  \d\d:\d\d:\d\d\.\d{3} stdout starting v2$`,
 		`(?m)^  \d\d:\d\d:\d\d\.\d{3} stderr fatal: cannot bind :8080$`,
 		`(?m)^  \d\d:\d\d:\d\d\.\d{3} stdout API_TOKEN=\[redacted\]$`,
+		// web1's rollback ran v1's restart in the same stage, marked.
+		`(?m)^== ` + web1 + ` activate \(rollback\): switch current and restart: `,
 	} {
 		if !regexp.MustCompile(want).MatchString(out) {
 			t.Errorf("drover logs lacks /%s/", want)
