@@ -28,6 +28,10 @@ type ClientConfig struct {
 	// Token is sent as "Authorization: Bearer"; empty sends none (a
 	// coordinator joining with its server certificate).
 	Token string
+	// Socket is the unix socket of an embedded coordinator (a local
+	// 'drover deploy'), instead of Addrs and TLS: plain HTTP, the socket's
+	// file permissions stand for authentication (Config.Local).
+	Socket string
 	// Timeout bounds each attempt of a request (for an event stream or an
 	// artifact upload: until the answer's headers), and how long a call
 	// keeps trying the addresses when none answers. Default 30s.
@@ -67,6 +71,7 @@ type Client struct {
 	next    *atomic.Int64 // index into addrs of the last address that answered
 	failed  *failures     // addresses that just failed, shared with Stale copies
 	idle    time.Duration // Watch drops a stream silent this long
+	scheme  string        // https, or http over a unix socket
 }
 
 // failures remembers when each address last failed to answer.
@@ -142,6 +147,9 @@ func checkAddr(a string) error {
 
 // NewClient returns a client for the coordinators at cfg.Addrs.
 func NewClient(cfg ClientConfig) (*Client, error) {
+	if cfg.Socket != "" {
+		return newSocketClient(cfg)
+	}
 	if len(cfg.Addrs) == 0 {
 		return nil, errors.New("api: no coordinator address")
 	}
@@ -177,6 +185,27 @@ func NewClient(cfg ClientConfig) (*Client, error) {
 		next:    new(atomic.Int64),
 		failed:  &failures{at: map[string]time.Time{}},
 		idle:    streamIdle,
+		scheme:  "https",
+	}, nil
+}
+
+// newSocketClient talks to the embedded coordinator at cfg.Socket.
+func newSocketClient(cfg ClientConfig) (*Client, error) {
+	timeout := cfg.Timeout
+	if timeout <= 0 {
+		timeout = defaultClientTimeout
+	}
+	d := &net.Dialer{Timeout: min(timeout, dialTimeout)}
+	tr := &http.Transport{
+		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+			return d.DialContext(ctx, "unix", cfg.Socket)
+		},
+		MaxIdleConnsPerHost: 4,
+		IdleConnTimeout:     90 * time.Second,
+	}
+	return &Client{
+		addrs: []string{"embedded"}, timeout: timeout, hc: &http.Client{Transport: tr},
+		next: new(atomic.Int64), failed: &failures{at: map[string]time.Time{}}, idle: streamIdle, scheme: "http",
 	}, nil
 }
 

@@ -302,7 +302,7 @@ func (c *Client) unavailable(tried []string, last, ctxErr error) error {
 // attempt sends rq to one address. sent reports whether the request may
 // have reached the server (its headers were written).
 func (c *Client) attempt(ctx context.Context, addr string, rq request) (resp *http.Response, sent bool, err error) {
-	u := url.URL{Scheme: "https", Host: addr, Path: rq.path}
+	u := url.URL{Scheme: c.scheme, Host: addr, Path: rq.path}
 	if len(rq.query) > 0 {
 		u.RawQuery = rq.query.Encode()
 	}

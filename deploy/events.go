@@ -23,6 +23,12 @@ const (
 	// EvWeights says the canary's weights were set (Weights, Share), or
 	// that every server is back at its weight.
 	EvWeights EventKind = "weights"
+	// Reports (Report): what an engine saw, recorded for every watcher.
+	EvPreflight     EventKind = "preflight"      // the preflight passed (Message)
+	EvNote          EventKind = "note"           // how the engine chose to act
+	EvWarning       EventKind = "warning"        // something to know that changes nothing
+	EvProbe         EventKind = "probe"          // a health probe's result changed: Message "ok", or Error
+	EvAnalysisStart EventKind = "analysis_start" // a batch's analysis begins (Batch, Message)
 	// EvTrimmed says that events after the watcher's last one were dropped
 	// from the bounded history before it asked.
 	EvTrimmed EventKind = "trimmed"
@@ -46,6 +52,8 @@ type Event struct {
 	Error      string          `json:"error,omitempty"`
 	Output     string          `json:"output,omitempty"`
 	Batch      int             `json:"batch,omitempty"` // 1-based, for analysis events
+	// During is the stage a host failed in (Stage StageFailed).
+	During Stage `json:"during,omitempty"`
 	// Samples are the gates' samples of one analysis round (EvGate).
 	Samples []analysis.Sample `json:"samples,omitempty"`
 	// Weights are the canary's server weights and Share its share of the

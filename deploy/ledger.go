@@ -6,6 +6,7 @@ import (
 	"maps"
 	"slices"
 	"time"
+	"unicode/utf8"
 
 	"github.com/drover-dev/drover/analysis"
 	"github.com/drover-dev/drover/plans"
@@ -42,6 +43,8 @@ const (
 	CmdGateSamples      CommandType = 13
 	CmdAnalysisPassed   CommandType = 14
 	CmdSetWeights       CommandType = 15
+	// CmdReport is 20, away from the numbers other commands take next.
+	CmdReport CommandType = 20
 )
 
 // Command is one change recorded in the replicated log.
@@ -66,7 +69,9 @@ type SetHostStage struct {
 	Target string `json:"target"`
 	Error  string `json:"error,omitempty"`
 	// Output is the bounded output of the command that failed, if any.
-	Output string    `json:"output,omitempty"`
+	Output string `json:"output,omitempty"`
+	// During is the stage that failed (with Stage StageFailed).
+	During Stage     `json:"during,omitempty"`
 	At     time.Time `json:"at"`
 }
 
@@ -127,6 +132,31 @@ type SetWeights struct {
 	At    time.Time `json:"at"`
 }
 
+// Report records what an engine saw that changes no deployment but that
+// every watcher must see the same way, in local and cluster mode: a
+// preflight's result, a note on how it chose to act, a warning, the start
+// of a batch's analysis, a health probe's result during verify. Its text
+// is cut to MaxReportText bytes; the engine records a probe only when its
+// result changes, so a long verify adds a few events, not one per probe.
+type Report struct {
+	ID   string    `json:"id"`
+	Kind EventKind `json:"kind"` // one of ReportKinds
+	Host string    `json:"host,omitempty"`
+	// Phase and Target say what the host was going to.
+	Phase   Phase     `json:"phase,omitempty"`
+	Target  string    `json:"target,omitempty"`
+	Batch   int       `json:"batch,omitempty"` // 1-based, for EvAnalysisStart
+	Message string    `json:"message,omitempty"`
+	Error   string    `json:"error,omitempty"`
+	At      time.Time `json:"at"`
+}
+
+// ReportKinds are the event kinds a Report records.
+var ReportKinds = []EventKind{EvPreflight, EvNote, EvWarning, EvProbe, EvAnalysisStart}
+
+// MaxReportText bounds a Report's Message and Error, each.
+const MaxReportText = 2048
+
 // Retention defaults: what Prune keeps when its command leaves a field zero.
 const (
 	// DefaultKeepFinished is how many finished deployments (with their
@@ -168,6 +198,7 @@ func (AnalysisPassed) CommandType() CommandType { return CmdAnalysisPassed }
 
 // CommandType implements Command.
 func (SetWeights) CommandType() CommandType { return CmdSetWeights }
+func (Report) CommandType() CommandType     { return CmdReport }
 
 // NewCommand returns an empty command of type t to decode a payload into,
 // or nil when t is not one of the ledger's.
@@ -191,6 +222,8 @@ func NewCommand(t CommandType) Command {
 		return &SetWeights{}
 	case CmdAppendLog:
 		return &AppendLog{}
+	case CmdReport:
+		return &Report{}
 	}
 	return nil
 }
@@ -241,6 +274,8 @@ func (l *Ledger) Apply(c Command) error {
 		return l.setWeights(c)
 	case *AppendLog:
 		return l.appendLog(c)
+	case *Report:
+		return l.report(c)
 	}
 	return fmt.Errorf("%w: %T", ErrBadCommand, c)
 }
@@ -362,8 +397,43 @@ func (l *Ledger) setHostStage(c *SetHostStage) error {
 	}
 	d.Updated = c.At
 	l.record(Event{Time: c.At, Deployment: d.ID, Kind: EvStage, Host: c.Host, Stage: c.Stage, Phase: c.Phase,
-		Target: hp.Target, Error: c.Error, Output: c.Output})
+		Target: hp.Target, Error: c.Error, Output: c.Output, During: c.During})
 	return nil
+}
+
+// report records c as an event and changes nothing else (not even the
+// deployment's Updated: a report is not progress).
+func (l *Ledger) report(c *Report) error {
+	d, err := l.running(c.ID)
+	if err != nil {
+		return err
+	}
+	if !slices.Contains(ReportKinds, c.Kind) {
+		return fmt.Errorf("%w: a report of kind %q", ErrBadCommand, c.Kind)
+	}
+	if c.Host != "" && d.Hosts[c.Host] == nil {
+		return fmt.Errorf("%s in %s: %w", c.Host, c.ID, ErrUnknownHost)
+	}
+	if c.Batch < 0 || c.Batch > len(d.Batches) {
+		return fmt.Errorf("%w: a report on batch %d of %s (%d batches)", ErrBadCommand, c.Batch, c.ID, len(d.Batches))
+	}
+	l.record(Event{Time: c.At, Deployment: d.ID, Kind: c.Kind, Host: c.Host, Phase: c.Phase, Target: c.Target,
+		Batch: c.Batch, Message: cutText(c.Message), Error: cutText(c.Error)})
+	return nil
+}
+
+// cutText bounds a report's text to MaxReportText bytes, on a rune
+// boundary.
+func cutText(s string) string {
+	if len(s) <= MaxReportText {
+		return s
+	}
+	const more = " …"
+	n := MaxReportText - len(more)
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n] + more
 }
 
 func (l *Ledger) setState(c *SetState) error {

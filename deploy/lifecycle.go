@@ -20,6 +20,10 @@ const (
 // ErrUnknownAction means an action is none of the Actions.
 var ErrUnknownAction = errors.New("unknown action")
 
+// ErrNotRunning means a pause was asked of a deployment that no engine
+// runs: there is nothing to stop.
+var ErrNotRunning = errors.New("no engine runs it")
+
 // Driver says what drives a deployment when a lifecycle decision is made:
 // whether an engine will reach a safe point to honour a request.
 type Driver int
@@ -90,6 +94,11 @@ func Decide(d *Deployment, a Action, by Driver, at time.Time) (Command, error) {
 	}
 	switch a {
 	case ActionPause:
+		if by == Unattended {
+			// Recorded, the request would pause the next resume at once.
+			return nil, fmt.Errorf("%s is %s and %w: nothing to pause ('drover resume %s' continues it, 'drover abort %s' ends it)",
+				d.ID, d.State, ErrNotRunning, d.ID, d.ID)
+		}
 		return &Request{ID: d.ID, Pause: true, At: at}, nil
 	case ActionResume:
 		return &Request{ID: d.ID, Resume: true, At: at}, nil

@@ -31,6 +31,7 @@ func TestDecide(t *testing.T) {
 		{"abort unattended paused: ends now", StatePaused, settled, ActionAbort, Unattended, aborted, nil},
 		{"abort finished", StateSucceeded, settled, ActionAbort, Unattended, nil, ErrTerminal},
 		{"pause finished", StateAborted, settled, ActionPause, Supervised, nil, ErrTerminal},
+		{"pause unattended: nothing runs it", StateRunning, settled, ActionPause, Unattended, nil, ErrNotRunning},
 		{"unknown action", StateRunning, settled, "promote", Supervised, nil, ErrUnknownAction},
 	}
 	for _, tc := range tests {

@@ -118,7 +118,7 @@ func (r *run) analyse(ctx context.Context, d deploy.Deployment, b int) error {
 		for i, g := range a.Gates {
 			names[i] = g.Name
 		}
-		r.emit(Event{Kind: EventAnalysis, Batch: b + 1, Batches: len(d.Batches), Hosts: judged,
+		r.report(ctx, Event{Kind: EventAnalysis, Batch: b + 1, Batches: len(d.Batches), Hosts: judged,
 			Message: fmt.Sprintf("watching gates %s for %s, every %s", strings.Join(names, ", "), duration, a.Interval)})
 		return analysis.Run(ctx, gates, analysis.Policy{Interval: a.Interval, Duration: duration, FailureLimit: a.FailureLimit},
 			r.analysisTarget, func(round []analysis.Sample) error {

@@ -1,6 +1,7 @@
 package orchestrator
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 
@@ -18,7 +19,7 @@ import (
 // plan when it rolls the plan's release out; otherwise the run's plan with
 // the restart, health and hooks of the deployment that verified target on
 // that host, when the store knows one.
-func (r *run) checks(name string, ph deploy.Phase, target string) *plans.Plan {
+func (r *run) checks(ctx context.Context, name string, ph deploy.Phase, target string) *plans.Plan {
 	if ph == deploy.PhaseRollout && r.kind == deploy.KindDeploy {
 		return r.plan
 	}
@@ -34,10 +35,10 @@ func (r *run) checks(name string, ph deploy.Phase, target string) *plans.Plan {
 	var prev plans.Plan
 	if found && json.Unmarshal(src.Plan, &prev) == nil {
 		p = withChecksOf(r.plan, &prev)
-		r.emit(Event{Kind: EventNote, Host: name, Phase: ph, Version: target,
+		r.report(ctx, Event{Kind: EventNote, Host: name, Phase: ph, Version: target,
 			Message: fmt.Sprintf("verifying %s with the restart, health checks and hooks of %s, which deployed it", target, src.ID)})
 	} else {
-		r.emit(Event{Kind: EventWarning, Host: name, Phase: ph, Version: target,
+		r.report(ctx, Event{Kind: EventWarning, Host: name, Phase: ph, Version: target,
 			Message: fmt.Sprintf("no earlier deployment of %s on %s is recorded: verifying it with this plan's restart, health checks and hooks", target, name)})
 	}
 	r.mu.Lock()

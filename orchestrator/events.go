@@ -1,6 +1,7 @@
 package orchestrator
 
 import (
+	"context"
 	"encoding/json"
 	"time"
 
@@ -81,4 +82,39 @@ func (e *Event) UnmarshalJSON(b []byte) error {
 	*e = Event(j.plainEvent)
 	e.Elapsed = time.Duration(j.ElapsedSeconds * float64(time.Second))
 	return nil
+}
+
+// reportKinds are the events the engine records as reports (deploy.Report)
+// besides showing them: what no other command of the ledger says.
+var reportKinds = map[EventKind]deploy.EventKind{
+	EventPreflight: deploy.EvPreflight,
+	EventNote:      deploy.EvNote,
+	EventWarning:   deploy.EvWarning,
+	EventProbe:     deploy.EvProbe,
+	EventAnalysis:  deploy.EvAnalysisStart,
+}
+
+// report shows ev (emit) and records it in the ledger, so that whoever
+// watches the deployment sees it, in local and cluster mode alike. A probe
+// is recorded only when its result differs from the host's last recorded
+// one. A report that cannot be recorded (the run is ending, or its leader
+// was deposed) is only shown: it changes nothing.
+func (r *run) report(ctx context.Context, ev Event) {
+	r.emit(ev)
+	kind, ok := reportKinds[ev.Kind]
+	if !ok {
+		return
+	}
+	if ev.Kind == EventProbe {
+		result := ev.Message + "\x00" + ev.Error
+		r.mu.Lock()
+		same := r.probes[ev.Host] == result
+		r.probes[ev.Host] = result
+		r.mu.Unlock()
+		if same {
+			return
+		}
+	}
+	_ = r.e.d.Store.Apply(ctx, &deploy.Report{ID: r.id, Kind: kind, Host: ev.Host, Phase: ev.Phase, Target: ev.Version,
+		Batch: ev.Batch, Message: ev.Message, Error: ev.Error, At: r.e.d.Now().UTC()})
 }

@@ -182,6 +182,6 @@ func (r *run) pruneHost(ctx context.Context, name string) {
 		_, err = r.execOn(ctx, c, h, deploy.StageDone, "", "prune old releases", script)
 	}
 	if err != nil {
-		r.emit(Event{Kind: EventWarning, Host: name, Message: "prune old releases", Error: err.Error()})
+		r.report(ctx, Event{Kind: EventWarning, Host: name, Message: "prune old releases", Error: err.Error()})
 	}
 }

@@ -114,7 +114,7 @@ func (r *run) mark(name string, ev Event) {
 func (r *run) stage(ctx context.Context, name string, st deploy.Stage, ph deploy.Phase, target string) error {
 	h := r.hosts[name]
 	// The restart, health checks and hooks that go with target.
-	p := r.checks(name, ph, target)
+	p := r.checks(ctx, name, ph, target)
 	switch st {
 	case deploy.StageDrain:
 		return r.drain(ctx, h, ph, target)
@@ -296,15 +296,16 @@ func (r *run) verify(ctx context.Context, p *plans.Plan, h plans.Host, target st
 		return err
 	}
 	// Each probe's result is an event: the live view shows the last one
-	// while a host is in verify.
-	probe := health.CheckerFunc(func(ctx context.Context) error {
-		err := chk.Check(ctx)
+	// while a host is in verify. It is recorded (with the verify's ctx, not
+	// the probe's own) when it changes.
+	probe := health.CheckerFunc(func(pctx context.Context) error {
+		err := chk.Check(pctx)
 		ev := Event{Kind: EventProbe, Host: h.Name, Stage: deploy.StageVerify, Version: target, Message: "ok"}
-		if err != nil && ctx.Err() == nil {
+		if err != nil && pctx.Err() == nil {
 			ev.Message, ev.Error = "", err.Error()
 		}
-		if err == nil || ctx.Err() == nil {
-			r.emit(ev)
+		if err == nil || pctx.Err() == nil {
+			r.report(ctx, ev)
 		}
 		return err
 	})

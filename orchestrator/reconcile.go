@@ -60,13 +60,13 @@ func (r *run) reconcile(ctx context.Context, hp *deploy.HostProgress) (stages []
 		stages = pipeline
 		why = fmt.Sprintf("runs %s, recorded %s: switch it back (the release on disk is reused) and restart", orDash(seen), target)
 	}
-	r.emit(Event{Kind: EventNote, Host: hp.Name, Version: target, Message: why})
+	r.report(ctx, Event{Kind: EventNote, Host: hp.Name, Version: target, Message: why})
 	return stages, false, nil
 }
 
 // probe runs the health check of target on h once.
 func (r *run) probe(ctx context.Context, h plans.Host, target string) error {
-	p := r.checks(h.Name, deploy.PhaseRollout, target)
+	p := r.checks(ctx, h.Name, deploy.PhaseRollout, target)
 	chk, pol, err := r.e.d.Health(p, h, target, &lazyHost{r: r, h: h})
 	if err != nil {
 		return err

@@ -84,7 +84,7 @@ func (r *run) admit(ctx context.Context, h plans.Host) error {
 		}
 		if !waited {
 			waited = true
-			r.emit(Event{Kind: EventNote, Host: h.Name,
+			r.report(ctx, Event{Kind: EventNote, Host: h.Name,
 				Message: fmt.Sprintf("waits: backend %s has %d servers in rotation besides it, strategy.min_in_service=%d", backend, left, need)})
 		}
 		select {

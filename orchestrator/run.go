@@ -41,6 +41,7 @@ type run struct {
 	conns   map[string]Host
 	pruning map[string]chan struct{} // hosts whose prune this run started; closed when it ends
 	began   map[string]time.Time     // when each host entered its current stage
+	probes  map[string]string        // each host's last recorded probe result (report)
 	// observed is the release each host's `current` pointed at in preflight.
 	observed map[string]string
 	// kept lists the releases each host keeps (complete ones), seen in preflight.
@@ -64,8 +65,8 @@ func (e *Engine) newRun(ctx context.Context, d deploy.Deployment, stop <-chan st
 		hosts: map[string]plans.Host{}, conns: map[string]Host{}, began: map[string]time.Time{}, observed: map[string]string{}, kept: map[string][]string{},
 		verifyPlans: map[string]*plans.Plan{}, rot: rotation{out: map[string]bool{}},
 		dials: make(chan struct{}, p.HostConcurrency()), pruneSlots: make(chan struct{}, p.HostConcurrency()),
-		pruning: map[string]chan struct{}{},
-		book:    newLogbook(e.d.Store, d.ID, e.d.Now), secretVals: secretValues(p.Secrets),
+		pruning: map[string]chan struct{}{}, probes: map[string]string{},
+		book: newLogbook(e.d.Store, d.ID, e.d.Now), secretVals: secretValues(p.Secrets),
 	}
 	for _, h := range p.Hosts {
 		r.hosts[h.Name] = h
@@ -166,7 +167,7 @@ func (r *run) run(ctx context.Context) (deploy.DeploymentState, error) {
 			r.emit(Event{Kind: EventFinished, State: deploy.StateFailed, Error: msg})
 			return deploy.StateFailed, err
 		}
-		r.emit(Event{Kind: EventPreflight, Message: fmt.Sprintf("%d hosts ready", len(d.HostNames()))})
+		r.report(ctx, Event{Kind: EventPreflight, Message: fmt.Sprintf("%d hosts ready", len(d.HostNames()))})
 	}
 	budget := r.plan.MaxFailures()
 	policy := deploy.PolicyOf(r.kind, r.plan)
@@ -415,7 +416,7 @@ func (r *run) fail(ctx context.Context, name string, phase deploy.Phase, target 
 	r.emit(ev)
 	rerr := r.e.d.Store.Apply(ctx, &deploy.SetHostStage{
 		ID: r.id, Host: name, Stage: deploy.StageFailed, Phase: phase, Target: target,
-		Error: err.Error(), Output: ev.Output, At: r.e.d.Now().UTC(),
+		Error: err.Error(), Output: ev.Output, During: ev.Stage, At: r.e.d.Now().UTC(),
 	})
 	if rerr != nil {
 		return &fatalError{fmt.Errorf("record %s failed: %w", name, rerr)}

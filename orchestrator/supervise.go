@@ -75,8 +75,10 @@ func (e *Engine) Supervise(ctx context.Context, w Deployments) {
 					d := min(max(2*delay[id], time.Second), 30*time.Second)
 					delay[id] = d
 					retry[id] = time.Now().Add(d)
-					e.d.Events(Event{Time: e.d.Now(), Deployment: id, Kind: EventWarning,
-						Message: fmt.Sprintf("run stopped: %v; retrying in %s", err, d)})
+					msg := fmt.Sprintf("run stopped: %v; retrying in %s", err, d)
+					e.d.Events(Event{Time: e.d.Now(), Deployment: id, Kind: EventWarning, Message: msg})
+					// Recorded too, for whoever watches it (best effort).
+					_ = e.d.Store.Apply(ctx, &deploy.Report{ID: id, Kind: deploy.EvWarning, Message: msg, At: e.d.Now().UTC()})
 				} else {
 					delete(delay, id)
 				}

@@ -11,11 +11,12 @@ import (
 	"github.com/drover-dev/drover/deploy"
 )
 
-// control is what the lifecycle commands (status, history, resume, abort,
-// rollback) talk to: the cluster's API over HTTPS (remote) or the embedded
-// single-node coordinator in this process (local). Each command has one
-// body, written against it; the rules themselves are deploy's (Decide,
-// AbortNow, Resumable) and the engine's (SubmitRollback).
+// control is what the deployment commands (deploy, repair, status,
+// history, pause, resume, abort, rollback) talk to: the cluster's API over
+// HTTPS (remote) or the embedded single-node coordinator in this process
+// (local). Each command has one body, written against it; the rules
+// themselves are deploy's (Decide, AbortNow, Resumable) and the engine's
+// (Submit, SubmitRepair, SubmitRollback).
 type control interface {
 	// driver says what drives this side's deployments (deploy.Driver).
 	driver() deploy.Driver
@@ -28,6 +29,12 @@ type control interface {
 	// records knows what each host runs now; nil when only the deployment's
 	// own record is known (a cluster client).
 	records() hostRecords
+	// submit records a deployment of a plan and returns its ID.
+	submit(ctx context.Context, s submission) (string, error)
+	// repair records a repair of the plan named by args (a plan file, a
+	// deployment ID, or the latest deployment's plan) and returns its ID
+	// and the hosts it leaves alone.
+	repair(ctx context.Context, args []string) (id string, skipped []string, err error)
 	// act records an operator's lifecycle action on deployment id.
 	act(ctx context.Context, id string, a deploy.Action) error
 	// rollback records a rollback of deployment id (to release `to`, ""
@@ -41,20 +48,42 @@ type control interface {
 }
 
 // withControl runs fn against the cluster when one is configured, else
-// against the embedded coordinator in --data-dir.
+// against the embedded coordinator in --data-dir: the one a running local
+// deploy serves on the data dir's socket, or one in this process.
 func withControl(ctx context.Context, g *globalFlags, fn func(context.Context, control) error) error {
 	if handled, err := withCluster(ctx, &g.cluster, func(ctx context.Context, cl *api.Client) error {
 		return fn(ctx, remote{cl: cl, g: g})
 	}); handled {
 		return err
 	}
+	if cl := dialEmbedded(g.dataDir); cl != nil {
+		if ctx == nil {
+			ctx = context.Background()
+		}
+		err := fn(ctx, remote{cl: cl, g: g, embedded: true})
+		if errors.Is(err, api.ErrConflict) {
+			// The embedded coordinator says what runs and what to do.
+			return withCode(exitUsage, err)
+		}
+		return apiError(err)
+	}
 	return withLocal(ctx, g, func(ctx context.Context, c *local) error { return fn(ctx, c) })
 }
 
-// remote is a cluster, through its API.
+// runsHere reports whether a deployment asked for now would run in this
+// process: no cluster is configured and no local deploy serves the data
+// dir (withControl's choice).
+func runsHere(g *globalFlags) bool {
+	addrs, err := g.cluster.addrs()
+	return err == nil && addrs == nil && dialEmbedded(g.dataDir) == nil
+}
+
+// remote is a cluster, or the embedded coordinator of another drover
+// process on the same data dir, through its API.
 type remote struct {
-	cl *api.Client
-	g  *globalFlags
+	cl       *api.Client
+	g        *globalFlags
+	embedded bool // over the data dir's socket
 }
 
 func (remote) driver() deploy.Driver { return deploy.Supervised }
@@ -105,7 +134,7 @@ func (r remote) logs(ctx context.Context, q deploy.LogQuery) (deploy.LogPage, er
 }
 
 func (r remote) follow(ctx context.Context, id string) error {
-	return watchNew(ctx, r.cl, r.g, id)
+	return watchNew(ctx, r, id)
 }
 
 // The embedded coordinator: nothing runs its deployments but a command in

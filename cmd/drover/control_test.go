@@ -45,6 +45,10 @@ func (c *ledgerControl) rollback(context.Context, string, string) (string, error
 func (c *ledgerControl) logs(_ context.Context, q deploy.LogQuery) (deploy.LogPage, error) {
 	return c.l.LogsOf(q)
 }
+func (c *ledgerControl) submit(context.Context, submission) (string, error) { return "", nil }
+func (c *ledgerControl) repair(context.Context, []string) (string, []string, error) {
+	return "", nil, nil
+}
 func (c *ledgerControl) follow(context.Context, string) error { return nil }
 
 // abort says what happened: a deployment that ended at once (paused, or

@@ -58,39 +58,35 @@ sent with the plan: the coordinators never read their own environment.`,
   drover deploy web.yaml --output json | jq .`,
 		Args: exactArgs(1, "PLAN"),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if handled, err := withCluster(cmd.Context(), &g.cluster, func(ctx context.Context, cl *api.Client) error {
-				return deployRemote(ctx, cl, g, args[0], set, api.SubmitRequest{Force: force, Message: message}, lockWait, detach)
-			}); handled {
-				return err
-			}
-			opts, err := planOptions(set)
-			if err != nil {
-				return err
-			}
-			// This process sends the webhooks of a local deploy.
-			opts.SenderEnv, opts.Sender = os.LookupEnv, "this drover process"
-			p, err := plans.LoadWith(args[0], opts, plans.Files{})
-			if err != nil {
-				return withCode(exitUsage, err)
-			}
-			// Connect, run the preflight's reads and checksum while the
-			// store opens and the deployment is recorded: nothing on a
-			// host changes until the run's preflight has judged every host.
-			warm := orchestrator.StartWarm(p, orchestrator.SSHConnector, orchestrator.HAProxyBalancer)
-			defer warm.Close()
-			return withLocal(cmd.Context(), g, func(ctx context.Context, c *local) error {
-				if uiAddr != "" {
-					stop, err := serveDashboard(ctx, c.store, uiAddr, os.Stderr)
-					if err != nil {
-						return withCode(exitUsage, err)
-					}
-					defer stop()
+			s := submission{file: args[0], set: set, force: force, message: message, lockWait: lockWait, ui: uiAddr}
+			if runsHere(g) && !detach {
+				// Connect, run the preflight's reads and checksum while the
+				// store opens and the deployment is recorded.
+				if err := s.warmUp(); err != nil {
+					return err
 				}
-				id, err := c.engine.Submit(ctx, p, orchestrator.SubmitOptions{Force: force, Warm: warm, By: localUser(), Message: message})
+				defer s.warm.Close()
+			}
+			return withControl(cmd.Context(), g, func(ctx context.Context, ctl control) error {
+				if detach && ctl.driver() != deploy.Supervised {
+					return withCode(exitUsage, errors.New("--detach needs a coordinator cluster (--server): here the deploy runs in this process"))
+				}
+				id, err := ctl.submit(ctx, s)
 				if err != nil {
-					return withCode(exitUsage, submitError(err))
+					return err
 				}
-				return c.drive(ctx, id)
+				if detach {
+					if g.output == "json" {
+						d, err := ctl.get(ctx, id)
+						if err != nil {
+							return err
+						}
+						return writeJSON(os.Stdout, statusJSON(nil, nil, d))
+					}
+					fmt.Println(id)
+					return nil
+				}
+				return ctl.follow(ctx, id)
 			})
 		},
 	}
@@ -104,54 +100,106 @@ sent with the plan: the coordinators never read their own environment.`,
 	return cmd
 }
 
-// deployRemote validates the plan here (with FILE:LINE:COL errors), uploads
-// the artifact to the cluster, submits the plan's text with the values of
-// its variables and --set, and follows it.
-func deployRemote(ctx context.Context, cl *api.Client, g *globalFlags, file string, set []string, req api.SubmitRequest, lockWait time.Duration, detach bool) error {
-	v, err := newView(os.Stdout, g.output)
-	if err != nil {
-		return withCode(exitUsage, err)
-	}
-	data, err := os.ReadFile(file)
-	if err != nil {
-		return withCode(exitUsage, err)
-	}
-	opts, err := planOptions(set)
+// submission is what 'drover deploy' asks for.
+type submission struct {
+	file     string   // the plan
+	set      []string // --set KEY=VALUE
+	force    bool
+	message  string
+	lockWait time.Duration // a cluster: how long to wait for held hosts
+	ui       string        // the embedded coordinator: serve the dashboard here
+	// plan and warm: the plan loaded here and its warm-up, when this
+	// process runs the deployment (warmUp).
+	plan *plans.Plan
+	warm *orchestrator.Warm
+}
+
+// warmUp loads the plan for a deploy that this process runs (with
+// FILE:LINE:COL errors) and starts connecting, the preflight's reads and
+// the checksum: nothing on a host changes until the run's preflight has
+// judged every host.
+func (s *submission) warmUp() error {
+	opts, err := planOptions(s.set)
 	if err != nil {
 		return err
+	}
+	// This process sends the webhooks of a local deploy.
+	opts.SenderEnv, opts.Sender = os.LookupEnv, "this drover process"
+	if s.plan, err = plans.LoadWith(s.file, opts, plans.Files{}); err != nil {
+		return withCode(exitUsage, err)
+	}
+	s.warm = orchestrator.StartWarm(s.plan, orchestrator.SSHConnector, orchestrator.HAProxyBalancer)
+	return nil
+}
+
+// submit validates the plan here (with FILE:LINE:COL errors), uploads the
+// artifact to the cluster and submits the plan's text with the values of
+// its variables and --set.
+func (r remote) submit(ctx context.Context, s submission) (string, error) {
+	if s.ui != "" {
+		return "", withCode(exitUsage, errors.New("--ui serves the dashboard of a deploy run here; a cluster serves its own (/ui/ on any coordinator)"))
+	}
+	v, err := newView(os.Stdout, r.g.output)
+	if err != nil {
+		return "", withCode(exitUsage, err)
+	}
+	data, err := os.ReadFile(s.file)
+	if err != nil {
+		return "", withCode(exitUsage, err)
+	}
+	opts, err := planOptions(s.set)
+	if err != nil {
+		return "", err
 	}
 	// The coordinators read the SSH key files, not this machine.
-	p, err := plans.ParseWith(file, data, opts, plans.Files{SkipCoordinatorFiles: true})
+	p, err := plans.ParseWith(s.file, data, opts, plans.Files{SkipCoordinatorFiles: true})
 	if err != nil {
-		return withCode(exitUsage, err)
+		return "", withCode(exitUsage, err)
 	}
-	req.Vars, req.Set = envVars(p), opts.Set
+	req := api.SubmitRequest{Force: s.force, Message: s.message, Vars: envVars(p), Set: opts.Set}
+	if r.embedded {
+		// Another drover process runs a deployment on this data dir: it
+		// says why this one cannot run now (no upload needed to hear it).
+		req.PlanName, req.Plan = s.file, string(data)
+		_, err := r.cl.Submit(ctx, req)
+		if err == nil {
+			err = errors.New("the embedded coordinator accepted a deployment it cannot run")
+		}
+		return "", err
+	}
 	art, err := orchestrator.InspectArtifact(p.Release.Artifact, p.Release.StripComponents)
 	if err != nil {
-		return withCode(exitUsage, err)
+		return "", withCode(exitUsage, err)
 	}
-	if err := cl.UploadArtifact(ctx, art.SHA256, func() (io.ReadCloser, error) { return os.Open(art.Path) }); err != nil {
-		return fmt.Errorf("upload %s: %w", art.Path, err)
+	if err := r.cl.UploadArtifact(ctx, art.SHA256, func() (io.ReadCloser, error) { return os.Open(art.Path) }); err != nil {
+		return "", apiError(fmt.Errorf("upload %s: %w", art.Path, err))
 	}
-	req.PlanName, req.Plan, req.ArtifactSHA256 = file, string(data), art.SHA256
-	id, err := submitWaiting(ctx, cl, v, req, lockWait)
-	if err != nil {
-		return err
-	}
-	if detach && g.output == "json" {
-		d, err := cl.Deployment(ctx, id)
-		if err != nil {
-			return err
+	req.PlanName, req.Plan, req.ArtifactSHA256 = s.file, string(data), art.SHA256
+	id, err := submitWaiting(ctx, r.cl, v, req, s.lockWait)
+	return id, apiError(err)
+}
+
+// submit records the plan's deployment in the embedded coordinator, with
+// its warm-up (warmUp) when the command started one.
+func (c *local) submit(ctx context.Context, s submission) (string, error) {
+	if s.plan == nil {
+		if err := s.warmUp(); err != nil {
+			return "", err
 		}
-		return writeJSON(os.Stdout, statusJSON(nil, nil, d))
+		c.atExit(s.warm.Close)
 	}
-	if detach {
-		fmt.Println(id)
-		return nil
+	if s.ui != "" {
+		stop, err := serveDashboard(ctx, c.store, s.ui, os.Stderr)
+		if err != nil {
+			return "", withCode(exitUsage, err)
+		}
+		c.atExit(stop)
 	}
-	sigctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	return watch(sigctx, cl, v, id)
+	id, err := c.engine.Submit(ctx, s.plan, orchestrator.SubmitOptions{Force: s.force, Warm: s.warm, By: localUser(), Message: s.message})
+	if err != nil {
+		return "", withCode(exitUsage, submitError(err))
+	}
+	return id, nil
 }
 
 // envVars are the variables the plan took from this environment: the
@@ -192,7 +240,16 @@ type local struct {
 	store  *raftstore.Store
 	engine *orchestrator.Engine
 	view   *view
+	// opened is the store's Seq when this process opened it: the view
+	// shows what was recorded since (a deploy's creation, a resume).
+	opened uint64
+	// exits run when the command is done with the coordinator, last first.
+	exits []func()
+	dir   string // the data dir
 }
+
+// atExit runs f when the command is done with the embedded coordinator.
+func (c *local) atExit(f func()) { c.exits = append(c.exits, f) }
 
 func withLocal(ctx context.Context, g *globalFlags, fn func(context.Context, *local) error) error {
 	if ctx == nil {
@@ -207,9 +264,16 @@ func withLocal(ctx context.Context, g *globalFlags, fn func(context.Context, *lo
 		return err
 	}
 	defer st.Close()
-	c := &local{store: st, view: v}
-	c.engine = orchestrator.New(orchestrator.DefaultDeps(st, v.event))
+	c := &local{store: st, view: v, dir: g.dataDir}
+	_, c.opened = st.Events("", ^uint64(0))
+	// The view shows what the engine records, as a cluster client does.
+	c.engine = orchestrator.New(orchestrator.DefaultDeps(st, nil))
 	defer sendWebhooks(ctx, st)()
+	defer func() {
+		for i := len(c.exits) - 1; i >= 0; i-- {
+			c.exits[i]()
+		}
+	}()
 	return fn(ctx, c)
 }
 
@@ -258,11 +322,20 @@ func (c *local) drive(ctx context.Context, id string) error {
 		}
 	}()
 
-	if d, err := c.store.Deployment(id); err == nil {
-		c.view.begin(d)
-	}
-	st, runErr := c.engine.Run(ctx, stop, id)
 	d, err := c.store.Deployment(id)
+	if err != nil {
+		return withCode(exitUsage, err)
+	}
+	c.view.begin(d)
+	// Other drover commands on this data dir reach this run meanwhile.
+	defer c.serve(c.dir, id)()
+	fctx, stopFollow := context.WithCancel(context.Background())
+	followed := make(chan struct{})
+	go func() { defer close(followed); followLocal(fctx, c.store, c.view, id, c.opened) }()
+	st, runErr := c.engine.Run(ctx, stop, id)
+	stopFollow()
+	<-followed
+	d, err = c.store.Deployment(id)
 	if err == nil {
 		c.view.end(d)
 	}

@@ -14,7 +14,6 @@ import (
 	"github.com/drover-dev/drover/api"
 	"github.com/drover-dev/drover/deploy"
 	"github.com/drover-dev/drover/internal/pki"
-	"github.com/drover-dev/drover/orchestrator"
 	"github.com/spf13/cobra"
 )
 
@@ -119,19 +118,28 @@ func apiError(err error) error {
 // watch follows a deployment on the cluster until it ends, feeding the
 // view, and turns its final state into an exit code. Ctrl-C stops
 // watching only: the deployment goes on in the cluster.
-func watch(ctx context.Context, cl *api.Client, v *view, id string) error {
+func watch(ctx context.Context, r remote, v *view, id string) error {
+	cl := r.cl
 	d, err := cl.Deployment(ctx, id)
 	if err != nil {
 		return err
 	}
 	v.begin(d)
-	conv := newEventConverter(d)
+	seen := d // its state as the events tell it
 	var last uint64
 	for noted := false; ; {
 		err = cl.Watch(ctx, id, last, func(ev deploy.Event) error {
 			last = ev.Seq
-			for _, e := range conv.convert(ev) {
-				v.event(e)
+			v.record(ev)
+			if ev.Kind == deploy.EvState {
+				seen.State = ev.State
+				if ev.Error != "" {
+					seen.Error = ev.Error
+				}
+			}
+			if r.embedded && ev.Kind == deploy.EvState && ev.State == deploy.StatePaused {
+				// The drover process that ran it stops there.
+				return errEndOfRun
 			}
 			return nil
 		})
@@ -139,6 +147,14 @@ func watch(ctx context.Context, cl *api.Client, v *view, id string) error {
 		// coordinator answers for a while (all restarting), keep trying.
 		if !errors.Is(err, api.ErrUnavailable) || ctx.Err() != nil {
 			break
+		}
+		if r.embedded {
+			// The drover process that ran it is gone (interrupted, or
+			// it ended paused): nothing will answer again.
+			if seen.State.Terminal() || seen.State == deploy.StatePaused {
+				return exitFor(seen)
+			}
+			return withCode(exitPaused, fmt.Errorf("the drover process running %s stopped; see 'drover status %s'", id, id))
 		}
 		if !noted {
 			v.note("lost contact with the cluster; still trying (Ctrl-C stops watching, the deployment goes on)")
@@ -149,19 +165,35 @@ func watch(ctx context.Context, cl *api.Client, v *view, id string) error {
 		case <-time.After(time.Second):
 		}
 	}
+	if ctx.Err() != nil && r.embedded {
+		v.note(fmt.Sprintf("stopped watching; %s goes on in the drover process that runs it", id))
+		return withCode(exitPaused, errors.New("detached"))
+	}
 	if ctx.Err() != nil {
 		v.note(fmt.Sprintf("stopped watching; %s goes on in the cluster ('drover status %s', 'drover pause %s')", id, id, id))
 		return withCode(exitPaused, errors.New("detached"))
 	}
-	if err != nil {
+	if err != nil && !errors.Is(err, errEndOfRun) {
 		return err
 	}
-	if d, err = cl.Deployment(ctx, id); err != nil {
+	if r.embedded {
+		// The drover process that ran it exits now: ask it briefly, else
+		// go by the states its events said.
+		fctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		defer cancel()
+		if d, err = cl.Deployment(fctx, id); err != nil {
+			return exitFor(seen)
+		}
+	} else if d, err = cl.Deployment(ctx, id); err != nil {
 		return err
 	}
 	v.end(d)
 	return exitFor(d)
 }
+
+// errEndOfRun ends watching a deployment that the drover process running
+// it stopped running (paused).
+var errEndOfRun = errors.New("the run ended")
 
 func exitFor(d deploy.Deployment) error {
 	switch d.State {
@@ -178,110 +210,6 @@ func exitFor(d deploy.Deployment) error {
 		return withCode(exitUsage, fmt.Errorf("deployment %s: %s", d.State, d.Error))
 	}
 	return withCode(exitFailed, fmt.Errorf("deployment %s: %s", d.State, d.Error))
-}
-
-// eventConverter turns the replicated events into the engine's progress
-// events, so that a cluster deploy shows like a local one.
-type eventConverter struct {
-	d       deploy.Deployment
-	batchOf map[string]int
-	opened  map[string]bool // batch (per phase) announced
-	last    map[string]time.Time
-	reached map[string]int // host/phase -> furthest stage seen (stageRank)
-}
-
-// rerun is how the view marks a stage the engine runs a second time: a
-// new leader resumes a host from its last recorded stage, which the old
-// leader may have begun.
-const rerun = "re-run by the new leader"
-
-// stageRank orders a host's pipeline stages (verify is not recorded).
-var stageRank = map[deploy.Stage]int{
-	deploy.StageDrain: 1, deploy.StageInstall: 2, deploy.StageActivate: 3,
-	deploy.StageVerify: 4, deploy.StageEnable: 5,
-}
-
-func newEventConverter(d deploy.Deployment) *eventConverter {
-	c := &eventConverter{d: d, batchOf: map[string]int{}, opened: map[string]bool{}, last: map[string]time.Time{}, reached: map[string]int{}}
-	for i, b := range d.Batches {
-		for _, h := range b {
-			c.batchOf[h] = i
-		}
-	}
-	return c
-}
-
-func (c *eventConverter) convert(ev deploy.Event) []orchestrator.Event {
-	base := orchestrator.Event{Time: ev.Time, Deployment: ev.Deployment, Host: ev.Host, Phase: ev.Phase, Version: ev.Target}
-	var out []orchestrator.Event
-	switch ev.Kind {
-	case deploy.EvCreated:
-		base.Kind = orchestrator.EventStarted
-		out = append(out, base)
-	case deploy.EvRequest:
-		base.Kind, base.Message = orchestrator.EventWarning, "operator asked to "+ev.Message
-		out = append(out, base)
-	case deploy.EvTrimmed:
-		base.Kind, base.Message = orchestrator.EventWarning, ev.Message
-		out = append(out, base)
-	case deploy.EvGate:
-		for _, s := range ev.Samples {
-			e := base
-			e.Kind, e.Batch, e.Sample, e.Message = orchestrator.EventGate, ev.Batch, &s, s.String()
-			out = append(out, e)
-		}
-	case deploy.EvAnalysis:
-		base.Kind, base.Batch, base.Batches, base.Message = orchestrator.EventAnalysis, ev.Batch, len(c.d.Batches), ev.Message
-		out = append(out, base)
-	case deploy.EvWeights:
-		base.Kind, base.Weights, base.Share, base.Message = orchestrator.EventCanary, ev.Weights, ev.Share, ev.Message
-		out = append(out, base)
-	case deploy.EvState:
-		switch {
-		case ev.State == deploy.StateRollingBack:
-			base.Kind, base.Message = orchestrator.EventRollback, ev.Error
-		case ev.State == deploy.StatePaused:
-			base.Kind, base.Message = orchestrator.EventPaused, "paused at a safe point; continue with 'drover resume "+ev.Deployment+"'"
-		case ev.State.Terminal():
-			base.Kind, base.State, base.Error = orchestrator.EventFinished, ev.State, ev.Error
-		default:
-			return nil
-		}
-		out = append(out, base)
-	case deploy.EvStage:
-		b := c.batchOf[ev.Host]
-		key := fmt.Sprintf("%s/%d", ev.Phase, b)
-		if ev.Stage != deploy.StagePending && ev.Stage != deploy.StageSkipped && !c.opened[key] {
-			c.opened[key] = true
-			out = append(out, orchestrator.Event{Time: ev.Time, Deployment: ev.Deployment, Kind: orchestrator.EventBatch,
-				Batch: b + 1, Batches: len(c.d.Batches), Hosts: c.d.Batches[b], Phase: ev.Phase})
-		}
-		if t, ok := c.last[ev.Host]; ok {
-			base.Elapsed = ev.Time.Sub(t)
-		}
-		c.last[ev.Host] = ev.Time
-		switch ev.Stage {
-		case deploy.StageDone:
-			base.Kind = orchestrator.EventHostDone
-		case deploy.StageFailed:
-			base.Kind, base.Error, base.Output = orchestrator.EventHostFailed, ev.Error, ev.Output
-		case deploy.StageSkipped:
-			base.Kind, base.Message = orchestrator.EventHostSkipped, ev.Error
-		case deploy.StagePending:
-			return out
-		default:
-			base.Kind, base.Stage = orchestrator.EventStage, ev.Stage
-			hk := ev.Host + "/" + string(ev.Phase)
-			if r := stageRank[ev.Stage]; r > 0 {
-				if r <= c.reached[hk] {
-					base.Message = rerun
-				}
-				c.reached[hk] = max(c.reached[hk], r)
-			}
-		}
-		out = append(out, base)
-	}
-	return out
 }
 
 func newTable(w io.Writer) *tabwriter.Writer { return tabwriter.NewWriter(w, 0, 4, 2, ' ', 0) }

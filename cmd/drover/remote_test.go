@@ -12,19 +12,23 @@ import (
 	"github.com/drover-dev/drover/orchestrator"
 )
 
-// The replicated events of a cluster deploy become the same progress
-// events a local deploy shows: a batch line when a batch starts, stages,
-// host outcomes, and the end.
-func TestEventConverter(t *testing.T) {
+// The recorded events of a deployment (local or cluster) become the view's
+// lines: a batch line when a batch starts, stages, the engine's reports
+// (preflight, probes, notes), host outcomes with the stage that failed,
+// and the end.
+func TestRecordedEventLines(t *testing.T) {
 	t0 := time.Date(2026, 11, 28, 10, 0, 0, 0, time.UTC)
 	d := deploy.Deployment{ID: "d1", Batches: [][]string{{"web1", "web2"}, {"web3"}}}
-	c := newEventConverter(d)
+	c := newLines(d)
 	in := []deploy.Event{
 		{Kind: deploy.EvCreated, Deployment: "d1", Time: t0, Target: "v2"},
+		{Kind: deploy.EvPreflight, Deployment: "d1", Time: t0, Message: "3 hosts ready"},
 		{Kind: deploy.EvStage, Deployment: "d1", Host: "web1", Stage: deploy.StageDrain, Phase: deploy.PhaseRollout, Time: t0},
+		{Kind: deploy.EvProbe, Deployment: "d1", Host: "web1", Time: t0, Error: "connection refused"},
+		{Kind: deploy.EvNote, Deployment: "d1", Host: "web2", Time: t0, Message: "waits: min_in_service"},
 		{Kind: deploy.EvStage, Deployment: "d1", Host: "web2", Stage: deploy.StageDrain, Phase: deploy.PhaseRollout, Time: t0},
 		{Kind: deploy.EvStage, Deployment: "d1", Host: "web1", Stage: deploy.StageDone, Phase: deploy.PhaseRollout, Time: t0.Add(time.Second)},
-		{Kind: deploy.EvStage, Deployment: "d1", Host: "web3", Stage: deploy.StageFailed, Phase: deploy.PhaseRollout, Error: "boom", Output: "out", Time: t0},
+		{Kind: deploy.EvStage, Deployment: "d1", Host: "web3", Stage: deploy.StageFailed, Phase: deploy.PhaseRollout, Error: "boom", Output: "out", During: deploy.StageVerify, Time: t0},
 		{Kind: deploy.EvState, Deployment: "d1", State: deploy.StateRollingBack, Error: "1 host failed", Time: t0},
 		{Kind: deploy.EvState, Deployment: "d1", State: deploy.StateRolledBack, Time: t0},
 	}
@@ -32,7 +36,7 @@ func TestEventConverter(t *testing.T) {
 	var failed orchestrator.Event
 	var done orchestrator.Event
 	for _, ev := range in {
-		for _, out := range c.convert(ev) {
+		for _, out := range c.of(ev) {
 			kinds = append(kinds, out.Kind)
 			switch out.Kind {
 			case orchestrator.EventHostFailed:
@@ -43,8 +47,8 @@ func TestEventConverter(t *testing.T) {
 		}
 	}
 	want := []orchestrator.EventKind{
-		orchestrator.EventStarted,
-		orchestrator.EventBatch, orchestrator.EventStage, orchestrator.EventStage,
+		orchestrator.EventStarted, orchestrator.EventPreflight,
+		orchestrator.EventBatch, orchestrator.EventStage, orchestrator.EventProbe, orchestrator.EventNote, orchestrator.EventStage,
 		orchestrator.EventHostDone,
 		orchestrator.EventBatch, orchestrator.EventHostFailed,
 		orchestrator.EventRollback, orchestrator.EventFinished,
@@ -57,7 +61,7 @@ func TestEventConverter(t *testing.T) {
 			t.Fatalf("kinds %v, want %v", kinds, want)
 		}
 	}
-	if failed.Error != "boom" || failed.Output != "out" {
+	if failed.Error != "boom" || failed.Output != "out" || failed.Stage != deploy.StageVerify {
 		t.Errorf("failed event %+v", failed)
 	}
 	if done.Elapsed != time.Second {
@@ -94,16 +98,16 @@ func TestExitFor(t *testing.T) {
 
 // A cluster watcher shows every gate sample the leader recorded, as a
 // local deploy does, and the text line says which gate saw what.
-func TestEventConverterGates(t *testing.T) {
+func TestRecordedGateLines(t *testing.T) {
 	t0 := time.Date(2026, 11, 28, 10, 0, 0, 0, time.UTC)
 	d := deploy.Deployment{ID: "d1", Batches: [][]string{{"web1"}, {"web2"}}}
-	c := newEventConverter(d)
+	c := newLines(d)
 	samples := []analysis.Sample{
 		{Gate: "errors", Verdict: analysis.Fail, Condition: "error_rate < 1%", Metric: "error_rate", Value: 0.052, Threshold: 0.01, Requests: 830},
 		{Gate: "app", Verdict: analysis.Inconclusive, Condition: "result < 1%", Metric: "result", Detail: "no data for sum(x)"},
 	}
-	out := c.convert(deploy.Event{Kind: deploy.EvGate, Deployment: "d1", Batch: 1, Samples: samples, Time: t0})
-	out = append(out, c.convert(deploy.Event{Kind: deploy.EvAnalysis, Deployment: "d1", Batch: 1, Message: "batch 1 passed every gate", Time: t0})...)
+	out := c.of(deploy.Event{Kind: deploy.EvGate, Deployment: "d1", Batch: 1, Samples: samples, Time: t0})
+	out = append(out, c.of(deploy.Event{Kind: deploy.EvAnalysis, Deployment: "d1", Batch: 1, Message: "batch 1 passed every gate", Time: t0})...)
 	if len(out) != 3 || out[0].Kind != orchestrator.EventGate || out[1].Kind != orchestrator.EventGate || out[2].Kind != orchestrator.EventAnalysis {
 		t.Fatalf("converted %+v", out)
 	}
@@ -124,11 +128,11 @@ func TestEventConverterGates(t *testing.T) {
 
 // A cluster watcher sees the canary's weights as a local deploy does, and
 // the live summary shows the canary's share while it is set.
-func TestEventConverterCanary(t *testing.T) {
+func TestRecordedCanaryLines(t *testing.T) {
 	d := fleetOf(2, 1)
-	c := newEventConverter(d)
-	set := c.convert(deploy.Event{Kind: deploy.EvWeights, Deployment: "d1", Weights: map[string]int{"web/web1": 1, "web/web2": 9}, Share: 10, Message: "canary at 10% of the traffic"})
-	back := c.convert(deploy.Event{Kind: deploy.EvWeights, Deployment: "d1", Message: "every server is back at its weight"})
+	c := newLines(d)
+	set := c.of(deploy.Event{Kind: deploy.EvWeights, Deployment: "d1", Weights: map[string]int{"web/web1": 1, "web/web2": 9}, Share: 10, Message: "canary at 10% of the traffic"})
+	back := c.of(deploy.Event{Kind: deploy.EvWeights, Deployment: "d1", Message: "every server is back at its weight"})
 	if len(set) != 1 || set[0].Kind != orchestrator.EventCanary || set[0].Share != 10 || set[0].Weights["web/web2"] != 9 || len(back) != 1 || back[0].Share != 0 {
 		t.Fatalf("converted %+v, %+v", set, back)
 	}

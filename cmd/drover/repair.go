@@ -6,9 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"os/signal"
 	"strings"
-	"syscall"
 
 	"github.com/drover-dev/drover/api"
 	"github.com/drover-dev/drover/deploy"
@@ -45,27 +43,32 @@ Exit codes: 0 every host consistent, 1 some host could not be repaired.`,
   drover repair web-20261129-171500-ab12`,
 		Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if handled, err := withCluster(cmd.Context(), &g.cluster, func(ctx context.Context, cl *api.Client) error {
-				return repairRemote(ctx, cl, g, args)
-			}); handled {
-				return err
-			}
-			return withLocal(cmd.Context(), g, func(ctx context.Context, c *local) error {
-				p, err := repairPlan(ctx, c, args)
+			return withControl(cmd.Context(), g, func(ctx context.Context, ctl control) error {
+				id, skipped, err := ctl.repair(ctx, args)
+				if len(skipped) > 0 {
+					note(g, fmt.Sprintf("left alone, no release recorded for them: %s", strings.Join(skipped, ", ")))
+				}
 				if err != nil {
 					return err
 				}
-				id, skipped, err := c.engine.SubmitRepair(ctx, p)
-				if len(skipped) > 0 {
-					c.view.note(fmt.Sprintf("left alone, no release recorded for them: %s", strings.Join(skipped, ", ")))
-				}
-				if err != nil {
-					return withCode(exitUsage, submitError(err))
-				}
-				return c.drive(ctx, id)
+				return ctl.follow(ctx, id)
 			})
 		},
 	}
+}
+
+// repair records a repair of the plan named by args in the embedded
+// coordinator.
+func (c *local) repair(ctx context.Context, args []string) (string, []string, error) {
+	p, err := repairPlan(ctx, c, args)
+	if err != nil {
+		return "", nil, err
+	}
+	id, skipped, err := c.engine.SubmitRepair(ctx, p)
+	if err != nil {
+		return "", skipped, withCode(exitUsage, submitError(err))
+	}
+	return id, skipped, nil
 }
 
 // repairPlan reads the plan named by args: a plan file, a deployment ID,
@@ -90,52 +93,40 @@ func repairPlan(ctx context.Context, c *local, args []string) (*plans.Plan, erro
 	return &p, nil
 }
 
-// repairRemote asks the cluster for a repair of the plan named by args (a
-// plan file, whose text is sent; else a deployment of the cluster, whose
-// plan the leader uses) and follows it like a deploy.
-func repairRemote(ctx context.Context, cl *api.Client, g *globalFlags, args []string) error {
-	v, err := newView(os.Stdout, g.output)
-	if err != nil {
-		return withCode(exitUsage, err)
-	}
+// repair asks the cluster for a repair of the plan named by args (a plan
+// file, whose text is sent; else a deployment of the cluster, whose plan
+// the leader uses).
+func (r remote) repair(ctx context.Context, args []string) (string, []string, error) {
 	var req api.RepairRequest
 	if len(args) == 1 {
 		if fi, err := os.Stat(args[0]); err == nil && !fi.IsDir() {
 			data, err := os.ReadFile(args[0])
 			if err != nil {
-				return withCode(exitUsage, err)
+				return "", nil, withCode(exitUsage, err)
 			}
 			// Checked here for FILE:LINE:COL errors; the coordinators read
 			// the SSH key files, and a repair uploads no archive.
 			opts, err := planOptions(nil)
 			if err != nil {
-				return err
+				return "", nil, err
 			}
 			p, err := plans.ParseWith(args[0], data, opts, plans.Files{SkipCoordinatorFiles: true, Artifact: plans.ArtifactUnchecked})
 			if err != nil {
-				return withCode(exitUsage, err)
+				return "", nil, withCode(exitUsage, err)
 			}
 			req.PlanName, req.Plan, req.Vars = args[0], string(data), envVars(p)
 		}
 	}
 	if req.Plan == "" {
-		d, err := remote{cl: cl, g: g}.pick(ctx, args, func(deploy.Deployment) bool { return true })
+		d, err := r.pick(ctx, args, func(deploy.Deployment) bool { return true })
 		if err != nil {
 			if len(args) == 1 && errors.Is(err, api.ErrNotFound) {
-				return withCode(exitUsage, fmt.Errorf("%s is neither a plan file nor a deployment: %w", args[0], err))
+				return "", nil, withCode(exitUsage, fmt.Errorf("%s is neither a plan file nor a deployment: %w", args[0], err))
 			}
-			return err
+			return "", nil, apiError(err)
 		}
 		req.Of = d.ID
 	}
-	out, err := cl.Repair(ctx, req)
-	if len(out.Skipped) > 0 {
-		v.note(fmt.Sprintf("left alone, no release recorded for them: %s", strings.Join(out.Skipped, ", ")))
-	}
-	if err != nil {
-		return err
-	}
-	sigctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	return watch(sigctx, cl, v, out.ID)
+	out, err := r.cl.Repair(ctx, req)
+	return out.ID, out.Skipped, apiError(err)
 }

@@ -11,7 +11,6 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/drover-dev/drover/api"
 	"github.com/drover-dev/drover/deploy"
 	"github.com/drover-dev/drover/internal/oneline"
 	"github.com/drover-dev/drover/plans"
@@ -27,9 +26,11 @@ func newStatusCmd(g *globalFlags) *cobra.Command {
 asked for it and why, and for each host the stage, the release it runs now and
 its state on the load balancer(s).
 
-With --watch, a deployment that a coordinator cluster runs is followed live
-until it ends, as 'drover deploy' shows it (from any machine, after a detach,
-a failover or a lost terminal), then shown.`,
+With --watch, a running deployment is followed live until it ends, as
+'drover deploy' shows it: one that a coordinator cluster runs (from any
+machine, after a detach, a failover or a lost terminal), or a local deploy
+running in another terminal on the same data dir (which serves this command
+on the data dir's socket).`,
 		Example: `  drover status
   drover status web-20261129-101500-1a2b -o json | jq '.hosts[] | {name, stage, runs}'
   DROVER_ADDR=10.0.0.5:7443 drover status --watch`,
@@ -43,7 +44,7 @@ a failover or a lost terminal), then shown.`,
 				}
 				if watch && !d.State.Terminal() && d.State != deploy.StatePaused {
 					if ctl.driver() != deploy.Supervised {
-						return withCode(exitUsage, fmt.Errorf("--watch follows a deployment that a coordinator cluster runs (--server); %s is shown live by the drover that runs it here, or continued with 'drover resume %s'", d.ID, d.ID))
+						return withCode(exitUsage, fmt.Errorf("--watch follows a running deployment; no drover process runs %s now (it was interrupted): continue it with 'drover resume %s'", d.ID, d.ID))
 					}
 					return ctl.follow(ctx, d.ID)
 				}
@@ -290,19 +291,19 @@ func abort(ctx context.Context, ctl control, id string, w io.Writer, output stri
 func newPauseCmd(g *globalFlags) *cobra.Command {
 	return &cobra.Command{
 		Use:   "pause ID",
-		Short: "Pause a deployment running in a cluster at the next safe point",
-		Long: `Ask the cluster to pause a running deployment: no new host is started, hosts
-in flight finish their pipeline and go back into rotation, and the deployment
-is recorded as paused. 'drover resume ID' continues it. (Without --server,
-pause the foreground 'drover deploy' with Ctrl-C.)`,
+		Short: "Pause a running deployment at the next safe point",
+		Long: `Ask the engine running a deployment to pause it: no new host is started,
+hosts in flight finish their pipeline and go back into rotation, and the
+deployment is recorded as paused. 'drover resume ID' continues it. (Ctrl-C
+in the terminal of a foreground 'drover deploy' does the same.)`,
 		Args: exactArgs(1, "ID"),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return requireCluster(cmd.Context(), &g.cluster, func(ctx context.Context, cl *api.Client) error {
-				if err := cl.Act(ctx, args[0], api.ActionPause); err != nil {
+			return withControl(cmd.Context(), g, func(ctx context.Context, ctl control) error {
+				if err := ctl.act(ctx, args[0], deploy.ActionPause); err != nil {
 					return err
 				}
 				if g.output == "json" {
-					d, err := cl.Deployment(ctx, args[0])
+					d, err := ctl.get(ctx, args[0])
 					if err != nil {
 						return err
 					}
@@ -315,15 +316,15 @@ pause the foreground 'drover deploy' with Ctrl-C.)`,
 	}
 }
 
-// watchNew follows a deployment the cluster just accepted.
-func watchNew(ctx context.Context, cl *api.Client, g *globalFlags, id string) error {
-	v, err := newView(os.Stdout, g.output)
+// watchNew follows a deployment of r.
+func watchNew(ctx context.Context, r remote, id string) error {
+	v, err := newView(os.Stdout, r.g.output)
 	if err != nil {
 		return withCode(exitUsage, err)
 	}
 	sigctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	return watch(sigctx, cl, v, id)
+	return watch(sigctx, r, v, id)
 }
 
 // hostRecords knows what each host runs now; nil on a cluster client,

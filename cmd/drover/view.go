@@ -37,6 +37,8 @@ type view struct {
 	// size is the terminal's columns and rows now (it may be resized).
 	size  func() (width, height int)
 	color bool
+	// lines shows the recorded events (record) of the deployment begun.
+	lines *lines
 }
 
 type row struct {
@@ -80,7 +82,7 @@ func newView(w io.Writer, mode string) (*view, error) {
 func (v *view) begin(d deploy.Deployment) {
 	v.mu.Lock()
 	defer v.mu.Unlock()
-	v.order, v.rows, v.batchOf, v.id = nil, map[string]*row{}, map[string]int{}, d.ID
+	v.order, v.rows, v.batchOf, v.id, v.lines = nil, map[string]*row{}, map[string]int{}, d.ID, newLines(d)
 	if !d.Created.IsZero() {
 		v.start = d.Created
 	}

@@ -36,11 +36,8 @@ func TestViewAfterFailover(t *testing.T) {
 		t.Fatal(err)
 	}
 	v.begin(d)
-	conv := newEventConverter(d)
 	for _, ev := range in {
-		for _, e := range conv.convert(ev) {
-			v.event(e)
-		}
+		v.record(ev)
 	}
 	d.State, d.Ended = deploy.StateSucceeded, at(2100)
 	d.Hosts["web3"].Stage, d.Hosts["web3"].Target = deploy.StageDone, "v4"
