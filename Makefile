@@ -42,8 +42,9 @@ FUZZTIME ?= 5s
 # The whole suite: the Vagrantfile and its plan (vagrant-validate, below), unit
 # tests under the race detector, a short fuzz run, then end-to-end tests in the
 # lab (root). The Vagrant fleet booted for real (vagrant-e2e, below) is not in
-# it yet: under software emulation it took 10-19 minutes on a shared 2-core
-# machine, which would take CI past its 20 minutes.
+# it: under software emulation it took 10-21 minutes on a shared 2-core
+# machine with the box cached, and 7-10 more to build the box, which would
+# take CI past its 20 minutes (docs/vagrant.md, "Why not in make test").
 test: deps version-check vagrant-validate
 	$(GO) vet ./...
 	$(GO) test -race -count=1 -timeout 25m $(RACE_PKGS)

@@ -52,8 +52,11 @@ fi
 
 t0=$(date +%s)
 sh "$root/scripts/deps.sh" vagrant
-box=$(sh "$root/vagrant/box/build.sh" "$cache" | tee /dev/stderr | tail -n1)
-echo "vagrant-e2e: box ready in $(($(date +%s) - t0)) s"
+t1=$(date +%s)
+echo "vagrant-e2e: packages ready in $((t1 - t0)) s"
+# Not in a pipe: a failed build must stop the run (sh has no pipefail).
+box=$(sh "$root/vagrant/box/build.sh" "$cache")
+echo "vagrant-e2e: box ready in $(($(date +%s) - t1)) s"
 
 # /dev/kvm as Debian's udev rules leave it (group kvm, 660): root-only, it
 # makes libvirt re-probe qemu's capabilities at every call (4-8 s each).
@@ -69,7 +72,7 @@ fi
 # kernel hangs (real-mode code, a boot sector, does run there).
 kvm_works() {
 	[ -c /dev/kvm ] || return 1
-	timeout 30 qemu-system-x86_64 -accel kvm -cpu host -m 256 -display none -nodefaults \
+	timeout 20 qemu-system-x86_64 -accel kvm -cpu host -m 256 -display none -nodefaults \
 		-no-reboot -serial stdio -kernel "${box%.box}.vmlinuz" -append "console=ttyS0 panic=-1" \
 		>"$cache/kvm-probe.log" 2>&1 || true
 	grep -q "Kernel panic" "$cache/kvm-probe.log"
@@ -81,7 +84,8 @@ if [ "${DROVER_LIBVIRT_DRIVER:-}" = "" ]; then
 	else
 		DROVER_LIBVIRT_DRIVER=qemu
 		why="no /dev/kvm"
-		[ -c /dev/kvm ] && why="/dev/kvm does not boot the box's kernel: $(grep -m1 -i -e error -e fail "$cache/kvm-probe.log" 2>/dev/null || echo 'no panic in 30 s')"
+		[ -c /dev/kvm ] && why="/dev/kvm does not boot the box's kernel: $(grep -m1 -i -e error -e fail "$cache/kvm-probe.log" 2>/dev/null || echo 'no panic in 20 s')"
+		[ -d /sys/module/kvm_pvm ] && why="$why; the host's KVM is KVM-PVM (module kvm_pvm), which runs only PVM guest kernels"
 		echo "vagrant-e2e: accelerator: qemu software emulation, CPU model qemu64 ($why)"
 	fi
 fi

@@ -27,17 +27,19 @@ printf '127.0.0.1 localhost\n127.0.1.1 drover-box\n' >"$root/etc/hosts"
 echo "/dev/vda1 / ext4 errors=remount-ro 0 1" >"$root/etc/fstab"
 printf 'auto lo\niface lo inet loopback\n\nauto eth0\niface eth0 inet dhcp\n' >"$root/etc/network/interfaces"
 
-echo "UseDNS no" >"$root/etc/ssh/sshd_config.d/vagrant.conf"
+# One host key, ed25519: `ssh-keygen -A` would also make a 3072-bit RSA key,
+# slow to make under software emulation, and sshd waits for it at first boot.
+printf 'UseDNS no\nHostKey /etc/ssh/ssh_host_ed25519_key\n' >"$root/etc/ssh/sshd_config.d/vagrant.conf"
 rm -f "$root"/etc/ssh/ssh_host_*
 cat >"$root/etc/systemd/system/ssh-hostkeys.service" <<'UNIT'
 [Unit]
-Description=SSH host keys of this VM (the box has none)
+Description=SSH host key of this VM (the box has none)
 Before=ssh.service
 ConditionPathExists=!/etc/ssh/ssh_host_ed25519_key
 
 [Service]
 Type=oneshot
-ExecStart=/usr/bin/ssh-keygen -A
+ExecStart=/usr/bin/ssh-keygen -q -t ed25519 -N "" -f /etc/ssh/ssh_host_ed25519_key
 
 [Install]
 WantedBy=multi-user.target
@@ -47,7 +49,7 @@ ln -sf /etc/systemd/system/ssh-hostkeys.service "$root/etc/systemd/system/multi-
 # Under software emulation every unit at boot costs seconds: no periodic
 # jobs (the VMs live minutes), and HAProxy only where provisioning enables
 # it (the balancer).
-for unit in apt-daily.timer apt-daily-upgrade.timer e2scrub_all.timer e2scrub_reap.service fstrim.timer man-db.timer dpkg-db-backup.timer; do
+for unit in getty@tty1.service apt-daily.timer apt-daily-upgrade.timer e2scrub_all.timer e2scrub_reap.service fstrim.timer man-db.timer dpkg-db-backup.timer; do
 	ln -sf /dev/null "$root/etc/systemd/system/$unit"
 done
 rm -f "$root/etc/systemd/system/multi-user.target.wants/haproxy.service"
