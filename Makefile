@@ -42,7 +42,7 @@ FUZZTIME ?= 5s
 # The whole suite: the Vagrantfile and its plan (vagrant-validate, below), unit
 # tests under the race detector, a short fuzz run, then end-to-end tests in the
 # lab (root). The Vagrant fleet booted for real (vagrant-e2e, below) is not in
-# it: under software emulation it took 10-21 minutes on a shared 2-core
+# it: under software emulation it took 6-21 minutes on a shared 2-core
 # machine with the box cached, and 7-10 more to build the box, which would
 # take CI past its 20 minutes (docs/vagrant.md, "Why not in make test").
 test: deps version-check vagrant-validate

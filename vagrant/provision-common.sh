@@ -1,9 +1,9 @@
 #!/bin/sh
 # Provisioning shared by every VM of the fleet (run as root by Vagrant).
 #
-#   provision-common.sh NAME=ADDRESS...    every node of lab/topology.yaml
+#   DROVER_NODE=NAME provision-common.sh NAME=ADDRESS...    every node of lab/topology.yaml
 #
-# Names every node in /etc/hosts, checks that the host's build
+# Sets this VM's hostname (DROVER_NODE) and names every node in /etc/hosts, checks that the host's build
 # (`make vagrant-artifacts`) reached /vagrant, lets services bind the private
 # address before its interface is up, and installs the Debian packages all
 # roles use (none when the box has them). Nothing is downloaded but Debian
@@ -12,6 +12,7 @@
 set -eu
 
 build=${DROVER_BUILD:-/vagrant/vagrant/build}
+node=${DROVER_NODE:?DROVER_NODE: the name of this VM in the topology}
 
 if [ ! -f "$build/id_ed25519.pub" ]; then
 	cat >&2 <<EOF
@@ -22,9 +23,15 @@ EOF
 	exit 1
 fi
 
+# The hostname, what Vagrant's config.vm.hostname would set (/etc/hostname,
+# and 127.0.1.1 in /etc/hosts), without restarting the network.
+echo "$node" >/etc/hostname
+hostname "$node"
+
 # /etc/hosts: the topology's names, between markers so that a re-run replaces them.
 tmp=$(mktemp)
-sed '/^# drover-topology begin$/,/^# drover-topology end$/d' /etc/hosts >"$tmp"
+sed -e '/^# drover-topology begin$/,/^# drover-topology end$/d' -e '/^127\.0\.1\.1[[:space:]]/d' /etc/hosts >"$tmp"
+echo "127.0.1.1 $node" >>"$tmp"
 {
 	echo "# drover-topology begin"
 	for pair in "$@"; do
