@@ -152,6 +152,9 @@ func (fb *fleetBench) measure(tool, version string) benchResult {
 		t.Fatalf("unknown tool %q", tool)
 	}
 	r.maxOut, _ = smp.Stop()
+	if _, at, set := smp.Max(); r.maxOut > 0 {
+		t.Logf("%s %s: most out of rotation %d at +%s: %s", tool, version, r.maxOut, at.Sub(start).Round(time.Millisecond), strings.Join(set, " "))
+	}
 	res, err := ld.Stop()
 	if err != nil {
 		t.Fatal(err)

@@ -257,24 +257,32 @@ func inRotation(status string) bool { return strings.HasPrefix(status, "UP") }
 // how many of the backend's servers take no new requests from at least one
 // of them (not UP, or admin state drain/maint) and their names, sorted.
 func (l *Lab) OutOfRotation(ctx context.Context) (int, []string, error) {
+	out, _, err := l.outOfRotation(ctx)
+	return len(out), out, err
+}
+
+// outOfRotation is OutOfRotation with the status that put each server out
+// (the first instance's that did): MAINT or DRAIN is an operator's or a
+// deployment's doing, DOWN the balancer's own health check.
+func (l *Lab) outOfRotation(ctx context.Context) ([]string, map[string]string, error) {
 	all, err := l.InstanceStates(ctx)
 	if err != nil {
-		return 0, nil, err
+		return nil, nil, err
 	}
-	set := map[string]bool{}
+	why := map[string]string{}
 	for _, states := range all {
 		for s, st := range states {
-			if !inRotation(st) {
-				set[s] = true
+			if _, seen := why[s]; !seen && !inRotation(st) {
+				why[s] = st
 			}
 		}
 	}
-	out := make([]string, 0, len(set))
-	for s := range set {
+	out := make([]string, 0, len(why))
+	for s := range why {
 		out = append(out, s)
 	}
 	sort.Strings(out)
-	return len(out), out, nil
+	return out, why, nil
 }
 
 // WaitInRotation waits until the named HAProxy servers (all of the lab's when
@@ -342,7 +350,8 @@ func (l *Lab) StartSampler(interval time.Duration) *Sampler {
 		last := -1
 		for {
 			ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-			n, names, err := l.OutOfRotation(ctx)
+			names, why, err := l.outOfRotation(ctx)
+			n := len(names)
 			cancel()
 			now := time.Now()
 			s.mu.Lock()
@@ -351,7 +360,10 @@ func (l *Lab) StartSampler(interval time.Duration) *Sampler {
 			} else {
 				s.samples++
 				if n > s.max {
-					s.max, s.maxAt, s.maxSet = n, now, names
+					s.max, s.maxAt, s.maxSet = n, now, make([]string, n)
+					for i, name := range names {
+						s.maxSet[i] = name + " (" + why[name] + ")"
+					}
 				}
 				if n != last {
 					s.changes = append(s.changes, Sample{At: now, Out: n, Servers: names})
@@ -383,7 +395,8 @@ func (s *Sampler) Stop() (maxOut, samples int) {
 	return s.max, s.samples
 }
 
-// Max returns the maximum so far, when it was first seen and which servers.
+// Max returns the maximum so far, when it was first seen and which servers
+// ("web3 (MAINT)": each with the status that put it out).
 func (s *Sampler) Max() (int, time.Time, []string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
