@@ -151,8 +151,10 @@ func (fb *fleetBench) measure(tool, version string) benchResult {
 	default:
 		t.Fatalf("unknown tool %q", tool)
 	}
-	r.maxOut, _ = smp.Stop()
-	if _, at, set := smp.Max(); r.maxOut > 0 {
+	smp.Stop()
+	var at time.Time
+	var set []string
+	if r.maxOut, at, set = smp.Max(); r.maxOut > 0 {
 		t.Logf("%s %s: most out of rotation %d at +%s: %s", tool, version, r.maxOut, at.Sub(start).Round(time.Millisecond), strings.Join(set, " "))
 	}
 	res, err := ld.Stop()

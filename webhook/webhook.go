@@ -173,7 +173,7 @@ func (n *Notifier) Run(ctx context.Context, after uint64) {
 			n.dispatch(ctx, &wg, ev)
 		}
 		n.mu.Lock()
-		n.seen = max(n.seen, after, last)
+		n.seen = max(n.seen, last) // last: every event recorded, read or not wanted
 		n.mu.Unlock()
 		n.idle.Fire()
 		select {
@@ -196,7 +196,7 @@ func (n *Notifier) Run(ctx context.Context, after uint64) {
 // deployment's last event may be recorded but not yet seen by Run, so an
 // empty queue alone does not mean everything was sent.
 func (n *Notifier) Flush(ctx context.Context) error {
-	_, want := n.cfg.Source.Events("", ^uint64(0))
+	want := Now(n.cfg.Source)
 	for {
 		ch := n.idle.C()
 		n.mu.Lock()
