@@ -216,64 +216,98 @@ func (s *shellSession) endErr() error {
 func (s *shellSession) read(stdout io.Reader) {
 	defer close(s.dead)
 	defer close(s.frames)
-	buf := make([]byte, 0, 8<<10)
-	chunk := make([]byte, 8<<10) // per host: small, there may be hundreds
-	readMore := func() bool {
-		n, err := stdout.Read(chunk)
-		buf = append(buf, chunk[:n]...)
-		return n > 0 || err == nil
-	}
-
-	// Lines before the ready line are the rc file's output: skipped.
-	okLine, noLine := []byte("R"+s.marker+"\n"), []byte("N"+s.marker+"\n")
-	for {
-		if bytes.Contains(buf, okLine) {
-			buf = buf[bytes.Index(buf, okLine)+len(okLine):]
-			break
-		}
-		if bytes.Contains(buf, noLine) {
-			s.startErr = fmt.Errorf("%w: setsid is missing", errNoSession)
-			return
-		}
-		if !readMore() {
-			s.startErr = fmt.Errorf("%w: the login shell ended before the session started", errNoSession)
-			return
-		}
-		if len(buf) > 64<<10 { // an rc file printing that much: keep its end
-			buf = append(buf[:0], buf[len(buf)-1024:]...)
-		}
+	m := &marked{r: stdout, chunk: make([]byte, 8<<10)} // per host: small, there may be hundreds
+	switch m.skipTo([]byte("R"+s.marker+"\n"), []byte("N"+s.marker+"\n")) {
+	case 0:
+	case 1:
+		s.startErr = fmt.Errorf("%w: setsid is missing", errNoSession)
+		return
+	default:
+		s.startErr = fmt.Errorf("%w: the login shell ended before the session started", errNoSession)
+		return
 	}
 	close(s.ready)
 
+	// Each frame ends with "\nS<marker> <status>\n".
 	end := []byte("\nS" + s.marker + " ")
-	for {
-		i := bytes.Index(buf, end)
-		if i < 0 {
-			// Pass on everything that cannot be the start of an end marker.
-			keep := partialSuffix(buf, end)
-			s.write(buf[:len(buf)-keep])
-			buf = append(buf[:0], buf[len(buf)-keep:]...)
-			if !readMore() {
-				return
-			}
-			continue
+	for m.until(end, s.write) {
+		status, ok := m.line()
+		if !ok {
+			return
 		}
-		nl := bytes.IndexByte(buf[i+len(end):], '\n')
-		if nl < 0 {
-			s.write(buf[:i])
-			buf = append(buf[:0], buf[i:]...)
-			if !readMore() {
-				return
-			}
-			continue
-		}
-		s.write(buf[:i])
-		status, err := strconv.Atoi(string(buf[i+len(end) : i+len(end)+nl]))
+		n, err := strconv.Atoi(status)
 		if err != nil {
-			status = -1
+			n = -1
 		}
-		buf = append(buf[:0], buf[i+len(end)+nl+1:]...)
-		s.frames <- frameEnd{status: status}
+		s.frames <- frameEnd{status: n}
+	}
+}
+
+// marked reads one of the session loop's streams: free text (a login
+// shell's noise, commands' output) between the loop's marker lines.
+type marked struct {
+	r          io.Reader
+	buf, chunk []byte
+}
+
+// more reads once more; false when the stream has ended.
+func (m *marked) more() bool {
+	n, err := m.r.Read(m.chunk)
+	m.buf = append(m.buf, m.chunk[:n]...)
+	return n > 0 || err == nil
+}
+
+// skipTo drops everything up to and including the first of markers to
+// appear and says which (its index), or -1 when the stream ended first.
+// What comes before is an rc file's output: only its end is kept.
+func (m *marked) skipTo(markers ...[]byte) int {
+	for {
+		for k, mk := range markers {
+			if i := bytes.Index(m.buf, mk); i >= 0 {
+				m.buf = m.buf[i+len(mk):]
+				return k
+			}
+		}
+		if !m.more() {
+			return -1
+		}
+		if len(m.buf) > 64<<10 { // an rc file printing that much: keep its end
+			m.buf = append(m.buf[:0], m.buf[len(m.buf)-1024:]...)
+		}
+	}
+}
+
+// until passes on everything before marker to pass, as it arrives (but
+// never a part that may be the marker's start), and drops the marker; false
+// when the stream ended first.
+func (m *marked) until(marker []byte, pass func([]byte)) bool {
+	for {
+		if i := bytes.Index(m.buf, marker); i >= 0 {
+			pass(m.buf[:i])
+			m.buf = append(m.buf[:0], m.buf[i+len(marker):]...)
+			return true
+		}
+		keep := partialSuffix(m.buf, marker)
+		pass(m.buf[:len(m.buf)-keep])
+		m.buf = append(m.buf[:0], m.buf[len(m.buf)-keep:]...)
+		if !m.more() {
+			return false
+		}
+	}
+}
+
+// line returns the rest of the current line, without its newline; false
+// when the stream ended first.
+func (m *marked) line() (string, bool) {
+	for {
+		if i := bytes.IndexByte(m.buf, '\n'); i >= 0 {
+			l := string(m.buf[:i])
+			m.buf = append(m.buf[:0], m.buf[i+1:]...)
+			return l, true
+		}
+		if !m.more() {
+			return "", false
+		}
 	}
 }
 
@@ -282,37 +316,12 @@ func (s *shellSession) read(stdout io.Reader) {
 // to the current errSink up to its end of frame.
 func (s *shellSession) readErr(stderr io.Reader) {
 	defer close(s.errDead)
-	buf := make([]byte, 0, 4<<10)
-	chunk := make([]byte, 4<<10)
-	readMore := func() bool {
-		n, err := stderr.Read(chunk)
-		buf = append(buf, chunk[:n]...)
-		return n > 0 || err == nil
+	m := &marked{r: stderr, chunk: make([]byte, 4<<10)}
+	if m.skipTo([]byte("R"+s.marker+"\n")) < 0 {
+		return
 	}
-	ready := []byte("R" + s.marker + "\n")
-	for !bytes.Contains(buf, ready) {
-		if !readMore() {
-			return
-		}
-		if len(buf) > 64<<10 {
-			buf = append(buf[:0], buf[len(buf)-1024:]...)
-		}
-	}
-	buf = buf[bytes.Index(buf, ready)+len(ready):]
 	end := []byte("\nS" + s.marker + "\n")
-	for {
-		i := bytes.Index(buf, end)
-		if i < 0 {
-			keep := partialSuffix(buf, end)
-			s.writeErr(buf[:len(buf)-keep])
-			buf = append(buf[:0], buf[len(buf)-keep:]...)
-			if !readMore() {
-				return
-			}
-			continue
-		}
-		s.writeErr(buf[:i])
-		buf = append(buf[:0], buf[i+len(end):]...)
+	for m.until(end, s.writeErr) {
 		s.mu.Lock()
 		s.errEnded++
 		close(s.errTick)
