@@ -97,17 +97,17 @@ func (r *run) watchCanary(ctx context.Context, duration time.Duration, watch fun
 	wctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	go func() {
-		t := time.NewTicker(100 * time.Millisecond)
-		defer t.Stop()
 		for {
-			select {
-			case <-wctx.Done():
-				return
-			case <-t.C:
-			}
+			changed := r.e.d.Store.Changed()
 			if r.stopRequested() {
 				cancel(errCanaryStopped)
 				return
+			}
+			select {
+			case <-wctx.Done():
+				return
+			case <-changed: // a request is recorded
+			case <-r.stop: // Ctrl-C of a local deploy
 			}
 		}
 	}()

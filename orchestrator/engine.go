@@ -43,6 +43,9 @@ type Store interface {
 	// the plan that deployed the release it returns to).
 	Deployments() []deploy.Deployment
 	HostRecord(name string) deploy.HostRecord
+	// Changed fires on the next change of the state (an operator's pause
+	// or abort request among them).
+	Changed() <-chan struct{}
 }
 
 // Deps are the engine's collaborators, passed in so that tests can use fakes.
